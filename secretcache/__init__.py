@@ -1,0 +1,44 @@
+"""secretcache: a fast, thread-safe client-side cache for AWS Secrets Manager.
+
+The public names live here; every module with a leading underscore is private.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from secretcache._cache import ChangeListener, SecretCache
+from secretcache._errors import (
+    InvalidSecretRequestError,
+    SecretAccessDeniedError,
+    SecretCacheError,
+    SecretDecryptionError,
+    SecretFormatError,
+    SecretNotFoundError,
+    SecretUnavailableError,
+)
+from secretcache._policy import RetryPolicy
+from secretcache._stats import CacheStats
+from secretcache._value import SecretChange, SecretValue
+
+try:
+    __version__ = version("secretcache")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = [
+    "CacheStats",
+    "ChangeListener",
+    "InvalidSecretRequestError",
+    "RetryPolicy",
+    "SecretAccessDeniedError",
+    "SecretCache",
+    "SecretCacheError",
+    "SecretChange",
+    "SecretDecryptionError",
+    "SecretFormatError",
+    "SecretNotFoundError",
+    "SecretUnavailableError",
+    "SecretValue",
+    "__version__",
+]

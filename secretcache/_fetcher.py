@@ -1,0 +1,235 @@
+"""The only code that talks to Secrets Manager: client set-up, retries and error mapping."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import tenacity
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ResponseStreamingError,
+)
+from botocore.parsers import ResponseParserError
+
+from secretcache._errors import (
+    InvalidSecretRequestError,
+    SecretAccessDeniedError,
+    SecretCacheError,
+    SecretDecryptionError,
+    SecretNotFoundError,
+    SecretUnavailableError,
+)
+from secretcache._keys import DEFAULT_STAGE
+from secretcache._policy import RetryPolicy
+from secretcache._stats import Counters
+from secretcache._value import SecretValue
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_secretsmanager.type_defs import GetSecretValueResponseTypeDef
+
+__all__ = ["CONNECT_TIMEOUT", "READ_TIMEOUT", "Fetcher", "build_client", "is_transient", "map_error"]
+
+CONNECT_TIMEOUT = 2.0
+"""Seconds a client built by the cache waits to open a connection."""
+READ_TIMEOUT = 5.0
+"""Seconds a client built by the cache waits for a response."""
+
+_T = TypeVar("_T")
+
+# Mirrors botocore's own "standard" retry mode (botocore/retries/standard.py).
+_THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {"RequestTimeout", "RequestTimeoutException", "InternalServiceError", "InternalFailure", "ServiceUnavailable"}
+)
+_TRANSIENT_EXCEPTIONS = (
+    ConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    ResponseStreamingError,
+    ResponseParserError,
+)
+_PERMANENT_CODES: dict[str, type[SecretCacheError]] = {
+    "ResourceNotFoundException": SecretNotFoundError,
+    "AccessDeniedException": SecretAccessDeniedError,
+    "AccessDenied": SecretAccessDeniedError,
+    "UnrecognizedClientException": SecretAccessDeniedError,
+    "InvalidSignatureException": SecretAccessDeniedError,
+    "ExpiredTokenException": SecretAccessDeniedError,
+    "DecryptionFailure": SecretDecryptionError,
+    "InvalidRequestException": InvalidSecretRequestError,
+    "InvalidParameterException": InvalidSecretRequestError,
+    "ValidationException": InvalidSecretRequestError,
+}
+
+
+def build_client() -> SecretsManagerClient:
+    """Build the ``secretsmanager`` client a cache uses when none is given.
+
+    Botocore's retries are off (the cache's :class:`RetryPolicy` is the one policy) and
+    connect/read timeouts are bounded. Region and credentials come from the usual boto3 chain.
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        user_agent_extra="secretcache",
+    )
+    # A fresh Session per client: boto3's default session is not thread-safe.
+    return boto3.session.Session().client("secretsmanager", config=config)
+
+
+def _status(err: ClientError) -> int:
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return status if isinstance(status, int) else 0
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether ``err`` is worth retrying: throttling, 5xx, timeouts, connection errors."""
+    if isinstance(err, ClientError):
+        code = err.response.get("Error", {}).get("Code", "")
+        return code in _THROTTLING_CODES or code in _TRANSIENT_CODES or _status(err) >= 500
+    return isinstance(err, _TRANSIENT_EXCEPTIONS)
+
+
+def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheError:
+    """Translate a botocore failure into the matching typed secretcache error."""
+    where = f"{operation} for secret {secret_id!r}"
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        code = error.get("Code", "Unknown")
+        detail = f"{where} failed: {code}: {error.get('Message', '')}".rstrip(": ")
+        if is_transient(err):
+            return SecretUnavailableError(f"{detail} (retries exhausted)", secret_id=secret_id)
+        return _PERMANENT_CODES.get(code, SecretUnavailableError)(detail, secret_id=secret_id)
+    if isinstance(err, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
+        return SecretAccessDeniedError(f"{where} failed: no usable AWS credentials: {err}", secret_id=secret_id)
+    if isinstance(err, NoRegionError):
+        return InvalidSecretRequestError(
+            f"{where} failed: no AWS region is configured; set AWS_REGION or pass a client",
+            secret_id=secret_id,
+        )
+    if isinstance(err, ParamValidationError):
+        return InvalidSecretRequestError(f"{where} was refused by botocore: {err}", secret_id=secret_id)
+    if isinstance(err, BotoCoreError) and is_transient(err):
+        return SecretUnavailableError(f"{where} failed: {err} (retries exhausted)", secret_id=secret_id)
+    return SecretUnavailableError(f"{where} failed: {type(err).__name__}: {err}", secret_id=secret_id)
+
+
+def to_secret_value(response: GetSecretValueResponseTypeDef) -> SecretValue:
+    """Build a :class:`SecretValue` from a ``GetSecretValue`` response."""
+    binary = response.get("SecretBinary")
+    return SecretValue(
+        name=response["Name"],
+        arn=response["ARN"],
+        version_id=response["VersionId"],
+        version_stages=tuple(response.get("VersionStages", ())),
+        created_date=response.get("CreatedDate"),
+        secret_string=response.get("SecretString"),
+        secret_binary=bytes(binary) if binary is not None else None,
+    )
+
+
+class Fetcher:
+    """Calls Secrets Manager for a cache, with retries, error mapping and call counting.
+
+    Thread-safe: the lazily built client is created once under a private lock (boto3 clients
+    are themselves thread-safe) and no other state changes after construction.
+    """
+
+    def __init__(
+        self,
+        client: SecretsManagerClient | None,
+        retry: RetryPolicy,
+        counters: Counters,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._owns_client = client is None
+        self._client_lock = threading.Lock()
+        self._counters = counters
+        self._retry = retry
+        self._sleep = sleep
+
+    @property
+    def client(self) -> SecretsManagerClient:
+        """The client, built on first use when none was given."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                client = self._client
+                if client is None:
+                    client = self._client = build_client()
+        return client
+
+    def get_secret_value(self, secret_id: str, version_stage: str | None, version_id: str | None) -> SecretValue:
+        """Fetch one version of a secret; AWSCURRENT when neither stage nor version id is given.
+
+        ``VersionStage`` is always sent when no version id is asked for, so the label is never
+        left for the service to default.
+
+        Raises:
+            SecretCacheError: The typed error matching the failure, the botocore error chained.
+        """
+        kwargs: dict[str, Any] = {"SecretId": secret_id}
+        if version_id is not None:
+            kwargs["VersionId"] = version_id
+        if version_stage is not None or version_id is None:
+            kwargs["VersionStage"] = version_stage or DEFAULT_STAGE
+
+        def attempt() -> GetSecretValueResponseTypeDef:
+            client = self.client
+            self._counters.api_call("GetSecretValue")
+            return client.get_secret_value(**kwargs)
+
+        value = to_secret_value(self._call("GetSecretValue", secret_id, attempt))
+        if version_stage is not None and version_id is not None and version_stage not in value.version_stages:
+            raise InvalidSecretRequestError(
+                f"version_stage {version_stage!r} does not label version_id {version_id!r} of secret {secret_id!r}",
+                secret_id=secret_id,
+            )
+        return value
+
+    def _call(self, operation: str, secret_id: str, attempt: Callable[[], _T]) -> _T:
+        policy = self._retry
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_before_delay(policy.deadline),
+            wait=tenacity.wait_random_exponential(multiplier=policy.initial_delay, max=policy.max_delay),
+            retry=tenacity.retry_if_exception(is_transient),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except (BotoCoreError, ClientError, ResponseParserError) as err:
+            raise map_error(err, operation, secret_id) from err

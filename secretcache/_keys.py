@@ -1,0 +1,105 @@
+"""Secret identity: argument checks, cache keys, and matching names against ARNs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from secretcache._errors import InvalidSecretRequestError
+
+__all__ = ["CacheKey", "Key", "aliases", "check_secret_id", "make_key", "split_key"]
+
+MAX_SECRET_ID = 2048
+MAX_VERSION_ID = 64
+MAX_STAGE = 256
+DEFAULT_STAGE = "AWSCURRENT"
+
+# The six random characters Secrets Manager appends to a name to form the ARN.
+_ARN_SUFFIX = re.compile(r"(.+)-[A-Za-z0-9]{6}")
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """Cache key of a lookup by a non-default staging label and/or a version id.
+
+    Lookups of AWSCURRENT by stage are keyed by the bare secret id string instead, which keeps
+    the hot path free of allocations; a ``Key`` never compares equal to a string or a tuple.
+    """
+
+    secret_id: str
+    version_stage: str | None
+    version_id: str | None
+
+
+CacheKey = str | Key
+
+
+def check_secret_id(secret_id: object) -> str:
+    """Return ``secret_id`` if it is a usable secret name or ARN.
+
+    Raises:
+        TypeError: Not a string.
+        InvalidSecretRequestError: Empty or longer than 2048 characters.
+    """
+    if not isinstance(secret_id, str):
+        raise TypeError(f"secret_id must be a str (a secret name or ARN), not {type(secret_id).__name__}")
+    if not secret_id or secret_id.isspace():
+        raise InvalidSecretRequestError("secret_id must be a non-empty secret name or ARN")
+    if len(secret_id) > MAX_SECRET_ID:
+        raise InvalidSecretRequestError(
+            f"secret_id is {len(secret_id)} characters long; Secrets Manager accepts at most {MAX_SECRET_ID}"
+        )
+    return secret_id
+
+
+def _check_label(value: object, name: str, limit: int, secret_id: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
+    if not value or len(value) > limit:
+        raise InvalidSecretRequestError(
+            f"{name} for secret {secret_id!r} must be 1 to {limit} characters, got {len(value)}",
+            secret_id=secret_id,
+        )
+    return value
+
+
+def make_key(secret_id: object, version_stage: object, version_id: object) -> CacheKey:
+    """Validate a lookup's arguments and return its cache key.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        InvalidSecretRequestError: An argument is empty or too long.
+    """
+    sid = check_secret_id(secret_id)
+    stage = _check_label(version_stage, "version_stage", MAX_STAGE, sid)
+    vid = _check_label(version_id, "version_id", MAX_VERSION_ID, sid)
+    if vid is None and (stage is None or stage == DEFAULT_STAGE):
+        return sid
+    return Key(sid, stage, vid)
+
+
+def split_key(key: CacheKey) -> tuple[str, str | None, str | None]:
+    """Return ``(secret_id, version_stage, version_id)`` of a cache key."""
+    if isinstance(key, Key):
+        return key.secret_id, key.version_stage, key.version_id
+    return key, None, None
+
+
+def aliases(secret_id: str) -> set[str]:
+    """Every spelling under which ``secret_id`` may name a secret.
+
+    A name stands for itself; a full ARN also for its name and its partial ARN (the ARN
+    without the six-character suffix); a partial ARN also for its name. Two ids that share an
+    alias may be the same secret. Over-matching is harmless for invalidation; missing is not.
+    """
+    found = {secret_id}
+    if secret_id.startswith("arn:") and ":secret:" in secret_id:
+        name = secret_id.split(":secret:", 1)[1]
+        found.add(name)
+        match = _ARN_SUFFIX.fullmatch(name)
+        if match:
+            found.add(match.group(1))
+            found.add(secret_id[:-7])
+    return found

@@ -1,0 +1,83 @@
+"""Counters kept by a cache and the immutable snapshot :meth:`SecretCache.stats` returns."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = ["CacheStats", "Counters"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """A snapshot of a cache's counters, taken by :meth:`SecretCache.stats`.
+
+    Counters only ever grow; subtract two snapshots to measure an interval. Holds counts and
+    operation names only, never a secret id or value. Immutable and safe to share.
+
+    Attributes:
+        hits: Reads answered from a fresh cached value without waiting. Counted without a lock
+            on the hot path, so under heavy contention on a free-threaded build it may
+            undercount slightly; every other counter is exact.
+        misses: Reads that had to wait for a fetch (cold key, expired value, forced refresh).
+        api_calls: Secrets Manager calls by operation name (``"GetSecretValue"``), one per
+            attempt, retries included.
+        refreshes: Fetches of a key that already held a value (expiry or forced refresh).
+        stale_served: Reads answered with an expired value because fetching it failed.
+        errors: Fetches that failed, after their retries.
+        evictions: Entries dropped to stay within ``max_size``.
+        size: Entries held when the snapshot was taken.
+    """
+
+    hits: int = 0
+    misses: int = 0
+    api_calls: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    refreshes: int = 0
+    stale_served: int = 0
+    errors: int = 0
+    evictions: int = 0
+    size: int = 0
+
+    @property
+    def total_api_calls(self) -> int:
+        """All Secrets Manager calls, whatever the operation."""
+        return sum(self.api_calls.values())
+
+    @property
+    def hit_ratio(self) -> float:
+        """``hits / (hits + misses)``, or 0.0 before the first read."""
+        reads = self.hits + self.misses
+        return self.hits / reads if reads else 0.0
+
+
+class Counters:
+    """Mutable counters behind a cache. Thread-safe: every change takes a short private lock."""
+
+    __slots__ = ("_api_calls", "_lock", "_values")
+
+    _NAMES = ("misses", "refreshes", "stale_served", "errors", "evictions")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: Counter[str] = Counter()
+        self._api_calls: Counter[str] = Counter()
+
+    def add(self, name: str, amount: int = 1) -> None:
+        """Add ``amount`` to the counter ``name`` (one of the :class:`CacheStats` counters)."""
+        with self._lock:
+            self._values[name] += amount
+
+    def api_call(self, operation: str) -> None:
+        """Count one call of a Secrets Manager operation."""
+        with self._lock:
+            self._api_calls[operation] += 1
+
+    def snapshot(self, *, hits: int, size: int) -> CacheStats:
+        """Return the counters as a :class:`CacheStats`, with ``hits`` and ``size`` given."""
+        with self._lock:
+            values = {name: self._values[name] for name in self._NAMES}
+            api_calls = MappingProxyType(dict(self._api_calls))
+        return CacheStats(hits=hits, api_calls=api_calls, size=size, **values)

@@ -1,0 +1,64 @@
+"""Value objects handed to callers: a fetched secret version and a version-change notice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = ["SecretChange", "SecretValue"]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SecretValue:
+    """One version of a secret as Secrets Manager returned it.
+
+    Immutable and safe to share between threads. ``repr()`` and ``str()`` show the metadata
+    and whether a value is present, never the value itself.
+
+    Attributes:
+        name: The secret's friendly name.
+        arn: The secret's full ARN.
+        version_id: The id of this version.
+        version_stages: The staging labels attached to this version when it was fetched
+            (for example ``("AWSCURRENT",)``); labels move, so this is a snapshot.
+        created_date: When this version was created, as reported by Secrets Manager.
+        secret_string: The string value, or ``None`` for a binary secret.
+        secret_binary: The binary value, or ``None`` for a string secret.
+    """
+
+    name: str
+    arn: str
+    version_id: str
+    version_stages: tuple[str, ...]
+    created_date: datetime | None
+    secret_string: str | None
+    secret_binary: bytes | None
+
+    def __repr__(self) -> str:
+        kind = "secret_string" if self.secret_string is not None else "secret_binary"
+        return (
+            f"SecretValue(name={self.name!r}, arn={self.arn!r}, version_id={self.version_id!r}, "
+            f"version_stages={self.version_stages!r}, created_date={self.created_date!r}, "
+            f"{kind}=<redacted>)"
+        )
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class SecretChange:
+    """A refresh found a new version behind a staging label. Carries ids only, never a value.
+
+    Attributes:
+        name: The secret's friendly name.
+        arn: The secret's full ARN.
+        version_stage: The staging label that moved (for example ``"AWSCURRENT"``).
+        old_version_id: The version id the cache held for that label before.
+        new_version_id: The version id the label points to now.
+    """
+
+    name: str
+    arn: str
+    version_stage: str
+    old_version_id: str
+    new_version_id: str

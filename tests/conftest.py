@@ -1,0 +1,204 @@
+"""Shared fixtures: AWS backends (in-process moto and moto's HTTP server), call counting,
+fault injection through botocore events, and a fake clock."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from secretcache import RetryPolicy
+
+REGION = "us-east-1"
+
+# No retry delays in tests: backoff timing is the fetcher's business, counts are ours.
+FAST_RETRY = RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0, deadline=30.0)
+
+
+@pytest.fixture(autouse=True)
+def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region; no SECRETCACHE_* or endpoint settings leak in."""
+    for name in list(os.environ):
+        if name.startswith(("SECRETCACHE_", "AWS_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+
+class FakeClock:
+    """A monotonic clock that only moves when a test says so."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+class Calls:
+    """Counts Secrets Manager calls made through one client, and injects faults or delays.
+
+    Hooks run on botocore's ``before-call`` event, the documented way to observe a client.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._faults: list[Callable[[str, dict[str, Any]], None]] = []
+        client.meta.events.register("before-call.secretsmanager.*", self._before_call)
+
+    def _before_call(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            self.counts[model.name] += 1
+            faults = list(self._faults)
+        for fault in faults:
+            fault(model.name, params)
+
+    def __getitem__(self, operation: str) -> int:
+        with self._lock:
+            return self.counts[operation]
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.counts.values())
+
+    def add_fault(self, fault: Callable[[str, dict[str, Any]], None]) -> Callable[[], None]:
+        """Run ``fault(operation, params)`` before every call; returns a remover."""
+        with self._lock:
+            self._faults.append(fault)
+
+        def remove() -> None:
+            with self._lock:
+                self._faults.remove(fault)
+
+        return remove
+
+    def fail_with(self, code: str, status: int = 400, times: int | None = None) -> Callable[[], None]:
+        """Make calls fail with a service error ``code`` (all calls, or the next ``times``)."""
+        remaining = [times]
+
+        def fault(operation: str, _params: dict[str, Any]) -> None:
+            if remaining[0] is not None:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            raise ClientError(
+                {
+                    "Error": {"Code": code, "Message": f"injected {code}"},
+                    "ResponseMetadata": {"HTTPStatusCode": status},
+                },
+                operation,
+            )
+
+        return self.add_fault(fault)
+
+    def raise_error(self, error: Exception, times: int | None = None) -> Callable[[], None]:
+        """Make calls raise ``error`` (all calls, or the next ``times``)."""
+        remaining = [times]
+
+        def fault(_operation: str, _params: dict[str, Any]) -> None:
+            if remaining[0] is not None:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            raise error
+
+        return self.add_fault(fault)
+
+    def hold(self) -> threading.Event:
+        """Block every call until the returned event is set (a slow backend)."""
+        gate = threading.Event()
+        self.add_fault(lambda _op, _params: _wait(gate))
+        return gate
+
+
+def _wait(gate: threading.Event) -> None:
+    if not gate.wait(timeout=30):
+        raise AssertionError("a held call was never released")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's threaded HTTP server on a free loopback port, for the whole session."""
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def _reset(endpoint: str) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback moto server
+        response.read()
+
+
+@pytest.fixture(params=["in-process", "http"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Callable[[], Any]]:
+    """A factory of real boto3 clients talking to moto, in-process or over HTTP."""
+    if request.param == "in-process":
+        with mock_aws():
+            yield lambda: boto3.client("secretsmanager", region_name=REGION)
+    else:
+        endpoint = request.getfixturevalue("moto_server")
+        _reset(endpoint)
+        config = Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=10)
+        yield lambda: boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint, config=config)
+        _reset(endpoint)
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """In-process moto only, for tests where the wire does not matter."""
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def client(aws: None) -> Any:
+    """An in-process moto client used by the cache under test."""
+    return boto3.client("secretsmanager", region_name=REGION)
+
+
+@pytest.fixture
+def admin(client: Any) -> Any:
+    """A second client for setting up secrets, so set-up calls are not counted."""
+    return boto3.client("secretsmanager", region_name=REGION)
+
+
+@pytest.fixture
+def calls(client: Any) -> Calls:
+    return Calls(client)
