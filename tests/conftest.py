@@ -3,6 +3,7 @@ fault injection through botocore events, and a fake clock."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -72,8 +73,9 @@ class Calls:
         with self._lock:
             self.counts[model.name] += 1
             faults = list(self._faults)
+        api_params = json.loads(params["body"] or b"{}")  # the JSON request: SecretId, VersionStage, ...
         for fault in faults:
-            fault(model.name, params)
+            fault(model.name, api_params)
 
     def __getitem__(self, operation: str) -> int:
         with self._lock:
