@@ -3,9 +3,8 @@
 The public names live here; every module with a leading underscore is private.
 """
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from secretcache._cache import ChangeListener, SecretCache
 from secretcache._errors import (
@@ -22,8 +21,8 @@ from secretcache._stats import CacheStats
 from secretcache._value import SecretChange, SecretValue
 
 try:
-    __version__ = version("secretcache")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = _version("secretcache")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 
 __all__ = [

@@ -3,6 +3,7 @@ fault injection through botocore events, and a fake clock."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -161,11 +162,14 @@ def moto_server() -> Iterator[str]:
 
 
 def _reset(endpoint: str) -> None:
-    import urllib.request
-
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback moto server
-        response.read()
+    """Wipe the moto server's state through its reset API."""
+    host, port = endpoint.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", "/moto-api/reset")
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
 
 
 @pytest.fixture(params=["in-process", "http"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -59,9 +60,7 @@ def test_deleted_secret_is_an_invalid_request(client: Any, admin: Any, clock: Fa
         make_cache(client, clock).get_secret_string("db")
 
 
-def test_remembered_error_backs_off_growing_and_capped(
-    client: Any, admin: Any, calls: Calls, clock: FakeClock
-) -> None:
+def test_remembered_error_backs_off_growing_and_capped(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
     """A hot loop on a missing secret calls the API once per backoff, which doubles up to a cap."""
     cache = make_cache(client, clock, retry=BACKOFF)
     call_times = []
@@ -73,7 +72,7 @@ def test_remembered_error_backs_off_growing_and_capped(
         if calls["GetSecretValue"] > before:
             call_times.append(clock.now)
         clock.advance(0.125)
-    gaps = [b - a for a, b in zip(call_times, call_times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(call_times)]
     assert gaps[:4] == [1.0, 2.0, 4.0, 8.0]
     assert set(gaps[4:]) == {8.0}
     assert cache.stats().errors == len(call_times)

@@ -111,9 +111,7 @@ def test_reads_after_invalidate_do_not_join_an_older_fetch(
     assert calls["GetSecretValue"] == 2
 
 
-def test_orphaned_fetch_does_not_install_its_old_value(
-    client: Any, admin: Any, calls: Calls, clock: FakeClock
-) -> None:
+def test_orphaned_fetch_does_not_install_its_old_value(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
     """A fetch that read the old value before invalidate() is not installed when it ends."""
     admin.create_secret(Name="db", SecretString="pw-1")
     cache = make_cache(client, clock)

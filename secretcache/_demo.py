@@ -1,0 +1,168 @@
+"""``secretcache demo``: the whole story against an embedded local Secrets Manager (moto)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from secretcache._cache import SecretCache
+from secretcache._errors import SecretUnavailableError
+from secretcache._policy import RetryPolicy
+from secretcache._value import SecretChange
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+__all__ = ["run_demo"]
+
+SECRET = "demo/db-password"  # noqa: S105 - a secret name, not a password
+TTL = 300.0
+
+
+class _DemoClock:
+    """A monotonic clock the story fast-forwards, so minutes pass without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _step(number: int, title: str) -> None:
+    _say()
+    _say(f"{number}. {title}")
+
+
+def _calls(client: SecretsManagerClient) -> dict[str, int]:
+    """Count GetSecretValue calls as they leave the client (botocore's before-call event)."""
+    counts = {"GetSecretValue": 0}
+
+    def count(**_: Any) -> None:
+        counts["GetSecretValue"] += 1
+
+    client.meta.events.register("before-call.secretsmanager.GetSecretValue", count)
+    return counts
+
+
+def run_demo() -> int:
+    """Run the demo; return the process exit status."""
+    try:
+        from moto import mock_aws
+    except ImportError:
+        print(
+            "secretcache: error: the demo needs moto; install it with: pip install 'secretcache[demo]'",
+            file=sys.stderr,
+        )
+        return 1
+    import boto3
+    from botocore.exceptions import EndpointConnectionError
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("   [log %(levelname)s] %(message)s"))
+    logger = logging.getLogger("secretcache")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        with mock_aws():
+            client = boto3.client("secretsmanager", region_name="us-east-1")
+            return _story(client, EndpointConnectionError)
+    finally:
+        logger.removeHandler(handler)
+
+
+def _story(client: SecretsManagerClient, outage_error: Any) -> int:
+    clock = _DemoClock()
+    calls = _calls(client)
+    retry = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05, failure_backoff=30.0, max_failure_backoff=120.0)
+    cache = SecretCache(client, ttl=TTL, max_stale=3600.0, ttl_jitter=0.0, retry=retry, clock=clock)
+    changes: list[SecretChange] = []
+    cache.on_change(changes.append)
+
+    _say("secretcache demo: a local Secrets Manager (moto), a simulated clock, no AWS account needed.")
+    _say(f"Cache settings: ttl={TTL:.0f}s, max_stale=3600s, retry={retry.attempts} attempts")
+
+    _step(1, f"Create the secret {SECRET!r} with password 'correct-horse-1'.")
+    first = client.create_secret(Name=SECRET, SecretString="correct-horse-1")
+    _say(f"   version {first['VersionId'][:8]}... is AWSCURRENT")
+
+    _step(2, "32 threads ask for it at the same moment (a cold start stampede).")
+    barrier = threading.Barrier(32)
+
+    def read() -> str:
+        barrier.wait()
+        return cache.get_secret_string(SECRET)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        values = list(pool.map(lambda _: read(), range(32)))
+    _say(f"   32 reads returned {sorted(set(values))}; GetSecretValue calls so far: {calls['GetSecretValue']}")
+    for _ in range(10_000):
+        cache.get_secret_string(SECRET)
+    _say(f"   10,000 more reads within the TTL; GetSecretValue calls so far: {calls['GetSecretValue']}")
+
+    _step(3, "Rotate the password: stage 'correct-horse-2' as AWSPENDING, then move AWSCURRENT to it.")
+    pending = client.put_secret_value(SecretId=SECRET, SecretString="correct-horse-2", VersionStages=["AWSPENDING"])
+    _say(f"   AWSPENDING (readable during rotation): {cache.get_secret_string(SECRET, version_stage='AWSPENDING')!r}")
+    client.update_secret_version_stage(
+        SecretId=SECRET,
+        VersionStage="AWSCURRENT",
+        MoveToVersionId=pending["VersionId"],
+        RemoveFromVersionId=first["VersionId"],
+    )
+    _say(f"   right after rotation the cache still serves {cache.get_secret_string(SECRET)!r} (within its TTL)")
+    clock.now += TTL + 1
+    _say(f"   ... {TTL + 1:.0f} simulated seconds later:")
+    _say(f"   the cache serves {cache.get_secret_string(SECRET)!r}")
+    for change in changes:
+        _say(
+            f"   on_change fired: {change.version_stage} of {change.name!r} moved from "
+            f"{change.old_version_id[:8]}... to {change.new_version_id[:8]}... (ids only, never values)"
+        )
+    _say(f"   GetSecretValue calls so far: {calls['GetSecretValue']}")
+
+    _step(4, "Secrets Manager becomes unreachable (every call fails with a connection error).")
+
+    def outage(**_: Any) -> None:
+        raise outage_error(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com")
+
+    client.meta.events.register("before-call.secretsmanager.GetSecretValue", outage)
+    clock.now += TTL + 1
+    before = calls["GetSecretValue"]
+    _say(f"   {TTL + 1:.0f}s later the value is due for refresh; the refresh fails and is retried:")
+    value = cache.get_secret_string(SECRET)
+    _say(f"   the read still returns {value!r} (the last good value) after {calls['GetSecretValue'] - before} attempts")
+    for _ in range(1000):
+        cache.get_secret_string(SECRET)
+    _say(f"   1,000 more reads during the outage made {calls['GetSecretValue'] - before - retry.attempts} calls")
+    _say("   (failed fetches back off: no call for 30s, then 60s, 120s, ...)")
+    clock.now += 3600.0
+    try:
+        cache.get_secret_string(SECRET)
+    except SecretUnavailableError as err:
+        _say("   an hour later the value is too old to serve (max_stale), so reads raise:")
+        _say(f"   SecretUnavailableError: {err}")
+
+    _step(5, "Secrets Manager is back.")
+    client.meta.events.unregister("before-call.secretsmanager.GetSecretValue", outage)
+    clock.now += 120.0
+    _say(f"   after the backoff the next read fetches again: {cache.get_secret_string(SECRET)!r}")
+
+    _step(6, "Statistics (counts only: stats never hold a secret id or value).")
+    stats = cache.stats()
+    _say(f"   hits={stats.hits} misses={stats.misses} api_calls={dict(stats.api_calls)}")
+    _say(
+        f"   refreshes={stats.refreshes} stale_served={stats.stale_served} errors={stats.errors} "
+        f"evictions={stats.evictions} size={stats.size} hit_ratio={stats.hit_ratio:.4f}"
+    )
+    _say(f"   repr: {cache!r}")
+    cache.close()
+    _say()
+    _say("Done: one call per TTL however many threads, rotation picked up, outage ridden out.")
+    return 0

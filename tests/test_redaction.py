@@ -1,0 +1,85 @@
+"""A secret value never reaches secretcache's log lines, reprs, error messages or stats."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from secretcache import RetryPolicy, SecretCacheError, SecretChange, SecretValue
+from tests.conftest import Calls, FakeClock
+from tests.test_cache import make_cache, rotate
+
+MARKER = "Zq8-SECRET-MARKER-7Kp"  # recognisable, and unlike anything else in the output
+
+
+def test_value_never_appears_in_logs_reprs_errors_or_stats(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hits, misses, every error kind, stale serving, listeners and stats never show the value."""
+    admin.create_secret(Name="db", SecretString=json.dumps({"password": MARKER}))
+    admin.create_secret(Name="plain", SecretString=f"not json {MARKER}")
+    admin.create_secret(Name="bin", SecretBinary=MARKER.encode())
+    cache = make_cache(client, clock, retry=RetryPolicy(attempts=2, initial_delay=0, max_delay=0, failure_backoff=0))
+    texts: list[str] = []
+    errors: list[BaseException] = []
+    changes: list[SecretChange] = []
+    values: list[SecretValue] = []
+    cache.on_change(changes.append)
+
+    def attempt(read: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            result = read(*args, **kwargs)
+            if isinstance(result, SecretValue):  # plain strings are the value, on purpose
+                texts.append(repr(result))
+                texts.append(str(result))
+                values.append(result)
+        except SecretCacheError as error:
+            errors.append(error)
+
+    with caplog.at_level(logging.DEBUG, logger="secretcache"):
+        for _ in range(3):
+            attempt(cache.get_secret, "db")
+            attempt(cache.get_secret_string, "db")
+        attempt(cache.get_secret_json, "plain")
+        attempt(cache.get_secret_json, "db", "missing-key")
+        attempt(cache.get_secret_string, "bin")
+        attempt(cache.get_secret_json, "bin")
+        attempt(cache.get_secret, "bin")
+        # stale serving through an outage, then exhaustion
+        remove = calls.fail_with("ThrottlingException")
+        clock.advance(61)
+        attempt(cache.get_secret, "db")
+        clock.advance(3601)
+        attempt(cache.get_secret_string, "db")
+        remove()
+        # every typed error kind
+        kinds = ["ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure", "InvalidRequestException"]
+        for code in kinds:
+            remove = calls.fail_with(code)
+            cache.invalidate()
+            attempt(cache.get_secret_string, "db")
+            remove()
+        # a rotation reported to a listener
+        cache.invalidate()
+        attempt(cache.get_secret_string, "db")
+        rotate(admin, "db", json.dumps({"password": MARKER + "-2"}))
+        clock.advance(61)
+        attempt(cache.get_secret_string, "db")
+
+    assert len(errors) >= 8
+    assert len(values) >= 4
+    assert changes
+    texts += [record.getMessage() for record in caplog.records if record.name.startswith("secretcache")]
+    texts += [repr(cache), str(cache.stats()), repr(cache.stats().api_calls)]
+    texts += [repr(change) for change in changes]
+    for error in errors:
+        texts += [str(error), repr(error)]
+        cause = error.__cause__
+        if cause is not None:
+            texts.append(str(cause))
+    leaks = [text for text in texts if MARKER in text]
+    assert leaks == []
+    assert any("stale" in text or "cached value" in text for text in texts)  # the logs were captured

@@ -1,0 +1,119 @@
+"""Bad arguments fail before any API call, with a message that says what is wrong."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from secretcache import InvalidSecretRequestError, RetryPolicy, SecretCache
+from tests.conftest import Calls, FakeClock
+from tests.test_cache import make_cache
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"secret_id": ""}, InvalidSecretRequestError, "non-empty"),
+        ({"secret_id": "   "}, InvalidSecretRequestError, "non-empty"),
+        ({"secret_id": "x" * 2049}, InvalidSecretRequestError, "at most 2048"),
+        ({"secret_id": None}, TypeError, "secret_id must be a str"),
+        ({"secret_id": 42}, TypeError, "secret_id must be a str"),
+        ({"secret_id": ["db"]}, TypeError, "secret_id must be a str"),
+        ({"secret_id": b"db"}, TypeError, "secret_id must be a str"),
+        ({"secret_id": "db", "version_stage": 1}, TypeError, "version_stage must be a str"),
+        ({"secret_id": "db", "version_stage": ""}, InvalidSecretRequestError, "version_stage"),
+        ({"secret_id": "db", "version_id": "v" * 65}, InvalidSecretRequestError, "version_id"),
+        ({"secret_id": "db", "version_id": 7}, TypeError, "version_id must be a str"),
+        ({"secret_id": "db", "force_refresh": "yes"}, TypeError, "force_refresh must be a bool"),
+    ],
+)
+@pytest.mark.parametrize("method", ["get_secret_string", "get_secret_binary", "get_secret_json", "get_secret"])
+def test_bad_read_arguments_fail_before_any_call(
+    client: Any, calls: Calls, clock: FakeClock, method: str, kwargs: dict[str, Any], error: type, message: str
+) -> None:
+    """Every read refuses bad arguments with a clear error and no API call."""
+    cache = make_cache(client, clock)
+    arguments = dict(kwargs)
+    secret_id = arguments.pop("secret_id")
+    with pytest.raises(error, match=message):
+        getattr(cache, method)(secret_id, **arguments)
+    assert calls.total == 0
+
+
+def test_bad_argument_errors_are_value_errors(client: Any, clock: FakeClock) -> None:
+    """InvalidSecretRequestError is also a ValueError, as bad-argument errors are in Python."""
+    with pytest.raises(ValueError, match="non-empty"):
+        make_cache(client, clock).get_secret_string("")
+
+
+def test_unknown_options_are_refused(client: Any, clock: FakeClock) -> None:
+    """Options are real keyword-only parameters: a typo is a TypeError, never ignored."""
+    cache = make_cache(client, clock)
+    with pytest.raises(TypeError):
+        cache.get_secret_string("db", versionstage="AWSPENDING")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        cache.get_secret_string("db", "AWSPENDING")  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        SecretCache(client, time_to_live=5)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"ttl": -1}, ValueError, "ttl must be a duration >= 0"),
+        ({"ttl": float("nan")}, ValueError, "ttl"),
+        ({"ttl": "300"}, TypeError, "ttl must be seconds"),
+        ({"ttl": True}, TypeError, "ttl must be seconds"),
+        ({"ttl": timedelta(seconds=-1)}, ValueError, "ttl"),
+        ({"max_size": 0}, ValueError, "max_size must be >= 1"),
+        ({"max_size": 1.5}, TypeError, "max_size must be an int"),
+        ({"max_stale": -0.5}, ValueError, "max_stale"),
+        ({"ttl_jitter": 1.0}, ValueError, "ttl_jitter must be >= 0 and < 1"),
+        ({"ttl_jitter": -0.1}, ValueError, "ttl_jitter"),
+        ({"ttl_jitter": "0.1"}, TypeError, "ttl_jitter must be a number"),
+        ({"retry": {"attempts": 3}}, TypeError, "retry must be a RetryPolicy"),
+        ({"clock": 5}, TypeError, "clock must be"),
+    ],
+)
+def test_bad_cache_settings(kwargs: dict[str, Any], error: type, message: str) -> None:
+    """Out-of-range or mistyped settings fail at construction with the setting's name."""
+    with pytest.raises(error, match=message):
+        SecretCache(None, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"attempts": 0}, ValueError, "attempts must be >= 1"),
+        ({"attempts": 2.0}, TypeError, "attempts must be an int"),
+        ({"initial_delay": -1}, ValueError, "initial_delay"),
+        ({"max_delay": float("inf")}, ValueError, "max_delay must be finite"),
+        ({"initial_delay": 3.0, "max_delay": 1.0}, ValueError, "max_delay .* must be >= initial_delay"),
+        ({"deadline": "10"}, TypeError, "deadline"),
+        ({"failure_backoff": 5.0, "max_failure_backoff": 1.0}, ValueError, "max_failure_backoff"),
+    ],
+)
+def test_bad_retry_policy(kwargs: dict[str, Any], error: type, message: str) -> None:
+    """RetryPolicy checks its fields when built."""
+    with pytest.raises(error, match=message):
+        RetryPolicy(**kwargs)
+
+
+def test_invalidate_validates_its_argument(client: Any, clock: FakeClock) -> None:
+    """invalidate() takes a secret id or nothing."""
+    cache = make_cache(client, clock)
+    with pytest.raises(TypeError):
+        cache.invalidate(3)  # type: ignore[arg-type]
+    with pytest.raises(InvalidSecretRequestError):
+        cache.invalidate("")
+    assert cache.invalidate("never-read") == 0
+
+
+def test_retry_policy_backoff_doubles_to_its_cap() -> None:
+    """backoff_after grows exponentially with consecutive failures, capped."""
+    policy = RetryPolicy(failure_backoff=0.5, max_failure_backoff=3.0)
+    assert [policy.backoff_after(n) for n in range(6)] == [0.0, 0.5, 1.0, 2.0, 3.0, 3.0]
+    assert policy.backoff_after(10_000) == 3.0
+    assert RetryPolicy(deadline=timedelta(seconds=4)).deadline == 4.0  # type: ignore[arg-type]
