@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import tenacity
@@ -145,15 +147,22 @@ def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheErro
     return SecretUnavailableError(f"{where} failed: {type(err).__name__}: {err}", secret_id=secret_id)
 
 
-def to_secret_value(response: GetSecretValueResponseTypeDef) -> SecretValue:
-    """Build a :class:`SecretValue` from a ``GetSecretValue`` response."""
+def to_secret_value(response: GetSecretValueResponseTypeDef, secret_id: str) -> SecretValue:
+    """Build a :class:`SecretValue` from a ``GetSecretValue`` response.
+
+    Kept small, since it lives as long as its cache entry: the creation date is moved to UTC
+    (botocore gives each parsed date its own ``tzlocal`` object, several hundred bytes),
+    staging labels are interned, and the name reuses the requested id's string when equal.
+    """
     binary = response.get("SecretBinary")
+    created = response.get("CreatedDate")
+    name = response["Name"]
     return SecretValue(
-        name=response["Name"],
+        name=secret_id if name == secret_id else name,
         arn=response["ARN"],
         version_id=response["VersionId"],
-        version_stages=tuple(response.get("VersionStages", ())),
-        created_date=response.get("CreatedDate"),
+        version_stages=tuple(sys.intern(stage) for stage in response.get("VersionStages", ())),
+        created_date=created.astimezone(timezone.utc) if created is not None else None,
         secret_string=response.get("SecretString"),
         secret_binary=bytes(binary) if binary is not None else None,
     )
@@ -212,13 +221,8 @@ class Fetcher:
             self._counters.api_call("GetSecretValue")
             return client.get_secret_value(**kwargs)
 
-        value = to_secret_value(self._call("GetSecretValue", secret_id, attempt))
-        if version_stage is not None and version_id is not None and version_stage not in value.version_stages:
-            raise InvalidSecretRequestError(
-                f"version_stage {version_stage!r} does not label version_id {version_id!r} of secret {secret_id!r}",
-                secret_id=secret_id,
-            )
-        return value
+        # With both VersionId and VersionStage, Secrets Manager refuses a pair that disagrees.
+        return to_secret_value(self._call("GetSecretValue", secret_id, attempt), secret_id)
 
     def _call(self, operation: str, secret_id: str, attempt: Callable[[], _T]) -> _T:
         policy = self._retry

@@ -10,6 +10,7 @@ from secretcache._errors import InvalidSecretRequestError
 __all__ = ["CacheKey", "Key", "aliases", "check_secret_id", "make_key", "split_key"]
 
 MAX_SECRET_ID = 2048
+MIN_VERSION_ID = 32
 MAX_VERSION_ID = 64
 MAX_STAGE = 256
 DEFAULT_STAGE = "AWSCURRENT"
@@ -52,14 +53,15 @@ def check_secret_id(secret_id: object) -> str:
     return secret_id
 
 
-def _check_label(value: object, name: str, limit: int, secret_id: str) -> str | None:
+def _check_label(value: object, name: str, lengths: tuple[int, int], secret_id: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
-    if not value or len(value) > limit:
+    shortest, longest = lengths
+    if not shortest <= len(value) <= longest:
         raise InvalidSecretRequestError(
-            f"{name} for secret {secret_id!r} must be 1 to {limit} characters, got {len(value)}",
+            f"{name} for secret {secret_id!r} must be {shortest} to {longest} characters, got {len(value)}",
             secret_id=secret_id,
         )
     return value
@@ -73,8 +75,8 @@ def make_key(secret_id: object, version_stage: object, version_id: object) -> Ca
         InvalidSecretRequestError: An argument is empty or too long.
     """
     sid = check_secret_id(secret_id)
-    stage = _check_label(version_stage, "version_stage", MAX_STAGE, sid)
-    vid = _check_label(version_id, "version_id", MAX_VERSION_ID, sid)
+    stage = _check_label(version_stage, "version_stage", (1, MAX_STAGE), sid)
+    vid = _check_label(version_id, "version_id", (MIN_VERSION_ID, MAX_VERSION_ID), sid)
     if vid is None and (stage is None or stage == DEFAULT_STAGE):
         return sid
     return Key(sid, stage, vid)

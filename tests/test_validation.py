@@ -25,6 +25,7 @@ from tests.test_cache import make_cache
         ({"secret_id": "db", "version_stage": 1}, TypeError, "version_stage must be a str"),
         ({"secret_id": "db", "version_stage": ""}, InvalidSecretRequestError, "version_stage"),
         ({"secret_id": "db", "version_id": "v" * 65}, InvalidSecretRequestError, "version_id"),
+        ({"secret_id": "db", "version_id": "v1"}, InvalidSecretRequestError, "32 to 64 characters"),
         ({"secret_id": "db", "version_id": 7}, TypeError, "version_id must be a str"),
         ({"secret_id": "db", "force_refresh": "yes"}, TypeError, "force_refresh must be a bool"),
     ],
