@@ -103,9 +103,9 @@ class SecretCache:
         # Read without the lock by the hot path; changed only under the lock.
         self._entries: dict[CacheKey, Entry] = {}
         self._flights: dict[CacheKey, Flight] = {}
-        # Last version id seen per (secret, stage) key, kept across invalidation so a
-        # refetch after a rotation event still reports the change.
-        self._versions: LRUCache[CacheKey, str] = LRUCache(maxsize=max_size)
+        # Last version id seen per (ARN, stage), kept across invalidation so a refetch after
+        # a rotation event still reports the change; bounded like the entries.
+        self._versions: LRUCache[tuple[str, str], str] = LRUCache(maxsize=max_size)
         self._listeners: tuple[ChangeListener, ...] = ()
         self._retired_hits = 0
         self._closed = False
@@ -371,7 +371,7 @@ class SecretCache:
             self._counters.add("misses")
         if owner:
             self._fetch(key, flight, entry)
-        result = flight.wait()
+        result = flight.wait(key if isinstance(key, str) else key.secret_id)
         if result.error is None:
             return result
         with self._lock:
@@ -386,29 +386,35 @@ class SecretCache:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _fetch(self, key: CacheKey, flight: Flight, previous: Entry | None) -> None:
-        """Run one fetch for ``key`` outside the lock and publish it to the flight's waiters."""
+        """Run one fetch for ``key`` outside the lock and publish it to the flight's waiters.
+
+        Whatever happens, the flight is finished and removed, so no waiter is left hanging.
+        """
         secret_id, version_stage, version_id = split_key(key)
+        result: Entry | None = None
+        unexpected: BaseException | None = None
+        change = None
         try:
-            value = self._fetcher.get_secret_value(secret_id, version_stage, version_id)
-        except SecretCacheError as err:
-            self._counters.add("errors")
-            result = self._failed(key, previous, err, self._clock())
-        except BaseException as err:
+            try:
+                value = self._fetcher.get_secret_value(secret_id, version_stage, version_id)
+            except SecretCacheError as err:
+                self._counters.add("errors")
+                result = self._failed(key, previous, err, self._clock())
+            else:
+                result = self._fresh(value, version_id, self._clock())
+        except BaseException as err:  # not a botocore failure: hand it to every waiter as is
+            unexpected = err
+        finally:
             with self._lock:
                 if self._flights.get(key) is flight:
                     del self._flights[key]
-            flight.finish(None, err)
-            raise
-        else:
-            result = self._fresh(value, version_id, self._clock())
-        change = None
-        with self._lock:
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-                change = self._install(key, result)
-        flight.finish(result)
+                    if result is not None:
+                        change = self._install(key, result)
+            flight.finish(result, unexpected)
         if change is not None:
             self._notify(change)
+        if unexpected is not None and not isinstance(unexpected, Exception):
+            raise unexpected  # KeyboardInterrupt, SystemExit: the owner's own thread gets it
 
     def _fresh(self, value: SecretValue, version_id: str | None, now: float) -> Entry:
         if version_id is not None:
@@ -440,8 +446,11 @@ class SecretCache:
                 retry_at=retry_at,
                 failures=failures,
             )
-        if previous is None or previous.error is None:
-            logger.warning("fetching secret %r failed: %s", split_key(key)[0], err)
+        if not isinstance(err, SecretUnavailableError):
+            # A definite answer the caller receives as an exception; not worth a warning.
+            logger.debug("fetching secret %r failed: %s", split_key(key)[0], err)
+        elif previous is None or previous.error is None:
+            logger.warning("fetching secret %r failed and no cached value can be served: %s", split_key(key)[0], err)
         return Entry(None, error=err, retry_at=retry_at, failures=failures)
 
     def _install(self, key: CacheKey, entry: Entry) -> SecretChange | None:
@@ -461,11 +470,12 @@ class SecretCache:
         value = entry.value
         if entry.error is not None or value is None or (isinstance(key, Key) and key.version_id is not None):
             return None
-        previous_version = self._versions.get(key)
-        self._versions[key] = value.version_id
+        # Keyed by ARN, not by the id as requested: one report per change, however spelled.
+        stage = key.version_stage if isinstance(key, Key) and key.version_stage else DEFAULT_STAGE
+        previous_version = self._versions.get((value.arn, stage))
+        self._versions[value.arn, stage] = value.version_id
         if previous_version is None or previous_version == value.version_id:
             return None
-        stage = key.version_stage if isinstance(key, Key) and key.version_stage else DEFAULT_STAGE
         return SecretChange(value.name, value.arn, stage, previous_version, value.version_id)
 
     def _evict(self) -> None:

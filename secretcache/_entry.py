@@ -7,7 +7,7 @@ import math
 import threading
 from typing import Any
 
-from secretcache._errors import SecretCacheError, SecretFormatError, fresh_copy
+from secretcache._errors import SecretCacheError, SecretFormatError, SecretUnavailableError, fresh_copy
 from secretcache._value import SecretValue
 
 __all__ = ["Entry", "Flight", "thaw"]
@@ -150,10 +150,17 @@ class Flight:
         self.error = error
         self._done.set()
 
-    def wait(self) -> Entry:
-        """Block until the fetch ends; return its entry or raise an unexpected failure."""
+    def wait(self, secret_id: str) -> Entry:
+        """Block until the fetch ends; return its entry or raise its unexpected failure.
+
+        An ``Exception`` is re-raised as is. A fetch ended by ``KeyboardInterrupt`` or
+        ``SystemExit`` on its own thread surfaces elsewhere as ``SecretUnavailableError``.
+        """
         self._done.wait()
-        if self.entry is None:
-            assert self.error is not None
+        if self.entry is not None:
+            return self.entry
+        if isinstance(self.error, Exception):
             raise self.error
-        return self.entry
+        raise SecretUnavailableError(
+            f"the fetch of secret {secret_id!r} this read waited for was interrupted", secret_id=secret_id
+        ) from self.error

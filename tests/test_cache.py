@@ -277,6 +277,22 @@ class TestListeners:
         cache.get_secret_string("db")
         assert seen == [SecretChange("db", first["ARN"], "AWSCURRENT", first["VersionId"], new)]
 
+    def test_one_report_per_change_however_the_secret_is_spelled(
+        self, client: Any, admin: Any, clock: FakeClock
+    ) -> None:
+        """Entries for a name and its ARN refreshing onto a new version report the change once."""
+        arn = admin.create_secret(Name="db", SecretString="pw-1")["ARN"]
+        cache = make_cache(client, clock)
+        seen: list[SecretChange] = []
+        cache.on_change(seen.append)
+        for spelling in ("db", arn, arn[:-7]):
+            cache.get_secret_string(spelling)
+        rotate(admin, "db", "pw-2")
+        clock.advance(61)
+        for spelling in ("db", arn, arn[:-7]):
+            assert cache.get_secret_string(spelling) == "pw-2"
+        assert len(seen) == 1
+
     def test_change_after_invalidation_and_unsubscribe(self, client: Any, admin: Any, clock: FakeClock) -> None:
         """A refetch after invalidate() still reports the change; unsubscribing stops reports."""
         admin.create_secret(Name="db", SecretString="pw-1")

@@ -131,6 +131,32 @@ def test_waiters_of_a_flight_see_an_unexpected_error(client: Any, calls: Calls, 
     assert calls["GetSecretValue"] == 1
 
 
+def test_interrupted_fetch_reaches_owner_as_is_and_waiters_typed(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """KeyboardInterrupt stays on the fetching thread; waiters get SecretUnavailableError; nothing is kept."""
+    admin.create_secret(Name="db", SecretString="pw")
+    gate = threading.Event()
+    first = [True]
+
+    def interrupt_first(_op: str, _params: dict[str, Any]) -> None:
+        if first[0]:
+            first[0] = False
+            gate.wait(20)
+            raise KeyboardInterrupt
+
+    calls.add_fault(interrupt_first)
+    cache = make_cache(client, clock)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(cache.get_secret_string, "db") for _ in range(4)]
+        while cache.stats().misses < 4:
+            threading.Event().wait(0.001)
+        gate.set()
+        errors = [type(future.exception(timeout=20)).__name__ for future in futures]
+    assert sorted(errors) == ["KeyboardInterrupt"] + ["SecretUnavailableError"] * 3
+    assert cache.get_secret_string("db") == "pw"
+
+
 def test_flight_and_entry_reprs_hold_no_value() -> None:
     """Internal objects describe state, never the value."""
     entry = Entry(None, error=SecretUnavailableError("down", secret_id="db"), failures=2)
@@ -138,4 +164,4 @@ def test_flight_and_entry_reprs_hold_no_value() -> None:
     assert "failures=2" in repr(entry)
     flight = Flight()
     flight.finish(entry)
-    assert flight.wait() is entry
+    assert flight.wait("db") is entry

@@ -1,0 +1,37 @@
+"""Every example runs as its header says, so none rots."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+EXPECTED = {
+    "quickstart.py": ["1000 requests: 1 API call(s), hits=999, misses=1", "typed error:"],
+    "json_credentials.py": ["as orders_app", "database: orders", "has no JSON key 'sslrootcert'"],
+    "staging_labels.py": ["AWSPENDING: token-v2", "AWSCURRENT: token-v2", "AWSPREVIOUS: token-v1", "moved"],
+}
+
+
+def test_every_example_is_covered() -> None:
+    """A new example must be added to this test."""
+    assert sorted(path.name for path in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs(name: str) -> None:
+    """The example runs locally against moto and prints what it promises, never a secret."""
+    source = (EXAMPLES / name).read_text()
+    assert "python examples/" + name in source  # the one command written at its top
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    for expected in EXPECTED[name]:
+        assert expected in result.stdout
+    assert "example-password" not in result.stdout + result.stderr
+    assert "pk_live_example" not in result.stdout + result.stderr
