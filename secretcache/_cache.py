@@ -30,6 +30,9 @@ __all__ = ["ChangeListener", "SecretCache"]
 
 logger = logging.getLogger("secretcache")
 
+DEFAULT_RETRY = RetryPolicy()
+"""The retry policy of a cache built without one (immutable, so one instance serves all)."""
+
 
 class ChangeListener(Protocol):
     """Called with a :class:`SecretChange` when a fetch finds a new version behind a label."""
@@ -81,12 +84,10 @@ class SecretCache:
         max_size: int = 1024,
         max_stale: Duration = 3600.0,
         ttl_jitter: float = 0.1,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if retry is None:
-            retry = RetryPolicy()
-        elif not isinstance(retry, RetryPolicy):
+        if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a zero-argument function returning seconds")

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -101,6 +102,21 @@ class Calls:
 
     def fail_with(self, code: str, status: int = 400, times: int | None = None) -> Callable[[], None]:
         """Make calls fail with a service error ``code`` (all calls, or the next ``times``)."""
+
+        def make(operation: str) -> Exception:
+            error = {
+                "Error": {"Code": code, "Message": f"injected {code}"},
+                "ResponseMetadata": {"HTTPStatusCode": status},
+            }
+            return ClientError(error, operation)  # type: ignore[arg-type]
+
+        return self._raise(make, times)
+
+    def raise_error(self, error: Exception, times: int | None = None) -> Callable[[], None]:
+        """Make calls raise ``error`` (all calls, or the next ``times``)."""
+        return self._raise(lambda _operation: error, times)
+
+    def _raise(self, make: Callable[[str], Exception], times: int | None) -> Callable[[], None]:
         remaining = [times]
 
         def fault(operation: str, _params: dict[str, Any]) -> None:
@@ -108,26 +124,7 @@ class Calls:
                 if remaining[0] <= 0:
                     return
                 remaining[0] -= 1
-            raise ClientError(
-                {
-                    "Error": {"Code": code, "Message": f"injected {code}"},
-                    "ResponseMetadata": {"HTTPStatusCode": status},
-                },
-                operation,
-            )
-
-        return self.add_fault(fault)
-
-    def raise_error(self, error: Exception, times: int | None = None) -> Callable[[], None]:
-        """Make calls raise ``error`` (all calls, or the next ``times``)."""
-        remaining = [times]
-
-        def fault(_operation: str, _params: dict[str, Any]) -> None:
-            if remaining[0] is not None:
-                if remaining[0] <= 0:
-                    return
-                remaining[0] -= 1
-            raise error
+            raise make(operation)
 
         return self.add_fault(fault)
 
@@ -136,6 +133,18 @@ class Calls:
         gate = threading.Event()
         self.add_fault(lambda _op, _params: _wait(gate))
         return gate
+
+
+WATCHDOG = 20.0  # seconds; only ever reached when something deadlocks
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll until ``condition`` holds; fail (never hang) if it does not within the watchdog."""
+    deadline = time.monotonic() + WATCHDOG
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached: deadlock or lost wake-up")
+        time.sleep(0.001)
 
 
 def _wait(gate: threading.Event) -> None:

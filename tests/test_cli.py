@@ -83,29 +83,21 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 2
 
 
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "secretcache", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_get_over_http_in_a_subprocess(moto_server: str) -> None:
     """`python -m secretcache get` works as a real process talking HTTP to a local endpoint."""
     admin = boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_server)
     admin.create_secret(Name="cli/http", SecretString="over-the-wire")
     env = {**os.environ, "AWS_ENDPOINT_URL": moto_server}
-    result = subprocess.run(
-        [sys.executable, "-m", "secretcache", "get", "cli/http"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("get", "cli/http", env=env)
     assert (result.returncode, result.stdout, result.stderr) == (0, "over-the-wire\n", "")
-    missing = subprocess.run(
-        [sys.executable, "-m", "secretcache", "get", "cli/none"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    missing = run_cli("get", "cli/none", env=env)
     assert missing.returncode == 1
+    assert missing.stderr.startswith("secretcache: error: ")
     assert "Traceback" not in missing.stderr
 
 

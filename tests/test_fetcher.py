@@ -31,7 +31,7 @@ from secretcache import (
 from secretcache._entry import Entry, Flight
 from secretcache._fetcher import Fetcher, is_transient, map_error
 from secretcache._stats import Counters
-from tests.conftest import REGION, Calls, FakeClock
+from tests.conftest import REGION, Calls, FakeClock, wait_until
 from tests.test_cache import make_cache
 
 
@@ -122,8 +122,7 @@ def test_waiters_of_a_flight_see_an_unexpected_error(client: Any, calls: Calls, 
     cache = make_cache(client, clock)
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [pool.submit(cache.get_secret_string, "db") for _ in range(4)]
-        while cache.stats().misses < 4:
-            threading.Event().wait(0.001)
+        wait_until(lambda: cache.stats().misses == 4)
         gate.set()
         for future in futures:
             with pytest.raises(RuntimeError, match="handler bug"):
@@ -149,8 +148,7 @@ def test_interrupted_fetch_reaches_owner_as_is_and_waiters_typed(
     cache = make_cache(client, clock)
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [pool.submit(cache.get_secret_string, "db") for _ in range(4)]
-        while cache.stats().misses < 4:
-            threading.Event().wait(0.001)
+        wait_until(lambda: cache.stats().misses == 4)
         gate.set()
         errors = [type(future.exception(timeout=20)).__name__ for future in futures]
     assert sorted(errors) == ["KeyboardInterrupt"] + ["SecretUnavailableError"] * 3

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from secretcache import SecretCache, SecretNotFoundError
-from tests.conftest import Calls, FakeClock
+from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.test_cache import make_cache, rotate
-
-WATCHDOG = 20.0  # seconds; only ever reached when something deadlocks
-
-
-def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll until ``condition`` holds; fail (never hang) if it does not within the watchdog."""
-    deadline = time.monotonic() + WATCHDOG
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached: deadlock or lost wake-up")
-        time.sleep(0.001)
 
 
 def test_cold_stampede_of_32_threads_makes_one_call(backend: Any, clock: FakeClock) -> None:
