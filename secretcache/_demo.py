@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,13 @@ def _say(text: str = "") -> None:
 def _step(number: int, title: str) -> None:
     _say()
     _say(f"{number}. {title}")
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    """Let the background refresh thread finish its (local, fast) work."""
+    deadline = time.monotonic() + 10.0
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _calls(client: SecretsManagerClient) -> dict[str, int]:
@@ -87,7 +96,7 @@ def _story(client: SecretsManagerClient, outage_error: Any) -> int:
     cache.on_change(changes.append)
 
     _say("secretcache demo: a local Secrets Manager (moto), a simulated clock, no AWS account needed.")
-    _say(f"Cache settings: ttl={TTL:.0f}s, max_stale=3600s, retry={retry.attempts} attempts")
+    _say(f"Cache settings: ttl={TTL:.0f}s, refresh_ahead=0.8, max_stale=3600s, retry={retry.attempts} attempts")
 
     _step(1, f"Create the secret {SECRET!r} with password 'correct-horse-1'.")
     first = client.create_secret(Name=SECRET, SecretString="correct-horse-1")
@@ -117,9 +126,11 @@ def _story(client: SecretsManagerClient, outage_error: Any) -> int:
         RemoveFromVersionId=first["VersionId"],
     )
     _say(f"   right after rotation the cache still serves {cache.get_secret_string(SECRET)!r} (within its TTL)")
-    clock.now += TTL + 1
-    _say(f"   ... {TTL + 1:.0f} simulated seconds later:")
-    _say(f"   the cache serves {cache.get_secret_string(SECRET)!r}")
+    clock.now += TTL * 0.85
+    _say(f"   ... {TTL * 0.85:.0f} simulated seconds later (past refresh_ahead x ttl = {TTL * 0.8:.0f}s):")
+    _say(f"   a read returns {cache.get_secret_string(SECRET)!r} at once and starts ONE background refresh")
+    _wait_for(lambda: cache.stats().refreshes >= 1)
+    _say(f"   the next read serves {cache.get_secret_string(SECRET)!r}: no read waited for the network")
     for change in changes:
         _say(
             f"   on_change fired: {change.version_stage} of {change.name!r} moved from "
@@ -135,9 +146,10 @@ def _story(client: SecretsManagerClient, outage_error: Any) -> int:
     client.meta.events.register("before-call.secretsmanager.GetSecretValue", outage)
     clock.now += TTL + 1
     before = calls["GetSecretValue"]
-    _say(f"   {TTL + 1:.0f}s later the value is due for refresh; the refresh fails and is retried:")
-    value = cache.get_secret_string(SECRET)
-    _say(f"   the read still returns {value!r} (the last good value) after {calls['GetSecretValue'] - before} attempts")
+    _say(f"   {TTL + 1:.0f}s later the value has expired. A read returns the last good value at once:")
+    _say(f"   {cache.get_secret_string(SECRET)!r}, while the background refresh fails and is retried")
+    _wait_for(lambda: cache.stats().errors >= 1)
+    _say(f"   the refresh gave up after {calls['GetSecretValue'] - before} attempts; reads keep the old value:")
     for _ in range(1000):
         cache.get_secret_string(SECRET)
     _say(f"   1,000 more reads during the outage made {calls['GetSecretValue'] - before - retry.attempts} calls")
@@ -158,11 +170,12 @@ def _story(client: SecretsManagerClient, outage_error: Any) -> int:
     stats = cache.stats()
     _say(f"   hits={stats.hits} misses={stats.misses} api_calls={dict(stats.api_calls)}")
     _say(
-        f"   refreshes={stats.refreshes} stale_served={stats.stale_served} errors={stats.errors} "
+        f"   refreshes={stats.refreshes} background_refreshes={stats.background_refreshes} "
+        f"stale_served={stats.stale_served} errors={stats.errors} "
         f"evictions={stats.evictions} size={stats.size} hit_ratio={stats.hit_ratio:.4f}"
     )
     _say(f"   repr: {cache!r}")
     cache.close()
     _say()
-    _say("Done: one call per TTL however many threads, rotation picked up, outage ridden out.")
+    _say("Done: one call per TTL however many threads, rotation picked up in the background, outage ridden out.")
     return 0

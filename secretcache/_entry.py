@@ -10,39 +10,60 @@ from typing import Any
 from secretcache._errors import SecretCacheError, SecretFormatError, SecretUnavailableError, fresh_copy
 from secretcache._value import SecretValue
 
-__all__ = ["Entry", "Flight", "thaw"]
+__all__ = ["Entry", "Failure", "Flight", "binary_of", "json_of", "string_of", "thaw", "value_of"]
 
 _UNPARSED: Any = object()
+
+
+class Failure:
+    """A failed fetch remembered on an entry: the error and when to try again.
+
+    Attributes:
+        error: The typed error of the last fetch.
+        retry_at: Clock time before which no new fetch is started.
+        count: Consecutive failed fetches.
+    """
+
+    __slots__ = ("count", "error", "retry_at")
+
+    def __init__(self, error: SecretCacheError, retry_at: float, count: int) -> None:
+        self.error = error
+        self.retry_at = retry_at
+        self.count = count
 
 
 class Entry:
     """What the cache knows about one key: a value and/or a remembered failure, with deadlines.
 
-    The value and the deadlines never change once built; a refresh installs a new ``Entry``.
-    Readers therefore use an entry without locking. Three fields are bookkeeping written
-    outside the lock: ``hits`` (counted on the hot path, doubling as the recency signal for
-    eviction), ``seen`` (the hit count at the last eviction sweep), and the memoised JSON parse.
+    The value and the deadlines never change once built (a refresh installs a new ``Entry``),
+    so readers use an entry without locking. Bookkeeping written outside that rule: ``hits``
+    (counted on the hot path, doubling as the recency signal for eviction), ``seen`` (the hit
+    count at the last eviction sweep), the memoised JSON parse, and ``refresh_at``, moved to
+    ``fresh_until`` under the cache lock once a background refresh is scheduled.
+
+    Invariant: ``refresh_at <= fresh_until <= stale_until``, so a read that finds
+    ``now < refresh_at`` may return the value with no further check.
 
     Attributes:
         value: The last good value, or ``None`` if no value is usable.
         string: ``value.secret_string`` copied for the hot path.
-        fresh_until: Clock time up to which ``value`` is served without fetching.
-        stale_until: Clock time up to which ``value`` may be served when fetching fails.
-        error: The failure of the last fetch, or ``None`` after a success.
-        retry_at: Clock time before which no new fetch is started after a failure.
-        failures: Consecutive failed fetches (0 after a success).
+        refresh_at: Clock time from which a read starts a background refresh.
+        fresh_until: Clock time up to which ``value`` is served as fresh.
+        stale_until: Clock time up to which ``value`` may be served past ``fresh_until``.
+        ttl: The TTL this key's values get, so refreshes keep a per-read override.
+        failure: The last fetch's failure, or ``None`` after a success.
     """
 
     __slots__ = (
-        "error",
-        "failures",
+        "failure",
         "fresh_until",
         "hits",
         "parsed",
-        "retry_at",
+        "refresh_at",
         "seen",
         "stale_until",
         "string",
+        "ttl",
         "value",
     )
 
@@ -50,27 +71,28 @@ class Entry:
         self,
         value: SecretValue | None,
         *,
+        ttl: float | None = None,
+        refresh_at: float = -math.inf,
         fresh_until: float = -math.inf,
         stale_until: float = -math.inf,
-        error: SecretCacheError | None = None,
-        retry_at: float = -math.inf,
-        failures: int = 0,
+        failure: Failure | None = None,
     ) -> None:
         self.value = value
         self.string = value.secret_string if value is not None else None
+        self.ttl = ttl
+        self.refresh_at = min(refresh_at, fresh_until)
         self.fresh_until = fresh_until
         self.stale_until = stale_until
-        self.error = error
-        self.retry_at = retry_at
-        self.failures = failures
+        self.failure = failure
         self.hits = 0
         self.seen = 0
         self.parsed: Any = _UNPARSED
 
     def __repr__(self) -> str:
         state = "value" if self.value is not None else "no value"
-        failure = f", error={type(self.error).__name__}, failures={self.failures}" if self.error else ""
-        return f"<Entry {state}, fresh_until={self.fresh_until:.3f}{failure}>"
+        failure = self.failure
+        failed = f", error={type(failure.error).__name__}, failures={failure.count}" if failure else ""
+        return f"<Entry {state}, fresh_until={self.fresh_until:.3f}{failed}>"
 
     def is_fresh(self, now: float) -> bool:
         """Whether the value may be served without fetching."""
@@ -78,7 +100,7 @@ class Entry:
 
     def backing_off(self, now: float) -> bool:
         """Whether the last fetch failed recently enough that no new fetch may start yet."""
-        return self.error is not None and now < self.retry_at
+        return self.failure is not None and now < self.failure.retry_at
 
     def servable(self, now: float) -> bool:
         """Whether a value exists and is young enough to serve, fresh or stale."""
@@ -86,8 +108,8 @@ class Entry:
 
     def raise_error(self) -> None:
         """Raise a fresh copy of the remembered failure (with its cause chained)."""
-        assert self.error is not None
-        error = fresh_copy(self.error)
+        assert self.failure is not None
+        error = fresh_copy(self.failure.error)
         raise error from error.__cause__
 
     def json(self, secret_id: str) -> Any:
@@ -134,13 +156,14 @@ class Flight:
     """A fetch in progress for one key; readers of the key wait on it instead of fetching.
 
     Safe to share between threads: the owner calls :meth:`finish` once, waiters call
-    :meth:`wait`.
+    :meth:`wait`. ``ttl`` is the per-read TTL override of the read that started it, if any.
     """
 
-    __slots__ = ("_done", "entry", "error")
+    __slots__ = ("_done", "entry", "error", "ttl")
 
-    def __init__(self) -> None:
+    def __init__(self, ttl: float | None = None) -> None:
         self._done = threading.Event()
+        self.ttl = ttl
         self.entry: Entry | None = None
         self.error: BaseException | None = None
 
@@ -164,3 +187,55 @@ class Flight:
         raise SecretUnavailableError(
             f"the fetch of secret {secret_id!r} this read waited for was interrupted", secret_id=secret_id
         ) from self.error
+
+
+def string_of(entry: Entry, secret_id: str) -> str:
+    """The entry's ``SecretString``.
+
+    Raises:
+        SecretFormatError: The secret holds binary data.
+    """
+    if entry.string is None:
+        raise SecretFormatError(f"secret {secret_id!r} holds binary data; use get_secret_binary()", secret_id=secret_id)
+    return entry.string
+
+
+def binary_of(entry: Entry, secret_id: str) -> bytes:
+    """The entry's ``SecretBinary``.
+
+    Raises:
+        SecretFormatError: The secret holds a string.
+    """
+    value = entry.value
+    if value is None or value.secret_binary is None:
+        raise SecretFormatError(f"secret {secret_id!r} holds a string; use get_secret_string()", secret_id=secret_id)
+    return value.secret_binary
+
+
+def value_of(entry: Entry) -> SecretValue:
+    """The entry's :class:`SecretValue` (entries handed to readers always hold one)."""
+    assert entry.value is not None
+    return entry.value
+
+
+def json_of(entry: Entry, secret_id: str, key: str | None) -> Any:
+    """A private copy of the entry's parsed JSON document, or of one top-level key of it.
+
+    Raises:
+        TypeError: ``key`` is not a str or None.
+        SecretFormatError: Binary data, invalid JSON, not an object (with ``key``), or ``key``
+            missing. The message never quotes the value.
+    """
+    if key is not None and not isinstance(key, str):
+        raise TypeError(f"key must be a str or None, not {type(key).__name__}")
+    document = entry.json(secret_id)
+    if key is None:
+        return thaw(document)
+    if not isinstance(document, dict):
+        raise SecretFormatError(
+            f"secret {secret_id!r} is JSON but not an object; cannot read key {key!r}", secret_id=secret_id
+        )
+    try:
+        return thaw(document[key])
+    except KeyError:
+        raise SecretFormatError(f"secret {secret_id!r} has no JSON key {key!r}", secret_id=secret_id) from None

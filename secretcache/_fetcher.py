@@ -40,9 +40,30 @@ from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
-    from mypy_boto3_secretsmanager.type_defs import GetSecretValueResponseTypeDef
+    from mypy_boto3_secretsmanager.type_defs import (
+        BatchGetSecretValueResponseTypeDef,
+        GetSecretValueResponseTypeDef,
+        SecretValueEntryTypeDef,
+    )
 
-__all__ = ["CONNECT_TIMEOUT", "READ_TIMEOUT", "Fetcher", "build_client", "is_transient", "map_error"]
+
+class BatchRefusedError(Exception):
+    """``BatchGetSecretValue`` itself is not allowed or not known; fetch one by one instead."""
+
+
+__all__ = [
+    "BATCH_SIZE",
+    "CONNECT_TIMEOUT",
+    "READ_TIMEOUT",
+    "BatchRefusedError",
+    "Fetcher",
+    "build_client",
+    "is_transient",
+    "map_error",
+]
+
+BATCH_SIZE = 20
+"""Most secret ids one ``BatchGetSecretValue`` call accepts."""
 
 CONNECT_TIMEOUT = 2.0
 """Seconds a client built by the cache waits to open a connection."""
@@ -147,7 +168,7 @@ def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheErro
     return SecretUnavailableError(f"{where} failed: {type(err).__name__}: {err}", secret_id=secret_id)
 
 
-def to_secret_value(response: GetSecretValueResponseTypeDef, secret_id: str) -> SecretValue:
+def to_secret_value(response: GetSecretValueResponseTypeDef | SecretValueEntryTypeDef, secret_id: str) -> SecretValue:
     """Build a :class:`SecretValue` from a ``GetSecretValue`` response.
 
     Kept small, since it lives as long as its cache entry: the creation date is moved to UTC
@@ -223,6 +244,55 @@ class Fetcher:
 
         # With both VersionId and VersionStage, Secrets Manager refuses a pair that disagrees.
         return to_secret_value(self._call("GetSecretValue", secret_id, attempt), secret_id)
+
+    def batch_get_secret_values(self, secret_ids: list[str]) -> tuple[list[SecretValue], dict[str, SecretCacheError]]:
+        """Fetch AWSCURRENT of up to :data:`BATCH_SIZE` secrets in one call.
+
+        Returns the values found (match them to the requested ids by name or ARN) and the
+        typed error of each id the service reported an error for.
+
+        Raises:
+            BatchRefusedError: The batch operation itself is denied or unknown.
+            SecretCacheError: The call failed as a whole (after retries for transient errors).
+        """
+        assert 0 < len(secret_ids) <= BATCH_SIZE
+
+        def attempt() -> BatchGetSecretValueResponseTypeDef:
+            client = self.client
+            self._counters.api_call("BatchGetSecretValue")
+            return client.batch_get_secret_value(SecretIdList=secret_ids)
+
+        label = ", ".join(secret_ids[:3]) + (", ..." if len(secret_ids) > 3 else "")
+        try:
+            response = self._call("BatchGetSecretValue", label, attempt)
+        except (SecretAccessDeniedError, InvalidSecretRequestError) as err:
+            raise BatchRefusedError(str(err)) from err
+        except AttributeError as err:  # a botocore too old to know the operation
+            raise BatchRefusedError("this botocore has no BatchGetSecretValue") from err
+        values = [to_secret_value(item, item["Name"]) for item in response.get("SecretValues", [])]
+        errors: dict[str, SecretCacheError] = {}
+        for item in response.get("Errors", []):
+            secret_id = item.get("SecretId", "")
+            code = item.get("ErrorCode", "Unknown")
+            detail = f"BatchGetSecretValue for secret {secret_id!r} failed: {code}: {item.get('Message', '')}"
+            errors[secret_id] = _PERMANENT_CODES.get(code, SecretUnavailableError)(detail, secret_id=secret_id)
+        return values, errors
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: never reuse the parent's connections.
+
+        A client the cache built is dropped and rebuilt on first use. A client the caller gave
+        is kept (rebuilding it would lose its credentials and event hooks) but its connection
+        pool is emptied, so the child opens its own connections.
+        """
+        self._client_lock = threading.Lock()
+        if self._owns_client:
+            self._client = None
+            return
+        session = getattr(getattr(self._client, "_endpoint", None), "http_session", None)
+        close = getattr(session, "close", None)
+        if callable(close):
+            close()
 
     def _call(self, operation: str, secret_id: str, attempt: Callable[[], _T]) -> _T:
         policy = self._retry

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-__all__ = ["Duration", "RetryPolicy", "check_fraction", "check_size", "to_seconds"]
+__all__ = [
+    "ENV_VARIABLES",
+    "Duration",
+    "RetryPolicy",
+    "Timing",
+    "check_fraction",
+    "check_overrides",
+    "check_refresh_ahead",
+    "check_size",
+    "settings_from_env",
+    "to_seconds",
+]
 
 Duration = float | int | timedelta
 """A duration: seconds as a number, or a :class:`datetime.timedelta`."""
@@ -107,3 +119,147 @@ class RetryPolicy:
         if failures <= 0:
             return 0.0
         return min(self.max_failure_backoff, self.failure_backoff * 2.0 ** min(failures - 1, 62))
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When a cached value is refreshed, expires and stops being served. Immutable.
+
+    Attributes:
+        ttl: Default seconds a fetched value is fresh.
+        ttl_jitter: Fraction of the TTL randomly taken off each value's lifetime.
+        refresh_ahead: Fraction of the TTL after which a read refreshes in the background, or
+            ``None`` for no refresh-ahead.
+        max_stale: Seconds past its TTL a value may be served.
+        overrides: ``(prefix, ttl)`` pairs, longest prefix first.
+    """
+
+    ttl: float
+    ttl_jitter: float
+    refresh_ahead: float | None
+    max_stale: float
+    overrides: tuple[tuple[str, float], ...] = ()
+
+    def ttl_for(self, secret_id: str) -> float:
+        """The configured TTL of ``secret_id``: its longest matching override, else ``ttl``."""
+        for prefix, seconds in self.overrides:
+            if secret_id.startswith(prefix):
+                return seconds
+        return self.ttl
+
+
+def check_overrides(overrides: object) -> tuple[tuple[str, float], ...]:
+    """Validate ``ttl_overrides`` and return its items, longest prefix first."""
+    if overrides is None:
+        return ()
+    if not isinstance(overrides, Mapping):
+        raise TypeError(
+            f"ttl_overrides must be a mapping of secret id or prefix to seconds, not {type(overrides).__name__}"
+        )
+    items = []
+    for prefix, seconds in overrides.items():
+        if not isinstance(prefix, str) or not prefix:
+            raise TypeError(f"ttl_overrides keys must be non-empty str secret ids or prefixes, got {prefix!r}")
+        items.append((prefix, to_seconds(seconds, f"ttl_overrides[{prefix!r}]")))
+    return tuple(sorted(items, key=lambda item: len(item[0]), reverse=True))
+
+
+_DURATIONS = ("TTL", "MAX_STALE")
+_RETRY_FIELDS = {
+    "RETRY_ATTEMPTS": "attempts",
+    "RETRY_INITIAL_DELAY": "initial_delay",
+    "RETRY_MAX_DELAY": "max_delay",
+    "RETRY_DEADLINE": "deadline",
+    "RETRY_FAILURE_BACKOFF": "failure_backoff",
+    "RETRY_MAX_FAILURE_BACKOFF": "max_failure_backoff",
+}
+ENV_VARIABLES = ("TTL", "MAX_SIZE", "MAX_STALE", "REFRESH_AHEAD", "TTL_JITTER", "TTL_OVERRIDES", *_RETRY_FIELDS)
+"""Every variable :meth:`SecretCache.from_env` reads, without its prefix."""
+_OFF = frozenset({"", "none", "off", "false", "no", "0"})
+
+
+def _number(variable: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{variable}={raw!r} is not a number") from None
+
+
+def settings_from_env(environ: Mapping[str, str], prefix: str) -> dict[str, object]:
+    """Read cache settings from ``{prefix}*`` variables; absent variables keep their default.
+
+    Returns keyword arguments for :class:`SecretCache` (``retry`` as a :class:`RetryPolicy`).
+
+    Raises:
+        ValueError: A variable is unknown (a typo) or holds an invalid value; the message names
+            the variable and the value.
+    """
+    present = {name[len(prefix) :]: value.strip() for name, value in environ.items() if name.startswith(prefix)}
+    unknown = sorted(set(present) - set(ENV_VARIABLES))
+    if unknown:
+        known = ", ".join(prefix + name for name in ENV_VARIABLES)
+        raise ValueError(f"unknown setting {', '.join(prefix + name for name in unknown)}; known: {known}")
+    settings: dict[str, object] = {}
+    for name in _DURATIONS:
+        if name in present:
+            settings[name.lower()] = to_seconds(_number(prefix + name, present[name]), prefix + name)
+    if "MAX_SIZE" in present:
+        raw = present["MAX_SIZE"]
+        if not raw.isdigit():
+            raise ValueError(f"{prefix}MAX_SIZE={raw!r} is not a whole number")
+        settings["max_size"] = check_size(int(raw), prefix + "MAX_SIZE", minimum=1)
+    if "TTL_JITTER" in present:
+        settings["ttl_jitter"] = check_fraction(
+            _number(prefix + "TTL_JITTER", present["TTL_JITTER"]), prefix + "TTL_JITTER", upper=1.0
+        )
+    if "REFRESH_AHEAD" in present:
+        raw = present["REFRESH_AHEAD"]
+        settings["refresh_ahead"] = (
+            None
+            if raw.lower() in _OFF
+            else check_refresh_ahead(_number(prefix + "REFRESH_AHEAD", raw), prefix + "REFRESH_AHEAD")
+        )
+    if "TTL_OVERRIDES" in present:
+        settings["ttl_overrides"] = _overrides_from_json(prefix + "TTL_OVERRIDES", present["TTL_OVERRIDES"])
+    retry: dict[str, float] = {}
+    for name, field_name in _RETRY_FIELDS.items():
+        if name in present:
+            value = _number(prefix + name, present[name])
+            if field_name == "attempts":
+                if not value.is_integer():
+                    raise ValueError(f"{prefix}{name}={present[name]!r} is not a whole number")
+                retry[field_name] = check_size(int(value), prefix + name, minimum=1)
+            else:
+                retry[field_name] = to_seconds(value, prefix + name, allow_inf=False)
+    if retry:
+        try:
+            settings["retry"] = RetryPolicy(**retry)  # type: ignore[arg-type]
+        except ValueError as err:
+            raise ValueError(f"{prefix}RETRY_* settings are inconsistent: {err}") from None
+    return settings
+
+
+def _overrides_from_json(variable: str, raw: str) -> dict[str, float]:
+    import json
+
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise ValueError(f'{variable}={raw!r} is not a JSON object like {{"prod/db/": 60}}') from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f'{variable}={raw!r} is not a JSON object like {{"prod/db/": 60}}')
+    try:
+        return dict(check_overrides(parsed))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{variable}={raw!r}: {err}") from None
+
+
+def check_refresh_ahead(value: object, name: str) -> float | None:
+    """Check a ``refresh_ahead`` fraction: ``None`` (off) or a number in ``(0, 1]``."""
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a fraction of the TTL or None, not {type(value).__name__}")
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be > 0 and <= 1 (a fraction of the TTL), got {value!r}")
+    return float(value)

@@ -25,8 +25,11 @@ class CacheStats:
         misses: Reads that had to wait for a fetch (cold key, expired value, forced refresh).
         api_calls: Secrets Manager calls by operation name (``"GetSecretValue"``), one per
             attempt, retries included.
-        refreshes: Fetches of a key that already held a value (expiry or forced refresh).
-        stale_served: Reads answered with an expired value because fetching it failed.
+        refreshes: Fetches of a key that already held a value (expiry, refresh-ahead or
+            forced refresh) that succeeded.
+        background_refreshes: Refreshes started in the background by refresh-ahead.
+        stale_served: Reads answered with a value past its TTL: because fetching failed, or
+            (with refresh-ahead) while the background refresh runs.
         errors: Fetches that failed, after their retries.
         evictions: Entries dropped to stay within ``max_size``.
         size: Entries held when the snapshot was taken.
@@ -36,6 +39,7 @@ class CacheStats:
     misses: int = 0
     api_calls: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     refreshes: int = 0
+    background_refreshes: int = 0
     stale_served: int = 0
     errors: int = 0
     evictions: int = 0
@@ -58,7 +62,7 @@ class Counters:
 
     __slots__ = ("_api_calls", "_lock", "_values")
 
-    _NAMES = ("misses", "refreshes", "stale_served", "errors", "evictions")
+    _NAMES = ("misses", "refreshes", "background_refreshes", "stale_served", "errors", "evictions")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -74,6 +78,10 @@ class Counters:
         """Count one call of a Secrets Manager operation."""
         with self._lock:
             self._api_calls[operation] += 1
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock (counts carry on from the parent's)."""
+        self._lock = threading.Lock()
 
     def snapshot(self, *, hits: int, size: int) -> CacheStats:
         """Return the counters as a :class:`CacheStats`, with ``hits`` and ``size`` given."""

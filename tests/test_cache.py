@@ -21,7 +21,13 @@ from tests.conftest import FAST_RETRY, Calls, FakeClock
 
 
 def make_cache(client: Any, clock: FakeClock, **options: Any) -> SecretCache:
-    settings: dict[str, Any] = {"ttl": 60.0, "ttl_jitter": 0.0, "retry": FAST_RETRY, "clock": clock}
+    settings: dict[str, Any] = {
+        "ttl": 60.0,
+        "ttl_jitter": 0.0,
+        "refresh_ahead": None,
+        "retry": FAST_RETRY,
+        "clock": clock,
+    }
     settings.update(options)
     return SecretCache(client, **settings)
 

@@ -106,9 +106,10 @@ def test_demo_tells_the_story(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "32 reads returned ['correct-horse-1']; GetSecretValue calls so far: 1" in out
-    assert "the cache serves 'correct-horse-2'" in out
+    assert "a read returns 'correct-horse-1' at once and starts ONE background refresh" in out
+    assert "the next read serves 'correct-horse-2'" in out
     assert "on_change fired: AWSCURRENT" in out
-    assert "the read still returns 'correct-horse-2' (the last good value)" in out
+    assert "'correct-horse-2', while the background refresh fails" in out
     assert "1,000 more reads during the outage made 0 calls" in out
     assert "SecretUnavailableError" in out
     assert "hits=" in out

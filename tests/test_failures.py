@@ -192,8 +192,11 @@ class TestStaleServing:
         cache = make_cache(client, clock)
         cache.get_secret_string("db")
         calls.fail_with("ThrottlingException")
-        assert cache.refresh("db").secret_string == "pw-1"
-        assert cache.stats().stale_served == 1
+        assert cache.refresh("db").secret_string == "pw-1"  # still within its TTL: not stale
+        clock.advance(61)
+        assert cache.refresh("db").secret_string == "pw-1"  # past its TTL: stale
+        stats = cache.stats()
+        assert (stats.errors, stats.stale_served) == (2, 1)
 
     def test_definite_error_stops_serving_the_old_value(
         self, client: Any, admin: Any, calls: Calls, clock: FakeClock

@@ -28,7 +28,7 @@ from secretcache import (
     SecretCache,
     SecretUnavailableError,
 )
-from secretcache._entry import Entry, Flight
+from secretcache._entry import Entry, Failure, Flight
 from secretcache._fetcher import Fetcher, is_transient, map_error
 from secretcache._stats import Counters
 from tests.conftest import REGION, Calls, FakeClock, wait_until
@@ -157,7 +157,7 @@ def test_interrupted_fetch_reaches_owner_as_is_and_waiters_typed(
 
 def test_flight_and_entry_reprs_hold_no_value() -> None:
     """Internal objects describe state, never the value."""
-    entry = Entry(None, error=SecretUnavailableError("down", secret_id="db"), failures=2)
+    entry = Entry(None, failure=Failure(SecretUnavailableError("down", secret_id="db"), retry_at=0.0, count=2))
     assert "SecretUnavailableError" in repr(entry)
     assert "failures=2" in repr(entry)
     flight = Flight()

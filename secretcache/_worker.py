@@ -1,0 +1,97 @@
+"""A small bounded pool of daemon threads for background refreshes."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+__all__ = ["BackgroundPool"]
+
+logger = logging.getLogger("secretcache")
+
+_STOP = None
+
+
+class BackgroundPool:
+    """Runs submitted jobs on at most ``threads`` daemon threads, fed by a bounded queue.
+
+    Threads start when jobs arrive and end after ``idle`` seconds without work, so a cache
+    that never refreshes ahead, or was dropped without :meth:`close`, keeps no thread. A full
+    queue refuses the job instead of growing; the caller retries on a later read. A job that
+    raises is logged, never kills its thread. Thread-safe. After a fork, call
+    :meth:`reset_after_fork` in the child: the parent's threads do not exist there.
+    """
+
+    def __init__(
+        self, *, threads: int = 2, capacity: int = 1024, idle: float = 10.0, name: str = "secretcache-refresh"
+    ) -> None:
+        self._size = threads
+        self._idle = idle
+        self._capacity = capacity
+        self._name = name
+        self._lock = threading.Lock()
+        # Room for one stop marker per thread beyond the jobs, so close() never blocks.
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=capacity + threads)
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Queue ``job``; return ``False`` (and do nothing) when full or closed."""
+        with self._lock:
+            if self._closed or self._queue.qsize() >= self._capacity:
+                return False
+            self._queue.put_nowait(job)
+            if len(self._threads) < self._size:
+                thread = threading.Thread(target=self._run, name=f"{self._name}-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        return True
+
+    def _run(self) -> None:
+        jobs = self._queue
+        while True:
+            try:
+                job = jobs.get(timeout=self._idle)
+            except queue.Empty:
+                with self._lock:  # submit() queues under this lock: no job is left behind
+                    if jobs.empty():
+                        self._threads.remove(threading.current_thread())
+                        return
+                continue
+            if job is _STOP:
+                return
+            try:
+                job()
+            except Exception:
+                logger.exception("a background refresh failed unexpectedly")
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the threads once the jobs already queued have run. Idempotent.
+
+        Waits up to ``timeout`` seconds for the threads (``None``: do not wait; they are
+        daemons and never keep the process alive).
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(_STOP)
+        if timeout is not None:
+            for thread in threads:
+                thread.join(timeout)
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: forget the parent's threads and queued jobs, keep working."""
+        self._lock = threading.Lock()
+        self._queue = queue.Queue(maxsize=self._capacity + self._size)
+        self._threads = []
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        """The pool's current threads."""
+        with self._lock:
+            return list(self._threads)

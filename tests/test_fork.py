@@ -1,0 +1,111 @@
+"""Fork safety: a forked child (gunicorn --preload, multiprocessing) gets a working cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import REGION
+
+# Runs in its own process: forks while another thread holds the cache lock and a fetch is in
+# flight, then reads from the child over real HTTP.
+SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, threading, time
+    import boto3
+    from secretcache import SecretCache
+
+    endpoint = sys.argv[1]
+    given = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=endpoint)
+    cache = SecretCache(given, ttl=300, refresh_ahead=0.5)
+    built = SecretCache(ttl=300)  # builds its own client from AWS_ENDPOINT_URL
+    assert cache.get_secret_string("fork/db") == "pw-1"
+    assert built.get_secret_string("fork/db") == "pw-1"
+    assert len(given._endpoint.http_session._manager.pools) == 1  # a pooled connection exists
+
+    # A thread holds the cache lock and another waits in a fetch when the process forks.
+    held, release = threading.Event(), threading.Event()
+
+    def hold_lock():
+        with cache._table.lock:
+            held.set()
+            release.wait()
+
+    slow_started = threading.Event()
+
+    def slow(**_):
+        slow_started.set()
+        release.wait()
+
+    given.meta.events.register("before-call.secretsmanager.GetSecretValue", slow)
+    threading.Thread(target=lambda: cache.get_secret_string("fork/other"), daemon=True).start()
+    assert slow_started.wait(10)  # a fetch is in flight...
+    given.meta.events.unregister("before-call.secretsmanager.GetSecretValue", slow)
+    threading.Thread(target=hold_lock, daemon=True).start()
+    assert held.wait(10)  # ...and another thread holds the lock
+
+    pid = os.fork()
+    if pid == 0:
+        report = {
+            "pools_after_fork": len(given._endpoint.http_session._manager.pools),
+            "built_client_dropped": built._fetcher._client is None,
+            "flights_inherited": len(cache._table.flights),
+            "lock_free": cache._table.lock.acquire(timeout=5) and (cache._table.lock.release() or True),
+            "warm_hit": cache.get_secret_string("fork/db"),
+            "other": cache.get_secret_string("fork/other"),
+            "refreshed": cache.refresh("fork/db").secret_string,
+            "built_read": built.get_secret_string("fork/db", force_refresh=True),
+        }
+        # refresh-ahead works in the child: its worker threads are the child's own
+        cache2 = SecretCache(given, ttl=0.2, refresh_ahead=0.5)
+        cache2.get_secret_string("fork/db")
+        time.sleep(0.15)
+        cache2.get_secret_string("fork/db")
+        deadline = time.monotonic() + 10
+        while cache2.stats().background_refreshes < 1 or cache2.stats().refreshes < 1:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        report["child_background_refreshes"] = cache2.stats().refreshes
+        print(json.dumps(report), flush=True)
+        os._exit(0)
+    release.set()
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_forked_child_reads_with_fresh_locks_and_connections(moto_server: str, tmp_path: Path) -> None:
+    """The child is not stuck on a lock or a fetch held at fork time, and opens its own connections."""
+    admin: Any = boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_server)
+    admin.create_secret(Name="fork/db", SecretString="pw-1")
+    admin.create_secret(Name="fork/other", SecretString="other")
+    script = tmp_path / "fork_child.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto_server}
+    result = subprocess.run(
+        [sys.executable, str(script), moto_server], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {
+        "pools_after_fork": 0,
+        "built_client_dropped": True,
+        "flights_inherited": 0,
+        "lock_free": True,
+        "warm_hit": "pw-1",
+        "other": "other",
+        "refreshed": "pw-1",
+        "built_read": "pw-1",
+        "child_background_refreshes": 1,
+    }

@@ -1,0 +1,132 @@
+"""Batch prefetch: one BatchGetSecretValue per 20 secrets, per-secret errors, fallback."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from secretcache import InvalidSecretRequestError, SecretNotFoundError, SecretUnavailableError
+from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
+from tests.test_cache import make_cache
+
+
+def create(admin: Any, count: int) -> list[str]:
+    names = [f"app/secret-{index:03d}" for index in range(count)]
+    for name in names:
+        admin.create_secret(Name=name, SecretString=f"value-of-{name}")
+    return names
+
+
+def test_prefetch_of_45_secrets_is_3_calls_then_reads_are_free(backend: Any, clock: FakeClock) -> None:
+    """45 secrets warm with 3 BatchGetSecretValue calls; reading them all afterwards costs nothing."""
+    client = backend()
+    names = create(client, 45)
+    calls = Calls(client)
+    cache = make_cache(client, clock)
+    assert cache.prefetch(names) == {}
+    assert calls.counts == {"BatchGetSecretValue": 3}
+    assert [cache.get_secret_string(name) for name in names] == [f"value-of-{name}" for name in names]
+    assert calls.total == 3
+    assert cache.stats().api_calls == {"BatchGetSecretValue": 3}
+
+
+def test_fresh_secrets_cost_nothing_and_expired_ones_are_refetched(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """Only secrets without a fresh value are fetched."""
+    names = create(admin, 5)
+    cache = make_cache(client, clock)
+    cache.get_secret_string(names[0])
+    assert cache.prefetch(names) == {}
+    assert calls.counts == {"GetSecretValue": 1, "BatchGetSecretValue": 1}
+    assert cache.prefetch(names) == {}
+    assert calls.total == 2
+    clock.advance(61)
+    assert cache.prefetch(names + names) == {}  # duplicates are fetched once
+    assert calls["BatchGetSecretValue"] == 2
+
+
+def test_per_secret_errors_stay_with_their_secret(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """A missing secret in a batch is reported and remembered for that secret only."""
+    names = create(admin, 3)
+    cache = make_cache(client, clock)
+    failures = cache.prefetch([*names, "app/missing"])
+    assert list(failures) == ["app/missing"]
+    assert isinstance(failures["app/missing"], SecretNotFoundError)
+    assert [cache.get_secret_string(name) for name in names] == [f"value-of-{name}" for name in names]
+    with pytest.raises(SecretNotFoundError):
+        cache.get_secret_string("app/missing")  # remembered: no call
+    assert calls.total == 1
+
+
+def test_ids_spelled_as_arns_are_matched(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """Full and partial ARNs in the list are matched to the values the batch returns."""
+    arn = admin.create_secret(Name="team/db", SecretString="pw")["ARN"]
+    cache = make_cache(client, clock)
+    assert cache.prefetch([arn, arn[:-7], "team/db"]) == {}
+    assert {cache.get_secret_string(spelling) for spelling in (arn, arn[:-7], "team/db")} == {"pw"}
+    assert calls.total == 1
+
+
+def test_refused_batch_falls_back_to_single_calls(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """Without permission for BatchGetSecretValue, each secret is fetched with GetSecretValue."""
+    names = create(admin, 3)
+
+    def deny_batch(operation: str, _params: dict[str, Any]) -> None:
+        if operation == "BatchGetSecretValue":
+            from botocore.exceptions import ClientError
+
+            raise ClientError(
+                {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "BatchGetSecretValue"
+            )
+
+    calls.add_fault(deny_batch)
+    cache = make_cache(client, clock)
+    assert cache.prefetch([*names, "app/missing"]) != {}
+    assert calls.counts == {"BatchGetSecretValue": 1, "GetSecretValue": 4}
+    assert cache.get_secret_string(names[1]) == f"value-of-{names[1]}"
+    assert calls.total == 5
+
+
+def test_batch_outage_is_reported_per_secret(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """A batch that keeps failing transiently reports SecretUnavailableError for each secret."""
+    names = create(admin, 2)
+    calls.fail_with("ThrottlingException")
+    cache = make_cache(client, clock)
+    failures = cache.prefetch(names)
+    assert set(failures) == set(names)
+    assert all(isinstance(error, SecretUnavailableError) for error in failures.values())
+    assert calls["BatchGetSecretValue"] == 3  # the retry policy's attempts
+
+
+def test_readers_wait_for_the_batch_instead_of_fetching(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A read that arrives while its secret is in a batch waits for that batch."""
+    names = create(admin, 4)
+    gate = calls.hold()
+    cache = make_cache(client, clock)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        batch = pool.submit(cache.prefetch, names)
+        wait_until(lambda: calls.total == 1)
+        reader = pool.submit(cache.get_secret_string, names[2])
+        wait_until(lambda: cache.stats().misses == 1)
+        gate.set()
+        assert batch.result(timeout=WATCHDOG) == {}
+        assert reader.result(timeout=WATCHDOG) == f"value-of-{names[2]}"
+    assert calls.counts == {"BatchGetSecretValue": 1}
+
+
+def test_prefetch_refuses_bad_arguments_before_any_call(client: Any, calls: Calls, clock: FakeClock) -> None:
+    """A bare string or an invalid id is refused with no API call."""
+    cache = make_cache(client, clock)
+    with pytest.raises(TypeError, match="not a single string"):
+        cache.prefetch("app/db")
+    with pytest.raises(InvalidSecretRequestError):
+        cache.prefetch(["ok", ""])
+    with pytest.raises(TypeError):
+        cache.prefetch([1])  # type: ignore[list-item]
+    assert cache.prefetch([]) == {}
+    assert calls.total == 0
