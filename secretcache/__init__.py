@@ -6,6 +6,7 @@ The public names live here; every module with a leading underscore is private.
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from secretcache._aio import AsyncSecretCache
 from secretcache._cache import ChangeListener, SecretCache
 from secretcache._errors import (
     InvalidSecretRequestError,
@@ -26,6 +27,7 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree w
     __version__ = "0.0.0"
 
 __all__ = [
+    "AsyncSecretCache",
     "CacheStats",
     "ChangeListener",
     "InvalidSecretRequestError",

@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from secretcache._entry import Entry, Flight, binary_of, json_of, string_of, value_of
@@ -45,6 +46,16 @@ DEFAULT_RETRY = RetryPolicy()
 
 REFRESH_THREADS = 2
 """Daemon threads per cache running refresh-ahead fetches (started on first use)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A read that must wait for a fetch: the key, its flight, and whether this read runs it."""
+
+    key: CacheKey
+    flight: Flight
+    owner: bool
+    previous: Entry | None
 
 
 class ChangeListener(Protocol):
@@ -412,6 +423,19 @@ class SecretCache:
 
     def _read(self, secret_id: object, version_stage: object, version_id: object, force: object, ttl: object) -> Entry:
         """The slow path: validate, serve under the lock, or wait for a (shared) fetch."""
+        pending = self._begin(secret_id, version_stage, version_id, force, ttl)
+        if isinstance(pending, Entry):
+            return pending
+        return self._finish(pending)
+
+    def _begin(
+        self, secret_id: object, version_stage: object, version_id: object, force: object, ttl: object
+    ) -> Entry | Pending:
+        """Validate, then serve without I/O if possible, else join or claim the key's fetch.
+
+        Never blocks on the network: returns the entry to serve, or the :class:`Pending`
+        fetch to complete with :meth:`_finish` (which may block).
+        """
         key = make_key(secret_id, version_stage, version_id)
         if not isinstance(force, bool):
             raise TypeError(f"force_refresh must be a bool, not {type(force).__name__}")
@@ -430,12 +454,17 @@ class SecretCache:
             if flight is None:
                 flight = table.flights[key] = Flight(seconds)
             self._counters.add("misses")
-        if owner:
-            self._loader.fetch(key, flight, entry)
-        result = flight.wait(key if isinstance(key, str) else key.secret_id)
+        return Pending(key, flight, owner, entry)
+
+    def _finish(self, pending: Pending) -> Entry:
+        """Run the fetch if this read owns it, wait for it, and serve its outcome (may block)."""
+        key = pending.key
+        if pending.owner:
+            self._loader.fetch(key, pending.flight, pending.previous)
+        result = pending.flight.wait(key if isinstance(key, str) else key.secret_id)
         if result.failure is None:
             return result
-        with table.lock:
+        with self._table.lock:
             return self._serve_failed(result, self._clock())
 
     def _serve_cached(self, key: CacheKey, entry: Entry, now: float) -> Entry | None:

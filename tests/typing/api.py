@@ -49,3 +49,26 @@ def use_cache() -> None:
             lazy.get_secret_string("db")
         except SecretCacheError as err:
             print(err.secret_id)
+
+
+async def use_async_cache() -> None:
+    from secretcache import AsyncSecretCache
+
+    cache = AsyncSecretCache(ttl=60.0, refresh_ahead=None, ttl_overrides={"prod/db/": 30.0})
+    text: str = await cache.get_secret_string("db", ttl=10.0)
+    blob: bytes = await cache.get_secret_binary("key")
+    document: Any = await cache.get_secret_json("db", "user")
+    value: SecretValue = await cache.refresh("db")
+    failures: dict[str, SecretCacheError] = await cache.prefetch(["a", "b"])
+    dropped: int = cache.invalidate()
+    stats: CacheStats = cache.stats()
+    sync: SecretCache = cache.cache
+    async with AsyncSecretCache.from_env(prefix="APP_") as other:
+        print(text, blob, document, value, failures, dropped, stats, sync, other)
+
+
+def use_settings() -> None:
+    cache = SecretCache.from_env(prefix="SECRETCACHE_")
+    warmed: dict[str, SecretCacheError] = cache.prefetch(["a", "b"])
+    pending: str = cache.get_secret_string("db", ttl=timedelta(seconds=5))
+    print(warmed, pending)

@@ -1,0 +1,143 @@
+"""AsyncSecretCache: awaitable reads that never block the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from secretcache import AsyncSecretCache, SecretCache, SecretFormatError, SecretNotFoundError
+from tests.conftest import FAST_RETRY, Calls, FakeClock
+from tests.test_cache import rotate
+
+
+def async_cache(client: Any, clock: FakeClock, **options: Any) -> AsyncSecretCache:
+    settings: dict[str, Any] = {"ttl": 60.0, "ttl_jitter": 0.0, "retry": FAST_RETRY}
+    settings.update(options)
+    return AsyncSecretCache(client, clock=clock, **settings)
+
+
+async def test_reads_of_every_kind(client: Any, admin: Any, clock: FakeClock) -> None:
+    """String, binary, JSON, metadata and refresh reads work as awaitables."""
+    admin.create_secret(Name="db", SecretString='{"user": "app"}')
+    admin.create_secret(Name="key", SecretBinary=b"\x01")
+    cache = async_cache(client, clock)
+    assert await cache.get_secret_string("db") == '{"user": "app"}'
+    assert await cache.get_secret_json("db", "user") == "app"
+    assert await cache.get_secret_binary("key") == b"\x01"
+    assert (await cache.get_secret("db")).name == "db"
+    rotate(admin, "db", '{"user": "app2"}')
+    assert (await cache.refresh("db")).secret_string == '{"user": "app2"}'
+    with pytest.raises(SecretFormatError):
+        await cache.get_secret_string("key")
+    with pytest.raises(TypeError):
+        await cache.get_secret_json("db", 3)  # type: ignore[arg-type]
+
+
+def test_hit_completes_without_suspending(client: Any, admin: Any, clock: FakeClock) -> None:
+    """A warm read finishes on its first step: it never yields to the event loop."""
+    admin.create_secret(Name="db", SecretString="pw")
+    cache = async_cache(client, clock)
+    asyncio.run(cache.get_secret_string("db"))
+    coroutine = cache.get_secret_string("db")
+    with pytest.raises(StopIteration) as done:
+        coroutine.send(None)
+    assert done.value.value == "pw"
+
+
+async def test_cold_key_read_by_many_tasks_is_one_call_and_one_thread(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """100 tasks on a cold key share one API call and one worker thread; the loop keeps running."""
+    admin.create_secret(Name="db", SecretString="pw")
+    gate = calls.hold()
+    cache = async_cache(client, clock)
+    threads_before = threading.active_count()
+    readers = [asyncio.create_task(cache.get_secret_string("db")) for _ in range(100)]
+    ticks = 0
+    while cache.stats().misses < 100 or calls.total < 1:
+        await asyncio.sleep(0.001)  # the loop is free while the fetch is held
+        ticks += 1
+    assert threading.active_count() - threads_before == 1
+    gate.set()
+    assert await asyncio.gather(*readers) == ["pw"] * 100
+    assert calls["GetSecretValue"] == 1
+    assert ticks > 0
+
+
+async def test_errors_are_typed_and_not_shared(client: Any, calls: Calls, clock: FakeClock) -> None:
+    """Each waiting task gets its own typed error object."""
+    gate = calls.hold()
+    cache = async_cache(client, clock)
+    readers = [asyncio.create_task(cache.get_secret_string("missing")) for _ in range(3)]
+    while cache.stats().misses < 3:
+        await asyncio.sleep(0.001)
+    gate.set()
+    errors = await asyncio.gather(*readers, return_exceptions=True)
+    assert all(isinstance(error, SecretNotFoundError) for error in errors)
+    assert len({id(error) for error in errors}) == 3
+    assert calls["GetSecretValue"] == 1
+
+
+async def test_cancelled_reader_does_not_cancel_the_fetch(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """Cancelling one waiting task leaves the shared fetch to finish for the others."""
+    admin.create_secret(Name="db", SecretString="pw")
+    gate = calls.hold()
+    cache = async_cache(client, clock)
+    first = asyncio.create_task(cache.get_secret_string("db"))
+    second = asyncio.create_task(cache.get_secret_string("db"))
+    while cache.stats().misses < 2:
+        await asyncio.sleep(0.001)
+    first.cancel()
+    gate.set()
+    assert await second == "pw"
+    assert first.cancelled()
+    assert calls["GetSecretValue"] == 1
+
+
+async def test_refresh_ahead_and_prefetch(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """Warm async reads refresh in the background; prefetch batches; invalidate and stats work."""
+    for name in ("a", "b", "c"):
+        admin.create_secret(Name=name, SecretString=name)
+    cache = async_cache(client, clock, refresh_ahead=0.5)
+    assert await cache.prefetch(["a", "b", "c"]) == {}
+    assert calls.counts == {"BatchGetSecretValue": 1}
+    clock.advance(31)
+    assert await cache.get_secret_string("a") == "a"  # returns at once, refreshes behind
+    while cache.stats().refreshes < 1:
+        await asyncio.sleep(0.001)
+    assert calls["GetSecretValue"] == 1
+    assert cache.stats().background_refreshes == 1
+    assert cache.invalidate("b") == 1
+    with pytest.raises(TypeError):
+        await cache.prefetch("a")
+
+
+async def test_shares_a_sync_cache_and_closes(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """Wrapping an existing SecretCache shares its entries with threaded code."""
+    admin.create_secret(Name="db", SecretString="pw")
+    sync = SecretCache(client, clock=clock)
+    sync.get_secret_string("db")
+    async with AsyncSecretCache(cache=sync) as cache:
+        assert cache.cache is sync
+        assert await cache.get_secret_string("db") == "pw"
+        seen: list[Any] = []
+        cache.on_change(seen.append)
+        assert "AsyncSecretCache(SecretCache(" in repr(cache)
+    assert calls.total == 1
+    with pytest.raises(RuntimeError, match="closed"):
+        await cache.get_secret_string("db")
+    with pytest.raises(TypeError, match="either cache="):
+        AsyncSecretCache(client, cache=sync)
+    with pytest.raises(TypeError, match="must be a SecretCache"):
+        AsyncSecretCache(cache="nope")  # type: ignore[arg-type]
+
+
+async def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AsyncSecretCache.from_env reads the same variables."""
+    monkeypatch.setenv("SECRETCACHE_TTL", "42")
+    assert "ttl=42.0" in repr(AsyncSecretCache.from_env())
