@@ -212,9 +212,11 @@ class SecretCache:
             except (KeyError, TypeError):
                 pass
             else:
-                if entry.refresh_at > self._clock() and entry.string is not None:
-                    entry.hits += 1
-                    return entry.string
+                if entry.refresh_at > self._clock():
+                    string = entry.string
+                    if string is not None:
+                        entry.hits += 1
+                        return string
         return string_of(self._read(secret_id, version_stage, version_id, force_refresh, ttl), secret_id)
 
     def get_secret_binary(

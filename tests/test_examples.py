@@ -14,6 +14,8 @@ EXPECTED = {
     "quickstart.py": ["1000 requests: 1 API call(s), hits=999, misses=1", "typed error:"],
     "json_credentials.py": ["as orders_app", "database: orders", "has no JSON key 'sslrootcert'"],
     "staging_labels.py": ["AWSPENDING: token-v2", "AWSCURRENT: token-v2", "AWSPREVIOUS: token-v1", "moved"],
+    "asyncio_app.py": ["prefetched, failures: {}", "200 requests: api_calls={'BatchGetSecretValue': 1}, hits=200"],
+    "preforked_workers.py": ["API calls made by this worker: 0"],
 }
 
 
