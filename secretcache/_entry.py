@@ -167,6 +167,11 @@ class Flight:
         self.entry: Entry | None = None
         self.error: BaseException | None = None
 
+    @property
+    def done(self) -> bool:
+        """Whether :meth:`finish` has been called."""
+        return self._done.is_set()
+
     def finish(self, entry: Entry | None, error: BaseException | None = None) -> None:
         """Publish the outcome and wake every waiter."""
         self.entry = entry

@@ -140,41 +140,49 @@ class Loader:
         """Fetch AWSCURRENT of claimed keys ``BATCH_SIZE`` at a time and complete their flights.
 
         Falls back to one ``GetSecretValue`` per secret when the batch operation is refused.
-        Returns the typed error of every secret that could not be warmed.
+        Returns the typed error of every secret that could not be warmed. Every claimed flight
+        is finished, whatever happens; an unexpected exception reaches its waiters and is
+        re-raised here.
         """
         failures: dict[str, SecretCacheError] = {}
-        for start in range(0, len(claimed), BATCH_SIZE):
-            chunk = claimed[start : start + BATCH_SIZE]
-            try:
-                values, errors = self._fetcher.batch_get_secret_values([secret_id for secret_id, _, _ in chunk])
-            except BatchRefusedError as refusal:
-                logger.info("BatchGetSecretValue refused (%s); fetching one secret at a time", refusal)
-                for secret_id, flight, previous in chunk:
-                    self.fetch(secret_id, flight, previous)
-                    entry = flight.wait(secret_id)
-                    if entry.failure is not None:
-                        failures[secret_id] = entry.failure.error
-                continue
-            except BaseException as err:
-                for secret_id, flight, previous in chunk:
-                    outcome = self.failed(secret_id, previous, err) if isinstance(err, SecretCacheError) else None
-                    self.complete(secret_id, flight, outcome, None if outcome else err)
-                    if isinstance(err, SecretCacheError):
-                        failures[secret_id] = err
-                if not isinstance(err, SecretCacheError):
-                    raise
-                continue
-            for secret_id, flight, previous in chunk:
-                value = _match(secret_id, values)
-                if value is not None:
-                    self.complete(secret_id, flight, self.fresh(value, secret_id, previous, flight.ttl))
-                    continue
-                error = errors.get(secret_id) or SecretNotFoundError(
-                    f"BatchGetSecretValue returned nothing for secret {secret_id!r}", secret_id=secret_id
-                )
-                failures[secret_id] = error
-                self.complete(secret_id, flight, self.failed(secret_id, previous, error))
+        try:
+            for start in range(0, len(claimed), BATCH_SIZE):
+                self._prefetch_chunk(claimed[start : start + BATCH_SIZE], failures)
+        except BaseException as err:
+            for secret_id, flight, _ in claimed:
+                if not flight.done:
+                    self.complete(secret_id, flight, None, err)
+            raise
         return failures
+
+    def _prefetch_chunk(
+        self, chunk: list[tuple[str, Flight, Entry | None]], failures: dict[str, SecretCacheError]
+    ) -> None:
+        try:
+            values, errors = self._fetcher.batch_get_secret_values([secret_id for secret_id, _, _ in chunk])
+        except BatchRefusedError as refusal:
+            logger.info("BatchGetSecretValue refused (%s); fetching one secret at a time", refusal)
+            for secret_id, flight, previous in chunk:
+                self.fetch(secret_id, flight, previous)
+                entry = flight.wait(secret_id)
+                if entry.failure is not None:
+                    failures[secret_id] = entry.failure.error
+            return
+        except SecretCacheError as err:  # the whole call failed, after retries
+            for secret_id, flight, previous in chunk:
+                failures[secret_id] = err
+                self.complete(secret_id, flight, self.failed(secret_id, previous, err))
+            return
+        for secret_id, flight, previous in chunk:
+            value = _match(secret_id, values)
+            if value is not None:
+                self.complete(secret_id, flight, self.fresh(value, secret_id, previous, flight.ttl))
+                continue
+            error = errors.get(secret_id) or SecretNotFoundError(
+                f"BatchGetSecretValue returned nothing for secret {secret_id!r}", secret_id=secret_id
+            )
+            failures[secret_id] = error
+            self.complete(secret_id, flight, self.failed(secret_id, previous, error))
 
 
 def _match(secret_id: str, values: list[SecretValue]) -> SecretValue | None:

@@ -130,3 +130,18 @@ def test_prefetch_refuses_bad_arguments_before_any_call(client: Any, calls: Call
         cache.prefetch([1])  # type: ignore[list-item]
     assert cache.prefetch([]) == {}
     assert calls.total == 0
+
+
+def test_unexpected_failure_finishes_every_claimed_secret(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A non-botocore failure mid-prefetch reaches the caller and leaves no secret stuck in flight."""
+    names = create(admin, 45)
+    remove = calls.raise_error(RuntimeError("bug in an event handler"))
+    cache = make_cache(client, clock)
+    with pytest.raises(RuntimeError, match="bug in"):
+        cache.prefetch(names)
+    assert calls.total == 1  # the first batch failed; the other two were never sent
+    remove()
+    assert cache.get_secret_string(names[44]) == f"value-of-{names[44]}"  # not stuck behind a flight
+    assert not cache._table.flights

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from secretcache import RetryPolicy, SecretCacheError, SecretChange, SecretValue
-from tests.conftest import Calls, FakeClock
+from secretcache import RetryPolicy, SecretCache, SecretCacheError, SecretChange, SecretValue
+from tests.conftest import FAST_RETRY, Calls, FakeClock, wait_until
 from tests.test_cache import make_cache, rotate
 
 MARKER = "Zq8-SECRET-MARKER-7Kp"  # recognisable, and unlike anything else in the output
@@ -69,7 +69,18 @@ def test_value_never_appears_in_logs_reprs_errors_or_stats(
         clock.advance(61)
         attempt(cache.get_secret_string, "db")
 
-    assert len(errors) >= 8
+        # prefetch with a per-secret error, and refresh-ahead failing in the background
+        ahead = SecretCache(client, ttl=10, refresh_ahead=0.5, retry=FAST_RETRY, clock=clock)
+        failures = ahead.prefetch(["db", "plain", "missing"])
+        errors.extend(failures.values())
+        texts.append(repr(ahead))
+        remove = calls.fail_with("ThrottlingException")
+        clock.advance(6)
+        ahead.get_secret_string("db")
+        wait_until(lambda: ahead.stats().errors == 1)
+        remove()
+
+    assert len(errors) >= 9
     assert len(values) >= 4
     assert changes
     texts += [record.getMessage() for record in caplog.records if record.name.startswith("secretcache")]
