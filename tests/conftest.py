@@ -21,6 +21,7 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from secretcache import RetryPolicy
+from tests.servers import Server, mariadb, postgres
 
 REGION = "us-east-1"
 
@@ -218,3 +219,17 @@ def admin(client: Any) -> Any:
 @pytest.fixture
 def calls(client: Any) -> Calls:
     return Calls(client)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    """A throwaway PostgreSQL server with scram-sha-256 password auth, for the whole session."""
+    with postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def maria_server() -> Iterator[Server]:
+    """A throwaway MariaDB server with password auth, for the whole session."""
+    with mariadb() as server:
+        yield server

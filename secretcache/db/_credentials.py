@@ -1,0 +1,129 @@
+"""Database credentials as RDS-managed and rotation-template secrets store them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from secretcache._errors import SecretFormatError
+
+if TYPE_CHECKING:
+    from secretcache._cache import SecretCache
+
+__all__ = ["DbCredentials", "credentials"]
+
+_KNOWN = ("engine", "host", "port", "username", "password", "dbname", "database")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class DbCredentials:
+    """Connection settings read from one version of a database secret.
+
+    Immutable and safe to share. ``repr()`` and ``str()`` never show the password.
+
+    Attributes:
+        username: The database user (``username`` in the secret).
+        password: The password.
+        host: The server host, if the secret has one.
+        port: The server port, if the secret has one (a number or numeric string).
+        dbname: The database name (``dbname``, or ``database`` as some templates write it).
+        engine: The engine the secret names (``postgres``, ``mysql``, ``mariadb``, ...).
+        extra: Every other key of the secret (for example ``dbClusterIdentifier``).
+        secret_id: The secret the credentials came from.
+        version_id: The secret version they came from.
+    """
+
+    username: str
+    password: str
+    host: str | None = None
+    port: int | None = None
+    dbname: str | None = None
+    engine: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    secret_id: str = ""
+    version_id: str = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"DbCredentials(username={self.username!r}, password=<redacted>, host={self.host!r}, "
+            f"port={self.port!r}, dbname={self.dbname!r}, engine={self.engine!r}, "
+            f"extra_keys={sorted(self.extra)!r}, secret_id={self.secret_id!r}, version_id={self.version_id!r})"
+        )
+
+    __str__ = __repr__
+
+
+def parse_credentials(document: str | None, secret_id: str, version_id: str) -> DbCredentials:
+    """Parse a secret's JSON document into :class:`DbCredentials`.
+
+    Raises:
+        SecretFormatError: Not a JSON object, or ``username``/``password`` missing or not strings,
+            or a non-numeric port. Messages name keys, never values.
+    """
+    if document is None:
+        raise SecretFormatError(f"secret {secret_id!r} is binary, not database credentials", secret_id=secret_id)
+    try:
+        data = json.loads(document)
+    except ValueError:
+        raise SecretFormatError(
+            f"secret {secret_id!r} is not JSON; database credentials need a JSON object with username and password",
+            secret_id=secret_id,
+        ) from None
+    if not isinstance(data, dict):
+        raise SecretFormatError(f"secret {secret_id!r} is JSON but not an object", secret_id=secret_id)
+    for key in ("username", "password"):
+        if key not in data:
+            raise SecretFormatError(
+                f"secret {secret_id!r} has no {key!r} key; database credentials need username and password",
+                secret_id=secret_id,
+            )
+        if not isinstance(data[key], str):
+            raise SecretFormatError(f"secret {secret_id!r}: {key!r} must be a string", secret_id=secret_id)
+    port = data.get("port")
+    if port is not None:
+        try:
+            port = int(port)
+        except (TypeError, ValueError):
+            raise SecretFormatError(f"secret {secret_id!r}: 'port' is not a number", secret_id=secret_id) from None
+    dbname = data.get("dbname", data.get("database"))
+    return DbCredentials(
+        username=data["username"],
+        password=data["password"],
+        host=_text(data.get("host")),
+        port=port,
+        dbname=_text(dbname),
+        engine=_text(data.get("engine")),
+        extra=MappingProxyType({key: value for key, value in data.items() if key not in _KNOWN}),
+        secret_id=secret_id,
+        version_id=version_id,
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def credentials(
+    cache: SecretCache, secret_id: str, *, version_stage: str | None = None, force_refresh: bool = False
+) -> DbCredentials:
+    """Read database credentials from a secret through ``cache``.
+
+    Understands the layout of RDS-managed and rotation-template secrets: ``username`` and
+    ``password`` (required), ``host``, ``port``, ``dbname`` or ``database``, ``engine``, and
+    any other keys (kept in ``extra``).
+
+    Args:
+        cache: The cache to read through.
+        secret_id: The secret's name, full ARN or partial ARN.
+        version_stage: The staging label to read (default ``AWSCURRENT``).
+        force_refresh: Fetch now instead of using a cached value.
+
+    Raises:
+        SecretFormatError: The secret is not such a JSON object; the message names the key.
+        SecretCacheError: The secret cannot be read.
+    """
+    value = cache.get_secret(secret_id, version_stage=version_stage, force_refresh=force_refresh)
+    return parse_credentials(value.secret_string, secret_id, value.version_id)

@@ -1,0 +1,350 @@
+"""Database connection factories against real PostgreSQL and MariaDB with password auth."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from secretcache import SecretCache, SecretFormatError
+from secretcache.db import (
+    DbCredentials,
+    Failure,
+    attach_to_engine,
+    classify,
+    connection_factory,
+    credentials,
+    psycopg_connection_class,
+)
+from tests.conftest import Calls
+from tests.servers import Server, free_port
+
+
+@dataclass
+class Database:
+    """One server, an admin connection, and a fresh application user with a password."""
+
+    server: Server
+    driver: str
+    user: str
+    password: str
+
+    def admin_execute(self, sql: str) -> None:
+        if self.server.engine == "postgres":
+            import psycopg
+
+            with psycopg.connect(**self._admin_kwargs(), autocommit=True) as connection:
+                connection.execute(sql.encode())
+        else:
+            import pymysql
+
+            connection = pymysql.connect(**self._admin_kwargs(), autocommit=True)
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+            connection.close()
+
+    def _admin_kwargs(self) -> dict[str, Any]:
+        server = self.server
+        kwargs = {
+            "host": server.host,
+            "port": server.port,
+            "user": server.admin_user,
+            "password": server.admin_password,
+        }
+        return {**kwargs, "dbname": server.dbname} if server.engine == "postgres" else kwargs
+
+    def create_user(self, user: str, password: str) -> None:
+        if self.server.engine == "postgres":
+            self.admin_execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
+        else:
+            self.admin_execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
+            self.admin_execute(f"GRANT ALL PRIVILEGES ON app.* TO '{user}'@'%'")
+
+    def set_password(self, user: str, password: str) -> None:
+        if self.server.engine == "postgres":
+            self.admin_execute(f"ALTER ROLE {user} PASSWORD '{password}'")
+        else:
+            self.admin_execute(f"ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'")
+
+    def secret(self, user: str, password: str, **changes: Any) -> str:
+        document = {
+            "engine": "postgres" if self.server.engine == "postgres" else "mariadb",
+            "host": self.server.host,
+            "port": self.server.port,
+            "username": user,
+            "password": password,
+            "dbname": self.server.dbname,
+        }
+        document.update(changes)
+        return json.dumps(document)
+
+    @property
+    def connect(self) -> Callable[..., Any]:
+        module = __import__(self.driver)
+        return module.connect  # type: ignore[no-any-return]
+
+    def login_works(self, user: str, password: str) -> bool:
+        kwargs = {"host": self.server.host, "port": self.server.port, "user": user, "password": password}
+        key = "dbname" if self.server.engine == "postgres" else "database"
+        try:
+            self.connect(**kwargs, **{key: self.server.dbname}).close()
+        except self.operational_error as error:
+            if classify(error) is not Failure.AUTH:
+                raise
+            return False
+        return True
+
+    @property
+    def operational_error(self) -> type[Exception]:
+        """The driver's OperationalError, raised for failed connects."""
+        if self.driver == "pymysql":
+            import pymysql
+
+            return pymysql.err.OperationalError
+        return __import__(self.driver).OperationalError  # type: ignore[no-any-return]
+
+
+def current_user(connection: Any) -> str:
+    cursor = connection.cursor()
+    cursor.execute("SELECT current_user")
+    row = cursor.fetchone()
+    cursor.close()
+    return str(row[0]).split("@")[0]
+
+
+@pytest.fixture(params=["psycopg", "psycopg2", "pymysql"])
+def database(request: pytest.FixtureRequest) -> Database:
+    """A fresh user on a real server, for each driver; the server really checks passwords."""
+    engine = "mysql" if request.param == "pymysql" else "postgres"
+    server = request.getfixturevalue("maria_server" if engine == "mysql" else "pg_server")
+    db = Database(server, request.param, f"app_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(8)}")
+    db.create_user(db.user, db.password)
+    assert db.login_works(db.user, db.password)
+    assert not db.login_works(db.user, "wrong-password")  # no trust auth: rotation tests cannot pass vacuously
+    return db
+
+
+@pytest.fixture
+def sm(client: Any, admin: Any, calls: Calls) -> tuple[Any, Any, Calls]:
+    return client, admin, calls
+
+
+def rotate_secret_stage(admin: Any, secret_id: str, new_document: str) -> tuple[str, str]:
+    """Rotation step 1: the new version as AWSPENDING. Returns (old, new) version ids."""
+    old = admin.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")["VersionId"]
+    new = admin.put_secret_value(SecretId=secret_id, SecretString=new_document, VersionStages=["AWSPENDING"])
+    return old, new["VersionId"]
+
+
+def finish_rotation(admin: Any, secret_id: str, old: str, new: str) -> None:
+    """Rotation step 4: AWSCURRENT moves to the new version."""
+    admin.update_secret_version_stage(
+        SecretId=secret_id, VersionStage="AWSCURRENT", MoveToVersionId=new, RemoveFromVersionId=old
+    )
+
+
+class TestCredentials:
+    def test_rds_and_template_layouts(self, client: Any, admin: Any) -> None:
+        """username/password plus host, port (number or string), dbname or database, and extra keys."""
+        admin.create_secret(Name="rds", SecretString=json.dumps({
+            "engine": "postgres", "host": "db.example", "port": 5432, "username": "app", "password": "pw-x",
+            "dbname": "orders", "dbClusterIdentifier": "orders-cluster",
+        }))  # fmt: skip
+        admin.create_secret(Name="tpl", SecretString=json.dumps({
+            "engine": "mysql", "host": "db2", "port": "3306", "username": "u", "password": "p", "database": "shop",
+        }))  # fmt: skip
+        cache = SecretCache(client)
+        rds = credentials(cache, "rds")
+        assert (rds.username, rds.host, rds.port, rds.dbname, rds.engine) == (
+            "app",
+            "db.example",
+            5432,
+            "orders",
+            "postgres",
+        )
+        assert dict(rds.extra) == {"dbClusterIdentifier": "orders-cluster"}
+        assert rds.version_id == cache.get_secret("rds").version_id
+        tpl = credentials(cache, "tpl")
+        assert (tpl.port, tpl.dbname) == (3306, "shop")
+        assert "pw-x" not in repr(rds) + str(rds)
+        assert "password=<redacted>" in repr(rds)
+
+    @pytest.mark.parametrize(
+        ("document", "message"),
+        [
+            ({"username": "app"}, "no 'password' key"),
+            ({"password": "x"}, "no 'username' key"),
+            ({"username": "a", "password": 5}, "'password' must be a string"),
+            ({"username": "a", "password": "b", "port": "abc"}, "'port' is not a number"),
+            (["a"], "not an object"),
+            ("not json", "not JSON"),
+        ],
+    )
+    def test_bad_layouts_name_the_key(self, client: Any, admin: Any, document: Any, message: str) -> None:
+        """A secret that is not usable credentials raises SecretFormatError naming the key, never the value."""
+        text = document if isinstance(document, str) else json.dumps(document)
+        admin.create_secret(Name="bad", SecretString=text)
+        with pytest.raises(SecretFormatError, match=message) as info:
+            credentials(SecretCache(client), "bad")
+        assert "abc" not in str(info.value) or message.endswith("number")
+
+
+class TestFactory:
+    def test_connects_with_the_secret(self, database: Database, sm: tuple[Any, Any, Calls]) -> None:
+        """The factory opens a connection as the secret's user, with one API call for many connects."""
+        client, admin, calls = sm
+        admin.create_secret(Name="db", SecretString=database.secret(database.user, database.password))
+        factory = connection_factory(SecretCache(client), "db", database.connect)
+        for _ in range(5):
+            connection = factory()
+            assert current_user(connection) == database.user
+            connection.close()
+        assert calls.total == 1
+
+    def test_stale_cache_recovers_after_rotation_with_one_call(
+        self, database: Database, sm: tuple[Any, Any, Calls]
+    ) -> None:
+        """After a completed rotation the cached password fails; one forced refresh fixes it."""
+        client, admin, calls = sm
+        admin.create_secret(Name="db", SecretString=database.secret(database.user, database.password))
+        factory = connection_factory(SecretCache(client, ttl=3600), "db", database.connect)
+        factory().close()
+        new_password = f"pw-{secrets.token_hex(8)}"
+        old, new = rotate_secret_stage(admin, "db", database.secret(database.user, new_password))
+        database.set_password(database.user, new_password)
+        finish_rotation(admin, "db", old, new)
+        before = calls.total
+        connection = factory()
+        assert current_user(connection) == database.user
+        connection.close()
+        assert calls.total - before == 1
+        factory().close()
+        assert calls.total - before == 1
+
+    def test_pending_is_tried_when_the_database_moved_first(
+        self, database: Database, sm: tuple[Any, Any, Calls]
+    ) -> None:
+        """Mid-rotation (database changed, AWSCURRENT not moved yet) AWSPENDING's password is used."""
+        client, admin, calls = sm
+        admin.create_secret(Name="db", SecretString=database.secret(database.user, database.password))
+        factory = connection_factory(SecretCache(client, ttl=3600), "db", database.connect)
+        factory().close()
+        new_password = f"pw-{secrets.token_hex(8)}"
+        old, new = rotate_secret_stage(admin, "db", database.secret(database.user, new_password))
+        database.set_password(database.user, new_password)
+        before = calls.total
+        factory().close()
+        assert calls.counts["GetSecretValue"] - 1 == 2  # one refresh of AWSCURRENT, one read of AWSPENDING
+        for _ in range(5):  # goes straight to the version that works: no more calls
+            factory().close()
+        assert calls.total - before == 2
+        finish_rotation(admin, "db", old, new)
+        factory().close()
+        assert calls.total - before == 2
+
+    def test_server_down_is_raised_at_once(self, database: Database, sm: tuple[Any, Any, Calls]) -> None:
+        """A connection error that is not about credentials costs no Secrets Manager call."""
+        client, admin, calls = sm
+        admin.create_secret(Name="db", SecretString=database.secret(database.user, database.password, port=free_port()))
+        factory = connection_factory(SecretCache(client), "db", database.connect)
+        with pytest.raises(database.operational_error) as info:
+            factory()
+        assert classify(info.value) is Failure.OTHER
+        assert calls.total == 1
+
+    def test_wrong_password_cannot_hammer_the_api(self, database: Database, sm: tuple[Any, Any, Calls]) -> None:
+        """20 failing connects with a wrong password cost the first read plus two refreshes."""
+        client, admin, calls = sm
+        admin.create_secret(Name="db", SecretString=database.secret(database.user, "wrong-password"))
+        factory = connection_factory(SecretCache(client), "db", database.connect)
+        for _ in range(20):
+            with pytest.raises(database.operational_error) as info:
+                factory()
+            assert classify(info.value) is Failure.AUTH
+            assert "wrong-password" not in str(info.value)
+        assert calls.total <= 3
+
+
+def test_sqlalchemy_creator_and_attached_engine(pg_server: Server, sm: tuple[Any, Any, Calls]) -> None:
+    """create_engine(creator=factory) and attach_to_engine(engine) both connect with the secret."""
+    import psycopg
+    import sqlalchemy
+
+    db = Database(pg_server, "psycopg", f"app_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(8)}")
+    db.create_user(db.user, db.password)
+    client, admin, _ = sm
+    admin.create_secret(Name="db", SecretString=db.secret(db.user, db.password))
+    cache = SecretCache(client)
+    engine = sqlalchemy.create_engine("postgresql+psycopg://", creator=connection_factory(cache, "db", psycopg.connect))
+    with engine.connect() as connection:
+        assert connection.execute(sqlalchemy.text("SELECT current_user")).scalar() == db.user
+    engine.dispose()
+    attached = sqlalchemy.create_engine(f"postgresql+psycopg://nobody@127.0.0.1:1/{pg_server.dbname}")
+    attach_to_engine(attached, cache, "db")
+    with attached.connect() as connection:
+        assert connection.execute(sqlalchemy.text("SELECT current_user")).scalar() == db.user
+    attached.dispose()
+
+
+def test_psycopg_pool_recovers_inside_the_connection_class(pg_server: Server, sm: tuple[Any, Any, Calls]) -> None:
+    """A pool whose cached password is stale still opens connections: recovery runs in the class."""
+    from psycopg_pool import ConnectionPool
+
+    db = Database(pg_server, "psycopg", f"app_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(8)}")
+    db.create_user(db.user, db.password)
+    client, admin, _ = sm
+    admin.create_secret(Name="db", SecretString=db.secret(db.user, db.password))
+    cache = SecretCache(client, ttl=3600)
+    cache.get_secret("db")
+    new_password = f"pw-{secrets.token_hex(8)}"
+    old, new = rotate_secret_stage(admin, "db", db.secret(db.user, new_password))
+    db.set_password(db.user, new_password)
+    finish_rotation(admin, "db", old, new)
+    connection_class = psycopg_connection_class(cache, "db")
+    pool = ConnectionPool(connection_class=connection_class, min_size=2, timeout=10, open=True)
+    with pool, pool.connection() as connection:
+        assert current_user(connection) == db.user
+    assert not db.login_works(db.user, db.password)
+
+
+def test_unrecognised_postgres_error_gets_one_retry() -> None:
+    """Classification: message-based for PostgreSQL, error code for MySQL, .orig for SQLAlchemy."""
+    import psycopg
+    import pymysql
+    import sqlalchemy.exc
+
+    assert classify(psycopg.OperationalError('FATAL:  password authentication failed for user "x"')) is Failure.AUTH
+    assert classify(psycopg.OperationalError("connection refused")) is Failure.OTHER
+    assert classify(psycopg.OperationalError("FATAL:  Passwort-Authentifizierung fehlgeschlagen")) is Failure.UNKNOWN
+    assert classify(pymysql.err.OperationalError(1045, "Access denied")) is Failure.AUTH
+    assert classify(pymysql.err.OperationalError(2003, "Can't connect")) is Failure.OTHER
+    wrapped = sqlalchemy.exc.OperationalError("connect", {}, pymysql.err.OperationalError(1045, "Access denied"))
+    assert classify(wrapped) is Failure.AUTH
+    assert classify(ValueError("x")) is Failure.OTHER
+
+
+def test_factory_refuses_bad_arguments(client: Any) -> None:
+    """Bad connect functions, mappings and options fail at construction."""
+    cache = SecretCache(client)
+    with pytest.raises(TypeError):
+        connection_factory(cache, "db", "psycopg.connect")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cannot tell which driver"):
+        connection_factory(cache, "db", lambda **kwargs: None)
+    with pytest.raises(ValueError, match="unknown driver mapping"):
+        connection_factory(cache, "db", lambda **kwargs: None, mapping="oracle")
+    with pytest.raises(ValueError, match="mapping keys"):
+        connection_factory(cache, "db", lambda **kwargs: None, mapping={"user": "u"})
+    custom = connection_factory(cache, "db", lambda **kwargs: kwargs, mapping={"username": "login", "port": None})
+    assert "ConnectionFactory(secret_id='db'" in repr(custom)
+
+
+def test_db_credentials_equality_and_defaults() -> None:
+    """DbCredentials is a frozen value object."""
+    creds = DbCredentials(username="u", password="p")
+    assert creds == DbCredentials(username="u", password="p")
+    with pytest.raises(AttributeError):
+        creds.password = "q"  # type: ignore[misc]
