@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,10 @@ EXPECTED = {
     "staging_labels.py": ["AWSPENDING: token-v2", "AWSCURRENT: token-v2", "AWSPREVIOUS: token-v1", "moved"],
     "asyncio_app.py": ["prefetched, failures: {}", "200 requests: api_calls={'BatchGetSecretValue': 1}, hits=200"],
     "preforked_workers.py": ["API calls made by this worker: 0"],
+    "sqlalchemy_rotation.py": ["before rotation: example_", "after rotation: example_", "'GetSecretValue': 2"],
+    "psycopg_pool_rotation.py": ["before rotation: ('example_", "after rotation: ('example_", "'GetSecretValue': 2"],
 }
+NEEDS_POSTGRES = {"sqlalchemy_rotation.py", "psycopg_pool_rotation.py"}
 
 
 def test_every_example_is_covered() -> None:
@@ -25,12 +29,17 @@ def test_every_example_is_covered() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_example_runs(name: str) -> None:
-    """The example runs locally against moto and prints what it promises, never a secret."""
+def test_example_runs(name: str, request: pytest.FixtureRequest) -> None:
+    """The example runs locally against moto (and a password-checking database) as its header says."""
     source = (EXAMPLES / name).read_text()
     assert "python examples/" + name in source  # the one command written at its top
+    env = dict(os.environ)
+    if name in NEEDS_POSTGRES:
+        server = request.getfixturevalue("pg_server")
+        env.update(PGHOST=server.host, PGPORT=str(server.port), PGUSER=server.admin_user)
+        env.update(PGPASSWORD=server.admin_password, PGDATABASE=server.dbname)
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, str(EXAMPLES / name)], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
     for expected in EXPECTED[name]:
