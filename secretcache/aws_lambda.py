@@ -1,0 +1,218 @@
+"""AWS Lambda: inject secrets into handlers from a process-wide cache.
+
+A Lambda execution environment runs one handler invocation at a time and keeps the process
+between invocations. A module-level cache therefore makes the first (cold) invocation fetch the
+handler's secrets, in one ``BatchGetSecretValue`` call for up to 20 of them, and warm
+invocations within the TTL make no API call at all::
+
+    from secretcache.aws_lambda import inject_secrets, secret
+
+    @inject_secrets(api_key="prod/payments/api-key", db=secret("prod/orders/db", json=True))
+    def handler(event, context, *, api_key: str, db: dict):
+        ...
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from secretcache._cache import SecretCache
+from secretcache._keys import check_secret_id
+
+__all__ = ["SecretSpec", "default_cache", "handle_rotation_event", "inject_secrets", "reset_default_cache", "secret"]
+
+logger = logging.getLogger("secretcache")
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+_default: SecretCache | None = None
+_default_lock = threading.Lock()
+
+
+def default_cache() -> SecretCache:
+    """The process-wide cache, built once from ``SECRETCACHE_*`` variables on first use.
+
+    Thread-safe. Warm Lambda invocations reuse it, which is what makes them free.
+
+    Raises:
+        ValueError: A ``SECRETCACHE_*`` variable is invalid (see :meth:`SecretCache.from_env`).
+    """
+    global _default
+    cache = _default
+    if cache is None:
+        with _default_lock:
+            cache = _default
+            if cache is None:
+                cache = _default = SecretCache.from_env()
+    return cache
+
+
+def reset_default_cache() -> None:
+    """Close and forget the process-wide cache; the next :func:`default_cache` builds a new one.
+
+    For tests, and for re-reading ``SECRETCACHE_*`` variables.
+    """
+    global _default
+    with _default_lock:
+        cache, _default = _default, None
+    if cache is not None:
+        cache.close()
+
+
+@dataclass(frozen=True, slots=True)
+class SecretSpec:
+    """What to inject for one handler keyword; build it with :func:`secret`."""
+
+    secret_id: str
+    key: str | None = None
+    json: bool = False
+    version_stage: str | None = None
+    version_id: str | None = None
+    binary: bool = False
+
+    def read(self, cache: SecretCache) -> Any:
+        """Read the value this spec asks for through ``cache``."""
+        options: dict[str, Any] = {"version_stage": self.version_stage, "version_id": self.version_id}
+        if self.binary:
+            return cache.get_secret_binary(self.secret_id, **options)
+        if self.json or self.key is not None:
+            return cache.get_secret_json(self.secret_id, self.key, **options)
+        return cache.get_secret_string(self.secret_id, **options)
+
+    @property
+    def batchable(self) -> bool:
+        """Whether ``BatchGetSecretValue`` can fetch it (AWSCURRENT only)."""
+        return self.version_id is None and self.version_stage in (None, "AWSCURRENT")
+
+
+def secret(
+    secret_id: str,
+    *,
+    key: str | None = None,
+    json: bool = False,
+    version_stage: str | None = None,
+    version_id: str | None = None,
+    binary: bool = False,
+) -> SecretSpec:
+    """Describe a secret to inject: the string (default), parsed JSON, one JSON key, or bytes.
+
+    Args:
+        secret_id: The secret's name, full ARN or partial ARN.
+        key: Inject this key of the secret's JSON object (implies ``json``).
+        json: Inject the secret parsed as JSON (a fresh copy per invocation).
+        version_stage: A staging label other than AWSCURRENT.
+        version_id: A specific version.
+        binary: Inject ``SecretBinary`` as bytes.
+
+    Raises:
+        TypeError: An option has the wrong type, or is unknown.
+        ValueError: ``binary`` together with ``key`` or ``json``.
+        InvalidSecretRequestError: ``secret_id`` is empty or too long.
+    """
+    check_secret_id(secret_id)
+    if key is not None and not isinstance(key, str):
+        raise TypeError(f"key must be a str or None, not {type(key).__name__}")
+    for name, value in (("json", json), ("binary", binary)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    if binary and (key is not None or json):
+        raise ValueError(f"secret {secret_id!r}: binary=True cannot be combined with key= or json=True")
+    return SecretSpec(secret_id, key, json or key is not None, version_stage, version_id, binary)
+
+
+def inject_secrets(
+    cache: SecretCache | None = None, **secrets: str | SecretSpec
+) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Decorate a Lambda handler so each named keyword argument receives a secret.
+
+    Each keyword names a handler parameter; its value is a secret id (the ``SecretString`` is
+    injected) or a :func:`secret` spec. On every invocation the AWSCURRENT secrets are warmed
+    together with :meth:`SecretCache.prefetch` (one ``BatchGetSecretValue`` per 20 secrets when
+    any is missing or stale, none when all are fresh), then read from the cache. A keyword the
+    caller passes explicitly is left alone (handy in tests). Name, docstring and signature of the
+    handler are kept (``functools.wraps``), so it stacks with other decorators such as
+    Powertools' ``@logger.inject_lambda_context``. The wrapper's ``get_cache()`` returns the
+    cache in use.
+
+    Args:
+        cache: The cache to read through; by default :func:`default_cache`.
+        **secrets: Handler keyword -> secret id or :func:`secret` spec.
+
+    Raises:
+        TypeError: At decoration: no secrets declared, a value that is neither a secret id nor a
+            spec, or a keyword the handler does not accept.
+        SecretCacheError: At invocation, when a secret cannot be read (the typed error names the
+            secret, never its value).
+    """
+    if cache is not None and not isinstance(cache, SecretCache):
+        raise TypeError(f"cache must be a SecretCache or None, not {type(cache).__name__}")
+    if not secrets:
+        raise TypeError("inject_secrets() needs at least one keyword=secret_id")
+    specs: dict[str, SecretSpec] = {}
+    for name, declared in secrets.items():
+        if isinstance(declared, str):
+            specs[name] = secret(declared)
+        elif isinstance(declared, SecretSpec):
+            specs[name] = declared
+        else:
+            raise TypeError(f"{name}= must be a secret id or secret(...), not {type(declared).__name__}")
+    batch = list(dict.fromkeys(spec.secret_id for spec in specs.values() if spec.batchable))
+
+    def decorate(handler: Callable[_P, _R]) -> Callable[_P, _R]:
+        _check_accepts(handler, specs)
+
+        @functools.wraps(handler)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            in_use = cache or default_cache()
+            wanted = {name: spec for name, spec in specs.items() if name not in kwargs}
+            if wanted:
+                in_use.prefetch([spec.secret_id for spec in wanted.values() if spec.secret_id in batch])
+                for name, spec in wanted.items():
+                    kwargs[name] = spec.read(in_use)
+            return handler(*args, **kwargs)
+
+        wrapper.get_cache = lambda: cache or default_cache()  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _check_accepts(handler: Callable[..., Any], specs: Mapping[str, SecretSpec]) -> None:
+    if not callable(handler):
+        raise TypeError(f"inject_secrets decorates a handler function, not {type(handler).__name__}")
+    parameters = inspect.signature(handler).parameters
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return
+    accepted = {
+        name
+        for name, parameter in parameters.items()
+        if parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    refused = sorted(set(specs) - accepted)
+    if refused:
+        raise TypeError(
+            f"{getattr(handler, '__qualname__', handler)!r} has no parameter {', '.join(map(repr, refused))} "
+            "to inject into; add it (e.g. a keyword-only argument) or accept **kwargs"
+        )
+
+
+def handle_rotation_event(event: Mapping[str, Any], cache: SecretCache | None = None) -> list[str]:
+    """Invalidate the secret a Secrets Manager change event is about; return what was invalidated.
+
+    For a Lambda subscribed (through EventBridge) to Secrets Manager events, so that it drops a
+    rotated secret at once instead of serving it until its TTL. Delegates to
+    :func:`secretcache.events.invalidate_from_event`, which understands CloudTrail API-call events
+    (``PutSecretValue``, ``UpdateSecretVersionStage``, ``RotateSecret``, ...), the rotation
+    service events, and the same wrapped in SNS or SQS. Unknown or malformed events invalidate
+    nothing and never raise.
+    """
+    from secretcache.events import invalidate_from_event
+
+    return invalidate_from_event(cache or default_cache(), event)

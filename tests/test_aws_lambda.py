@@ -1,0 +1,197 @@
+"""Lambda decorators: one batch call on cold start, none warm, typed errors, Powertools stacking."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from secretcache import SecretCache, SecretNotFoundError
+from secretcache.aws_lambda import default_cache, handle_rotation_event, inject_secrets, reset_default_cache, secret
+from tests.conftest import Calls, FakeClock
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_cache() -> Iterator[None]:
+    reset_default_cache()
+    yield
+    reset_default_cache()
+
+
+def lambda_context() -> Any:
+    """A stand-in for the Lambda context object, with the attributes Powertools reads."""
+    return SimpleNamespace(
+        function_name="orders-handler",
+        function_version="$LATEST",
+        memory_limit_in_mb=128,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:orders-handler",
+        aws_request_id="c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+        log_group_name="/aws/lambda/orders-handler",
+        log_stream_name="2026/11/23/[$LATEST]abc",
+        get_remaining_time_in_millis=lambda: 30_000,
+    )
+
+
+@pytest.fixture
+def three_secrets(admin: Any) -> None:
+    admin.create_secret(Name="prod/api-key", SecretString="key-123")
+    admin.create_secret(Name="prod/db", SecretString=json.dumps({"username": "app", "password": "pw"}))
+    admin.create_secret(Name="prod/cert", SecretBinary=b"\x00cert")
+
+
+def test_cold_start_is_one_batch_call_and_warm_invocations_are_free(
+    client: Any, calls: Calls, clock: FakeClock, three_secrets: None
+) -> None:
+    """3 secrets on the first invocation: 1 BatchGetSecretValue; 100 warm invocations: 0 calls."""
+    cache = SecretCache(client, ttl=300, ttl_jitter=0, refresh_ahead=None, clock=clock)
+
+    @inject_secrets(
+        cache,
+        api_key="prod/api-key",
+        username=secret("prod/db", key="username"),
+        db=secret("prod/db", json=True),
+        cert=secret("prod/cert", binary=True),
+    )
+    def handler(
+        event: dict[str, Any], context: Any, *, api_key: str, username: str, db: dict[str, Any], cert: bytes
+    ) -> str:
+        return f"{api_key}|{username}|{db['password']}|{cert!r}"
+
+    expected = "key-123|app|pw|b'\\x00cert'"
+    assert handler({}, lambda_context()) == expected
+    assert calls.counts == {"BatchGetSecretValue": 1}
+    for _ in range(100):
+        assert handler({}, lambda_context()) == expected
+    assert calls.total == 1
+    clock.advance(301)
+    assert handler({}, lambda_context()) == expected
+    assert calls.counts == {"BatchGetSecretValue": 2}  # refreshed after the TTL, still batched
+    assert handler.get_cache() is cache  # type: ignore[attr-defined]
+
+
+def test_default_cache_is_built_once_from_the_environment(
+    aws: None, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a cache the handler uses one process-wide SecretCache.from_env()."""
+    admin.create_secret(Name="prod/api-key", SecretString="key-123")
+    monkeypatch.setenv("SECRETCACHE_TTL", "42")
+
+    @inject_secrets(api_key="prod/api-key")
+    def handler(event: Any, context: Any, api_key: str = "") -> str:
+        return api_key
+
+    assert handler({}, lambda_context()) == "key-123"
+    assert handler.get_cache() is default_cache()  # type: ignore[attr-defined]
+    assert "ttl=42.0" in repr(default_cache())
+    assert default_cache().stats().api_calls == {"BatchGetSecretValue": 1}
+
+
+def test_wraps_keeps_name_doc_signature_and_explicit_arguments(client: Any, three_secrets: None) -> None:
+    """The wrapper looks like the handler, and a keyword passed explicitly is not overwritten."""
+
+    @inject_secrets(SecretCache(client), api_key="prod/api-key")
+    def handler(event: Any, context: Any, *, api_key: str) -> str:
+        """Handle an order."""
+        return api_key
+
+    assert handler.__name__ == "handler"
+    assert handler.__doc__ == "Handle an order."
+    assert list(inspect.signature(handler).parameters) == ["event", "context", "api_key"]
+    assert handler({}, None, api_key="from-test") == "from-test"
+
+
+def test_stacks_with_powertools_logger_and_tracer(
+    client: Any, calls: Calls, three_secrets: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Works under @logger.inject_lambda_context and @tracer.capture_lambda_handler."""
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    from aws_lambda_powertools import Logger, Tracer
+
+    logger = Logger(service="orders")
+    tracer = Tracer(service="orders")
+
+    @logger.inject_lambda_context
+    @tracer.capture_lambda_handler
+    @inject_secrets(SecretCache(client), api_key="prod/api-key", db=secret("prod/db", json=True))
+    def handler(event: Any, context: Any, *, api_key: str, db: dict[str, Any]) -> dict[str, Any]:
+        logger.info("handling", extra={"user": db["username"]})
+        return {"key_length": len(api_key)}
+
+    for _ in range(3):
+        assert handler({"order": 1}, lambda_context()) == {"key_length": 7}
+    assert calls.total == 1
+    out = capsys.readouterr().out
+    assert '"function_name":"orders-handler"' in out.replace(" ", "")
+    assert "key-123" not in out
+
+
+def test_bad_declarations_fail_at_decoration() -> None:
+    """Unknown options, missing handler parameters and key+binary are refused up front."""
+    with pytest.raises(TypeError, match="no parameter 'password'"):
+
+        @inject_secrets(SecretCache(), password="prod/db")
+        def handler(event: Any, context: Any) -> None: ...
+
+    with pytest.raises(ValueError, match="binary=True cannot be combined"):
+        secret("prod/db", key="password", binary=True)
+    with pytest.raises(TypeError):
+        secret("prod/db", keys="password")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="needs at least one"):
+        inject_secrets(SecretCache())
+    with pytest.raises(TypeError, match="must be a secret id or secret"):
+        inject_secrets(SecretCache(), db=42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cache must be a SecretCache"):
+        inject_secrets("cache", db="x")  # type: ignore[arg-type]
+
+    @inject_secrets(SecretCache(), password="prod/db")
+    def accepts_kwargs(event: Any, context: Any, **kwargs: Any) -> None: ...
+
+
+def test_unreadable_secret_fails_the_invocation_typed(client: Any, admin: Any, three_secrets: None) -> None:
+    """A missing secret raises the typed error naming the secret, never another secret's value."""
+
+    @inject_secrets(SecretCache(client), api_key="prod/api-key", missing="prod/missing")
+    def handler(event: Any, context: Any, *, api_key: str, missing: str) -> None: ...
+
+    with pytest.raises(SecretNotFoundError, match="prod/missing") as info:
+        handler({}, None)
+    assert "key-123" not in str(info.value)
+
+
+def test_non_current_specs_are_read_individually(client: Any, admin: Any, calls: Calls) -> None:
+    """AWSPENDING or version-id specs are read with GetSecretValue beside the batch."""
+    admin.create_secret(Name="prod/db", SecretString="pw-1")
+    admin.put_secret_value(SecretId="prod/db", SecretString="pw-2", VersionStages=["AWSPENDING"])
+
+    @inject_secrets(SecretCache(client), current="prod/db", pending=secret("prod/db", version_stage="AWSPENDING"))
+    def handler(event: Any, context: Any, *, current: str, pending: str) -> tuple[str, str]:
+        return current, pending
+
+    assert handler({}, None) == ("pw-1", "pw-2")
+    assert calls.counts == {"BatchGetSecretValue": 1, "GetSecretValue": 1}
+
+
+def test_rotation_event_handler_invalidates(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """A CloudTrail PutSecretValue event drops the secret, so the next read is the new value."""
+    arn = admin.create_secret(Name="prod/db", SecretString="pw-1")["ARN"]
+    cache = SecretCache(client, clock=clock)
+    assert cache.get_secret_string("prod/db") == "pw-1"
+    admin.put_secret_value(SecretId="prod/db", SecretString="pw-2")
+    event = {
+        "version": "0",
+        "source": "aws.secretsmanager",
+        "detail-type": "AWS API Call via CloudTrail",
+        "detail": {
+            "eventSource": "secretsmanager.amazonaws.com",
+            "eventName": "PutSecretValue",
+            "requestParameters": {"secretId": arn},
+        },
+    }
+    assert handle_rotation_event(event, cache) == [arn]
+    assert cache.get_secret_string("prod/db") == "pw-2"
+    assert handle_rotation_event({"unexpected": True}, cache) == []
+    assert handle_rotation_event("not json", cache) == []  # type: ignore[arg-type]
