@@ -355,9 +355,13 @@ class SecretCache:
             TypeError: ``secret_id`` is not a str or None.
             InvalidSecretRequestError: ``secret_id`` is empty or too long.
         """
+        return len(self._invalidate(secret_id))
+
+    def _invalidate(self, secret_id: str | None) -> list[CacheKey]:
+        """:meth:`invalidate`, returning the keys dropped (AWSCURRENT keys are plain ids)."""
         dropped = self._table.drop(None if secret_id is None else check_secret_id(secret_id))
         if dropped:
-            logger.debug("invalidated %d cached entries of %s", dropped, secret_id or "all secrets")
+            logger.debug("invalidated %d cached entries of %s", len(dropped), secret_id or "all secrets")
         return dropped
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:

@@ -81,8 +81,10 @@ class EntryTable:
             self._retired_hits += entry.hits
             self._counters.add("evictions")
 
-    def drop(self, secret_id: str | None) -> int:
+    def drop(self, secret_id: str | None) -> list[CacheKey]:
         """Drop every entry of a secret (any spelling), or all; orphan matching flights.
+
+        Returns the keys dropped.
 
         An orphaned flight finishes for the readers already waiting on it but installs
         nothing, and later readers start a new one: this makes invalidation linearizable.
@@ -95,7 +97,7 @@ class EntryTable:
                 self._retired_hits += self.entries.pop(key).hits
             for key in flying:
                 del self.flights[key]
-        return len(matched)
+        return matched
 
     def _matches(self, key: CacheKey, targets: set[str]) -> bool:
         """Whether an entry or flight of ``key`` may belong to the secret with ``targets``. Locked."""

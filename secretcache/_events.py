@@ -1,0 +1,134 @@
+"""Secrets Manager change events turned into cache invalidations.
+
+Secrets Manager reports changes through EventBridge: the native ``Secret Label Updated`` event
+(sent when AWSCURRENT or a custom label moves; no CloudTrail needed), CloudTrail API-call events
+(``PutSecretValue``, ``UpdateSecretVersionStage``, ``RotateSecret``, ``DeleteSecret``, ...) and
+rotation service events (``RotationSucceeded``, ...). :func:`invalidate_from_event` accepts such
+an event as EventBridge delivers it, wrapped in an SNS notification, in an SQS message, in a
+Lambda ``Records`` batch, or any nesting of those, finds the secrets it is about and invalidates
+them. Unknown or malformed events are logged at DEBUG and ignored; nothing here ever raises on
+bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from secretcache._cache import SecretCache
+
+__all__ = ["CHANGE_EVENTS", "invalidate_from_event", "secret_ids_from_event"]
+
+logger = logging.getLogger("secretcache.events")
+
+CHANGE_EVENTS = frozenset(
+    {
+        "PutSecretValue",
+        "UpdateSecret",
+        "UpdateSecretVersionStage",
+        "RotateSecret",
+        "CancelRotateSecret",
+        "DeleteSecret",
+        "RestoreSecret",
+        "ReplicateSecretToRegions",
+        "RemoveRegionsFromReplication",
+        "StopReplicationToReplica",
+        "RotationSucceeded",
+        "RotationFailed",
+        "RotationAbandoned",
+        "RotationStarted",
+        "SecretVersionDeletion",
+        "CancelSecretVersionDelete",
+        "EndSecretVersionDelete",
+    }
+)
+"""Event names that may change what a cached secret should return."""
+
+_MAX_DEPTH = 4  # SQS > SNS > EventBridge is three levels; more is not an event we know
+
+
+def secret_ids_from_event(event: Any) -> list[str]:
+    """The secret ids (names or ARNs) a Secrets Manager change event is about; ``[]`` if none."""
+    found: list[str] = []
+    for document in _unwrap(event, 0):
+        found.extend(_ids_of(document))
+    return list(dict.fromkeys(found))
+
+
+def invalidate_from_event(cache: SecretCache, event: Any) -> list[str]:
+    """Invalidate every secret a change event is about, in ``cache``; return their ids.
+
+    Accepts a raw EventBridge event, an SNS notification or SQS message carrying one (as a dict
+    or a JSON string), or a Lambda ``Records`` batch of those. Never raises for bad input.
+    """
+    ids = secret_ids_from_event(event)
+    for secret_id in ids:
+        cache.invalidate(secret_id)
+    if ids:
+        logger.info("invalidated %s after a change event", ", ".join(ids))
+    return ids
+
+
+def _parse(document: Any) -> Any:
+    if isinstance(document, (str, bytes)):
+        try:
+            return json.loads(document)
+        except ValueError:
+            logger.debug("ignoring a message that is not JSON")
+            return None
+    return document
+
+
+def _unwrap(document: Any, depth: int) -> list[Mapping[str, Any]]:
+    """The EventBridge events inside SQS/SNS/Lambda wrappers, however nested."""
+    document = _parse(document)
+    if not isinstance(document, Mapping) or depth > _MAX_DEPTH:
+        if document is not None:
+            logger.debug("ignoring an event that is not a JSON object")
+        return []
+    records = document.get("Records")
+    if isinstance(records, list):
+        events: list[Mapping[str, Any]] = []
+        for record in records:
+            if not isinstance(record, Mapping):
+                continue
+            sns = record.get("Sns")
+            inner = record.get("body", sns.get("Message") if isinstance(sns, Mapping) else None)
+            events.extend(_unwrap(inner, depth + 1))
+        return events
+    if document.get("Type") == "Notification" and "Message" in document:  # an SNS notification
+        return _unwrap(document["Message"], depth + 1)
+    if "detail" in document:
+        return [document]
+    logger.debug("ignoring an event of unknown shape")
+    return []
+
+
+def _ids_of(event: Mapping[str, Any]) -> list[str]:
+    if event.get("source") not in (None, "aws.secretsmanager"):
+        return []
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        return []
+    name = detail.get("eventName")
+    if name is not None and name not in CHANGE_EVENTS:
+        logger.debug("ignoring Secrets Manager event %s: it changes no secret value", name)
+        return []
+    ids: list[str] = []
+    for container, keys in (
+        (detail.get("requestParameters"), ("secretId", "SecretId", "name")),
+        (detail.get("responseElements"), ("arn", "aRN", "ARN")),
+        (detail.get("additionalEventData"), ("SecretId", "secretId")),
+        (detail, ("secretId", "SecretId", "secretArn", "SecretArn")),
+    ):
+        if isinstance(container, Mapping):
+            ids.extend(value for key in keys if isinstance(value := container.get(key), str) and value)
+    resources = event.get("resources")
+    if not ids and isinstance(resources, list):  # the native Secret Label Updated event
+        ids.extend(arn for arn in resources if isinstance(arn, str) and ":secretsmanager:" in arn)
+    if not ids and event.get("detail-type") == "Secret Label Updated" and isinstance(detail.get("name"), str):
+        ids.append(detail["name"])
+    return ids
