@@ -221,4 +221,7 @@ class AsyncSecretCache:
             # Every awaiting task gets its own copy: one exception raised in many tasks would
             # pile their tracebacks onto one object.
             copy = fresh_copy(err)
-            raise copy from err.__cause__
+            try:
+                raise copy from err.__cause__
+            finally:
+                del copy

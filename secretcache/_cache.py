@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from secretcache import redaction
 from secretcache._entry import Entry, Flight, binary_of, json_of, string_of, value_of
 from secretcache._errors import SecretCacheError
 from secretcache._fetcher import Fetcher
@@ -149,6 +150,7 @@ class SecretCache:
         self._pool = BackgroundPool(threads=REFRESH_THREADS, capacity=max_size)
         self._closed = False
         track(self)
+        redaction.install()
 
     @classmethod
     def from_env(cls, client: SecretsManagerClient | None = None, *, prefix: str = "SECRETCACHE_") -> SecretCache:

@@ -110,7 +110,10 @@ class Entry:
         """Raise a fresh copy of the remembered failure (with its cause chained)."""
         assert self.failure is not None
         error = fresh_copy(self.failure.error)
-        raise error from error.__cause__
+        try:
+            raise error from error.__cause__
+        finally:
+            del error  # else the frame and the traceback keep each other alive until a GC pass
 
     def json(self, secret_id: str) -> Any:
         """The value parsed as JSON, parsed at most once per entry (callers must not mutate it).

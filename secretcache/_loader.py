@@ -132,7 +132,8 @@ class Loader:
         if not isinstance(err, SecretUnavailableError):
             # A definite answer the caller receives as an exception; not worth a warning.
             logger.debug("fetching secret %r failed: %s", secret_id, err)
-        elif previous is None or previous.failure is None:
+        elif previous is None or previous.failure is None or previous.value is not None:
+            # First failure, or the cached value just grew too old to serve: reads now fail.
             logger.warning("fetching secret %r failed and no cached value can be served: %s", secret_id, err)
         return Entry(None, ttl=previous.ttl if previous is not None else None, failure=failure)
 

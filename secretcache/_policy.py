@@ -195,7 +195,7 @@ def settings_from_env(environ: Mapping[str, str], prefix: str) -> dict[str, obje
             the variable and the value.
     """
     present = {name[len(prefix) :]: value.strip() for name, value in environ.items() if name.startswith(prefix)}
-    unknown = sorted(set(present) - set(ENV_VARIABLES))
+    unknown = sorted(set(present) - set(ENV_VARIABLES) - {"BOTOCORE_LOG_REDACTION"})  # read by redaction.py
     if unknown:
         known = ", ".join(prefix + name for name in ENV_VARIABLES)
         raise ValueError(f"unknown setting {', '.join(prefix + name for name in unknown)}; known: {known}")

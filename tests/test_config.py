@@ -40,6 +40,7 @@ def test_from_env_reads_every_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_from_env_defaults_and_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unset variables keep defaults; a custom prefix reads other variables; 'off' disables refresh-ahead."""
+    monkeypatch.setenv("SECRETCACHE_BOTOCORE_LOG_REDACTION", "on")  # known, read by secretcache.redaction
     assert repr(SecretCache.from_env()) == repr(SecretCache())
     monkeypatch.setenv("MYAPP_REFRESH_AHEAD", "off")
     monkeypatch.setenv("MYAPP_TTL", "7")

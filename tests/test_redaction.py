@@ -94,3 +94,43 @@ def test_value_never_appears_in_logs_reprs_errors_or_stats(
     leaks = [text for text in texts if MARKER in text]
     assert leaks == []
     assert any("stale" in text or "cached value" in text for text in texts)  # the logs were captured
+
+
+def test_botocore_debug_logs_do_not_leak_values(
+    backend: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With every logger at DEBUG, botocore's request and response bodies show no secret value."""
+    from secretcache import redaction
+
+    client = backend()
+    with caplog.at_level(logging.DEBUG):
+        client.create_secret(Name="db", SecretString=json.dumps({"password": MARKER}))
+        cache = SecretCache(client, clock=clock)  # installs the filter
+        assert redaction.installed()
+        assert json.loads(cache.get_secret_string("db"))["password"] == MARKER
+        client.put_secret_value(SecretId="db", SecretString=f'{MARKER}\\" tricky "quote')
+        cache.refresh("db")
+        cache.prefetch(["db"])
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(record.name == "botocore.parsers" for record in caplog.records)  # bodies were logged...
+    assert [message for message in messages if MARKER in message] == []  # ...without the value
+
+
+def test_redaction_opt_out(aws: None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After uninstall() botocore logs bodies as it always does; install(force=True) restores it."""
+    import boto3
+
+    from secretcache import redaction
+
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    client.create_secret(Name="db", SecretString=MARKER)
+    redaction.uninstall()
+    try:
+        SecretCache(client)  # does not reinstall after an explicit uninstall
+        assert not redaction.installed()
+        with caplog.at_level(logging.DEBUG):
+            client.get_secret_value(SecretId="db")
+        assert any(MARKER in record.getMessage() for record in caplog.records)
+    finally:
+        assert redaction.install(force=True)
+    assert redaction.installed()
