@@ -51,6 +51,20 @@ class BatchRefusedError(Exception):
     """``BatchGetSecretValue`` itself is not allowed or not known; fetch one by one instead."""
 
 
+class MalformedResponseError(Exception):
+    """A response without the fields every answer has: a truncated or garbled body. Retried."""
+
+
+_REQUIRED = ("Name", "ARN", "VersionId")
+
+
+def _check_fields(item: Any, operation: str) -> None:
+    # botocore turns a body that is not valid JSON (say, cut off mid-way) into {"message": ...}
+    # instead of raising, so a missing field is the sign of a broken response.
+    if not isinstance(item, dict) or any(not isinstance(item.get(field), str) for field in _REQUIRED):
+        raise MalformedResponseError(f"{operation} returned a response without Name, ARN and VersionId")
+
+
 __all__ = [
     "BATCH_SIZE",
     "CONNECT_TIMEOUT",
@@ -141,7 +155,7 @@ def is_transient(err: BaseException) -> bool:
     if isinstance(err, ClientError):
         code = err.response.get("Error", {}).get("Code", "")
         return code in _THROTTLING_CODES or code in _TRANSIENT_CODES or _status(err) >= 500
-    return isinstance(err, _TRANSIENT_EXCEPTIONS)
+    return isinstance(err, (*_TRANSIENT_EXCEPTIONS, MalformedResponseError))
 
 
 def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheError:
@@ -163,7 +177,7 @@ def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheErro
         )
     if isinstance(err, ParamValidationError):
         return InvalidSecretRequestError(f"{where} was refused by botocore: {err}", secret_id=secret_id)
-    if isinstance(err, BotoCoreError) and is_transient(err):
+    if isinstance(err, MalformedResponseError) or (isinstance(err, BotoCoreError) and is_transient(err)):
         return SecretUnavailableError(f"{where} failed: {err} (retries exhausted)", secret_id=secret_id)
     return SecretUnavailableError(f"{where} failed: {type(err).__name__}: {err}", secret_id=secret_id)
 
@@ -240,7 +254,9 @@ class Fetcher:
         def attempt() -> GetSecretValueResponseTypeDef:
             client = self.client
             self._counters.api_call("GetSecretValue")
-            return client.get_secret_value(**kwargs)
+            response = client.get_secret_value(**kwargs)
+            _check_fields(response, "GetSecretValue")
+            return response
 
         # With both VersionId and VersionStage, Secrets Manager refuses a pair that disagrees.
         return to_secret_value(self._call("GetSecretValue", secret_id, attempt), secret_id)
@@ -260,7 +276,10 @@ class Fetcher:
         def attempt() -> BatchGetSecretValueResponseTypeDef:
             client = self.client
             self._counters.api_call("BatchGetSecretValue")
-            return client.batch_get_secret_value(SecretIdList=secret_ids)
+            response = client.batch_get_secret_value(SecretIdList=secret_ids)
+            for item in response.get("SecretValues", []):
+                _check_fields(item, "BatchGetSecretValue")
+            return response
 
         label = ", ".join(secret_ids[:3]) + (", ..." if len(secret_ids) > 3 else "")
         try:
@@ -305,5 +324,5 @@ class Fetcher:
         )
         try:
             return retrying(attempt)
-        except (BotoCoreError, ClientError, ResponseParserError) as err:
+        except (BotoCoreError, ClientError, ResponseParserError, MalformedResponseError) as err:
             raise map_error(err, operation, secret_id) from err

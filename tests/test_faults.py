@@ -1,0 +1,115 @@
+"""Faults over the wire: boto3 talks real HTTP to moto's server through a fault-injecting proxy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ReadTimeoutError
+
+from secretcache import RetryPolicy, SecretCache, SecretUnavailableError
+from tests.conftest import REGION, FakeClock
+from tests.faultproxy import INTERNAL, THROTTLE, UNAVAILABLE, FaultProxy
+
+READ_TIMEOUT = 1.0
+CONNECT_TIMEOUT = 1.0
+RETRY = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05, deadline=5.0, failure_backoff=1.0)
+
+
+@pytest.fixture
+def proxy(moto_server: str) -> Iterator[FaultProxy]:
+    from tests.conftest import _reset
+
+    _reset(moto_server)
+    proxy = FaultProxy(moto_server)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def wire(proxy: FaultProxy, moto_server: str) -> tuple[Any, Any]:
+    """A client through the proxy (retries off, short timeouts) and an admin client straight to moto."""
+    config = Config(retries={"total_max_attempts": 1}, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
+    client = boto3.client("secretsmanager", region_name=REGION, endpoint_url=proxy.url, config=config)
+    admin = boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_server)
+    admin.create_secret(Name="db", SecretString="pw-1")
+    return client, admin
+
+
+@pytest.mark.parametrize("fault", [THROTTLE, INTERNAL, UNAVAILABLE], ids=["throttling", "500", "503"])
+def test_transient_http_errors_are_retried(
+    fault: tuple[int, str, str], proxy: FaultProxy, wire: tuple[Any, Any], clock: FakeClock
+) -> None:
+    """A burst of throttling or 5xx answers is retried within the policy and the read succeeds."""
+    client, _ = wire
+    proxy.then(("status", fault), ("status", fault))
+    cache = SecretCache(client, retry=RETRY, clock=clock)
+    assert cache.get_secret_string("db") == "pw-1"
+    assert (proxy.seen, proxy.forwarded) == (3, 1)
+
+
+def test_response_cut_mid_body_is_retried(proxy: FaultProxy, wire: tuple[Any, Any], clock: FakeClock) -> None:
+    """A response truncated mid-body is a transient failure: the retry gets the whole value."""
+    client, _ = wire
+    proxy.then(("cut", None))
+    cache = SecretCache(client, retry=RETRY, clock=clock)
+    assert cache.get_secret_string("db") == "pw-1"
+    assert proxy.forwarded == 2
+
+
+def test_slow_server_is_waited_for(proxy: FaultProxy, wire: tuple[Any, Any], clock: FakeClock) -> None:
+    """A slow answer within the read timeout is a success, with no retry."""
+    client, _ = wire
+    proxy.then(("slow", 0.3))
+    assert SecretCache(client, retry=RETRY, clock=clock).get_secret_string("db") == "pw-1"
+    assert (proxy.seen, proxy.forwarded) == (1, 1)
+
+
+def test_stalled_reads_time_out_within_a_bound_from_the_settings(
+    proxy: FaultProxy, wire: tuple[Any, Any], clock: FakeClock
+) -> None:
+    """A server that never answers costs at most attempts x read timeout plus the waits, then a typed error."""
+    client, _ = wire
+    proxy.always(("stall", 5.0))
+    cache = SecretCache(client, retry=RETRY, clock=clock)
+    started = time.monotonic()
+    with pytest.raises(SecretUnavailableError) as info:
+        cache.get_secret_string("db")
+    elapsed = time.monotonic() - started
+    assert isinstance(info.value.__cause__, ReadTimeoutError)
+    bound = RETRY.attempts * (READ_TIMEOUT + CONNECT_TIMEOUT) + RETRY.attempts * RETRY.max_delay
+    assert elapsed < bound * 2  # generous: the bound is what the settings allow
+    assert proxy.seen == RETRY.attempts
+    assert proxy.forwarded == 0
+
+
+def test_total_outage_serves_stale_backs_off_and_recovers(
+    proxy: FaultProxy, wire: tuple[Any, Any], clock: FakeClock
+) -> None:
+    """Connection refused: the cached value is served up to max_stale, attempts back off, the fix is picked up."""
+    client, admin = wire
+    cache = SecretCache(client, ttl=60, max_stale=120, ttl_jitter=0, refresh_ahead=None, retry=RETRY, clock=clock)
+    assert cache.get_secret_string("db") == "pw-1"
+    proxy.stop_listening()
+    clock.advance(61)
+    attempts_before = cache.stats().api_calls["GetSecretValue"]
+    served = set()
+    for _ in range(600):  # 60 s of reads every 0.1 s, all past the TTL
+        served.add(cache.get_secret_string("db"))
+        clock.advance(0.1)
+    assert served == {"pw-1"}
+    attempts = cache.stats().api_calls["GetSecretValue"] - attempts_before
+    # Fetches back off 1, 2, 4, 8, 16, 32 s: 6 fetches of 3 attempts in 60 s, not one per read.
+    assert attempts <= 7 * RETRY.attempts
+    assert proxy.forwarded == 1  # nothing reached the server during the outage
+    clock.advance(70)  # past ttl + max_stale
+    with pytest.raises(SecretUnavailableError):
+        cache.get_secret_string("db")
+    admin.put_secret_value(SecretId="db", SecretString="pw-2")
+    proxy.listen()
+    clock.advance(64)  # past the longest backoff
+    assert cache.get_secret_string("db") == "pw-2"
