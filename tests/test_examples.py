@@ -17,6 +17,7 @@ EXPECTED = {
     "staging_labels.py": ["AWSPENDING: token-v2", "AWSCURRENT: token-v2", "AWSPREVIOUS: token-v1", "moved"],
     "asyncio_app.py": ["prefetched, failures: {}", "200 requests: api_calls={'BatchGetSecretValue': 1}, hits=200"],
     "preforked_workers.py": ["API calls made by this worker: 0"],
+    "sqs_listener.py": ["cached: password-1", "after the event: password-2"],
     "lambda_handler.py": ["handled as orders_app", "101 invocations: api_calls={'BatchGetSecretValue': 1}"],
     "sqlalchemy_rotation.py": ["before rotation: example_", "after rotation: example_", "'GetSecretValue': 2"],
     "psycopg_pool_rotation.py": ["before rotation: ('example_", "after rotation: ('example_", "'GetSecretValue': 2"],
