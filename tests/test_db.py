@@ -348,3 +348,30 @@ def test_db_credentials_equality_and_defaults() -> None:
     assert creds == DbCredentials(username="u", password="p")
     with pytest.raises(AttributeError):
         creds.password = "q"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("dispose", [True, False])
+def test_dispose_on_change_replaces_the_pool(pg_server: Server, sm: tuple[Any, Any, Calls], dispose: bool) -> None:
+    """With dispose_on_change, a new AWSCURRENT version replaces the engine's pool; off by default."""
+    import sqlalchemy
+
+    db = Database(pg_server, "psycopg", f"app_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(8)}")
+    db.create_user(db.user, db.password)
+    client, admin, _ = sm
+    admin.create_secret(Name="db", SecretString=db.secret(db.user, db.password))
+    cache = SecretCache(client, ttl=3600)
+    engine = sqlalchemy.create_engine(f"postgresql+psycopg://nobody@127.0.0.1:1/{pg_server.dbname}")
+    attach_to_engine(engine, cache, "db", dispose_on_change=dispose)
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT 1"))
+    pool = engine.pool
+    assert pool.checkedin() == 1  # an idle connection opened with the old password
+    new_password = f"pw-{secrets.token_hex(8)}"
+    old, new = rotate_secret_stage(admin, "db", db.secret(db.user, new_password))
+    db.set_password(db.user, new_password)
+    finish_rotation(admin, "db", old, new)
+    cache.refresh("db")  # the cache sees the new version: on_change fires
+    assert (engine.pool is not pool) is dispose
+    with engine.connect() as connection:
+        assert connection.execute(sqlalchemy.text("SELECT current_user")).scalar() == db.user
+    engine.dispose()

@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from secretcache._keys import aliases
+from secretcache._value import SecretChange
 from secretcache.db._factory import ConnectionFactory
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ def attach_to_engine(
     overrides: Mapping[str, Any] | None = None,
     is_auth_error: Callable[[BaseException], bool] | None = None,
     min_refresh_interval: float = 5.0,
+    dispose_on_change: bool = False,
 ) -> ConnectionFactory[Any]:
     """Make an existing SQLAlchemy engine connect with a secret's current credentials.
 
@@ -43,6 +46,12 @@ def attach_to_engine(
     engine URL's parameters, with the rotation recovery of :class:`ConnectionFactory`. Use it
     when the engine is built elsewhere; for a new engine, ``create_engine(url, creator=factory)``
     works too.
+
+    With ``dispose_on_change=True``, when the cache reports a new AWSCURRENT version of the
+    secret (``on_change``), the engine's pool is replaced (``engine.dispose()``): idle
+    connections opened with the old credentials are closed and new ones log in with the new
+    credentials, while connections checked out at that moment finish their work and are closed
+    when returned. Off by default: connections stay valid after a password change.
 
     Returns:
         The factory, e.g. for its ``repr`` or to call directly.
@@ -83,6 +92,14 @@ def attach_to_engine(
             pending.reset(token)
 
     event.listen(engine, "do_connect", do_connect)
+    if dispose_on_change:
+        names = aliases(secret_id)
+
+        def on_change(change: SecretChange) -> None:
+            if change.version_stage == "AWSCURRENT" and not names.isdisjoint({change.name, *aliases(change.arn)}):
+                engine.dispose()  # idle connections closed; checked-out ones close when returned
+
+        cache.on_change(on_change)
     return factory
 
 
