@@ -20,8 +20,9 @@ class CacheStats:
 
     Attributes:
         hits: Reads answered from a fresh cached value without waiting. Counted without a lock
-            on the hot path, so under heavy contention on a free-threaded build it may
-            undercount slightly; every other counter is exact.
+            on the hot path, so it may undercount slightly: a hit on an entry that another
+            thread replaces or drops at that very moment can be lost (and, on a free-threaded
+            build, concurrent increments too). Every other counter is exact.
         misses: Reads that had to wait for a fetch (cold key, expired value, forced refresh).
         api_calls: Secrets Manager calls by operation name (``"GetSecretValue"``), one per
             attempt, retries included.

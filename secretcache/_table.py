@@ -49,7 +49,7 @@ class EntryTable:
                 logger.info("secret %r is readable again after %d failed fetches", split_key(key)[0], old.failure.count)
         self.entries[key] = entry
         if old is None:
-            self._evict()
+            self._evict(key)
         value = entry.value
         if entry.failure is not None or value is None or (isinstance(key, Key) and key.version_id is not None):
             return None
@@ -61,18 +61,22 @@ class EntryTable:
             return None
         return SecretChange(value.name, value.arn, stage, previous_version, value.version_id)
 
-    def _evict(self) -> None:
+    def _evict(self, newest: CacheKey) -> None:
         """Second-chance (CLOCK) eviction down to ``max_size``. Locked.
 
         Entries are kept in insertion order; one hit since the last sweep earns an entry a move
-        to the back instead of eviction. This approximates LRU without the hot path having to
-        reorder anything.
+        to the back instead of eviction, and the entry just inserted (``newest``, the most
+        recently used of all) is never the one evicted. This approximates LRU without the hot
+        path having to reorder anything.
         """
         entries = self.entries
         chances = len(entries)
         while len(entries) > self.max_size:
             key = next(iter(entries))
             entry = entries.pop(key)
+            if key == newest:
+                entries[key] = entry
+                continue
             if entry.hits > entry.seen and chances > 0:
                 chances -= 1
                 entry.seen = entry.hits
@@ -124,6 +128,7 @@ class EntryTable:
     def clear(self) -> None:
         """Drop everything, including version history. Takes the lock."""
         with self.lock:
+            self._retired_hits += sum(entry.hits for entry in self.entries.values())
             self.entries.clear()
             self.flights.clear()
             self._versions.clear()
