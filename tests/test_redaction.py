@@ -134,3 +134,50 @@ def test_redaction_opt_out(aws: None, caplog: pytest.LogCaptureFixture, monkeypa
     finally:
         assert redaction.install(force=True)
     assert redaction.installed()
+
+
+def test_integrations_never_show_the_value(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """DB credentials and factories, Lambda injection, events, the async cache and the CLI keep the value out."""
+    import asyncio
+
+    from secretcache import AsyncSecretCache
+    from secretcache.__main__ import main
+    from secretcache.aws_lambda import inject_secrets, secret
+    from secretcache.db import connection_factory, credentials
+    from secretcache.events import invalidate_from_event
+
+    admin.create_secret(Name="db", SecretString=json.dumps({"username": "app", "password": MARKER, "port": 1}))
+    cache = SecretCache(client, clock=clock)
+    texts: list[str] = []
+    with caplog.at_level(logging.DEBUG):
+        creds = credentials(cache, "db")
+        texts += [repr(creds), str(creds)]
+
+        def refuse(**kwargs: Any) -> None:
+            raise ConnectionRefusedError("connection refused")
+
+        factory = connection_factory(cache, "db", refuse, mapping="pymysql")
+        texts.append(repr(factory))
+        with pytest.raises(ConnectionRefusedError) as refused:
+            factory()
+        texts.append(str(refused.value))
+
+        @inject_secrets(cache, password=secret("db", key="password"), missing="nope")
+        def handler(event: Any, context: Any, *, password: str, missing: str) -> None: ...
+
+        with pytest.raises(SecretCacheError) as lambda_error:
+            handler({}, None)
+        texts += [str(lambda_error.value), repr(lambda_error.value)]
+        texts += [repr(invalidate_from_event(cache, {"detail": {"secretId": "db"}}))]
+        async_cache = AsyncSecretCache(cache=cache)
+        texts.append(repr(async_cache))
+        assert asyncio.run(async_cache.get_secret_json("db", "password")) == MARKER
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        assert main(["get", "db", "--key", "nope"]) == 1  # the error path prints no value
+    captured = capsys.readouterr()
+    texts += [captured.err, repr(cache.stats())]
+    texts += [record.getMessage() for record in caplog.records]
+    assert [text for text in texts if MARKER in text] == []
