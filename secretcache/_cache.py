@@ -500,11 +500,20 @@ class SecretCache:
         flight = flights[key] = Flight()
         due = entry.refresh_at
         entry.refresh_at = entry.fresh_until  # reads take the hot path again meanwhile
-        if self._pool.submit(lambda: self._loader.fetch(key, flight, entry)):
+        if self._pool.submit(lambda: self._background(key, flight, entry, due)):
             self._counters.add("background_refreshes")
         else:  # queue full or closing: let a later read try again
             del flights[key]
             entry.refresh_at = due
+
+    def _background(self, key: CacheKey, flight: Flight, entry: Entry, due: float) -> None:
+        """Run a refresh-ahead fetch on a pool thread."""
+        try:
+            self._loader.fetch(key, flight, entry)
+        finally:
+            if flight.entry is None:  # ended by an unexpected error: let a later read try again
+                with self._table.lock:
+                    entry.refresh_at = due
 
     def _serve_failed(self, entry: Entry, now: float) -> Entry:
         """After a failed fetch: the value if still servable, else the error. Locked."""

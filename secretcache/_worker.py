@@ -66,6 +66,11 @@ class BackgroundPool:
                 job()
             except Exception:
                 logger.exception("a background refresh failed unexpectedly")
+            except BaseException:  # SystemExit and the like: let this thread go, a new one takes over
+                logger.exception("a background refresh thread was interrupted")
+                with self._lock:
+                    self._threads.remove(threading.current_thread())
+                return
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the threads once the jobs already queued have run. Idempotent.

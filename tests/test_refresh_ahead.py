@@ -179,3 +179,20 @@ def test_close_stops_background_work(client: Any, admin: Any, calls: Calls, cloc
     for thread in threads:
         thread.join(WATCHDOG)
     assert not any(thread.is_alive() for thread in threads)
+
+
+def test_an_interrupted_worker_is_replaced(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """A background thread killed by SystemExit is replaced; later refreshes still run."""
+    admin.create_secret(Name="db", SecretString="pw-1")
+    cache = ahead_cache(client, clock)
+    cache.get_secret_string("db")
+    remove = calls.raise_error(SystemExit(3), times=1)
+    clock.advance(85)
+    cache.get_secret_string("db")  # its background refresh dies with SystemExit
+    wait_until(lambda: not cache._table.flights)
+    wait_until(lambda: not cache._pool.threads)
+    remove()
+    rotate(admin, "db", "pw-2")
+    cache.get_secret_string("db")  # due again: a new thread refreshes
+    wait_until(lambda: cache.stats().refreshes == 1)
+    assert cache.get_secret_string("db") == "pw-2"
