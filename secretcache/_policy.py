@@ -175,6 +175,8 @@ _RETRY_FIELDS = {
 }
 ENV_VARIABLES = ("TTL", "MAX_SIZE", "MAX_STALE", "REFRESH_AHEAD", "TTL_JITTER", "TTL_OVERRIDES", *_RETRY_FIELDS)
 """Every variable :meth:`SecretCache.from_env` reads, without its prefix."""
+READ_ELSEWHERE = frozenset({"BOTOCORE_LOG_REDACTION"})
+"""Variables with the prefix that other modules read (:mod:`secretcache.redaction`): not typos."""
 _OFF = frozenset({"", "none", "off", "false", "no", "0"})
 
 
@@ -195,7 +197,7 @@ def settings_from_env(environ: Mapping[str, str], prefix: str) -> dict[str, obje
             the variable and the value.
     """
     present = {name[len(prefix) :]: value.strip() for name, value in environ.items() if name.startswith(prefix)}
-    unknown = sorted(set(present) - set(ENV_VARIABLES) - {"BOTOCORE_LOG_REDACTION"})  # read by redaction.py
+    unknown = sorted(set(present) - set(ENV_VARIABLES) - READ_ELSEWHERE)
     if unknown:
         known = ", ".join(prefix + name for name in ENV_VARIABLES)
         raise ValueError(f"unknown setting {', '.join(prefix + name for name in unknown)}; known: {known}")
