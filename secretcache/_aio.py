@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from secretcache._cache import DEFAULT_RETRY, ChangeListener, SecretCache
-from secretcache._entry import Entry, Flight, binary_of, json_of, string_of, value_of
-from secretcache._errors import SecretCacheError, fresh_copy
+from secretcache._cache import ChangeListener, SecretCache, store_of
+from secretcache._entry import Entry, binary_of, json_of, string_of, value_of
+from secretcache._keys import check_read
 from secretcache._policy import Duration, RetryPolicy
 
 if TYPE_CHECKING:
@@ -17,10 +18,21 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from typing_extensions import Self
 
+    from secretcache._errors import SecretCacheError
     from secretcache._stats import CacheStats
     from secretcache._value import SecretValue
 
 __all__ = ["AsyncSecretCache"]
+
+
+class _Default:
+    """Stands for "not passed" in :class:`AsyncSecretCache`'s settings: ``SecretCache``'s default."""
+
+    def __repr__(self) -> str:
+        return "<SecretCache default>"
+
+
+DEFAULT: Any = _Default()
 
 
 class AsyncSecretCache:
@@ -28,28 +40,32 @@ class AsyncSecretCache:
 
     Semantics are those of :class:`SecretCache` (it wraps one): a hit returns without awaiting
     anything or touching the network; refresh-ahead keeps warm reads off the network; a miss
-    runs the blocking boto3 call in a worker thread, so the event loop never blocks, and any
-    number of tasks reading one cold key share one API call *and one thread*. Reads from
-    threads and from tasks may share the same underlying cache (:attr:`cache`).
+    runs the blocking boto3 call in a thread started for it, so the event loop never blocks,
+    and any number of tasks reading one cold key share one API call and one thread. A task
+    cancelled while it waits, or a loop closed meanwhile, never stops the fetch it started:
+    the fetch completes for every other reader, in any thread or loop. Reads from threads and
+    from tasks may share the same underlying cache (:attr:`cache`).
 
     Safe to use from many tasks, from several event loops and alongside threads. Close it with
     :meth:`close` or ``async with``.
 
     Args:
         client: See :class:`SecretCache`.
-        ttl: See :class:`SecretCache`.
-        max_size: See :class:`SecretCache`.
-        refresh_ahead: See :class:`SecretCache`.
-        max_stale: See :class:`SecretCache`.
-        ttl_jitter: See :class:`SecretCache`.
-        retry: See :class:`SecretCache`.
+        ttl: See :class:`SecretCache` (default 300 s).
+        max_size: See :class:`SecretCache` (default 1024).
+        refresh_ahead: See :class:`SecretCache` (default 0.8).
+        max_stale: See :class:`SecretCache` (default 3600 s).
+        stale_while_revalidate: See :class:`SecretCache` (default 0).
+        ttl_jitter: See :class:`SecretCache` (default 0.1).
+        retry: See :class:`SecretCache` (default ``RetryPolicy()``).
         ttl_overrides: See :class:`SecretCache`.
         clock: See :class:`SecretCache`.
-        cache: Wrap this existing :class:`SecretCache` instead of building one (then no other
-            argument may be given).
+        cache: Wrap this existing :class:`SecretCache` instead of building one; then no other
+            argument may be given.
 
     Raises:
-        TypeError: An argument has the wrong type, or ``cache`` comes with other settings.
+        TypeError: An argument has the wrong type, or ``cache`` comes with settings (the
+            message names them).
         ValueError: An argument is out of range.
     """
 
@@ -57,36 +73,43 @@ class AsyncSecretCache:
         self,
         client: SecretsManagerClient | None = None,
         *,
-        ttl: Duration = 300.0,
-        max_size: int = 1024,
-        refresh_ahead: float | None = 0.8,
-        max_stale: Duration = 3600.0,
-        ttl_jitter: float = 0.1,
-        retry: RetryPolicy = DEFAULT_RETRY,
+        ttl: Duration = DEFAULT,
+        max_size: int = DEFAULT,
+        refresh_ahead: float | None = DEFAULT,
+        max_stale: Duration = DEFAULT,
+        stale_while_revalidate: Duration = DEFAULT,
+        ttl_jitter: float = DEFAULT,
+        retry: RetryPolicy = DEFAULT,
         ttl_overrides: Mapping[str, Duration] | None = None,
         clock: Callable[[], float] | None = None,
         cache: SecretCache | None = None,
     ) -> None:
+        settings: dict[str, Any] = {
+            "ttl": ttl,
+            "max_size": max_size,
+            "refresh_ahead": refresh_ahead,
+            "max_stale": max_stale,
+            "stale_while_revalidate": stale_while_revalidate,
+            "ttl_jitter": ttl_jitter,
+            "retry": retry,
+        }
+        given = {name: value for name, value in settings.items() if value is not DEFAULT}
+        for name, value in (("ttl_overrides", ttl_overrides), ("clock", clock)):
+            if value is not None:
+                given[name] = value
         if cache is not None:
             if not isinstance(cache, SecretCache):
                 raise TypeError(f"cache must be a SecretCache, not {type(cache).__name__}")
-            if client is not None or clock is not None or ttl_overrides is not None:
-                raise TypeError("pass either cache= or the settings of a new cache, not both")
+            clashing = sorted(given) + (["client"] if client is not None else [])
+            if clashing:
+                raise TypeError(
+                    f"cache= cannot be combined with {', '.join(clashing)}: those are settings of a new "
+                    "cache; configure the SecretCache you pass instead"
+                )
             self._cache = cache
         else:
-            self._cache = SecretCache(
-                client,
-                ttl=ttl,
-                max_size=max_size,
-                refresh_ahead=refresh_ahead,
-                max_stale=max_stale,
-                ttl_jitter=ttl_jitter,
-                retry=retry,
-                ttl_overrides=ttl_overrides,
-                clock=clock,
-            )
-        # One worker-thread wait per fetch in flight and event loop, however many tasks await it.
-        self._waits: dict[tuple[asyncio.AbstractEventLoop, Flight], asyncio.Future[Entry]] = {}
+            self._cache = SecretCache(client, **given)
+        self._store = store_of(self._cache)
 
     @classmethod
     def from_env(cls, client: SecretsManagerClient | None = None, *, prefix: str = "SECRETCACHE_") -> AsyncSecretCache:
@@ -111,7 +134,7 @@ class AsyncSecretCache:
         ttl: Duration | None = None,
     ) -> str:
         """Return a secret's ``SecretString``; see :meth:`SecretCache.get_secret_string`."""
-        return string_of(await self._entry(secret_id, version_stage, version_id, force_refresh, ttl), secret_id)
+        return string_of(await self._get(secret_id, version_stage, version_id, force_refresh, ttl), secret_id)
 
     async def get_secret_binary(
         self,
@@ -123,7 +146,7 @@ class AsyncSecretCache:
         ttl: Duration | None = None,
     ) -> bytes:
         """Return a secret's ``SecretBinary``; see :meth:`SecretCache.get_secret_binary`."""
-        return binary_of(await self._entry(secret_id, version_stage, version_id, force_refresh, ttl), secret_id)
+        return binary_of(await self._get(secret_id, version_stage, version_id, force_refresh, ttl), secret_id)
 
     async def get_secret_json(
         self,
@@ -138,7 +161,7 @@ class AsyncSecretCache:
         """Return a secret parsed as JSON, or one key of it; see :meth:`SecretCache.get_secret_json`."""
         if key is not None and not isinstance(key, str):
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
-        entry = await self._entry(secret_id, version_stage, version_id, force_refresh, ttl)
+        entry = await self._get(secret_id, version_stage, version_id, force_refresh, ttl)
         return json_of(entry, secret_id, key)
 
     async def get_secret(
@@ -151,7 +174,7 @@ class AsyncSecretCache:
         ttl: Duration | None = None,
     ) -> SecretValue:
         """Return a secret version with its metadata; see :meth:`SecretCache.get_secret`."""
-        return value_of(await self._entry(secret_id, version_stage, version_id, force_refresh, ttl))
+        return value_of(await self._get(secret_id, version_stage, version_id, force_refresh, ttl))
 
     async def refresh(
         self, secret_id: str, *, version_stage: str | None = None, version_id: str | None = None
@@ -192,36 +215,36 @@ class AsyncSecretCache:
     ) -> None:
         self.close()
 
-    async def _entry(
+    async def _get(
         self, secret_id: str, version_stage: str | None, version_id: str | None, force: bool, ttl: Duration | None
     ) -> Entry:
-        cache = self._cache
-        if version_stage is None and version_id is None and not force and ttl is None:
-            try:
-                entry = cache._entries[secret_id]
-            except (KeyError, TypeError):
-                pass
-            else:
-                if entry.refresh_at > cache._clock() and entry.value is not None:
-                    entry.hits += 1
-                    return entry
-        # Validates, serves without I/O if it can (stale values, refresh-ahead), else claims.
-        pending = cache._begin(secret_id, version_stage, version_id, force, ttl)
-        if isinstance(pending, Entry):
-            return pending
+        store = self._store
+        if version_stage is None and version_id is None and force is False and ttl is None:
+            entry = store.hit(secret_id)
+            if entry is not None:
+                return entry
+        step = store.begin(*check_read(secret_id, version_stage, version_id, force, ttl), runs_here=False)
+        if isinstance(step, Entry):
+            return step
+        flight = step.flight
+        if step.owner:  # started before the first await, so a cancelled task never strands it
+            store.start(flight)
         loop = asyncio.get_running_loop()
-        token = (loop, pending.flight)
-        wait = self._waits.get(token)
-        if wait is None:
-            wait = self._waits[token] = asyncio.ensure_future(asyncio.to_thread(cache._finish, pending))
-            wait.add_done_callback(lambda _: self._waits.pop(token, None))
+        done = loop.create_future()
+        store.when_done(flight, lambda: _wake(loop, done))
         try:
-            return await asyncio.shield(wait)
-        except SecretCacheError as err:
-            # Every awaiting task gets its own copy: one exception raised in many tasks would
-            # pile their tracebacks onto one object.
-            copy = fresh_copy(err)
-            try:
-                raise copy from err.__cause__
-            finally:
-                del copy
+            await asyncio.wait_for(done, store.wait_bound)
+        except asyncio.TimeoutError:
+            return store.give_up(flight, f"its fetch took longer than {store.wait_bound:g} s")
+        return store.outcome(flight)
+
+
+def _wake(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+    """From the thread that completed a flight: resolve ``done`` on its loop, if still open."""
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is awaiting any more
+        loop.call_soon_threadsafe(_resolve, done)
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    if not done.done():  # the awaiting task may have been cancelled
+        done.set_result(None)

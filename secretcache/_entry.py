@@ -1,16 +1,19 @@
-"""One cached item, and the single-flight handle of a fetch in progress."""
+"""One cached item: its value, deadlines and remembered failure, and how fetches build one."""
 
 from __future__ import annotations
 
-import json
+import logging
 import math
-import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from secretcache._errors import SecretCacheError, SecretFormatError, SecretUnavailableError, fresh_copy
+from secretcache._errors import SecretCacheError, SecretFormatError, SecretUnavailableError
+from secretcache._json import parse_document, select_key, thaw
 from secretcache._value import SecretValue
 
-__all__ = ["Entry", "Failure", "Flight", "binary_of", "json_of", "string_of", "thaw", "value_of"]
+if TYPE_CHECKING:
+    from secretcache._policy import RetryPolicy, Timing
+
+__all__ = ["Entry", "Failure", "binary_of", "failed_entry", "fresh_entry", "json_of", "string_of", "thaw", "value_of"]
 
 _UNPARSED: Any = object()
 
@@ -106,20 +109,11 @@ class Entry:
         """Whether a value exists and is young enough to serve, fresh or stale."""
         return self.value is not None and now < self.stale_until
 
-    def raise_error(self) -> None:
-        """Raise a fresh copy of the remembered failure (with its cause chained)."""
-        assert self.failure is not None
-        error = fresh_copy(self.failure.error)
-        try:
-            raise error from error.__cause__
-        finally:
-            del error  # else the frame and the traceback keep each other alive until a GC pass
-
     def json(self, secret_id: str) -> Any:
         """The value parsed as JSON, parsed at most once per entry (callers must not mutate it).
 
         Raises:
-            SecretFormatError: The value is binary or not valid JSON.
+            SecretFormatError: The value is binary, not valid JSON, or nested too deeply to parse.
         """
         parsed = self.parsed
         if parsed is _UNPARSED:
@@ -127,74 +121,9 @@ class Entry:
                 raise SecretFormatError(
                     f"secret {secret_id!r} holds binary data, not a JSON string", secret_id=secret_id
                 )
-            try:
-                parsed = json.loads(self.string)
-            except ValueError as err:
-                # The JSON error's text quotes the document: keep it out of the chain.
-                raise SecretFormatError(
-                    f"secret {secret_id!r} is not valid JSON (error at line {err_line(err)})",
-                    secret_id=secret_id,
-                ) from None
+            parsed = parse_document(self.string, secret_id)
             self.parsed = parsed
         return parsed
-
-
-def err_line(err: ValueError) -> str:
-    """Position of a JSON error without the document text."""
-    if isinstance(err, json.JSONDecodeError):
-        return f"{err.lineno}, column {err.colno}"
-    return "?"
-
-
-def thaw(data: Any) -> Any:
-    """Deep-copy parsed JSON so a caller can change it without touching the cached copy."""
-    if isinstance(data, dict):
-        return {key: thaw(item) for key, item in data.items()}
-    if isinstance(data, list):
-        return [thaw(item) for item in data]
-    return data
-
-
-class Flight:
-    """A fetch in progress for one key; readers of the key wait on it instead of fetching.
-
-    Safe to share between threads: the owner calls :meth:`finish` once, waiters call
-    :meth:`wait`. ``ttl`` is the per-read TTL override of the read that started it, if any.
-    """
-
-    __slots__ = ("_done", "entry", "error", "ttl")
-
-    def __init__(self, ttl: float | None = None) -> None:
-        self._done = threading.Event()
-        self.ttl = ttl
-        self.entry: Entry | None = None
-        self.error: BaseException | None = None
-
-    @property
-    def done(self) -> bool:
-        """Whether :meth:`finish` has been called."""
-        return self._done.is_set()
-
-    def finish(self, entry: Entry | None, error: BaseException | None = None) -> None:
-        """Publish the outcome and wake every waiter."""
-        self.entry = entry
-        self.error = error
-        self._done.set()
-
-    def wait(self, secret_id: str) -> Entry:
-        """Block until the fetch ends; return its entry or raise its unexpected failure.
-
-        An ``Exception`` is re-raised as is. A fetch ended by ``KeyboardInterrupt`` or
-        ``SystemExit`` on its own thread surfaces elsewhere as ``SecretUnavailableError``.
-        """
-        self._done.wait()
-        if self.entry is not None:
-            return self.entry
-        if isinstance(self.error, Exception):
-            raise self.error
-        raise SecretUnavailableError(
-            f"the fetch of secret {secret_id!r} this read waited for was interrupted", secret_id=secret_id
-        ) from self.error
 
 
 def string_of(entry: Entry, secret_id: str) -> str:
@@ -231,19 +160,68 @@ def json_of(entry: Entry, secret_id: str, key: str | None) -> Any:
 
     Raises:
         TypeError: ``key`` is not a str or None.
-        SecretFormatError: Binary data, invalid JSON, not an object (with ``key``), or ``key``
-            missing. The message never quotes the value.
+        SecretFormatError: Binary data, invalid JSON, JSON nested too deeply to parse, not an
+            object (with ``key``), or ``key`` missing. No error quotes or chains the value.
     """
     if key is not None and not isinstance(key, str):
         raise TypeError(f"key must be a str or None, not {type(key).__name__}")
     document = entry.json(secret_id)
     if key is None:
         return thaw(document)
-    if not isinstance(document, dict):
-        raise SecretFormatError(
-            f"secret {secret_id!r} is JSON but not an object; cannot read key {key!r}", secret_id=secret_id
+    return thaw(select_key(document, key, secret_id))
+
+
+LogLine = tuple[int, str, tuple[object, ...]]
+"""A log call to make once the store's lock is released: level, message, arguments."""
+
+
+def fresh_entry(value: SecretValue, *, ttl: float | None, lifetime: float, now: float, timing: Timing) -> Entry:
+    """The entry for a value fetched at ``now`` that is fresh for ``lifetime`` seconds."""
+    fresh_until = now + lifetime
+    ahead = timing.refresh_ahead
+    return Entry(
+        value,
+        ttl=ttl,
+        refresh_at=now + lifetime * ahead if ahead is not None else fresh_until,
+        fresh_until=fresh_until,
+        stale_until=fresh_until + timing.max_stale,
+    )
+
+
+def failed_entry(
+    previous: Entry | None, err: SecretCacheError, secret_id: str, now: float, retry: RetryPolicy
+) -> tuple[Entry, LogLine | None]:
+    """The entry to keep after a failed fetch, and the log line the failure deserves.
+
+    The last good value is kept through outages only (:class:`SecretUnavailableError`) while
+    still servable; a definite answer (deleted, access revoked) stops serving it. Either way the
+    failure is remembered, with the backoff before the next fetch.
+    """
+    count = previous.failure.count + 1 if previous is not None and previous.failure is not None else 1
+    failure = Failure(err, now + retry.backoff_after(count), count)
+    if previous is not None and previous.servable(now) and isinstance(err, SecretUnavailableError):
+        assert previous.value is not None
+        line: LogLine | None = None
+        if previous.failure is None:
+            line = (
+                logging.WARNING,
+                "serving the cached value of secret %r (version %s) while fetching fails: %s",
+                (secret_id, previous.value.version_id, err),
+            )
+        kept = Entry(
+            previous.value,
+            ttl=previous.ttl,
+            refresh_at=failure.retry_at,  # refresh-ahead tries again after the backoff
+            fresh_until=previous.fresh_until,
+            stale_until=previous.stale_until,
+            failure=failure,
         )
-    try:
-        return thaw(document[key])
-    except KeyError:
-        raise SecretFormatError(f"secret {secret_id!r} has no JSON key {key!r}", secret_id=secret_id) from None
+        return kept, line
+    line = None
+    if not isinstance(err, SecretUnavailableError):
+        # A definite answer the caller receives as an exception; not worth a warning.
+        line = (logging.DEBUG, "fetching secret %r failed: %s", (secret_id, err))
+    elif previous is None or previous.failure is None or previous.value is not None:
+        # First failure, or the cached value just grew too old to serve: reads now fail.
+        line = (logging.WARNING, "fetching secret %r failed and no cached value can be served: %s", (secret_id, err))
+    return Entry(None, ttl=previous.ttl if previous is not None else None, failure=failure), line

@@ -76,8 +76,8 @@ def _parse(document: Any) -> Any:
     if isinstance(document, (str, bytes)):
         try:
             return json.loads(document)
-        except ValueError:
-            logger.debug("ignoring a message that is not JSON")
+        except (ValueError, RecursionError):  # poison input: never crash the listener
+            logger.debug("ignoring a message that is not JSON or nested too deeply")
             return None
     return document
 

@@ -6,8 +6,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import tenacity
 from botocore.exceptions import (
@@ -30,10 +30,11 @@ from secretcache._errors import (
     SecretAccessDeniedError,
     SecretCacheError,
     SecretDecryptionError,
+    SecretFormatError,
     SecretNotFoundError,
     SecretUnavailableError,
 )
-from secretcache._keys import DEFAULT_STAGE
+from secretcache._keys import DEFAULT_STAGE, aliases
 from secretcache._policy import RetryPolicy
 from secretcache._stats import Counters
 from secretcache._value import SecretValue
@@ -49,6 +50,22 @@ if TYPE_CHECKING:
 
 class BatchRefusedError(Exception):
     """``BatchGetSecretValue`` itself is not allowed or not known; fetch one by one instead."""
+
+
+class BatchFailedError(Exception):
+    """A ``BatchGetSecretValue`` call failed as a whole, after retries where transient.
+
+    Attributes:
+        errors: For each requested secret id, its own typed error (naming that id), with the
+            botocore error chained as ``__cause__``.
+    """
+
+    def __init__(self, message: str, errors: dict[str, SecretCacheError]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.errors))
 
 
 class MalformedResponseError(Exception):
@@ -69,6 +86,7 @@ __all__ = [
     "BATCH_SIZE",
     "CONNECT_TIMEOUT",
     "READ_TIMEOUT",
+    "BatchFailedError",
     "BatchRefusedError",
     "Fetcher",
     "build_client",
@@ -86,25 +104,35 @@ READ_TIMEOUT = 5.0
 
 _T = TypeVar("_T")
 
-# Mirrors botocore's own "standard" retry mode (botocore/retries/standard.py).
+# Botocore's "standard" retry mode (botocore/retries/standard.py) keeps these lists in private
+# class attributes, so they are copied here; tests/test_fetcher.py reads botocore's lists at test
+# time and fails when a botocore update adds a code. Standard mode does not read _retry.json
+# (legacy mode does), and Secrets Manager models no error shape as retryable.
 _THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
+    {  # ThrottledRetryableChecker._THROTTLED_ERROR_CODES
         "BandwidthLimitExceeded",
+        "EC2ThrottledException",
         "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
         "PriorRequestNotComplete",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+        "Throttling",
+        "ThrottledException",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "TransactionInProgressException",
     }
 )
 _TRANSIENT_CODES = frozenset(
-    {"RequestTimeout", "RequestTimeoutException", "InternalServiceError", "InternalFailure", "ServiceUnavailable"}
+    # TransientRetryableChecker._TRANSIENT_ERROR_CODES
+    {"PriorRequestNotComplete", "RequestTimeout", "RequestTimeoutException"}
 )
+# ThrottlingStatusCodeChecker._THROTTLING_STATUS_CODES; botocore's transient statuses
+# (500, 502, 503, 504) are covered by treating every 5xx as transient.
+_THROTTLING_STATUS = 429
 _TRANSIENT_EXCEPTIONS = (
     ConnectionError,
     HTTPClientError,
@@ -112,6 +140,8 @@ _TRANSIENT_EXCEPTIONS = (
     ResponseStreamingError,
     ResponseParserError,
 )
+# What a call can fail with that map_error turns into a typed error.
+_CALL_ERRORS = (BotoCoreError, ClientError, ResponseParserError, MalformedResponseError)
 _PERMANENT_CODES: dict[str, type[SecretCacheError]] = {
     "ResourceNotFoundException": SecretNotFoundError,
     "AccessDeniedException": SecretAccessDeniedError,
@@ -151,11 +181,22 @@ def _status(err: ClientError) -> int:
 
 
 def is_transient(err: BaseException) -> bool:
-    """Whether ``err`` is worth retrying: throttling, 5xx, timeouts, connection errors."""
+    """Whether ``err`` is worth retrying: throttling, 429, 5xx, timeouts, connection errors.
+
+    The error codes and statuses are those botocore's "standard" retry mode retries, plus
+    every 5xx status; a 429 is transient whatever its error code.
+    """
     if isinstance(err, ClientError):
         code = err.response.get("Error", {}).get("Code", "")
-        return code in _THROTTLING_CODES or code in _TRANSIENT_CODES or _status(err) >= 500
+        status = _status(err)
+        return code in _THROTTLING_CODES or code in _TRANSIENT_CODES or status == _THROTTLING_STATUS or status >= 500
     return isinstance(err, (*_TRANSIENT_EXCEPTIONS, MalformedResponseError))
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, ClientError):
+        return str(err.response.get("Error", {}).get("Code", "Unknown"))
+    return type(err).__name__
 
 
 def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheError:
@@ -182,13 +223,53 @@ def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheErro
     return SecretUnavailableError(f"{where} failed: {type(err).__name__}: {err}", secret_id=secret_id)
 
 
-def to_secret_value(response: GetSecretValueResponseTypeDef | SecretValueEntryTypeDef, secret_id: str) -> SecretValue:
+def _type_problem(response: Any) -> str | None:
+    """What is wrong with the types of a response's value fields, naming types only, never values."""
+    string = response.get("SecretString")
+    if string is not None and not isinstance(string, str):
+        return f"SecretString of type {type(string).__name__}, not str"
+    binary = response.get("SecretBinary")
+    if binary is not None and not isinstance(binary, (bytes, bytearray)):
+        return f"SecretBinary of type {type(binary).__name__}, not bytes"
+    stages = response.get("VersionStages", [])
+    if not isinstance(stages, (list, tuple)):
+        return f"VersionStages of type {type(stages).__name__}, not a list of str"
+    wrong = sorted({type(stage).__name__ for stage in stages if not isinstance(stage, str)})
+    if wrong:
+        return f"VersionStages holding {', '.join(wrong)}, not only str"
+    created = response.get("CreatedDate")
+    if created is not None and not isinstance(created, datetime):
+        return f"CreatedDate of type {type(created).__name__}, not datetime"
+    return None
+
+
+def _format_error(operation: str, secret_id: str, problem: str) -> SecretFormatError:
+    return SecretFormatError(
+        f"{operation} for secret {secret_id!r} returned {problem}; the client or one of its event "
+        "handlers returned a malformed response",
+        secret_id=secret_id,
+    )
+
+
+def to_secret_value(
+    response: GetSecretValueResponseTypeDef | SecretValueEntryTypeDef,
+    secret_id: str,
+    operation: str = "GetSecretValue",
+) -> SecretValue:
     """Build a :class:`SecretValue` from a ``GetSecretValue`` response.
 
     Kept small, since it lives as long as its cache entry: the creation date is moved to UTC
     (botocore gives each parsed date its own ``tzlocal`` object, several hundred bytes),
     staging labels are interned, and the name reuses the requested id's string when equal.
+
+    Raises:
+        SecretFormatError: A value field has the wrong type (the message names the field and
+            the type, never the value; nothing is chained).
     """
+    problem = _type_problem(response)
+    if problem is not None:
+        # Raised here, outside any except block, so that nothing holding the value is chained.
+        raise _format_error(operation, secret_id, problem)
     binary = response.get("SecretBinary")
     created = response.get("CreatedDate")
     name = response["Name"]
@@ -201,6 +282,12 @@ def to_secret_value(response: GetSecretValueResponseTypeDef | SecretValueEntryTy
         secret_string=response.get("SecretString"),
         secret_binary=bytes(binary) if binary is not None else None,
     )
+
+
+def _named_by(secret_ids: list[str], item: Any) -> list[str]:
+    """The requested ids that name a batch item, by name, ARN or partial ARN."""
+    found = aliases(item["ARN"]) | {item["Name"]}
+    return [secret_id for secret_id in secret_ids if not aliases(secret_id).isdisjoint(found)]
 
 
 class Fetcher:
@@ -265,37 +352,61 @@ class Fetcher:
         """Fetch AWSCURRENT of up to :data:`BATCH_SIZE` secrets in one call.
 
         Returns the values found (match them to the requested ids by name or ARN) and the
-        typed error of each id the service reported an error for.
+        typed error of each id the service reported an error for, or whose value came back
+        with the wrong type (:class:`SecretFormatError`).
 
         Raises:
-            BatchRefusedError: The batch operation itself is denied or unknown.
-            SecretCacheError: The call failed as a whole (after retries for transient errors).
+            BatchRefusedError: The batch operation itself is denied or invalid, no credentials
+                or no region are configured, or the client does not know the operation.
+            BatchFailedError: The call failed as a whole, after retries for transient errors;
+                its ``errors`` holds one typed error per requested id.
         """
         assert 0 < len(secret_ids) <= BATCH_SIZE
 
         def attempt() -> BatchGetSecretValueResponseTypeDef:
             client = self.client
+            # A botocore older than the operation builds a client without the method.
+            if not hasattr(client, "batch_get_secret_value"):
+                raise BatchRefusedError("this botocore does not know BatchGetSecretValue")
             self._counters.api_call("BatchGetSecretValue")
             response = client.batch_get_secret_value(SecretIdList=secret_ids)
             for item in response.get("SecretValues", []):
                 _check_fields(item, "BatchGetSecretValue")
             return response
 
-        label = ", ".join(secret_ids[:3]) + (", ..." if len(secret_ids) > 3 else "")
         try:
-            response = self._call("BatchGetSecretValue", label, attempt)
-        except (SecretAccessDeniedError, InvalidSecretRequestError) as err:
-            raise BatchRefusedError(str(err)) from err
-        except AttributeError as err:  # a botocore too old to know the operation
-            raise BatchRefusedError("this botocore has no BatchGetSecretValue") from err
-        values = [to_secret_value(item, item["Name"]) for item in response.get("SecretValues", [])]
+            response = self._retrying(attempt)
+        except _CALL_ERRORS as err:
+            self._raise_batch_failure(err, secret_ids)
+        values: list[SecretValue] = []
         errors: dict[str, SecretCacheError] = {}
         for item in response.get("Errors", []):
             secret_id = item.get("SecretId", "")
             code = item.get("ErrorCode", "Unknown")
             detail = f"BatchGetSecretValue for secret {secret_id!r} failed: {code}: {item.get('Message', '')}"
             errors[secret_id] = _PERMANENT_CODES.get(code, SecretUnavailableError)(detail, secret_id=secret_id)
+        for entry in response.get("SecretValues", []):
+            problem = _type_problem(entry)
+            if problem is None:
+                values.append(to_secret_value(entry, entry["Name"], "BatchGetSecretValue"))
+                continue
+            for secret_id in _named_by(secret_ids, entry):
+                errors[secret_id] = _format_error("BatchGetSecretValue", secret_id, problem)
         return values, errors
+
+    @staticmethod
+    def _raise_batch_failure(err: Exception, secret_ids: list[str]) -> NoReturn:
+        label = ", ".join(secret_ids[:3]) + (", ..." if len(secret_ids) > 3 else "")
+        mapped = map_error(err, "BatchGetSecretValue", label)
+        if isinstance(mapped, (SecretAccessDeniedError, InvalidSecretRequestError)):
+            raise BatchRefusedError(str(mapped)) from err
+        errors: dict[str, SecretCacheError] = {}
+        for secret_id in secret_ids:
+            errors[secret_id] = error = map_error(err, "BatchGetSecretValue", secret_id)
+            error.__cause__ = err
+        raise BatchFailedError(
+            f"BatchGetSecretValue for {len(secret_ids)} secret(s) ({label}) failed: {_describe(err)}", errors
+        ) from err
 
     def reset_after_fork(self) -> None:
         """In a forked child: never reuse the parent's connections.
@@ -313,7 +424,8 @@ class Fetcher:
         if callable(close):
             close()
 
-    def _call(self, operation: str, secret_id: str, attempt: Callable[[], _T]) -> _T:
+    def _retrying(self, attempt: Callable[[], _T]) -> _T:
+        """Run ``attempt`` under the retry policy; the last error is re-raised as is."""
         policy = self._retry
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_before_delay(policy.deadline),
@@ -322,7 +434,10 @@ class Fetcher:
             sleep=self._sleep,
             reraise=True,
         )
+        return retrying(attempt)
+
+    def _call(self, operation: str, secret_id: str, attempt: Callable[[], _T]) -> _T:
         try:
-            return retrying(attempt)
-        except (BotoCoreError, ClientError, ResponseParserError, MalformedResponseError) as err:
+            return self._retrying(attempt)
+        except _CALL_ERRORS as err:
             raise map_error(err, operation, secret_id) from err

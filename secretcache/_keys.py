@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 
 from secretcache._errors import InvalidSecretRequestError
+from secretcache._policy import to_seconds
 
-__all__ = ["CacheKey", "Key", "aliases", "check_secret_id", "make_key", "split_key"]
+__all__ = ["CacheKey", "Key", "aliases", "check_read", "check_secret_id", "make_key", "split_key"]
 
 MAX_SECRET_ID = 2048
 MIN_VERSION_ID = 32
@@ -80,6 +81,22 @@ def make_key(secret_id: object, version_stage: object, version_id: object) -> Ca
     if vid is None and (stage is None or stage == DEFAULT_STAGE):
         return sid
     return Key(sid, stage, vid)
+
+
+def check_read(
+    secret_id: object, version_stage: object, version_id: object, force: object, ttl: object
+) -> tuple[CacheKey, bool, float | None]:
+    """Validate a read's arguments: its cache key, ``force_refresh`` and ``ttl`` in seconds.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        InvalidSecretRequestError: An id or label is empty or too long.
+        ValueError: ``ttl`` is negative or NaN.
+    """
+    key = make_key(secret_id, version_stage, version_id)
+    if not isinstance(force, bool):
+        raise TypeError(f"force_refresh must be a bool, not {type(force).__name__}")
+    return key, force, None if ttl is None else to_seconds(ttl, "ttl")
 
 
 def split_key(key: CacheKey) -> tuple[str, str | None, str | None]:

@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from secretcache._cache import dropped_keys
 from secretcache._events import secret_ids_from_event
 from secretcache._fork import track
 
@@ -166,7 +167,7 @@ class SqsInvalidationListener:
         if not ids:
             return
         for cache in self._caches:
-            dropped = [key for secret_id in ids for key in cache._invalidate(secret_id)]
+            dropped = [key for secret_id in ids for key in dropped_keys(cache, secret_id)]
             if self._refresh:
                 # Warm AWSCURRENT again under the ids the application reads it by.
                 cache.prefetch([key for key in dropped if isinstance(key, str)])

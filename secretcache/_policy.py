@@ -130,8 +130,10 @@ class Timing:
         ttl_jitter: Fraction of the TTL randomly taken off each value's lifetime.
         refresh_ahead: Fraction of the TTL after which a read refreshes in the background, or
             ``None`` for no refresh-ahead.
-        max_stale: Seconds past its TTL a value may be served.
+        max_stale: Seconds past its TTL a value may be served while fetching fails.
         overrides: ``(prefix, ttl)`` pairs, longest prefix first.
+        stale_while_revalidate: Seconds past its TTL a value is still served (once per
+            refresh) while a background refresh fetches the next one, even when fetching works.
     """
 
     ttl: float
@@ -139,6 +141,7 @@ class Timing:
     refresh_ahead: float | None
     max_stale: float
     overrides: tuple[tuple[str, float], ...] = ()
+    stale_while_revalidate: float = 0.0
 
     def ttl_for(self, secret_id: str) -> float:
         """The configured TTL of ``secret_id``: its longest matching override, else ``ttl``."""
@@ -164,7 +167,7 @@ def check_overrides(overrides: object) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(items, key=lambda item: len(item[0]), reverse=True))
 
 
-_DURATIONS = ("TTL", "MAX_STALE")
+_DURATIONS = ("TTL", "MAX_STALE", "STALE_WHILE_REVALIDATE")
 _RETRY_FIELDS = {
     "RETRY_ATTEMPTS": "attempts",
     "RETRY_INITIAL_DELAY": "initial_delay",
@@ -173,7 +176,16 @@ _RETRY_FIELDS = {
     "RETRY_FAILURE_BACKOFF": "failure_backoff",
     "RETRY_MAX_FAILURE_BACKOFF": "max_failure_backoff",
 }
-ENV_VARIABLES = ("TTL", "MAX_SIZE", "MAX_STALE", "REFRESH_AHEAD", "TTL_JITTER", "TTL_OVERRIDES", *_RETRY_FIELDS)
+ENV_VARIABLES = (
+    "TTL",
+    "MAX_SIZE",
+    "MAX_STALE",
+    "STALE_WHILE_REVALIDATE",
+    "REFRESH_AHEAD",
+    "TTL_JITTER",
+    "TTL_OVERRIDES",
+    *_RETRY_FIELDS,
+)
 """Every variable :meth:`SecretCache.from_env` reads, without its prefix."""
 READ_ELSEWHERE = frozenset({"BOTOCORE_LOG_REDACTION"})
 """Variables with the prefix that other modules read (:mod:`secretcache.redaction`): not typos."""

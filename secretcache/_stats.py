@@ -30,10 +30,12 @@ class CacheStats:
             forced refresh) that succeeded.
         background_refreshes: Refreshes started in the background by refresh-ahead.
         stale_served: Reads answered with a value past its TTL: because fetching failed, or
-            (with refresh-ahead) while the background refresh runs.
+            within ``stale_while_revalidate`` while the background refresh runs.
         errors: Fetches that failed, after their retries.
         evictions: Entries dropped to stay within ``max_size``.
         size: Entries held when the snapshot was taken.
+        in_flight: Fetches queued or running when the snapshot was taken (a gauge, not a
+            counter).
     """
 
     hits: int = 0
@@ -45,6 +47,7 @@ class CacheStats:
     errors: int = 0
     evictions: int = 0
     size: int = 0
+    in_flight: int = 0
 
     @property
     def total_api_calls(self) -> int:
@@ -84,9 +87,9 @@ class Counters:
         """In a forked child: a fresh lock (counts carry on from the parent's)."""
         self._lock = threading.Lock()
 
-    def snapshot(self, *, hits: int, size: int) -> CacheStats:
-        """Return the counters as a :class:`CacheStats`, with ``hits`` and ``size`` given."""
+    def snapshot(self, *, hits: int, size: int, in_flight: int = 0) -> CacheStats:
+        """Return the counters as a :class:`CacheStats`, with the gauges given."""
         with self._lock:
             values = {name: self._values[name] for name in self._NAMES}
             api_calls = MappingProxyType(dict(self._api_calls))
-        return CacheStats(hits=hits, api_calls=api_calls, size=size, **values)
+        return CacheStats(hits=hits, api_calls=api_calls, size=size, in_flight=in_flight, **values)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-__all__ = ["SecretChange", "SecretValue"]
+__all__ = ["ChangeListener", "SecretChange", "SecretValue"]
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -62,3 +63,10 @@ class SecretChange:
     version_stage: str
     old_version_id: str
     new_version_id: str
+
+
+class ChangeListener(Protocol):
+    """Called with a :class:`SecretChange` when a fetch finds a new version behind a label."""
+
+    def __call__(self, change: SecretChange, /) -> None:
+        """Handle one change; exceptions are logged and swallowed."""

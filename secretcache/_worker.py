@@ -20,7 +20,9 @@ class BackgroundPool:
     Threads start when jobs arrive and end after ``idle`` seconds without work, so a cache
     that never refreshes ahead, or was dropped without :meth:`close`, keeps no thread. A full
     queue refuses the job instead of growing; the caller retries on a later read. A job that
-    raises is logged, never kills its thread. Thread-safe. After a fork, call
+    raises an ``Exception`` is logged, never kills its thread; one that raises a
+    ``BaseException`` (``SystemExit``) ends its thread, and a new thread takes over the queued
+    jobs. Thread-safe. After a fork, call
     :meth:`reset_after_fork` in the child: the parent's threads do not exist there.
     """
 
@@ -44,10 +46,14 @@ class BackgroundPool:
                 return False
             self._queue.put_nowait(job)
             if len(self._threads) < self._size:
-                thread = threading.Thread(target=self._run, name=f"{self._name}-{len(self._threads)}", daemon=True)
-                self._threads.append(thread)
-                thread.start()
+                self._start_thread()
         return True
+
+    def _start_thread(self) -> None:
+        """Start one more worker thread. Called with ``_lock`` held (the pool's own lock)."""
+        thread = threading.Thread(target=self._run, name=f"{self._name}-{len(self._threads)}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _run(self) -> None:
         jobs = self._queue
@@ -66,10 +72,12 @@ class BackgroundPool:
                 job()
             except Exception:
                 logger.exception("a background refresh failed unexpectedly")
-            except BaseException:  # SystemExit and the like: let this thread go, a new one takes over
+            except BaseException:  # SystemExit and the like: this thread ends, a new one takes over
                 logger.exception("a background refresh thread was interrupted")
                 with self._lock:
                     self._threads.remove(threading.current_thread())
+                    if not self._closed and not jobs.empty():
+                        self._start_thread()
                 return
 
     def close(self, timeout: float | None = None) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from secretcache._cache import SecretCache
-from secretcache._keys import check_secret_id
+from secretcache._keys import make_key
 
 __all__ = ["SecretSpec", "default_cache", "handle_rotation_event", "inject_secrets", "reset_default_cache", "secret"]
 
@@ -114,9 +114,10 @@ def secret(
     Raises:
         TypeError: An option has the wrong type, or is unknown.
         ValueError: ``binary`` together with ``key`` or ``json``.
-        InvalidSecretRequestError: ``secret_id`` is empty or too long.
+        InvalidSecretRequestError: ``secret_id`` or ``version_stage`` is empty or too long, or
+            ``version_id`` is not 32 to 64 characters long (checked as reads check them).
     """
-    check_secret_id(secret_id)
+    make_key(secret_id, version_stage, version_id)
     if key is not None and not isinstance(key, str):
         raise TypeError(f"key must be a str or None, not {type(key).__name__}")
     for name, value in (("json", json), ("binary", binary)):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from secretcache._cache import SecretCache
+from secretcache._cache import SecretCache, store_of
 from secretcache._entry import Entry
 from secretcache._keys import check_secret_id
 from secretcache._policy import Duration, RetryPolicy
@@ -65,8 +65,7 @@ def seeded_cache(secrets: Mapping[str, str | bytes | Mapping[str, Any] | list[An
             secret_binary=value if isinstance(value, bytes) else None,
         )
         forever = float("inf")
-        with cache._table.lock:
-            cache._table.install(secret_id, Entry(secret, refresh_at=forever, fresh_until=forever, stale_until=forever))
+        store_of(cache).seed(secret_id, Entry(secret, refresh_at=forever, fresh_until=forever, stale_until=forever))
     return cache
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from secretcache import AsyncSecretCache, SecretCache, SecretFormatError, SecretNotFoundError
+from secretcache import AsyncSecretCache, RetryPolicy, SecretCache, SecretFormatError, SecretNotFoundError
 from tests.conftest import FAST_RETRY, Calls, FakeClock
 from tests.test_cache import rotate
 
@@ -131,10 +131,39 @@ async def test_shares_a_sync_cache_and_closes(client: Any, admin: Any, calls: Ca
     assert calls.total == 1
     with pytest.raises(RuntimeError, match="closed"):
         await cache.get_secret_string("db")
-    with pytest.raises(TypeError, match="either cache="):
+    with pytest.raises(TypeError, match="cannot be combined with client"):
         AsyncSecretCache(client, cache=sync)
     with pytest.raises(TypeError, match="must be a SecretCache"):
         AsyncSecretCache(cache="nope")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"ttl": 1},
+        {"ttl": 300.0},  # equal to the default, still not applied to the wrapped cache
+        {"max_size": 5},
+        {"refresh_ahead": None},
+        {"max_stale": 0},
+        {"stale_while_revalidate": 0},
+        {"ttl_jitter": 0.0},
+        {"retry": RetryPolicy(attempts=1)},
+        {"ttl_overrides": {"db": 1}},
+        {"clock": FakeClock()},
+    ],
+    ids=lambda setting: next(iter(setting)),
+)
+def test_wrapping_refuses_every_setting_it_would_drop(client: Any, setting: dict[str, Any]) -> None:
+    """AsyncSecretCache(cache=..., <setting>) raises TypeError naming the setting instead of ignoring it."""
+    sync = SecretCache(client)
+    with pytest.raises(TypeError, match=f"cannot be combined with {next(iter(setting))}"):
+        AsyncSecretCache(cache=sync, **setting)
+
+
+def test_wrapping_names_every_clashing_setting(client: Any) -> None:
+    """All clashing settings are named at once, so one fix is enough."""
+    with pytest.raises(TypeError, match="max_size, retry, ttl"):
+        AsyncSecretCache(cache=SecretCache(client), ttl=1, max_size=5, retry=RetryPolicy())
 
 
 async def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from secretcache import SecretCache, SecretNotFoundError
+from secretcache import InvalidSecretRequestError, SecretCache, SecretNotFoundError
 from secretcache.aws_lambda import default_cache, handle_rotation_event, inject_secrets, reset_default_cache, secret
 from tests.conftest import Calls, FakeClock
 
@@ -149,6 +149,24 @@ def test_bad_declarations_fail_at_decoration() -> None:
 
     @inject_secrets(SecretCache(), password="prod/db")
     def accepts_kwargs(event: Any, context: Any, **kwargs: Any) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "words"),
+    [
+        ({"version_stage": 5}, TypeError, "version_stage must be a str"),
+        ({"version_stage": b"AWSPENDING"}, TypeError, "version_stage must be a str"),
+        ({"version_id": 5}, TypeError, "version_id must be a str"),
+        ({"version_stage": ""}, InvalidSecretRequestError, "version_stage"),
+        ({"version_stage": "S" * 257}, InvalidSecretRequestError, "version_stage"),
+        ({"version_id": "too-short"}, InvalidSecretRequestError, "version_id"),
+        ({"version_id": "v" * 65}, InvalidSecretRequestError, "version_id"),
+    ],
+)
+def test_bad_version_options_fail_at_declaration(options: dict[str, Any], error: type[Exception], words: str) -> None:
+    """secret() checks version_stage and version_id as reads do, before any handler runs."""
+    with pytest.raises(error, match=words):
+        secret("prod/db", **options)
 
 
 def test_unreadable_secret_fails_the_invocation_typed(client: Any, admin: Any, three_secrets: None) -> None:

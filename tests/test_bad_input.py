@@ -57,7 +57,7 @@ CASES: list[Case] = [
     ("retry NaN", lambda c: RetryPolicy(deadline=math.nan), ValueError, "deadline"),
     ("retry bool", lambda c: RetryPolicy(attempts=True), TypeError, "attempts"),
     ("cache NaN", lambda c: SecretCache(max_stale=math.nan), ValueError, "max_stale"),
-    ("async both", lambda c: AsyncSecretCache(c.client, cache=c), TypeError, "either cache="),
+    ("async both", lambda c: AsyncSecretCache(c.client, cache=c), TypeError, "cannot be combined with client"),
 ]
 
 

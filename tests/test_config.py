@@ -17,6 +17,7 @@ def test_from_env_reads_every_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         "SECRETCACHE_TTL": "120",
         "SECRETCACHE_MAX_SIZE": "50",
         "SECRETCACHE_MAX_STALE": "30.5",
+        "SECRETCACHE_STALE_WHILE_REVALIDATE": "1.5",
         "SECRETCACHE_REFRESH_AHEAD": "0.5",
         "SECRETCACHE_TTL_JITTER": "0",
         "SECRETCACHE_TTL_OVERRIDES": '{"prod/db/": 10, "prod/": 20}',
@@ -33,7 +34,8 @@ def test_from_env_reads_every_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         attempts=5, initial_delay=0.2, max_delay=4.0, deadline=6.0, failure_backoff=2.0, max_failure_backoff=30.0
     )
     assert repr(cache).startswith(
-        "SecretCache(ttl=120.0, max_size=50, refresh_ahead=0.5, max_stale=30.5, ttl_jitter=0.0, "
+        "SecretCache(ttl=120.0, max_size=50, refresh_ahead=0.5, max_stale=30.5, stale_while_revalidate=1.5, "
+        "ttl_jitter=0.0, "
         f"retry={policy!r}, ttl_overrides={{'prod/db/': 10.0, 'prod/': 20.0}}"
     )
 

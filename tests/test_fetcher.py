@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import string
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.exceptions import (
     ClientError,
@@ -20,18 +22,24 @@ from botocore.exceptions import (
     ReadTimeoutError,
     UnknownServiceError,
 )
+from botocore.retries import standard
 
 from secretcache import (
     InvalidSecretRequestError,
     RetryPolicy,
     SecretAccessDeniedError,
     SecretCache,
+    SecretCacheError,
+    SecretDecryptionError,
+    SecretFormatError,
+    SecretNotFoundError,
     SecretUnavailableError,
 )
-from secretcache._entry import Entry, Failure, Flight
-from secretcache._fetcher import Fetcher, is_transient, map_error
+from secretcache._entry import Entry, Failure
+from secretcache._fetcher import BatchFailedError, BatchRefusedError, Fetcher, is_transient, map_error
 from secretcache._stats import Counters
-from tests.conftest import REGION, Calls, FakeClock, wait_until
+from secretcache._store import Flight
+from tests.conftest import FAST_RETRY, REGION, Calls, FakeClock, wait_until
 from tests.test_cache import make_cache
 
 
@@ -58,6 +66,82 @@ def client_error(code: str, status: int) -> ClientError:
 def test_transient_classification(error: Exception, transient: bool) -> None:
     """Throttling, 5xx, timeouts and connection errors are transient; definite answers are not."""
     assert is_transient(error) is transient
+
+
+def _botocore_standard_codes() -> list[str]:
+    """The error codes botocore's "standard" retry mode retries, read from botocore itself."""
+    codes = {
+        *standard.TransientRetryableChecker._TRANSIENT_ERROR_CODES,
+        *standard.ThrottledRetryableChecker._THROTTLED_ERROR_CODES,
+    }
+    model = botocore.session.get_session().get_service_model("secretsmanager")
+    for operation in ("GetSecretValue", "BatchGetSecretValue"):  # errors the model marks retryable
+        for shape in model.operation_model(operation).error_shapes:
+            if shape.metadata.get("retryable") is not None:
+                codes.add(shape.metadata.get("error", {}).get("code") or shape.name)
+    return sorted(codes)
+
+
+def _botocore_standard_statuses() -> list[int]:
+    """The HTTP statuses botocore's "standard" retry mode retries, read from botocore itself."""
+    return sorted(
+        {
+            *standard.TransientRetryableChecker._TRANSIENT_STATUS_CODES,
+            *standard.ThrottlingStatusCodeChecker._THROTTLING_STATUS_CODES,
+            429,
+        }
+    )
+
+
+def _botocore_exception(cls: type[Exception]) -> Exception:
+    fields = {name: "x" for _, name, _, _ in string.Formatter().parse(getattr(cls, "fmt", "")) if name}
+    return cls(**fields)
+
+
+@pytest.mark.parametrize("code", _botocore_standard_codes())
+def test_botocore_standard_error_codes_are_transient(code: str) -> None:
+    """Every error code botocore's standard retry mode retries is retried by the cache too."""
+    assert is_transient(client_error(code, 400))
+
+
+@pytest.mark.parametrize("status", _botocore_standard_statuses())
+@pytest.mark.parametrize("code", ["", "Unknown", "SomeProxyError"])
+def test_botocore_standard_statuses_are_transient(status: int, code: str) -> None:
+    """Every HTTP status botocore's standard retry mode retries (429 included) is transient, whatever the code."""
+    assert is_transient(client_error(code, status))
+
+
+@pytest.mark.parametrize("cls", standard.TransientRetryableChecker._TRANSIENT_EXCEPTION_CLS)
+def test_botocore_standard_exceptions_are_transient(cls: type[Exception]) -> None:
+    """Every exception class botocore's standard retry mode retries is transient."""
+    assert is_transient(_botocore_exception(cls))
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "DecryptionFailure",
+        "InvalidRequestException",
+        "InvalidParameterException",
+        "ValidationException",
+        "UnrecognizedClientException",
+        "ExpiredTokenException",
+    ],
+)
+def test_definite_answers_are_not_transient(code: str) -> None:
+    """A definite 4xx answer is never retried."""
+    assert not is_transient(client_error(code, 400))
+
+
+def test_http_429_from_a_proxy_is_retried(client: Any, admin: Any, calls: Calls) -> None:
+    """A 429 with an error code no AWS service uses is retried until the read succeeds."""
+    admin.create_secret(Name="db", SecretString="pw")
+    calls.fail_with("TooManyRequests", 429, times=2)
+    fetcher = Fetcher(client, FAST_RETRY, Counters())
+    assert fetcher.get_secret_value("db", None, None).secret_string == "pw"
+    assert calls["GetSecretValue"] == 3
 
 
 @pytest.mark.parametrize(
@@ -160,6 +244,195 @@ def test_flight_and_entry_reprs_hold_no_value() -> None:
     entry = Entry(None, failure=Failure(SecretUnavailableError("down", secret_id="db"), retry_at=0.0, count=2))
     assert "SecretUnavailableError" in repr(entry)
     assert "failures=2" in repr(entry)
-    flight = Flight()
-    flight.finish(entry)
-    assert flight.wait("db") is entry
+    flight = Flight("db", entry, None, "running")
+    assert "down" not in repr(flight)
+
+
+MARKER = 918273645  # a "value" no message, argument or attribute may contain
+WRONG_TYPES = [  # field, wrong value, the type the message names
+    ("SecretString", MARKER, "int"),
+    ("SecretString", [f"list-{MARKER}"], "list"),
+    ("SecretBinary", f"text-{MARKER}", "str"),
+    ("VersionStages", f"AWSCURRENT-{MARKER}", "str"),
+    ("VersionStages", ["AWSCURRENT", MARKER], "int"),
+]
+
+
+def corrupt(client: Any, operation: str, field: str, wrong: object, name: str = "db") -> None:
+    """Make ``client`` return ``wrong`` in ``field`` of secret ``name``, as a misbehaving hook would."""
+
+    def after_call(parsed: dict[str, Any], **_: Any) -> None:
+        for item in [parsed, *parsed.get("SecretValues", [])]:
+            if item.get("Name") == name:
+                item[field] = wrong
+
+    client.meta.events.register(f"after-call.secretsmanager.{operation}", after_call)
+
+
+def chain_text(error: BaseException) -> str:
+    """Messages, reprs, args and attributes of ``error`` and everything chained to it."""
+    parts: list[str] = []
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        parts += [str(exc), repr(exc), repr(exc.args), repr(vars(exc))]
+        pending += [exc.__cause__, exc.__context__]
+    return "\n".join(parts)
+
+
+def create_db(admin: Any, field: str) -> None:
+    if field == "SecretBinary":
+        admin.create_secret(Name="db", SecretBinary=b"real-binary-value")
+    else:
+        admin.create_secret(Name="db", SecretString="real-string-value")
+
+
+def read(cache: SecretCache, field: str) -> object:
+    return cache.get_secret_binary("db") if field == "SecretBinary" else cache.get_secret_string("db")
+
+
+@pytest.mark.parametrize(("field", "wrong", "named"), WRONG_TYPES)
+def test_wrong_value_type_is_a_format_error_without_the_value(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, field: str, wrong: object, named: str
+) -> None:
+    """A response field of the wrong type raises SecretFormatError naming field and type, never the value, unretried."""
+    create_db(admin, field)
+    corrupt(client, "GetSecretValue", field, wrong)
+    with pytest.raises(SecretFormatError) as info:
+        read(make_cache(client, clock), field)
+    error = info.value
+    assert isinstance(error, SecretCacheError)
+    assert error.secret_id == "db"
+    assert field in str(error)
+    assert f" {named}," in str(error)
+    text = chain_text(error)
+    assert str(MARKER) not in text
+    assert "real-" not in text
+    assert error.__cause__ is None
+    assert calls["GetSecretValue"] == 1
+
+
+@pytest.mark.parametrize(("field", "wrong", "named"), WRONG_TYPES)
+@pytest.mark.parametrize("by_arn", [False, True])
+def test_wrong_value_type_in_a_batch_fails_that_secret_only(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, field: str, wrong: object, named: str, by_arn: bool
+) -> None:
+    """A batch item of the wrong type fails its own secret with SecretFormatError, never the value; others load."""
+    create_db(admin, field)
+    admin.create_secret(Name="other", SecretString="fine")
+    db = admin.describe_secret(SecretId="db")["ARN"] if by_arn else "db"
+    corrupt(client, "BatchGetSecretValue", field, wrong)
+    cache = make_cache(client, clock)
+    failures = cache.prefetch([db, "other"])
+    assert set(failures) == {db}
+    error = failures[db]
+    assert isinstance(error, SecretFormatError)
+    assert error.secret_id == db
+    assert field in str(error)
+    assert f" {named}," in str(error)
+    assert str(MARKER) not in chain_text(error)
+    assert "real-" not in chain_text(error)
+    with pytest.raises(SecretFormatError, match=field) as info:  # the failure is remembered for readers
+        cache.get_secret_binary(db) if field == "SecretBinary" else cache.get_secret_string(db)
+    assert str(MARKER) not in chain_text(info.value)
+    assert cache.get_secret_string("other") == "fine"
+    assert calls["BatchGetSecretValue"] == 1
+    assert calls["GetSecretValue"] == 0
+
+
+def batch_fetcher(client: Any) -> Fetcher:
+    return Fetcher(client, FAST_RETRY, Counters())
+
+
+def test_batch_bug_is_not_mistaken_for_a_refusal(client: Any, admin: Any, calls: Calls) -> None:
+    """An AttributeError raised during the batch call (a bug) propagates instead of becoming BatchRefusedError."""
+    admin.create_secret(Name="db", SecretString="pw")
+    calls.raise_error(AttributeError("hook bug"))
+    with pytest.raises(AttributeError, match="hook bug"):
+        batch_fetcher(client).batch_get_secret_values(["db"])
+
+
+class _WithoutBatch:
+    """A client as built by a botocore that predates BatchGetSecretValue."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "batch_get_secret_value":
+            raise AttributeError(name)
+        return getattr(self._client, name)
+
+
+def test_client_without_batch_operation_is_refused_before_any_call(client: Any, calls: Calls) -> None:
+    """A client that does not know BatchGetSecretValue is refused up front, without a call."""
+    counters = Counters()
+    with pytest.raises(BatchRefusedError, match="BatchGetSecretValue"):
+        Fetcher(_WithoutBatch(client), FAST_RETRY, counters).batch_get_secret_values(["db"])
+    assert calls.total == 0
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "InvalidRequestException", "InvalidParameterException"])
+def test_batch_refusal_codes_raise_batch_refused(client: Any, calls: Calls, code: str) -> None:
+    """The batch operation denied or invalid as such is a refusal, so the caller falls back to single reads."""
+    calls.fail_with(code)
+    with pytest.raises(BatchRefusedError):
+        batch_fetcher(client).batch_get_secret_values(["db", "api"])
+    assert calls["BatchGetSecretValue"] == 1
+
+
+def test_batch_without_region_is_refused(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No region configured refuses the batch (single reads then report it per secret)."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with pytest.raises(BatchRefusedError, match="region"):
+        Fetcher(None, FAST_RETRY, Counters()).batch_get_secret_values(["db"])
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "mapped", "attempts"),
+    [
+        ("ThrottlingException", 400, SecretUnavailableError, FAST_RETRY.attempts),
+        ("TooManyRequests", 429, SecretUnavailableError, FAST_RETRY.attempts),
+        ("InternalServiceError", 500, SecretUnavailableError, FAST_RETRY.attempts),
+        ("ResourceNotFoundException", 400, SecretNotFoundError, 1),
+        ("DecryptionFailure", 400, SecretDecryptionError, 1),
+    ],
+)
+def test_batch_wide_failure_gives_each_secret_its_own_error(
+    client: Any, admin: Any, calls: Calls, code: str, status: int, mapped: type, attempts: int
+) -> None:
+    """A batch that fails as a whole raises BatchFailedError holding one typed error per id, each naming its id."""
+    for name in ("db", "api", "cert"):
+        admin.create_secret(Name=name, SecretString=f"value-of-{name}")
+    calls.fail_with(code, status)
+    ids = ["db", "api", "cert"]
+    with pytest.raises(BatchFailedError) as info:
+        batch_fetcher(client).batch_get_secret_values(ids)
+    failed = info.value
+    assert list(failed.errors) == ids
+    for secret_id, error in failed.errors.items():
+        assert type(error) is mapped
+        assert error.secret_id == secret_id
+        assert repr(secret_id) in str(error)
+        assert isinstance(error.__cause__, ClientError)
+        assert error.__cause__.response["Error"]["Code"] == code
+    assert "value-of-" not in chain_text(failed)
+    assert calls["BatchGetSecretValue"] == attempts
+
+
+def test_batch_connection_failure_gives_each_secret_its_own_error(client: Any, calls: Calls) -> None:
+    """A batch call that cannot connect raises BatchFailedError with SecretUnavailableError per id, cause chained."""
+    cause = EndpointConnectionError(endpoint_url="https://secretsmanager.invalid")
+    calls.raise_error(cause)
+    with pytest.raises(BatchFailedError) as info:
+        batch_fetcher(client).batch_get_secret_values(["db", "api"])
+    assert {secret_id: type(error) for secret_id, error in info.value.errors.items()} == {
+        "db": SecretUnavailableError,
+        "api": SecretUnavailableError,
+    }
+    assert all(error.__cause__ is cause for error in info.value.errors.values())
+    assert calls["BatchGetSecretValue"] == FAST_RETRY.attempts

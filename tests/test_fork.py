@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent(
     held, release = threading.Event(), threading.Event()
 
     def hold_lock():
-        with cache._table.lock:
+        with cache._store._lock:
             held.set()
             release.wait()
 
@@ -57,8 +57,8 @@ SCRIPT = textwrap.dedent(
         report = {
             "pools_after_fork": len(given._endpoint.http_session._manager.pools),
             "built_client_dropped": built._fetcher._client is None,
-            "flights_inherited": len(cache._table.flights),
-            "lock_free": cache._table.lock.acquire(timeout=5) and (cache._table.lock.release() or True),
+            "flights_inherited": cache.stats().in_flight,
+            "lock_free": cache._store._lock.acquire(timeout=5) and (cache._store._lock.release() or True),
             "warm_hit": cache.get_secret_string("fork/db"),
             "other": cache.get_secret_string("fork/other"),
             "refreshed": cache.refresh("fork/db").secret_string,

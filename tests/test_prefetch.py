@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from secretcache import InvalidSecretRequestError, SecretNotFoundError, SecretUnavailableError
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
@@ -98,7 +99,41 @@ def test_batch_outage_is_reported_per_secret(client: Any, admin: Any, calls: Cal
     failures = cache.prefetch(names)
     assert set(failures) == set(names)
     assert all(isinstance(error, SecretUnavailableError) for error in failures.values())
+    assert {name: error.secret_id for name, error in failures.items()} == {name: name for name in names}
+    assert all(repr(other) not in str(failures[name]) for name in names for other in names if other != name)
+    assert all(isinstance(error.__cause__, ClientError) for error in failures.values())
     assert calls["BatchGetSecretValue"] == 3  # the retry policy's attempts
+    for name in names:  # each secret remembers its own error, under its own id
+        with pytest.raises(SecretUnavailableError) as info:
+            cache.get_secret_string(name)
+        assert info.value.secret_id == name
+    assert calls.total == 3
+
+
+def test_a_refused_batch_is_remembered_for_the_failure_backoff(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """After BatchGetSecretValue is refused, later prefetches go straight to single calls until the backoff ends."""
+    names = create(admin, 3)
+    cache = make_cache(client, clock, ttl=0.5)
+    calls.add_fault(_deny_batch)
+    assert cache.prefetch(names) == {}
+    assert calls.counts == {"BatchGetSecretValue": 1, "GetSecretValue": 3}
+    clock.advance(0.5)  # values expired; the refusal is remembered for failure_backoff (1 s)
+    assert cache.prefetch(names) == {}
+    assert calls.counts == {"BatchGetSecretValue": 1, "GetSecretValue": 6}
+    clock.advance(0.5)  # the backoff is over: the batch is tried once more, refused again
+    assert cache.prefetch(names) == {}
+    assert calls.counts == {"BatchGetSecretValue": 2, "GetSecretValue": 9}
+    clock.advance(1.5)  # a second refusal backs off for 2 s
+    assert cache.prefetch(names) == {}
+    assert calls.counts == {"BatchGetSecretValue": 2, "GetSecretValue": 12}
+
+
+def _deny_batch(operation: str, _params: dict[str, Any]) -> None:
+    if operation == "BatchGetSecretValue":
+        error: Any = {"Error": {"Code": "AccessDeniedException", "Message": "denied"}, "ResponseMetadata": {}}
+        raise ClientError(error, operation)
 
 
 def test_readers_wait_for_the_batch_instead_of_fetching(
@@ -144,4 +179,4 @@ def test_unexpected_failure_finishes_every_claimed_secret(
     assert calls.total == 1  # the first batch failed; the other two were never sent
     remove()
     assert cache.get_secret_string(names[44]) == f"value-of-{names[44]}"  # not stuck behind a flight
-    assert not cache._table.flights
+    assert cache.stats().in_flight == 0

@@ -71,7 +71,7 @@ def test_continuous_reads_cost_one_call_per_ttl_not_per_thread(
             barrier.wait(WATCHDOG)
             barrier.wait(WATCHDOG)
             # Let the background refresh finish before time moves on, as it would in real time.
-            wait_until(lambda: not cache._table.flights)
+            wait_until(lambda: cache.stats().in_flight == 0)
             clock.advance(20)
         for future in futures:
             future.result(timeout=WATCHDOG)
@@ -82,19 +82,39 @@ def test_continuous_reads_cost_one_call_per_ttl_not_per_thread(
     assert stats.background_refreshes == calls["GetSecretValue"] - 1
 
 
-def test_expired_value_is_served_while_revalidating(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
-    """Past its TTL but within max_stale, a value is returned at once while a refresh runs."""
+def test_expired_value_is_refetched_in_the_foreground_while_the_service_answers(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """Past its TTL (no stale_while_revalidate), a read fetches: the TTL bounds a value's age."""
     admin.create_secret(Name="db", SecretString="pw-1")
     cache = ahead_cache(client, clock)
     cache.get_secret_string("db")
     rotate(admin, "db", "pw-2")
+    clock.advance(150)  # idle past the TTL, well within max_stale
+    assert cache.get_secret_string("db") == "pw-2"
+    stats = cache.stats()
+    assert (stats.misses, stats.stale_served, stats.background_refreshes) == (2, 0, 0)
+
+
+def test_stale_while_revalidate_serves_within_its_window_only(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """Within stale_while_revalidate past the TTL a value is returned at once while a refresh runs."""
+    admin.create_secret(Name="db", SecretString="pw-1")
+    cache = ahead_cache(client, clock, stale_while_revalidate=30)
+    cache.get_secret_string("db")
+    rotate(admin, "db", "pw-2")
     gate = calls.hold()
-    clock.advance(150)  # idle past the TTL
+    clock.advance(120)  # 20 s past the TTL: inside the 30 s window
     assert cache.get_secret_string("db") == "pw-1"
     assert cache.stats().stale_served == 1
     gate.set()
     wait_until(lambda: cache.stats().refreshes == 1)
     assert cache.get_secret_string("db") == "pw-2"
+    rotate(admin, "db", "pw-3")
+    clock.advance(131)  # 31 s past the new value's TTL: outside the window
+    assert cache.get_secret_string("db") == "pw-3"
+    assert cache.stats().stale_served == 1
 
 
 def test_cold_and_too_old_values_still_block(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
@@ -130,10 +150,9 @@ def test_background_failure_backs_off_and_never_raises_in_readers(
     assert calls["GetSecretValue"] == 1 + 4
     remove()
     rotate(admin, "db", "pw-2")
-    clock.advance(100)  # expired, still within max_stale, backoff over
-    assert cache.get_secret_string("db") == "pw-1"
-    wait_until(lambda: cache.stats().refreshes == 1)
+    clock.advance(100)  # expired, backoff over, the service answers again: fetched at once
     assert cache.get_secret_string("db") == "pw-2"
+    assert cache.stats().refreshes == 1
 
 
 def test_background_failure_past_max_stale_surfaces_only_to_blocking_readers(
@@ -189,7 +208,7 @@ def test_an_interrupted_worker_is_replaced(client: Any, admin: Any, calls: Calls
     remove = calls.raise_error(SystemExit(3), times=1)
     clock.advance(85)
     cache.get_secret_string("db")  # its background refresh dies with SystemExit
-    wait_until(lambda: not cache._table.flights)
+    wait_until(lambda: cache.stats().in_flight == 0)
     wait_until(lambda: not cache._pool.threads)
     remove()
     rotate(admin, "db", "pw-2")

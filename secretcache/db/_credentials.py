@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from secretcache._errors import SecretFormatError
+from secretcache._json import parse_document
 
 if TYPE_CHECKING:
     from secretcache._cache import SecretCache
@@ -60,18 +60,18 @@ def parse_credentials(document: str | None, secret_id: str, version_id: str) -> 
     """Parse a secret's JSON document into :class:`DbCredentials`.
 
     Raises:
-        SecretFormatError: Not a JSON object, or ``username``/``password`` missing or not strings,
-            or a non-numeric port. Messages name keys, never values.
+        SecretFormatError: Not a JSON object (invalid or too deeply nested JSON included), or
+            ``username``/``password`` missing or not strings, or a non-numeric port. Messages
+            name keys, never values, and no error chains one (no ``__cause__``/``__context__``).
     """
     if document is None:
         raise SecretFormatError(f"secret {secret_id!r} is binary, not database credentials", secret_id=secret_id)
-    try:
-        data = json.loads(document)
-    except ValueError:
-        raise SecretFormatError(
-            f"secret {secret_id!r} is not JSON; database credentials need a JSON object with username and password",
-            secret_id=secret_id,
-        ) from None
+    data = parse_document(
+        document,
+        secret_id,
+        invalid="is not JSON",
+        hint="database credentials need a JSON object with username and password",
+    )
     if not isinstance(data, dict):
         raise SecretFormatError(f"secret {secret_id!r} is JSON but not an object", secret_id=secret_id)
     for key in ("username", "password"):
@@ -82,12 +82,7 @@ def parse_credentials(document: str | None, secret_id: str, version_id: str) -> 
             )
         if not isinstance(data[key], str):
             raise SecretFormatError(f"secret {secret_id!r}: {key!r} must be a string", secret_id=secret_id)
-    port = data.get("port")
-    if port is not None:
-        try:
-            port = int(port)
-        except (TypeError, ValueError):
-            raise SecretFormatError(f"secret {secret_id!r}: 'port' is not a number", secret_id=secret_id) from None
+    port = _port(data.get("port"), secret_id)
     dbname = data.get("dbname", data.get("database"))
     return DbCredentials(
         username=data["username"],
@@ -100,6 +95,17 @@ def parse_credentials(document: str | None, secret_id: str, version_id: str) -> 
         secret_id=secret_id,
         version_id=version_id,
     )
+
+
+def _port(value: Any, secret_id: str) -> int | None:
+    """The port as an int; the error is raised outside ``except`` so it chains nothing."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):  # messages may quote the port, part of the secret
+        pass
+    raise SecretFormatError(f"secret {secret_id!r}: 'port' is not a number", secret_id=secret_id)
 
 
 def _text(value: object) -> str | None:

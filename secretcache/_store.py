@@ -1,0 +1,547 @@
+"""The store: the one owner of a cache's entries, its fetches in flight, and their lock.
+
+A key (a secret plus a staging label or version id) moves through these states::
+
+    absent --claim--> flight RUNNING --complete--> entry (value and/or remembered failure)
+    entry --refresh-ahead / stale-while-revalidate--> flight QUEUED --worker or reader starts it--> RUNNING
+    entry or flight --drop (invalidate, close)--> absent (a running flight is orphaned: it still
+                                                          wakes its waiters but installs nothing)
+
+Invariants, kept by every method of :class:`Store`; no code outside this module takes its lock:
+
+1. Under the lock runs only dict and attribute work: no logging, no listener, no thread start,
+   no I/O, no user code (a log handler or a listener may call back into the cache). What a
+   change has to announce is collected in an :class:`Effects` and run after the lock is
+   released: counters first, then the waiters are woken, then log lines, then listeners.
+2. Every claimed flight completes on every path: success, typed failure, any other exception
+   or ``BaseException`` (``complete`` runs in a ``finally``), a dead worker or a closed cache (a
+   QUEUED flight is run by the first reader that needs it, so nothing waits on a queue), and a
+   cancelled asyncio task (the claim and the start of its fetch thread happen together, with no
+   ``await`` between them).
+3. No reader waits longer than :attr:`Store.wait_bound` (the retry deadline plus one attempt's
+   timeouts); a thread never waits for a fetch it is itself running further up its stack.
+4. Counters change after the state they count is visible.
+5. The hot path (:meth:`Store.hit`) reads ``entries`` without the lock; an entry's value and
+   deadlines never change once installed, except ``refresh_at``, moved under the lock when a
+   background refresh is queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from secretcache._entry import Entry, failed_entry, fresh_entry
+from secretcache._errors import SecretCacheError, SecretNotFoundError, SecretUnavailableError, fresh_copy
+from secretcache._fetcher import BATCH_SIZE, CONNECT_TIMEOUT, READ_TIMEOUT, BatchFailedError, BatchRefusedError
+from secretcache._flight import DONE, QUEUED, RUNNING, Claim, Effects, Flight
+from secretcache._keys import CacheKey, aliases, split_key
+from secretcache._table import Table
+
+if TYPE_CHECKING:
+    from secretcache._fetcher import Fetcher
+    from secretcache._policy import RetryPolicy, Timing
+    from secretcache._stats import Counters
+    from secretcache._value import ChangeListener, SecretValue
+    from secretcache._worker import BackgroundPool
+
+__all__ = ["Store", "raise_copy"]
+
+logger = logging.getLogger("secretcache")
+
+
+class Store:
+    """Entries by key, flights in flight, version history and listeners, behind one lock.
+
+    Thread-safe; see the module docstring for the invariants every method keeps.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_size: int,
+        fetcher: Fetcher,
+        timing: Timing,
+        retry: RetryPolicy,
+        counters: Counters,
+        clock: Callable[[], float],
+        pool: BackgroundPool,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._table = Table(max_size)
+        self.entries = self._table.entries
+        """Read without the lock by the hot path; changed only here, under the lock."""
+        self._flights: dict[CacheKey, Flight] = {}
+        self.max_size = max_size
+        self._fetcher = fetcher
+        self._timing = timing
+        self._retry = retry
+        self._counters = counters
+        self._clock = clock
+        self._pool = pool
+        self._random = random.Random()  # noqa: S311 - spreads refresh times, not a secret
+        self._listeners: tuple[ChangeListener, ...] = ()
+        self._batch_refusals = 0
+        self._batch_retry_at = float("-inf")
+        self.closed = False
+        self.wait_bound = retry.deadline + CONNECT_TIMEOUT + READ_TIMEOUT
+        """Longest a reader waits for another thread's fetch, in seconds."""
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def hit(self, key: CacheKey) -> Entry | None:
+        """The lock-free fast path: the entry if it holds a value before its refresh point."""
+        try:
+            entry = self.entries[key]
+        except (KeyError, TypeError):
+            return None
+        if entry.refresh_at > self._clock() and entry.value is not None:
+            entry.hits += 1
+            return entry
+        return None
+
+    def read(self, key: CacheKey, force: bool, ttl: float | None) -> Entry:
+        """The slow path of a read: serve without I/O if possible, else join or run a fetch."""
+        step = self.begin(key, force, ttl, runs_here=True)
+        if isinstance(step, Entry):
+            return step
+        if step.owner:
+            self.run(step.flight)
+        elif step.flight.owner == threading.get_ident():
+            return self.give_up(step.flight, "it is being fetched further up this thread's stack")
+        elif not step.flight.wait(self.wait_bound):
+            return self.give_up(step.flight, f"its fetch took longer than {self.wait_bound:g} s")
+        return self.outcome(step.flight)
+
+    def begin(self, key: CacheKey, force: bool, ttl: float | None, *, runs_here: bool) -> Entry | Claim:
+        """Serve ``key`` without waiting if possible; else join its flight, or claim one.
+
+        A QUEUED flight (a background refresh not started yet) is taken over: the caller runs
+        it, so no reader waits behind a queue. ``runs_here`` says the calling thread will run a
+        claimed fetch itself (else the caller starts a thread for it right away).
+
+        Raises:
+            RuntimeError: The cache is closed.
+            SecretCacheError: The remembered error of a key backing off with nothing to serve.
+        """
+        now = self._clock()
+        queued: Flight | None = None
+        error: SecretCacheError | None = None
+        served: Entry | None = None
+        claim: Claim | None = None
+        stale = False
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("this SecretCache is closed")
+            entry = self.entries.get(key)
+            if entry is not None and not force:
+                served, queued, error, stale = self._serve(key, entry, now)
+            if served is None and error is None:
+                claim = self._claim(key, entry, ttl, runs_here)
+        if stale:
+            self._counters.add("stale_served")
+        if queued is not None:
+            self._submit(queued)
+        if error is not None:
+            raise_copy(error)
+        if served is not None:
+            return served
+        assert claim is not None
+        self._counters.add("misses")
+        return claim
+
+    def _claim(self, key: CacheKey, entry: Entry | None, ttl: float | None, runs_here: bool) -> Claim:
+        """Locked. Join the running fetch of ``key``, or take over its queued one, or start one."""
+        flight = self._flights.get(key)
+        if flight is not None and flight.state is RUNNING:
+            return Claim(flight, owner=False)
+        if flight is None:
+            flight = self._flights[key] = Flight(key, entry, ttl, RUNNING)
+        else:  # queued: run it now rather than wait for a worker
+            flight.state = RUNNING
+            flight.ttl = ttl if ttl is not None else flight.ttl
+        flight.owner = threading.get_ident() if runs_here else None
+        return Claim(flight, owner=True)
+
+    def _serve(
+        self, key: CacheKey, entry: Entry, now: float
+    ) -> tuple[Entry | None, Flight | None, SecretCacheError | None, bool]:
+        """Locked. What to do with a cached entry.
+
+        Returns the entry to serve, a refresh to queue, an error to raise, and whether the
+        value served is past its TTL.
+        """
+        timing = self._timing
+        if entry.is_fresh(now):
+            entry.hits += 1
+            due = timing.refresh_ahead is not None and now >= entry.refresh_at and not entry.backing_off(now)
+            return entry, self._queue(key, entry) if due else None, None, False
+        if entry.backing_off(now):  # a recent fetch failed: the last good value or its error
+            if entry.servable(now):
+                return entry, None, None, True
+            assert entry.failure is not None
+            return None, None, entry.failure.error, False
+        if entry.servable(now) and now < entry.fresh_until + timing.stale_while_revalidate:
+            return entry, self._queue(key, entry), None, True
+        return None, None, None, False
+
+    def _queue(self, key: CacheKey, entry: Entry) -> Flight | None:
+        """Locked. Queue one background refresh of ``key`` unless a fetch of it exists."""
+        if key in self._flights:
+            return None
+        flight = self._flights[key] = Flight(key, entry, None, QUEUED)
+        flight.due = entry.refresh_at
+        entry.refresh_at = entry.fresh_until  # reads take the hot path again meanwhile
+        return flight
+
+    def _submit(self, flight: Flight) -> None:
+        """Hand a queued refresh to the pool; if it refuses (full, closed), un-queue it."""
+        if self._pool.submit(lambda: self._run_queued(flight)):
+            self._counters.add("background_refreshes")
+            return
+        with self._lock:
+            if flight.state is not QUEUED:
+                return
+            self._forget(flight)
+        flight._done.set()
+
+    def _run_queued(self, flight: Flight) -> None:
+        """On a pool thread: run a queued refresh unless a reader took it over or it was dropped."""
+        with self._lock:
+            if flight.state is not QUEUED:
+                return
+            flight.state = RUNNING
+            flight.owner = threading.get_ident()
+        self.run(flight)
+
+    def start(self, flight: Flight) -> None:
+        """Run a claimed fetch on a new daemon thread (for readers that must not block)."""
+        try:
+            thread = threading.Thread(target=self.run, args=(flight,), name="secretcache-fetch", daemon=True)
+            thread.start()
+        except BaseException as err:
+            self.complete(flight, None, err)
+            raise
+
+    def when_done(self, flight: Flight, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once ``flight`` completes: now, or on the completing thread."""
+        with self._lock:
+            if flight.state is not DONE:
+                flight.callbacks.append(callback)
+                return
+        callback()
+
+    def outcome(self, flight: Flight) -> Entry:
+        """The entry a completed flight gives its readers: its value, a stale value, or its error."""
+        entry = flight.entry
+        if entry is None:
+            error = flight.error
+            if isinstance(error, Exception):
+                raise error
+            secret_id = split_key(flight.key)[0]
+            raise SecretUnavailableError(
+                f"the fetch of secret {secret_id!r} this read waited for was interrupted", secret_id=secret_id
+            ) from error
+        if entry.failure is None:
+            return entry
+        return self._serve_failed(entry, entry.failure.error)
+
+    def give_up(self, flight: Flight, why: str) -> Entry:
+        """For a read that will not wait for ``flight``: the value it had before, or an error."""
+        previous = flight.previous
+        secret_id = split_key(flight.key)[0]
+        error = SecretUnavailableError(f"secret {secret_id!r} is not available yet: {why}", secret_id=secret_id)
+        if previous is None:
+            raise error
+        return self._serve_failed(previous, error)
+
+    def _serve_failed(self, entry: Entry, error: SecretCacheError) -> Entry:
+        """The entry's value if still servable (counted as stale past its TTL), else ``error``."""
+        now = self._clock()
+        if entry.servable(now):
+            if not entry.is_fresh(now):
+                self._counters.add("stale_served")
+            return entry
+        raise_copy(error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- fetching ------------------------------------------------------------------------------
+
+    def run(self, flight: Flight, effects: Effects | None = None) -> None:
+        """Fetch ``flight``'s key now and complete it, whatever happens.
+
+        Unexpected exceptions reach every waiter; a ``BaseException`` that is not an
+        ``Exception`` is re-raised here too. With ``effects``, logs and listeners are left to
+        the caller (a batch announces once every flight of it is complete).
+        """
+        if flight.owner is None:  # claimed for a thread started by an asyncio read
+            with self._lock:
+                flight.owner = threading.get_ident()
+        own = effects is None
+        effects = Effects() if effects is None else effects
+        secret_id, version_stage, version_id = split_key(flight.key)
+        result: Entry | None = None
+        unexpected: BaseException | None = None
+        try:
+            try:
+                value = self._fetcher.get_secret_value(secret_id, version_stage, version_id)
+            except SecretCacheError as err:
+                result = self._failed(flight, err, effects)
+            else:
+                result = self._fresh(flight, value)
+        except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
+            unexpected = err
+        finally:
+            self.complete(flight, result, unexpected, effects)
+            if own:
+                self._announce(effects)
+        if unexpected is not None and not isinstance(unexpected, Exception):
+            raise unexpected
+
+    def complete(
+        self, flight: Flight, result: Entry | None, unexpected: BaseException | None, effects: Effects | None = None
+    ) -> None:
+        """Install ``result`` unless the flight was dropped, then count and wake the waiters.
+
+        Logs and changes go to ``effects`` (announced here when ``None``).
+        """
+        own = effects is None
+        effects = Effects() if effects is None else effects
+        callbacks: list[Callable[[], None]] = []
+        try:
+            with self._lock:
+                if self._flights.get(flight.key) is flight:
+                    del self._flights[flight.key]
+                    if result is not None:
+                        self._table.install(flight.key, result, effects)
+                    elif flight.due is not None and self.entries.get(flight.key) is flight.previous:
+                        flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read retries
+                flight.entry, flight.error, flight.state = result, unexpected, DONE
+                callbacks, flight.callbacks = flight.callbacks, []
+            if result is not None and result.failure is not None:
+                effects.count("errors")
+            effects.apply_counts(self._counters)
+        finally:
+            flight._done.set()
+            for callback in callbacks:
+                callback()
+            if own:
+                self._announce(effects)
+
+    def _fresh(self, flight: Flight, value: SecretValue) -> Entry:
+        """The entry for a value just fetched, its deadlines from the key's TTL."""
+        if split_key(flight.key)[2] is not None:  # a version id: immutable, never refetched for age
+            return fresh_entry(value, ttl=None, lifetime=float("inf"), now=self._clock(), timing=self._timing)
+        previous = flight.previous
+        ttl = flight.ttl
+        if ttl is None:
+            ttl = previous.ttl if previous is not None and previous.ttl is not None else None
+        if ttl is None:
+            ttl = self._timing.ttl_for(split_key(flight.key)[0])
+        lifetime = ttl * (1.0 - self._timing.ttl_jitter * self._random.random())
+        return fresh_entry(value, ttl=ttl, lifetime=lifetime, now=self._clock(), timing=self._timing)
+
+    def _failed(self, flight: Flight, err: SecretCacheError, effects: Effects) -> Entry:
+        """The entry to keep after a failed fetch (the value, for outages only, plus the failure)."""
+        entry, line = failed_entry(flight.previous, err, split_key(flight.key)[0], self._clock(), self._retry)
+        if line is not None:
+            effects.logs.append(line)
+        return entry
+
+    # -- batches -------------------------------------------------------------------------------
+
+    def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
+        """Warm AWSCURRENT of many secrets, ``BATCH_SIZE`` per ``BatchGetSecretValue`` call.
+
+        Claims every key that is not fresh, fetching or backing off as a QUEUED flight (a reader
+        that needs one before its batch starts runs it instead), completes each as soon as its
+        answer is known, and announces logs and changes only once all are complete, so a
+        listener reading another secret of the batch never waits on this thread.
+        """
+        now = self._clock()
+        failures: dict[str, SecretCacheError] = {}
+        claimed: list[Flight] = []
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("this SecretCache is closed")
+            for secret_id in secret_ids:
+                entry = self.entries.get(secret_id)
+                if secret_id in self._flights or (entry is not None and entry.is_fresh(now)):
+                    continue
+                if entry is not None and entry.backing_off(now):
+                    if not entry.servable(now) and entry.failure is not None:
+                        failures[secret_id] = entry.failure.error
+                    continue
+                claimed.append(Flight(secret_id, entry, None, QUEUED))
+                self._flights[secret_id] = claimed[-1]
+        effects = Effects()
+        try:
+            for start in range(0, len(claimed), BATCH_SIZE):
+                self._prefetch_chunk(claimed[start : start + BATCH_SIZE], failures, effects)
+        except BaseException as err:
+            me = threading.get_ident()
+            mine = [flight for flight in claimed if flight.owner == me and flight.state is RUNNING]
+            for flight in mine + self._take(claimed):
+                self.complete(flight, None, err, effects)
+            raise
+        finally:
+            self._announce(effects)
+        return failures
+
+    def _take(self, flights: list[Flight]) -> list[Flight]:
+        """Start the queued flights of a batch that nobody took over or dropped meanwhile."""
+        taken = []
+        with self._lock:
+            for flight in flights:
+                if flight.state is QUEUED and self._flights.get(flight.key) is flight:
+                    flight.state = RUNNING
+                    flight.owner = threading.get_ident()
+                    taken.append(flight)
+        return taken
+
+    def _prefetch_chunk(self, chunk: list[Flight], failures: dict[str, SecretCacheError], effects: Effects) -> None:
+        if self._clock() < self._batch_retry_at:
+            return self._one_by_one(chunk, failures, effects)
+        flights = self._take(chunk)
+        if not flights:
+            return None
+        ids = [split_key(flight.key)[0] for flight in flights]
+        try:
+            values, errors = self._fetcher.batch_get_secret_values(ids)
+        except BatchRefusedError as refusal:
+            with self._lock:
+                self._batch_refusals += 1
+                self._batch_retry_at = self._clock() + self._retry.backoff_after(self._batch_refusals)
+                for flight in flights:  # back in the queue, for the single fetches below
+                    flight.state = QUEUED
+            effects.log(logging.INFO, "BatchGetSecretValue refused (%s); fetching one secret at a time", refusal)
+            return self._one_by_one(flights, failures, effects)
+        except BatchFailedError as failed:  # the call as a whole failed: each secret gets its own error
+            errors, values = failed.errors, []
+        else:
+            with self._lock:
+                self._batch_refusals = 0
+        for flight, secret_id in zip(flights, ids, strict=True):
+            value = _match(secret_id, values)
+            if value is not None:
+                self.complete(flight, self._fresh(flight, value), None, effects)
+                continue
+            error = errors.get(secret_id) or SecretNotFoundError(
+                f"BatchGetSecretValue returned nothing for secret {secret_id!r}", secret_id=secret_id
+            )
+            result = self._failed(flight, error, effects)
+            failures[secret_id] = error
+            self.complete(flight, result, None, effects)
+        return None
+
+    def _one_by_one(self, chunk: list[Flight], failures: dict[str, SecretCacheError], effects: Effects) -> None:
+        for flight in chunk:
+            if self._take([flight]):
+                self.run(flight, effects)
+                if flight.entry is not None and flight.entry.failure is not None:
+                    failures[split_key(flight.key)[0]] = flight.entry.failure.error
+
+    # -- control -------------------------------------------------------------------------------
+
+    def drop(self, secret_id: str | None) -> list[CacheKey]:
+        """Drop every entry of a secret (any spelling), or all; orphan its flights.
+
+        An orphaned running flight still wakes the readers waiting on it but installs nothing,
+        and later readers start a new one: this makes invalidation linearizable.
+
+        Returns:
+            The keys of the entries dropped.
+        """
+        targets = None if secret_id is None else aliases(secret_id)
+        with self._lock:
+            matched = [key for key in self.entries if targets is None or self._table.matches(key, targets)]
+            flying = [key for key in self._flights if targets is None or self._table.matches(key, targets)]
+            for key in matched:
+                self._table.pop(key)
+            for key in flying:
+                self._forget(self._flights[key])
+        return matched
+
+    def _forget(self, flight: Flight) -> None:
+        """Locked. Remove a flight from the table; a queued one is done (nobody waits on it)."""
+        if self._flights.get(flight.key) is flight:
+            del self._flights[flight.key]
+        if flight.state is QUEUED:
+            flight.state = DONE
+            if flight.due is not None and self.entries.get(flight.key) is flight.previous:
+                flight.previous.refresh_at = flight.due  # type: ignore[union-attr]
+
+    def seed(self, key: CacheKey, entry: Entry) -> None:
+        """Install ``entry`` as if fetched (for :mod:`secretcache.testing`)."""
+        effects = Effects()
+        with self._lock:
+            self._table.install(key, entry, effects)
+        effects.apply_counts(self._counters)
+        self._announce(effects)
+
+    def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
+        """Add a change listener; return the function that removes it."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(item for item in self._listeners if item is not listener)
+
+        return unsubscribe
+
+    def close(self) -> None:
+        """Refuse reads from now on, drop every entry and flight, and stop the refresh pool."""
+        with self._lock:
+            self.closed = True
+            self._table.clear()
+            for flight in list(self._flights.values()):
+                self._forget(flight)
+        self._pool.close()
+
+    def hits_size_flying(self) -> tuple[int, int, int]:
+        """Hits so far (replaced and dropped entries included), entries held, fetches in flight."""
+        with self._lock:
+            return self._table.hits(), len(self.entries), len(self._flights)
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock and no flights (their threads are not in the child).
+
+        Entries are kept: a child of a warmed parent (gunicorn ``--preload``) starts warm.
+        """
+        self._lock = threading.Lock()
+        self._flights.clear()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _announce(self, effects: Effects) -> None:
+        """Outside the lock: emit the log lines, then call the listeners with the changes."""
+        for level, message, args in effects.take_logs():
+            logger.log(level, message, *args)
+        for change in effects.take_changes():
+            for listener in self._listeners:
+                try:
+                    listener(change)
+                except Exception:
+                    logger.exception("on_change listener %r failed for secret %r", listener, change.name)
+
+
+def raise_copy(error: SecretCacheError) -> None:
+    """Raise a fresh copy of a remembered error, with its cause chained and no cycle left behind."""
+    copy = fresh_copy(error)
+    try:
+        raise copy from error.__cause__
+    finally:
+        del copy  # else the frame and the traceback keep each other alive until a GC pass
+
+
+def _match(secret_id: str, values: list[SecretValue]) -> SecretValue | None:
+    """The value among ``values`` that ``secret_id`` (name, ARN or partial ARN) names."""
+    wanted = aliases(secret_id)
+    for value in values:
+        if value.name in wanted or not aliases(value.arn).isdisjoint(wanted):
+            return value
+    return None
