@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from types import CodeType
 from typing import Any
 
 import boto3
@@ -27,6 +28,43 @@ REGION = "us-east-1"
 
 # No retry delays in tests: backoff timing is the fetcher's business, counts are ours.
 FAST_RETRY = RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0, deadline=30.0)
+
+
+DB_SERVER_FIXTURES = frozenset({"pg_server", "maria_server"})
+
+
+def _names_a_server(code: CodeType) -> bool:
+    """Whether ``code``, or code nested in it, holds a server fixture's name as a string constant."""
+    for const in code.co_consts:
+        if isinstance(const, str) and const in DB_SERVER_FIXTURES:
+            return True
+        if isinstance(const, CodeType) and _names_a_server(const):
+            return True
+    return False
+
+
+def _needs_db_server(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a database server, directly or through other fixtures.
+
+    ``item.fixturenames`` covers fixtures requested as arguments. Some fixtures and tests pick
+    their server at run time with ``request.getfixturevalue("pg_server" if ... else ...)``,
+    which no fixture list shows; their code names the server fixture, so look there too.
+    """
+    if DB_SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    functions = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)  # the closure's fixture definitions: private, long stable
+    if info is not None:
+        functions += [definition.func for defs in info.name2fixturedefs.values() for definition in defs]
+    codes = [getattr(function, "__code__", None) for function in functions]
+    return any(_names_a_server(code) for code in codes if isinstance(code, CodeType))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``db`` every test that needs a PostgreSQL or MariaDB server, so ``-m "not db"`` runs the rest."""
+    for item in items:
+        if _needs_db_server(item):
+            item.add_marker(pytest.mark.db)
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from secretcache.db import (
     credentials,
     psycopg_connection_class,
 )
-from tests.conftest import Calls
+from tests.conftest import Calls, FakeClock
 from tests.servers import Server, free_port
 
 
@@ -133,6 +133,12 @@ def sm(client: Any, admin: Any, calls: Calls) -> tuple[Any, Any, Calls]:
     return client, admin, calls
 
 
+@pytest.fixture
+def clocked_cache(client: Any, clock: FakeClock) -> SecretCache:
+    """A cache on the fake clock: TTLs, backoffs and the factories' refresh rate limit never lapse by themselves."""
+    return SecretCache(client, ttl=3600, clock=clock)
+
+
 def rotate_secret_stage(admin: Any, secret_id: str, new_document: str) -> tuple[str, str]:
     """Rotation step 1: the new version as AWSPENDING. Returns (old, new) version ids."""
     old = admin.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")["VersionId"]
@@ -204,11 +210,13 @@ class TestCredentials:
 
 
 class TestFactory:
-    def test_connects_with_the_secret(self, database: Database, sm: tuple[Any, Any, Calls]) -> None:
+    def test_connects_with_the_secret(
+        self, database: Database, sm: tuple[Any, Any, Calls], clocked_cache: SecretCache
+    ) -> None:
         """The factory opens a connection as the secret's user, with one API call for many connects."""
-        client, admin, calls = sm
+        _, admin, calls = sm
         admin.create_secret(Name="db", SecretString=database.secret(database.user, database.password))
-        factory = connection_factory(SecretCache(client), "db", database.connect)
+        factory = connection_factory(clocked_cache, "db", database.connect)
         for _ in range(5):
             connection = factory()
             assert current_user(connection) == database.user
@@ -216,12 +224,12 @@ class TestFactory:
         assert calls.total == 1
 
     def test_stale_cache_recovers_after_rotation_with_one_call(
-        self, database: Database, sm: tuple[Any, Any, Calls]
+        self, database: Database, sm: tuple[Any, Any, Calls], clocked_cache: SecretCache
     ) -> None:
         """After a completed rotation the cached password fails; one forced refresh fixes it."""
-        client, admin, calls = sm
+        _, admin, calls = sm
         admin.create_secret(Name="db", SecretString=database.secret(database.user, database.password))
-        factory = connection_factory(SecretCache(client, ttl=3600), "db", database.connect)
+        factory = connection_factory(clocked_cache, "db", database.connect)
         factory().close()
         rotate_password(database, admin, "db")
         before = calls.total
@@ -233,12 +241,12 @@ class TestFactory:
         assert calls.total - before == 1
 
     def test_pending_is_tried_when_the_database_moved_first(
-        self, database: Database, sm: tuple[Any, Any, Calls]
+        self, database: Database, sm: tuple[Any, Any, Calls], clocked_cache: SecretCache
     ) -> None:
         """Mid-rotation (database changed, AWSCURRENT not moved yet) AWSPENDING's password is used."""
-        client, admin, calls = sm
+        _, admin, calls = sm
         admin.create_secret(Name="db", SecretString=database.secret(database.user, database.password))
-        factory = connection_factory(SecretCache(client, ttl=3600), "db", database.connect)
+        factory = connection_factory(clocked_cache, "db", database.connect)
         factory().close()
         rotate_password(database, admin, "db", finish=False)
         old, new = (
@@ -255,62 +263,105 @@ class TestFactory:
         factory().close()
         assert calls.total - before == 2
 
-    def test_server_down_is_raised_at_once(self, database: Database, sm: tuple[Any, Any, Calls]) -> None:
+    def test_server_down_is_raised_at_once(
+        self, database: Database, sm: tuple[Any, Any, Calls], clocked_cache: SecretCache
+    ) -> None:
         """A connection error that is not about credentials costs no Secrets Manager call."""
-        client, admin, calls = sm
+        _, admin, calls = sm
         admin.create_secret(Name="db", SecretString=database.secret(database.user, database.password, port=free_port()))
-        factory = connection_factory(SecretCache(client), "db", database.connect)
+        factory = connection_factory(clocked_cache, "db", database.connect)
         with pytest.raises(database.operational_error) as info:
             factory()
         assert classify(info.value) is Failure.OTHER
         assert calls.total == 1
 
-    def test_wrong_password_cannot_hammer_the_api(self, database: Database, sm: tuple[Any, Any, Calls]) -> None:
-        """20 failing connects with a wrong password cost the first read plus two refreshes."""
-        client, admin, calls = sm
+    def test_wrong_password_cannot_hammer_the_api(
+        self, database: Database, sm: tuple[Any, Any, Calls], clocked_cache: SecretCache
+    ) -> None:
+        """20 failing connects within the refresh interval cost the first read, one refresh and one AWSPENDING read."""
+        _, admin, calls = sm
         admin.create_secret(Name="db", SecretString=database.secret(database.user, "wrong-password"))
-        factory = connection_factory(SecretCache(client), "db", database.connect)
+        factory = connection_factory(clocked_cache, "db", database.connect)
         for _ in range(20):
             with pytest.raises(database.operational_error) as info:
                 factory()
             assert classify(info.value) is Failure.AUTH
             assert "wrong-password" not in str(info.value)
-        assert calls.total <= 3
+        assert calls.total == 3
 
 
-def test_sqlalchemy_creator_and_attached_engine(pg_server: Server, sm: tuple[Any, Any, Calls]) -> None:
+def test_refresh_rate_limit_runs_on_the_cache_clock(
+    sm: tuple[Any, Any, Calls], clocked_cache: SecretCache, clock: FakeClock
+) -> None:
+    """Refused logins force a refresh at most once per min_refresh_interval of the cache's clock, not of real time."""
+    import pymysql
+
+    _, admin, calls = sm
+    admin.create_secret(Name="db", SecretString=json.dumps({"username": "app", "password": "pw-1"}))
+    rotate_secret_stage(admin, "db", json.dumps({"username": "app", "password": "pw-2"}))
+    tried: list[str] = []
+
+    def refuse(**kwargs: Any) -> Any:
+        tried.append(kwargs["password"])
+        raise pymysql.err.OperationalError(1045, "Access denied")
+
+    factory = connection_factory(clocked_cache, "db", refuse, mapping="pymysql", min_refresh_interval=60)
+
+    def refused_connect() -> None:
+        with pytest.raises(pymysql.err.OperationalError):
+            factory()
+
+    refused_connect()
+    assert calls.total == 3  # the first read, then forced reads of AWSCURRENT and AWSPENDING
+    clock.advance(59)
+    refused_connect()
+    refused_connect()
+    assert calls.total == 3  # within the interval: cached credentials only
+    clock.advance(1)
+    refused_connect()
+    assert calls.total == 5  # the interval has passed on the injected clock: both labels forced again
+    refused_connect()
+    assert calls.total == 5
+    assert tried == ["pw-1", "pw-2"] * 5  # every connect still tried both versions
+
+
+def test_sqlalchemy_creator_and_attached_engine(
+    pg_server: Server, sm: tuple[Any, Any, Calls], clocked_cache: SecretCache
+) -> None:
     """create_engine(creator=factory) and attach_to_engine(engine) both connect with the secret."""
     import psycopg
     import sqlalchemy
 
     db = Database(pg_server, "psycopg", f"app_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(8)}")
     db.create_user(db.user, db.password)
-    client, admin, _ = sm
+    _, admin, _ = sm
     admin.create_secret(Name="db", SecretString=db.secret(db.user, db.password))
-    cache = SecretCache(client)
-    engine = sqlalchemy.create_engine("postgresql+psycopg://", creator=connection_factory(cache, "db", psycopg.connect))
+    engine = sqlalchemy.create_engine(
+        "postgresql+psycopg://", creator=connection_factory(clocked_cache, "db", psycopg.connect)
+    )
     with engine.connect() as connection:
         assert connection.execute(sqlalchemy.text("SELECT current_user")).scalar() == db.user
     engine.dispose()
     attached = sqlalchemy.create_engine(f"postgresql+psycopg://nobody@127.0.0.1:1/{pg_server.dbname}")
-    attach_to_engine(attached, cache, "db")
+    attach_to_engine(attached, clocked_cache, "db")
     with attached.connect() as connection:
         assert connection.execute(sqlalchemy.text("SELECT current_user")).scalar() == db.user
     attached.dispose()
 
 
-def test_psycopg_pool_recovers_inside_the_connection_class(pg_server: Server, sm: tuple[Any, Any, Calls]) -> None:
+def test_psycopg_pool_recovers_inside_the_connection_class(
+    pg_server: Server, sm: tuple[Any, Any, Calls], clocked_cache: SecretCache
+) -> None:
     """A pool whose cached password is stale still opens connections: recovery runs in the class."""
     from psycopg_pool import ConnectionPool
 
     db = Database(pg_server, "psycopg", f"app_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(8)}")
     db.create_user(db.user, db.password)
-    client, admin, _ = sm
+    _, admin, _ = sm
     admin.create_secret(Name="db", SecretString=db.secret(db.user, db.password))
-    cache = SecretCache(client, ttl=3600)
-    cache.get_secret("db")
+    clocked_cache.get_secret("db")
     rotate_password(db, admin, "db")
-    connection_class = psycopg_connection_class(cache, "db")
+    connection_class = psycopg_connection_class(clocked_cache, "db")
     pool = ConnectionPool(connection_class=connection_class, min_size=2, timeout=10, open=True)
     with pool, pool.connection() as connection:
         assert current_user(connection) == db.user
@@ -357,23 +408,24 @@ def test_db_credentials_equality_and_defaults() -> None:
 
 
 @pytest.mark.parametrize("dispose", [True, False])
-def test_dispose_on_change_replaces_the_pool(pg_server: Server, sm: tuple[Any, Any, Calls], dispose: bool) -> None:
+def test_dispose_on_change_replaces_the_pool(
+    pg_server: Server, sm: tuple[Any, Any, Calls], clocked_cache: SecretCache, dispose: bool
+) -> None:
     """With dispose_on_change, a new AWSCURRENT version replaces the engine's pool; off by default."""
     import sqlalchemy
 
     db = Database(pg_server, "psycopg", f"app_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(8)}")
     db.create_user(db.user, db.password)
-    client, admin, _ = sm
+    _, admin, _ = sm
     admin.create_secret(Name="db", SecretString=db.secret(db.user, db.password))
-    cache = SecretCache(client, ttl=3600)
     engine = sqlalchemy.create_engine(f"postgresql+psycopg://nobody@127.0.0.1:1/{pg_server.dbname}")
-    attach_to_engine(engine, cache, "db", dispose_on_change=dispose)
+    attach_to_engine(engine, clocked_cache, "db", dispose_on_change=dispose)
     with engine.connect() as connection:
         connection.execute(sqlalchemy.text("SELECT 1"))
     pool = engine.pool
     assert pool.checkedin() == 1  # an idle connection opened with the old password
     rotate_password(db, admin, "db")
-    cache.refresh("db")  # the cache sees the new version: on_change fires
+    clocked_cache.refresh("db")  # the cache sees the new version: on_change fires
     assert (engine.pool is not pool) is dispose
     with engine.connect() as connection:
         assert connection.execute(sqlalchemy.text("SELECT current_user")).scalar() == db.user

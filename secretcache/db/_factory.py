@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -101,7 +100,8 @@ class ConnectionFactory(Generic[_C]):
             (``None`` drops a field); by default inferred from ``connect``'s module.
         overrides: Extra or overriding ``connect`` keywords (``connect_timeout``, ``sslmode``...).
         is_auth_error: Decides whether an exception is an authentication failure.
-        min_refresh_interval: Seconds between forced refreshes of one label by this factory.
+        min_refresh_interval: Seconds between forced refreshes of one label by this factory,
+            measured on the cache's clock (:attr:`SecretCache.clock`).
     """
 
     def __init__(
@@ -115,6 +115,9 @@ class ConnectionFactory(Generic[_C]):
         is_auth_error: Callable[[BaseException], bool] | None = None,
         min_refresh_interval: float = 5.0,
     ) -> None:
+        clock = getattr(cache, "clock", None)  # read once: the rate limit runs on the cache's clock
+        if not callable(clock):
+            raise TypeError(f"cache must be a SecretCache, not {type(cache).__name__}")
         if not callable(connect):
             raise TypeError(f"connect must be a driver's connect function, not {type(connect).__name__}")
         if overrides is not None and not isinstance(overrides, Mapping):
@@ -128,6 +131,7 @@ class ConnectionFactory(Generic[_C]):
         self._overrides = dict(overrides or {})
         self._is_auth_error = is_auth_error
         self._min_interval = min_refresh_interval
+        self._clock: Callable[[], float] = clock
         self._lock = threading.Lock()
         self._refreshed_at: dict[str | None, float] = {}
         self._refused: set[str] = set()  # versions the database refused
@@ -189,7 +193,7 @@ class ConnectionFactory(Generic[_C]):
 
     def _refreshed(self, stage: str | None) -> DbCredentials | None:
         """Credentials of ``stage`` fetched now, unless this factory did so very recently."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             last = self._refreshed_at.get(stage)
             force = last is None or now - last >= self._min_interval
