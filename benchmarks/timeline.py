@@ -450,14 +450,20 @@ def notes(result: Run, fetches: list[Fetch]) -> list[tuple[float, float, str]]:
     failures = [fetch for fetch in fetches if not fetch.ok]
     held = [fetch.end for fetch in successes if fetch.end < OUTAGE_START]
     if failures and held:
+        expiry = held[-1] + TTL
         events += [
             (failures[0].start, high, f"refresh fails:\nbackoff {RETRY.failure_backoff:g} s,\nvalue still fresh"),
-            (held[-1] + TTL, low, "TTL expiry:\nstale value served,\nno read waits"),
-            (held[-1] + TTL + MAX_STALE, high, "ttl + max_stale:\nreads raise\nSecretUnavailableError"),
+            (expiry, low, "TTL expiry: stale value\nserved only while\nbacking off"),
+            (expiry + MAX_STALE, high, "ttl + max_stale:\nreads raise\nSecretUnavailableError"),
         ]
-    foreground = [fetch for fetch in failures if not fetch.background]
-    if foreground:
-        events.append((foreground[0].start, low, "backoff over, no value:\nreaders wait for a\nfetch, which fails"))
+        foreground = [fetch for fetch in failures if not fetch.background]
+        stale = [fetch for fetch in foreground if expiry <= fetch.start < expiry + MAX_STALE]
+        if stale:
+            at = stale[1 if len(stale) > 1 else 0].start
+            events.append((at, high, "past the TTL: readers\nwait for a fetch that\nfails, then get v2"))
+        gone = [fetch for fetch in foreground if fetch.start >= expiry + MAX_STALE]
+        if gone:
+            events.append((gone[0].start, low, "backoff over, no value:\nreaders wait for a\nfetch, which fails"))
     recovered = [fetch for fetch in successes if fetch.start > OUTAGE_END]
     if recovered:
         events.append((recovered[0].start, high, "recovery: readers\nwait for 1 fetch"))

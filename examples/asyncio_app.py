@@ -13,9 +13,11 @@ import boto3
 from secretcache import AsyncSecretCache
 
 
+# --8<-- [start:handler]
 async def handle_request(cache: AsyncSecretCache, request_id: int) -> str:
     creds = await cache.get_secret_json("prod/orders/db")  # a dict lookup once warm
     return f"request {request_id}: connect as {creds['username']}"
+    # --8<-- [end:handler]
 
 
 async def main(cache: AsyncSecretCache) -> None:

@@ -96,7 +96,10 @@ def _story(client: SecretsManagerClient, outage_error: Any) -> int:
     cache.on_change(changes.append)
 
     _say("secretcache demo: a local Secrets Manager (moto), a simulated clock, no AWS account needed.")
-    _say(f"Cache settings: ttl={TTL:.0f}s, refresh_ahead=0.8, max_stale=3600s, retry={retry.attempts} attempts")
+    _say(
+        f"Cache settings: ttl={TTL:.0f}s, refresh_ahead=0.8, max_stale=3600s, stale_while_revalidate=0, "
+        f"retry={retry.attempts} attempts"
+    )
 
     _step(1, f"Create the secret {SECRET!r} with password 'correct-horse-1'.")
     first = client.create_secret(Name=SECRET, SecretString="correct-horse-1")
@@ -144,16 +147,24 @@ def _story(client: SecretsManagerClient, outage_error: Any) -> int:
         raise outage_error(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com")
 
     client.meta.events.register("before-call.secretsmanager.GetSecretValue", outage)
-    clock.now += TTL + 1
+    clock.now += TTL * 0.85
     before = calls["GetSecretValue"]
-    _say(f"   {TTL + 1:.0f}s later the value has expired. A read returns the last good value at once:")
+    _say(f"   {TTL * 0.85:.0f}s later the value is past its refresh point but within its TTL. A read returns")
     _say(f"   {cache.get_secret_string(SECRET)!r}, while the background refresh fails and is retried")
     _wait_for(lambda: cache.stats().errors >= 1)
-    _say(f"   the refresh gave up after {calls['GetSecretValue'] - before} attempts; reads keep the old value:")
+    attempts = calls["GetSecretValue"] - before
+    _say(f"   the refresh gave up after {attempts} attempts; the value is still within its TTL.")
     for _ in range(1000):
         cache.get_secret_string(SECRET)
-    _say(f"   1,000 more reads during the outage made {calls['GetSecretValue'] - before - retry.attempts} calls")
+    _say(f"   1,000 more reads during the outage made {calls['GetSecretValue'] - before - attempts} calls")
     _say("   (failed fetches back off: no call for 30s, then 60s, 120s, ...)")
+    clock.now += TTL * 0.2
+    before = calls["GetSecretValue"]
+    stale_before = cache.stats().stale_served
+    value = cache.get_secret_string(SECRET)
+    _say(f"   {TTL * 0.2:.0f}s later the TTL has passed and the backoff is over. The TTL is a bound, so a read")
+    _say(f"   fetches first ({calls['GetSecretValue'] - before} failed attempts), and only then returns the last good")
+    _say(f"   value {value!r} (stale_served +{cache.stats().stale_served - stale_before}; allowed up to max_stale)")
     clock.now += 3600.0
     try:
         cache.get_secret_string(SECRET)
@@ -163,7 +174,7 @@ def _story(client: SecretsManagerClient, outage_error: Any) -> int:
 
     _step(5, "Secrets Manager is back.")
     client.meta.events.unregister("before-call.secretsmanager.GetSecretValue", outage)
-    clock.now += 120.0
+    clock.now += retry.max_failure_backoff + 1.0
     _say(f"   after the backoff the next read fetches again: {cache.get_secret_string(SECRET)!r}")
 
     _step(6, "Statistics (counts only: stats never hold a secret id or value).")
