@@ -210,7 +210,15 @@ class SecretCache:
             SecretFormatError: The secret holds binary data.
             SecretCacheError: Any other failure; see :class:`SecretCache`.
         """
-        return string_of(self._get(secret_id, version_stage, version_id, force_refresh, ttl), secret_id)
+        entry = (
+            self._hit(secret_id)
+            if version_stage is None and version_id is None and force_refresh is False and ttl is None
+            else None
+        )
+        if entry is None:
+            entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
+        string = entry.string
+        return string if string is not None else string_of(entry, secret_id)
 
     def get_secret_binary(
         self,
@@ -229,7 +237,12 @@ class SecretCache:
             SecretFormatError: The secret holds a string.
             SecretCacheError: Any other failure; see :class:`SecretCache`.
         """
-        return binary_of(self._get(secret_id, version_stage, version_id, force_refresh, ttl), secret_id)
+        entry = (
+            self._hit(secret_id)
+            if version_stage is None and version_id is None and force_refresh is False and ttl is None
+            else None
+        )
+        return binary_of(entry or self._read(secret_id, version_stage, version_id, force_refresh, ttl), secret_id)
 
     def get_secret_json(
         self,
@@ -261,7 +274,12 @@ class SecretCache:
         """
         if key is not None and not isinstance(key, str):
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
-        return json_of(self._get(secret_id, version_stage, version_id, force_refresh, ttl), secret_id, key)
+        entry = (
+            self._hit(secret_id)
+            if version_stage is None and version_id is None and force_refresh is False and ttl is None
+            else None
+        )
+        return json_of(entry or self._read(secret_id, version_stage, version_id, force_refresh, ttl), secret_id, key)
 
     def get_secret(
         self,
@@ -279,7 +297,12 @@ class SecretCache:
         Raises:
             SecretCacheError: See :class:`SecretCache`.
         """
-        return value_of(self._get(secret_id, version_stage, version_id, force_refresh, ttl))
+        entry = (
+            self._hit(secret_id)
+            if version_stage is None and version_id is None and force_refresh is False and ttl is None
+            else None
+        )
+        return value_of(entry or self._read(secret_id, version_stage, version_id, force_refresh, ttl))
 
     def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
         """Warm AWSCURRENT of many secrets with ``BatchGetSecretValue``, 20 per call.
@@ -373,14 +396,8 @@ class SecretCache:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _get(
-        self, secret_id: str, version_stage: str | None, version_id: str | None, force: bool, ttl: Duration | None
-    ) -> Entry:
-        """Every read: the lock-free hit when no option is set, else the store's slow path."""
-        if version_stage is None and version_id is None and force is False and ttl is None:
-            entry = self._hit(secret_id)
-            if entry is not None:
-                return entry
+    def _read(self, secret_id: object, version_stage: object, version_id: object, force: object, ttl: object) -> Entry:
+        """The slow path of every read (the hit, ``Store.hit``, is tried first): checks, then the store."""
         return self._store.read(*check_read(secret_id, version_stage, version_id, force, ttl))
 
     def _after_fork_in_child(self) -> None:

@@ -44,8 +44,9 @@ class Entry:
     count at the last eviction sweep), the memoised JSON parse, and ``refresh_at``, moved to
     ``fresh_until`` under the cache lock once a background refresh is scheduled.
 
-    Invariant: ``refresh_at <= fresh_until <= stale_until``, so a read that finds
-    ``now < refresh_at`` may return the value with no further check.
+    Invariant: ``refresh_at <= fresh_until <= stale_until``, and ``refresh_at`` is ``-inf``
+    without a value, so a read that finds ``now < refresh_at`` may return the value with no
+    further check.
 
     Attributes:
         value: The last good value, or ``None`` if no value is usable.
@@ -83,7 +84,8 @@ class Entry:
         self.value = value
         self.string = value.secret_string if value is not None else None
         self.ttl = ttl
-        self.refresh_at = min(refresh_at, fresh_until)
+        # No value, no hit: the hot path needs only this one comparison.
+        self.refresh_at = min(refresh_at, fresh_until) if value is not None else -math.inf
         self.fresh_until = fresh_until
         self.stale_until = stale_until
         self.failure = failure

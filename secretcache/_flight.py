@@ -78,6 +78,10 @@ class Flight:
         self.callbacks: list[Callable[[], None]] = []
         self._done = threading.Event()
 
+    def wake(self) -> None:
+        """Wake every waiter; the store calls it once ``entry`` and ``error`` are final."""
+        self._done.set()
+
     def wait(self, timeout: float) -> bool:
         """Block until the flight completes or ``timeout`` seconds pass; whether it completed."""
         return self._done.wait(timeout)

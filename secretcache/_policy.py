@@ -132,8 +132,8 @@ class Timing:
             ``None`` for no refresh-ahead.
         max_stale: Seconds past its TTL a value may be served while fetching fails.
         overrides: ``(prefix, ttl)`` pairs, longest prefix first.
-        stale_while_revalidate: Seconds past its TTL a value is still served (once per
-            refresh) while a background refresh fetches the next one, even when fetching works.
+        stale_while_revalidate: Seconds past its TTL during which reads still get the value
+            at once while one background refresh fetches the next, even when fetching works.
     """
 
     ttl: float

@@ -93,12 +93,12 @@ class Store:
     # -- reads ---------------------------------------------------------------------------------
 
     def hit(self, key: CacheKey) -> Entry | None:
-        """The lock-free fast path: the entry if it holds a value before its refresh point."""
+        """The lock-free fast path, the only one: the entry if it holds a value before its refresh point."""
         try:
             entry = self.entries[key]
         except (KeyError, TypeError):
             return None
-        if entry.refresh_at > self._clock() and entry.value is not None:
+        if entry.refresh_at > self._clock():  # never true of an entry without a value
             entry.hits += 1
             return entry
         return None
@@ -206,7 +206,7 @@ class Store:
             if flight.state is not QUEUED:
                 return
             self._forget(flight)
-        flight._done.set()
+        flight.wake()
 
     def _run_queued(self, flight: Flight) -> None:
         """On a pool thread: run a queued refresh unless a reader took it over or it was dropped."""
@@ -325,7 +325,7 @@ class Store:
                 effects.count("errors")
             effects.apply_counts(self._counters)
         finally:
-            flight._done.set()
+            flight.wake()
             for callback in callbacks:
                 callback()
             if own:

@@ -24,12 +24,23 @@ _T = TypeVar("_T")
 
 
 def within_watchdog(call: Callable[[], _T]) -> _T:
-    """Run ``call`` on another thread; fail (never hang) if it does not return in time."""
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(call).result(timeout=WATCHDOG)
-    finally:
-        pool.shutdown(wait=False)
+    """Run ``call`` on a daemon thread; fail (never hang, not even at exit) if it does not return in time."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as err:
+            outcome["error"] = err
+
+    thread = threading.Thread(target=target, name="watchdog", daemon=True)
+    thread.start()
+    thread.join(WATCHDOG)
+    if thread.is_alive():
+        raise AssertionError(f"no return within {WATCHDOG} s: a deadlock or a lost wake-up")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
 
 
 def ahead_cache(client: Any, clock: FakeClock, **options: Any) -> SecretCache:
@@ -431,3 +442,82 @@ def test_listener_sees_the_new_value_served(client: Any, admin: Any, calls: Call
     assert within_watchdog(lambda: cache.refresh("db").secret_string) == "pw-2"
     assert [value for _, value in read] == ["pw-2"]
     assert calls["GetSecretValue"] == 2
+
+
+# -- queued refreshes that never start --------------------------------------------------------
+
+
+def test_a_refresh_the_pool_refuses_is_forgotten_and_tried_again(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """When the refresh pool refuses a job (closed or full), nothing stays in flight and a later read retries."""
+    admin.create_secret(Name="db", SecretString="pw-1")
+    cache = ahead_cache(client, clock)
+    cache.get_secret_string("db")
+    cache._pool.close()  # every submission is refused from now on
+    clock.advance(85)
+    assert cache.get_secret_string("db") == "pw-1"
+    assert cache.get_secret_string("db") == "pw-1"  # the refresh point was restored: tried again
+    stats = cache.stats()
+    assert (stats.in_flight, stats.background_refreshes, calls["GetSecretValue"]) == (0, 0, 1)
+    rotate(admin, "db", "pw-2")
+    clock.advance(20)  # past the TTL: the read fetches in the foreground
+    assert cache.get_secret_string("db") == "pw-2"
+
+
+def test_invalidating_a_queued_refresh_cancels_it(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """A queued refresh of a secret invalidated before a worker reaches it makes no call and installs nothing."""
+    for name in ("s1", "s2", "db"):
+        admin.create_secret(Name=name, SecretString=f"{name}-1")
+    cache = ahead_cache(client, clock)
+    for name in ("s1", "s2", "db"):
+        cache.get_secret_string(name)
+    release = threading.Event()
+    entered: list[str] = []
+    calls.add_fault(lambda _op, params: _hold_if(params, {"s1", "s2"}, entered, release))
+    clock.advance(85)
+    cache.get_secret_string("s1")
+    cache.get_secret_string("s2")
+    wait_until(lambda: len(entered) == 2)
+    cache.get_secret_string("db")  # queued behind the two held refreshes
+    assert cache.stats().in_flight == 3
+    assert cache.invalidate("db") == 1
+    assert cache.stats().in_flight == 2
+    release.set()
+    wait_until(lambda: cache.stats().in_flight == 0 and cache.stats().refreshes == 2)
+    assert calls["GetSecretValue"] == 3 + 2  # the queued job ran no fetch
+    assert cache.stats().size == 2
+
+
+def test_a_fetch_thread_that_cannot_start_completes_its_claim(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the thread of an asyncio read's fetch cannot start, the read fails and the key is not wedged."""
+    admin.create_secret(Name="db", SecretString="pw")
+    cache = AsyncSecretCache(cache=make_cache(client, clock))
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        asyncio.run(cache.get_secret_string("db"))
+    monkeypatch.undo()
+    assert cache.stats().in_flight == 0
+    assert within_watchdog(lambda: cache.cache.get_secret_string("db")) == "pw"
+    assert calls["GetSecretValue"] == 1
+
+
+def test_prefetch_reports_remembered_errors_without_a_call_and_refuses_when_closed(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A secret backing off after a failure is reported from memory; a closed cache refuses prefetch."""
+    cache = make_cache(client, clock)
+    with pytest.raises(Exception, match="ResourceNotFound"):
+        cache.get_secret_string("missing")
+    failures = cache.prefetch(["missing"])
+    assert list(failures) == ["missing"]
+    assert calls.total == 1
+    cache.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        cache.prefetch(["missing"])

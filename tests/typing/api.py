@@ -24,6 +24,7 @@ def use_cache() -> None:
         ttl=timedelta(minutes=5),
         max_size=100,
         max_stale=600.0,
+        stale_while_revalidate=timedelta(seconds=30),
         ttl_jitter=0.2,
         retry=RetryPolicy(attempts=5, initial_delay=0.2, max_delay=3.0, deadline=8.0),
         clock=lambda: 0.0,
@@ -43,7 +44,9 @@ def use_cache() -> None:
     stats: CacheStats = cache.stats()
     calls: int = stats.api_calls["GetSecretValue"] + stats.total_api_calls
     ratio: float = stats.hit_ratio
-    print(text, blob, document, value.version_stages, refreshed.arn, dropped, calls, ratio)
+    flying: int = stats.in_flight
+    now: float = cache.clock()
+    print(text, blob, document, value.version_stages, refreshed.arn, dropped, calls, ratio, flying, now)
     with SecretCache() as lazy:
         try:
             lazy.get_secret_string("db")
@@ -54,7 +57,7 @@ def use_cache() -> None:
 async def use_async_cache() -> None:
     from secretcache import AsyncSecretCache
 
-    cache = AsyncSecretCache(ttl=60.0, refresh_ahead=None, ttl_overrides={"prod/db/": 30.0})
+    cache = AsyncSecretCache(ttl=60.0, refresh_ahead=None, stale_while_revalidate=5.0, ttl_overrides={"prod/db/": 30.0})
     text: str = await cache.get_secret_string("db", ttl=10.0)
     blob: bytes = await cache.get_secret_binary("key")
     document: Any = await cache.get_secret_json("db", "user")
