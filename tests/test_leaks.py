@@ -170,7 +170,7 @@ def test_helper_passes_clean_errors_and_ends_on_cycles() -> None:
         (f'"{MARK}" trailing', "not valid JSON (error at line 1, column"),
         (f'[{"9" * 5000}, "{MARK}"]', "not valid JSON"),  # over the int digit limit: a plain ValueError
         (deep_list(DEEP), "nested too deeply to parse"),
-        ('{"k": ' + deep_list(5_000) + "}", "nested too deeply to parse"),
+        ('{"k": ' + deep_list(DEEP) + "}", "nested too deeply to parse"),
     ],
 )
 def test_parse_document_errors_keep_nothing_of_the_document(document: str, message: str) -> None:
