@@ -326,8 +326,11 @@ class Store:
             effects.apply_counts(self._counters)
         finally:
             flight.wake()
-            for callback in callbacks:
-                callback()
+            for callback in callbacks:  # asyncio wake-ups: a failing one must not cost the others
+                try:
+                    callback()
+                except Exception:
+                    effects.log(logging.ERROR, "waking a reader of secret %r failed", split_key(flight.key)[0])
             if own:
                 self._announce(effects)
 

@@ -74,11 +74,30 @@ class Table:
         if entry.failure is not None or value is None or (isinstance(key, Key) and key.version_id is not None):
             return
         # Keyed by ARN, not by the id as requested: one report per change, however spelled.
-        stage = key.version_stage if isinstance(key, Key) and key.version_stage else DEFAULT_STAGE
+        stage = _stage_of(key)
         previous_version = self._versions.get((value.arn, stage))
         self._versions[value.arn, stage] = value.version_id
         if previous_version is not None and previous_version != value.version_id:
+            self._drop_other_spellings(key, value.arn, stage, value.version_id)
             effects.changes.append(SecretChange(value.name, value.arn, stage, previous_version, value.version_id))
+
+    def _drop_other_spellings(self, key: CacheKey, arn: str, stage: str, version_id: str) -> None:
+        """Drop entries of the same label under another spelling that still hold an older version.
+
+        A change is reported once per ARN and label, so a listener (or any reader) that reads the
+        secret by its name, ARN or partial ARN must get the new version, not one cached earlier.
+        """
+        for other, entry in list(self.entries.items()):
+            value = entry.value
+            if (
+                other != key
+                and value is not None
+                and value.arn == arn
+                and value.version_id != version_id
+                and _stage_of(other) == stage
+                and not (isinstance(other, Key) and other.version_id is not None)
+            ):
+                self.pop(other)
 
     def _evict(self, newest: CacheKey, effects: Effects) -> None:
         """Second-chance (CLOCK) eviction down to ``max_size``.
@@ -109,3 +128,8 @@ class Table:
             names |= aliases(entry.value.arn)
             names.add(entry.value.name)
         return not names.isdisjoint(targets)
+
+
+def _stage_of(key: CacheKey) -> str:
+    """The staging label a key reads (AWSCURRENT for plain ids)."""
+    return key.version_stage if isinstance(key, Key) and key.version_stage else DEFAULT_STAGE

@@ -521,3 +521,22 @@ def test_prefetch_reports_remembered_errors_without_a_call_and_refuses_when_clos
     cache.close()
     with pytest.raises(RuntimeError, match="closed"):
         cache.prefetch(["missing"])
+
+
+def test_a_change_found_under_one_spelling_drops_older_values_under_the_others(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A listener (or any reader) reading a changed secret by its ARN gets the new version, not one cached earlier."""
+    arn = admin.create_secret(Name="db", SecretString="pw-1")["ARN"]
+    cache = make_cache(client, clock)
+    read: list[str] = []
+    cache.on_change(lambda change: read.append(cache.get_secret_string(change.arn)))
+    assert cache.get_secret_string("db") == "pw-1"
+    clock.advance(30)
+    assert cache.get_secret_string(arn) == "pw-1"  # the same label cached under a second spelling
+    admin.put_secret_value(SecretId="db", SecretString="pw-2")
+    clock.advance(31)  # the name's entry expired, the ARN's has 29 s left
+    assert cache.get_secret_string("db") == "pw-2"
+    assert read == ["pw-2"]
+    assert cache.get_secret_string(arn) == "pw-2"
+    assert calls["GetSecretValue"] == 4  # name, ARN, name after the TTL, ARN again after the change
