@@ -59,3 +59,24 @@ def test_postgres_example_runs(name: str, pg_server: Server) -> None:
     env.update(PGHOST=pg_server.host, PGPORT=str(pg_server.port), PGUSER=pg_server.admin_user)
     env.update(PGPASSWORD=pg_server.admin_password, PGDATABASE=pg_server.dbname)
     _run(name, env)
+
+
+DOCS = EXAMPLES.parent / "docs"
+
+
+def test_every_snippet_include_in_the_docs_resolves() -> None:
+    """Each ``--8<--`` include names an existing example (and section), and none was mangled by a formatter."""
+    includes = []
+    for page in sorted(DOCS.glob("*.md")):
+        for number, line in enumerate(page.read_text().splitlines(), start=1):
+            stripped = line.strip()
+            assert not stripped.startswith(("--8 <", "-- 8<")), f"{page.name}:{number}: mangled include {line!r}"
+            if stripped.startswith("--8<--"):
+                includes.append((page.name, number, stripped.removeprefix("--8<--").strip().strip('"')))
+    assert includes
+    for page, number, target in includes:
+        path, _, section = target.partition(":")
+        source = EXAMPLES.parent / path
+        assert source.is_file(), f"{page}:{number}: {path} does not exist"
+        if section:
+            assert f"--8<-- [start:{section}]" in source.read_text(), f"{page}:{number}: no section {section!r}"
