@@ -51,20 +51,15 @@ class SecretCache:
     """A thread-safe, bounded TTL cache over Secrets Manager ``GetSecretValue``.
 
     Each (secret, staging label) is fetched about once per ``ttl``, however many threads read
-    it: concurrent readers of a cold key wait for one shared fetch, and readers of other keys
-    never wait for it. A fresh value is returned without locking or I/O. While Secrets Manager
-    answers, no read returns a value older than its TTL. With refresh-ahead (the default), the
-    first read after ``refresh_ahead * ttl`` starts one background refresh and returns the
-    cached value at once, so a secret read often never waits on the network; a secret read
-    rarely pays one fetch after its TTL. Lookups by ``version_id`` are immutable and never
-    refetched for age.
+    it; concurrent readers of a cold key share one fetch. A hit takes no lock and does no I/O.
+    While Secrets Manager answers, no read returns a value older than its TTL; refresh-ahead
+    (the default) refreshes a secret read after ``refresh_ahead * ttl`` in the background, so a
+    secret read often never waits. Lookups by ``version_id`` are immutable.
 
-    Failures: not-found, access-denied, decryption and invalid-request errors raise at once
-    and are remembered for a short backoff; transient failures (throttling, 5xx, timeouts,
-    connection errors) are retried per ``retry``, then the last good value is served for up
-    to ``max_stale`` seconds past its TTL before :class:`SecretUnavailableError` is raised. No
-    read waits for another thread's fetch longer than the retry deadline plus one attempt's
-    timeouts.
+    Definite errors (not found, access denied, decryption, invalid request) raise at once and are
+    remembered for a short backoff; transient ones are retried per ``retry``, then the last good
+    value is served up to ``max_stale`` past its TTL, else :class:`SecretUnavailableError`. No
+    read waits for another thread's fetch longer than the retry deadline plus one attempt.
 
     Share one instance across the threads of a process; it survives ``fork()``. Call
     :meth:`close` (or use it as a context manager) to stop background work; a closed cache
@@ -176,11 +171,7 @@ class SecretCache:
 
     @property
     def clock(self) -> Callable[[], float]:
-        """The zero-argument clock (monotonic seconds) this cache reads time from.
-
-        Integrations that keep time of their own (the database factories' rate limits) use it
-        too, so one injected clock drives every deadline in tests.
-        """
+        """The clock (monotonic seconds) this cache reads time from; integrations keep time by it too."""
         return self._clock
 
     # -- reads -------------------------------------------------------------------------------
@@ -210,12 +201,9 @@ class SecretCache:
             SecretFormatError: The secret holds binary data.
             SecretCacheError: Any other failure; see :class:`SecretCache`.
         """
-        entry = (
-            self._hit(secret_id)
-            if version_stage is None and version_id is None and force_refresh is False and ttl is None
-            else None
-        )
-        if entry is None:
+        if version_stage is None and version_id is None and force_refresh is False and ttl is None:
+            entry = self._hit(secret_id) or self._read(secret_id, None, None, False, None)
+        else:
             entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
         string = entry.string
         return string if string is not None else string_of(entry, secret_id)
@@ -237,12 +225,9 @@ class SecretCache:
             SecretFormatError: The secret holds a string.
             SecretCacheError: Any other failure; see :class:`SecretCache`.
         """
-        entry = (
-            self._hit(secret_id)
-            if version_stage is None and version_id is None and force_refresh is False and ttl is None
-            else None
-        )
-        return binary_of(entry or self._read(secret_id, version_stage, version_id, force_refresh, ttl), secret_id)
+        if version_stage is None and version_id is None and force_refresh is False and ttl is None:
+            return binary_of(self._hit(secret_id) or self._read(secret_id, None, None, False, None), secret_id)
+        return binary_of(self._read(secret_id, version_stage, version_id, force_refresh, ttl), secret_id)
 
     def get_secret_json(
         self,
@@ -274,12 +259,9 @@ class SecretCache:
         """
         if key is not None and not isinstance(key, str):
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
-        entry = (
-            self._hit(secret_id)
-            if version_stage is None and version_id is None and force_refresh is False and ttl is None
-            else None
-        )
-        return json_of(entry or self._read(secret_id, version_stage, version_id, force_refresh, ttl), secret_id, key)
+        if version_stage is None and version_id is None and force_refresh is False and ttl is None:
+            return json_of(self._hit(secret_id) or self._read(secret_id, None, None, False, None), secret_id, key)
+        return json_of(self._read(secret_id, version_stage, version_id, force_refresh, ttl), secret_id, key)
 
     def get_secret(
         self,
@@ -297,12 +279,9 @@ class SecretCache:
         Raises:
             SecretCacheError: See :class:`SecretCache`.
         """
-        entry = (
-            self._hit(secret_id)
-            if version_stage is None and version_id is None and force_refresh is False and ttl is None
-            else None
-        )
-        return value_of(entry or self._read(secret_id, version_stage, version_id, force_refresh, ttl))
+        if version_stage is None and version_id is None and force_refresh is False and ttl is None:
+            return value_of(self._hit(secret_id) or self._read(secret_id, None, None, False, None))
+        return value_of(self._read(secret_id, version_stage, version_id, force_refresh, ttl))
 
     def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
         """Warm AWSCURRENT of many secrets with ``BatchGetSecretValue``, 20 per call.
@@ -393,8 +372,6 @@ class SecretCache:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-    # -- internals ---------------------------------------------------------------------------
 
     def _read(self, secret_id: object, version_stage: object, version_id: object, force: object, ttl: object) -> Entry:
         """The slow path of every read (the hit, ``Store.hit``, is tried first): checks, then the store."""
