@@ -418,10 +418,16 @@ class Store:
             with self._lock:
                 self._batch_refusals += 1
                 self._batch_retry_at = self._clock() + self._retry.backoff_after(self._batch_refusals)
-                for flight in flights:  # back in the queue, for the single fetches below
-                    flight.state = QUEUED
+                # Back in the queue for the single fetches below, so a reader can take one over;
+                # one dropped meanwhile is no longer in the table: it is fetched for its waiters.
+                dropped = [flight for flight in flights if self._flights.get(flight.key) is not flight]
+                for flight in flights:
+                    if flight not in dropped:
+                        flight.state = QUEUED
             effects.log(logging.INFO, "BatchGetSecretValue refused (%s); fetching one secret at a time", refusal)
-            return self._one_by_one(flights, failures, effects)
+            for flight in dropped:
+                self.run(flight, effects)
+            return self._one_by_one([flight for flight in flights if flight not in dropped], failures, effects)
         except BatchFailedError as failed:  # the call as a whole failed: each secret gets its own error
             errors, values = failed.errors, []
         else:

@@ -540,3 +540,31 @@ def test_a_change_found_under_one_spelling_drops_older_values_under_the_others(
     assert read == ["pw-2"]
     assert cache.get_secret_string(arn) == "pw-2"
     assert calls["GetSecretValue"] == 4  # name, ARN, name after the TTL, ARN again after the change
+
+
+def test_a_refused_batch_still_serves_the_readers_of_a_secret_dropped_meanwhile(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A reader waiting on a batched secret that is invalidated before the batch is refused still gets its value."""
+    for name in ("a", "b"):
+        admin.create_secret(Name=name, SecretString=f"{name}-1")
+    cache = make_cache(client, clock)
+    entered, release = threading.Event(), threading.Event()
+
+    def refuse_batch_later(operation: str, _params: dict[str, Any]) -> None:
+        if operation == "BatchGetSecretValue":
+            entered.set()
+            release.wait(WATCHDOG)
+            _deny(operation, operation)
+
+    calls.add_fault(refuse_batch_later)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        batch = pool.submit(cache.prefetch, ["a", "b"])
+        assert entered.wait(WATCHDOG)
+        reader = pool.submit(cache.get_secret_string, "a")
+        wait_until(lambda: cache.stats().misses == 1)  # joined the batch's flight of "a"
+        assert cache.invalidate("a") == 0  # nothing cached yet; the flight is orphaned
+        release.set()
+        assert reader.result(timeout=WATCHDOG) == "a-1"
+        assert batch.result(timeout=WATCHDOG) == {}
+    assert cache.stats().in_flight == 0
