@@ -220,6 +220,20 @@ def test_forced_refresh_runs_a_queued_background_refresh_itself(
     client: Any, admin: Any, calls: Calls, clock: FakeClock
 ) -> None:
     """With both refresh threads stuck on other secrets, refresh() fetches its key at once, in one call."""
+    cache, release = busy_pool(client, admin, calls, clock)
+    cache.get_secret_string("db")  # db's background refresh is queued behind them
+    rotate(admin, "db", "db-2")
+    try:
+        assert within_watchdog(lambda: cache.refresh("db").secret_string) == "db-2"
+        assert within_watchdog(lambda: cache.get_secret_string("db", force_refresh=True)) == "db-2"
+    finally:
+        release.set()
+    wait_until(lambda: cache.stats().in_flight == 0)
+    assert calls.counts["GetSecretValue"] == 3 + 2 + 2  # warm-up, the two held, two forced: the queued job ran none
+
+
+def busy_pool(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> tuple[SecretCache, threading.Event]:
+    """A cache holding s1, s2 and db past their refresh point, both refresh threads held in s1's and s2's refreshes."""
     for name in ("s1", "s2", "db"):
         admin.create_secret(Name=name, SecretString=f"{name}-1")
     cache = ahead_cache(client, clock)
@@ -232,15 +246,7 @@ def test_forced_refresh_runs_a_queued_background_refresh_itself(
     cache.get_secret_string("s1")
     cache.get_secret_string("s2")
     wait_until(lambda: len(entered) == 2)  # both refresh threads are busy
-    cache.get_secret_string("db")  # db's background refresh is queued behind them
-    rotate(admin, "db", "db-2")
-    try:
-        assert within_watchdog(lambda: cache.refresh("db").secret_string) == "db-2"
-        assert within_watchdog(lambda: cache.get_secret_string("db", force_refresh=True)) == "db-2"
-    finally:
-        release.set()
-    wait_until(lambda: cache.stats().in_flight == 0)
-    assert calls.counts["GetSecretValue"] == 3 + 2 + 2  # warm-up, the two held, two forced: the queued job ran none
+    return cache, release
 
 
 def _hold_if(params: dict[str, Any], ids: set[str], entered: list[str], release: threading.Event) -> None:
@@ -467,18 +473,7 @@ def test_a_refresh_the_pool_refuses_is_forgotten_and_tried_again(
 
 def test_invalidating_a_queued_refresh_cancels_it(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
     """A queued refresh of a secret invalidated before a worker reaches it makes no call and installs nothing."""
-    for name in ("s1", "s2", "db"):
-        admin.create_secret(Name=name, SecretString=f"{name}-1")
-    cache = ahead_cache(client, clock)
-    for name in ("s1", "s2", "db"):
-        cache.get_secret_string(name)
-    release = threading.Event()
-    entered: list[str] = []
-    calls.add_fault(lambda _op, params: _hold_if(params, {"s1", "s2"}, entered, release))
-    clock.advance(85)
-    cache.get_secret_string("s1")
-    cache.get_secret_string("s2")
-    wait_until(lambda: len(entered) == 2)
+    cache, release = busy_pool(client, admin, calls, clock)
     cache.get_secret_string("db")  # queued behind the two held refreshes
     assert cache.stats().in_flight == 3
     assert cache.invalidate("db") == 1
