@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from cachetools import LRUCache
 
 from secretcache._keys import DEFAULT_STAGE, CacheKey, Key, aliases, split_key
-from secretcache._value import SecretChange
+from secretcache._value import SecretChange, SecretValue
 
 if TYPE_CHECKING:
     from secretcache._entry import Entry
@@ -78,24 +78,26 @@ class Table:
         previous_version = self._versions.get((value.arn, stage))
         self._versions[value.arn, stage] = value.version_id
         if previous_version is not None and previous_version != value.version_id:
-            self._drop_other_spellings(key, value.arn, stage, value.version_id)
+            self._drop_other_spellings(key, value, stage)
             effects.changes.append(SecretChange(value.name, value.arn, stage, previous_version, value.version_id))
 
-    def _drop_other_spellings(self, key: CacheKey, arn: str, stage: str, version_id: str) -> None:
-        """Drop entries of the same label under another spelling that still hold an older version.
+    def _drop_other_spellings(self, key: CacheKey, new: SecretValue, stage: str) -> None:
+        """Drop entries of the same label under another spelling that hold an older version.
 
         A change is reported once per ARN and label, so a listener (or any reader) that reads the
         secret by its name, ARN or partial ARN must get the new version, not one cached earlier.
+        A version created after ``new`` is kept (a slow fetch may install an older one last).
         """
         for other, entry in list(self.entries.items()):
             value = entry.value
             if (
                 other != key
                 and value is not None
-                and value.arn == arn
-                and value.version_id != version_id
+                and value.arn == new.arn
+                and value.version_id != new.version_id
                 and _stage_of(other) == stage
                 and not (isinstance(other, Key) and other.version_id is not None)
+                and not _created_after(value, new)
             ):
                 self.pop(other)
 
@@ -133,3 +135,8 @@ class Table:
 def _stage_of(key: CacheKey) -> str:
     """The staging label a key reads (AWSCURRENT for plain ids)."""
     return key.version_stage if isinstance(key, Key) and key.version_stage else DEFAULT_STAGE
+
+
+def _created_after(value: SecretValue, other: SecretValue) -> bool:
+    """Whether ``value`` is a version created after ``other`` (unknown dates: no)."""
+    return value.created_date is not None and other.created_date is not None and value.created_date > other.created_date
