@@ -3,6 +3,7 @@
 The public names live here; every module with a leading underscore is private.
 """
 
+import logging as _logging
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
@@ -25,6 +26,10 @@ try:
     __version__ = _version("secretcache")
 except _PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
+
+# A library never prints on its own: without logging configured by the application, the library's
+# warnings go nowhere instead of to stderr (Python's "last resort" handler).
+_logging.getLogger("secretcache").addHandler(_logging.NullHandler())
 
 __all__ = [
     "AsyncSecretCache",
