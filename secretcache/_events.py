@@ -6,8 +6,9 @@ Secrets Manager reports changes through EventBridge: the native ``Secret Label U
 rotation service events (``RotationSucceeded``, ...). :func:`invalidate_from_event` accepts such
 an event as EventBridge delivers it, wrapped in an SNS notification, in an SQS message, in a
 Lambda ``Records`` batch, or any nesting of those, finds the secrets it is about and invalidates
-them. Unknown or malformed events are logged at DEBUG and ignored; nothing here ever raises on
-bad input.
+them. Unknown or malformed events, and ids the cache would refuse (blank, longer than 2,048
+characters), are logged at DEBUG and ignored; nothing here ever raises on bad input, however
+large, deep or odd. Log lines show ids as a truncated ``repr`` and never show an event's content.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from secretcache._errors import InvalidSecretRequestError
+from secretcache._keys import check_secret_id
+
 if TYPE_CHECKING:
     from secretcache._cache import SecretCache
 
-__all__ = ["CHANGE_EVENTS", "invalidate_from_event", "secret_ids_from_event"]
+__all__ = ["CHANGE_EVENTS", "invalidate_from_event", "secret_ids_from_event", "shown"]
 
 logger = logging.getLogger("secretcache.events")
 
@@ -48,28 +52,57 @@ CHANGE_EVENTS = frozenset(
 """Event names that may change what a cached secret should return."""
 
 _MAX_DEPTH = 4  # SQS > SNS > EventBridge is three levels; more is not an event we know
+_SHOWN = 120  # characters of an id shown in a log line
+
+
+def shown(secret_id: str) -> str:
+    """``secret_id`` fit for a log line: a ``repr`` (control characters escaped), truncated."""
+    if len(secret_id) <= _SHOWN:
+        return repr(secret_id)
+    return f"{secret_id[:_SHOWN]!r}... ({len(secret_id)} characters)"
 
 
 def secret_ids_from_event(event: Any) -> list[str]:
-    """The secret ids (names or ARNs) a Secrets Manager change event is about; ``[]`` if none."""
+    """The secret ids (names or ARNs) a Secrets Manager change event is about; ``[]`` if none.
+
+    Accepts what :func:`invalidate_from_event` accepts. Ids the cache would refuse (blank or
+    whitespace, longer than 2,048 characters) are left out with a DEBUG log giving their length;
+    the other ids of the event are kept. Never raises for bad input.
+    """
     found: list[str] = []
     for document in _unwrap(event, 0):
         found.extend(_ids_of(document))
-    return list(dict.fromkeys(found))
+    return [secret_id for secret_id in dict.fromkeys(found) if _usable(secret_id)]
 
 
 def invalidate_from_event(cache: SecretCache, event: Any) -> list[str]:
     """Invalidate every secret a change event is about, in ``cache``; return their ids.
 
     Accepts a raw EventBridge event, an SNS notification or SQS message carrying one (as a dict
-    or a JSON string), or a Lambda ``Records`` batch of those. Never raises for bad input.
+    or a JSON string), or a Lambda ``Records`` batch of those. Ids the cache would refuse are
+    skipped (see :func:`secret_ids_from_event`) and the event's other ids are still invalidated.
+    Never raises for bad input: malformed, unknown, oversized or deeply nested events
+    invalidate nothing and are logged at DEBUG without their content.
+
+    Returns:
+        The ids invalidated, in the order the event names them, without duplicates.
     """
     ids = secret_ids_from_event(event)
     for secret_id in ids:
         cache.invalidate(secret_id)
     if ids:
-        logger.info("invalidated %s after a change event", ", ".join(ids))
+        logger.info("invalidated %s after a change event", ", ".join(map(shown, ids)))
     return ids
+
+
+def _usable(secret_id: str) -> bool:
+    """Whether the cache accepts ``secret_id``; a refused one is logged by its length only."""
+    try:
+        check_secret_id(secret_id)
+    except (TypeError, InvalidSecretRequestError):
+        logger.debug("ignoring a secret id of %d characters in a change event: not a usable id", len(secret_id))
+        return False
+    return True
 
 
 def _parse(document: Any) -> Any:
@@ -114,8 +147,11 @@ def _ids_of(event: Mapping[str, Any]) -> list[str]:
     if not isinstance(detail, Mapping):
         return []
     name = detail.get("eventName")
+    if name is not None and not isinstance(name, str):  # never hash or format an arbitrary object
+        logger.debug("ignoring a Secrets Manager event whose eventName is a %s", type(name).__name__)
+        return []
     if name is not None and name not in CHANGE_EVENTS:
-        logger.debug("ignoring Secrets Manager event %s: it changes no secret value", name)
+        logger.debug("ignoring Secrets Manager event %s: it changes no secret value", shown(name))
         return []
     ids: list[str] = []
     for container, keys in (

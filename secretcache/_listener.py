@@ -1,4 +1,12 @@
-"""A daemon thread that applies Secrets Manager change events from an SQS queue to caches."""
+"""A daemon thread that applies Secrets Manager change events from an SQS queue to caches.
+
+Lifecycle: every :meth:`SqsInvalidationListener.start` makes a new ``_Poller``, a thread with
+its own stop event; :meth:`~SqsInvalidationListener.stop` sets that event, forgets the poller and
+waits about a second for its thread. A thread asked to stop may still be blocked in a long poll;
+it exits when the receive returns, and releases (applies and deletes none of) what it received,
+while a poller started since polls on its own. ``_lock`` guards only the swap of ``_poller``,
+``_caches`` and the counters: no I/O, logging or thread start happens under it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,13 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from secretcache._cache import dropped_keys
-from secretcache._events import secret_ids_from_event
+from secretcache._cache import dropped_keys, store_of
+from secretcache._errors import SecretUnavailableError
+from secretcache._events import secret_ids_from_event, shown
 from secretcache._fork import track
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     from typing_extensions import Self
@@ -24,18 +34,53 @@ logger = logging.getLogger("secretcache.events")
 MAX_BODY = 256 * 1024
 """Largest message body parsed (SQS's own limit); larger ones are skipped."""
 
+Message = dict[str, Any]
+
+
+class _Poller:
+    """One started polling thread and the event that asks it, and only it, to stop."""
+
+    __slots__ = ("stop", "thread")
+
+    def __init__(self, target: Callable[[_Poller], None], generation: int) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=target, args=(self,), name=f"secretcache-sqs-listener-{generation}", daemon=True
+        )
+
+    def alive_or_starting(self) -> bool:
+        return self.thread.ident is None or self.thread.is_alive()
+
 
 class SqsInvalidationListener:
     """Long-polls an SQS queue of Secrets Manager change events and invalidates the caches.
 
-    Each received message is parsed with :func:`invalidate_from_event` (raw EventBridge events,
-    SNS notifications with raw or non-raw delivery), the secrets it names are invalidated in
-    every added cache (and, with ``refresh=True``, their AWSCURRENT is prefetched at once so the
-    next read is a hit), and the batch is deleted. Messages that are not JSON, not an event we
-    know, or larger than 256 KiB are logged at DEBUG and **deleted** too: a change event is only
-    a hint to refetch, so retrying a bad one through a redrive policy would help nobody.
-    SQS errors are logged and retried with exponential backoff (1 s doubling to 30 s); the
-    thread never dies of them.
+    Each received message is handled on its own: parsed with :func:`invalidate_from_event`'s
+    rules (raw EventBridge events, SNS notifications with raw or non-raw delivery), the secrets
+    it names are invalidated in every served cache (and, with ``refresh=True``, their AWSCURRENT
+    is prefetched at once so the next read is a hit), and the message is deleted. What happens to
+    a message:
+
+    - applied: deleted. With ``refresh=True``, a definite refresh error (the secret was deleted,
+      access is denied, ...) still counts as applied: the invalidation happened and the cache
+      remembers the error like any read's, so the message is deleted and the error logged.
+    - the refresh failed transiently (:class:`SecretUnavailableError`): **left for redelivery**
+      (not deleted); SQS offers it again after the queue's visibility timeout, until its
+      retention period (or a redrive policy) ends it. The invalidation already happened.
+    - unusable (not JSON, not a change event we know, no usable secret id, larger than 256 KiB,
+      or applying it raised): logged by message id only (never its body) and **deleted**: a
+      change event is only a hint to refetch, so retrying a bad one would help nobody.
+
+    One bad message never holds back the others of its batch. A cache that has been closed is
+    dropped from the listener (logged once at INFO) instead of failing every message; :meth:`add`
+    and :meth:`remove` change the caches served. SQS errors are logged and retried with
+    exponential backoff (1 s doubling to 30 s); the thread never dies of them.
+
+    :meth:`stop` returns within about a second (:attr:`stop_timeout`), even while the thread is
+    blocked in a long poll of up to ``wait_time_seconds``; that thread then exits when its receive
+    returns, and messages it received after :meth:`stop` are neither applied nor deleted but
+    released at once (visibility timeout 0) for the next consumer. :meth:`start` after any
+    :meth:`stop` starts a fresh thread at once.
 
     An SQS message goes to one consumer, so give each process its own queue (EventBridge ->
     SNS -> one queue per process or host); several caches in one process share one listener via
@@ -50,12 +95,17 @@ class SqsInvalidationListener:
         wait_time_seconds: Long-poll wait per receive (0 to 20).
         max_messages: Messages per receive (1 to 10).
         refresh: Prefetch the new AWSCURRENT right after invalidating.
+
+    Raises:
+        ValueError: ``queue_url``, ``wait_time_seconds`` or ``max_messages`` is invalid.
     """
 
     backoff_initial = 1.0
     """Seconds to wait after the first failed receive; doubles per failure."""
     backoff_max = 30.0
     """Longest wait between failed receives."""
+    stop_timeout = 1.0
+    """Seconds :meth:`stop` waits for the polling thread to end."""
 
     def __init__(
         self,
@@ -80,9 +130,8 @@ class SqsInvalidationListener:
         self._max = max_messages
         self._refresh = refresh
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failures = 0
+        self._poller: _Poller | None = None
+        self._generation = 0
         self.iterations = 0
         """Receive calls made so far (for tests and monitoring)."""
         track(self)
@@ -96,28 +145,58 @@ class SqsInvalidationListener:
         with self._lock:
             self._caches = (*self._caches, cache)
 
+    def remove(self, cache: SecretCache) -> None:
+        """Stop invalidating ``cache`` (every time it was added).
+
+        A no-op when ``cache`` is not served: never added, already removed, or already dropped
+        by the listener because it was closed (so ``cache.close(); listener.remove(cache)`` is
+        safe whatever the polling thread saw first). A message being applied while this is
+        called may still reach ``cache``.
+        """
+        self._discard(cache)
+
     @property
     def running(self) -> bool:
-        """Whether the polling thread is alive."""
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+        """Whether a polling thread started by :meth:`start`, and not stopped since, is alive."""
+        poller = self._poller
+        return poller is not None and poller.thread.is_alive()
 
     def start(self) -> None:
-        """Start the daemon polling thread (no-op when already running)."""
+        """Start a daemon polling thread (no-op when one is running and was not stopped).
+
+        After :meth:`stop`, a new thread is started even if the stopped one is still finishing
+        its last receive.
+        """
         with self._lock:
-            if self.running:
+            if self._poller is not None and self._poller.alive_or_starting():
                 return
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="secretcache-sqs-listener", daemon=True)
-            self._thread.start()
+            self._generation += 1
+            poller = self._poller = _Poller(self._run, self._generation)
+        poller.thread.start()
 
     def stop(self) -> bool:
-        """Stop polling; returns within ``wait_time_seconds + 1`` s whether the thread ended."""
-        self._stop.set()
-        thread = self._thread
-        if thread is None:
+        """Ask the polling thread to stop; wait at most :attr:`stop_timeout` (1 s) for it to end.
+
+        Does not wait for a long poll in progress: a thread blocked in one exits when the receive
+        returns, releasing whatever it received (neither applied nor deleted; made visible again
+        at once, best-effort). A message already being applied is finished and deleted.
+
+        Returns:
+            ``True`` when no polling thread is left (it ended within the wait, or none was
+            running); ``False`` when it is still finishing a receive or a message. Either way
+            :attr:`running` is ``False`` and :meth:`start` may be called at once.
+        """
+        with self._lock:
+            poller, self._poller = self._poller, None
+        if poller is None:
             return True
-        thread.join(self._wait + 1)
+        poller.stop.set()
+        thread = poller.thread
+        if thread.ident is None:  # a concurrent start() has not started it: it will exit at once
+            return True
+        if thread is threading.current_thread():  # called from a listener on the polling thread
+            return False
+        thread.join(self.stop_timeout)
         return not thread.is_alive()
 
     def __enter__(self) -> Self:
@@ -132,64 +211,151 @@ class SqsInvalidationListener:
     @property
     def client(self) -> Any:
         """The SQS client (built on first use when none was given)."""
-        if self._client is None:
+        client = self._client
+        if client is None:
             import boto3
 
-            self._client = boto3.session.Session().client("sqs")
-        return self._client
+            built = boto3.session.Session().client("sqs")
+            with self._lock:
+                if self._client is None:
+                    self._client = built
+                client = self._client
+        return client
 
     def poll_once(self) -> int:
-        """Receive one batch, apply it and delete it; return how many messages were handled.
+        """Receive one batch and handle each message on its own; return how many were deleted.
+
+        Applied and unusable messages are deleted (and counted); messages whose refresh failed
+        transiently are left for redelivery (see the class docstring).
 
         Raises:
-            botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError: SQS failed.
+            botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError: Receiving or
+                deleting failed. Messages applied before a failed delete come back and are applied
+                again, which is harmless.
         """
-        self.iterations += 1
-        response = self.client.receive_message(
+        return self._poll(None)
+
+    def _poll(self, stop: threading.Event | None) -> int:
+        with self._lock:
+            self.iterations += 1
+        client = self.client
+        response = client.receive_message(
             QueueUrl=self._queue_url, MaxNumberOfMessages=self._max, WaitTimeSeconds=self._wait
         )
-        messages = response.get("Messages", [])
-        handled: list[dict[str, str]] = []
-        for message in messages:
-            self._apply(message.get("Body", ""))
-            handled.append({"Id": str(len(handled)), "ReceiptHandle": message["ReceiptHandle"]})
-        if handled:
-            result = self.client.delete_message_batch(QueueUrl=self._queue_url, Entries=handled)
+        done: list[Message] = []
+        released: list[Message] = []
+        for message in response.get("Messages", []):
+            if stop is not None and stop.is_set():
+                released.append(message)
+            elif self._handle(message):
+                done.append(message)
+        if released:
+            self._release(released)
+        if done:
+            result = client.delete_message_batch(QueueUrl=self._queue_url, Entries=_entries(done))
             for failed in result.get("Failed", []):
                 logger.warning("could not delete an SQS message: %s", failed.get("Code"))
-        return len(handled)
+        return len(done)
 
-    def _apply(self, body: str) -> None:
-        if len(body) > MAX_BODY:
-            logger.debug("skipping an SQS message of %d bytes", len(body))
-            return
+    def _handle(self, message: Message) -> bool:
+        """Apply one message; whether it is done with (to delete) rather than left for redelivery."""
+        message_id = str(message.get("MessageId", "(no id)"))
+        try:
+            return self._apply(message_id, message.get("Body", ""))
+        except Exception as error:  # one poison message must not hold back its batch
+            logger.warning("deleting SQS message %s: applying it raised %s", message_id, type(error).__name__)
+            return True
+
+    def _apply(self, message_id: str, body: object) -> bool:
+        if not isinstance(body, str) or len(body) > MAX_BODY:
+            logger.debug("deleting SQS message %s: its body is not text of at most 256 KiB", message_id)
+            return True
         ids = secret_ids_from_event(body)
         if not ids:
-            return
+            logger.debug("deleting SQS message %s: no Secrets Manager change event in it", message_id)
+            return True
+        applied = True
         for cache in self._caches:
+            if store_of(cache).closed:
+                self._drop_closed(cache)
+                continue
             dropped = [key for secret_id in ids for key in dropped_keys(cache, secret_id)]
             if self._refresh:
                 # Warm AWSCURRENT again under the ids the application reads it by.
-                cache.prefetch([key for key in dropped if isinstance(key, str)])
-        logger.info("invalidated %s after a change event", ", ".join(ids))
+                warmed = self._warm(cache, [key for key in dropped if isinstance(key, str)], message_id)
+                applied = warmed and applied
+        logger.info("invalidated %s after SQS message %s", ", ".join(map(shown, ids)), message_id)
+        return applied
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _warm(self, cache: SecretCache, secret_ids: list[str], message_id: str) -> bool:
+        """Prefetch after an invalidation; ``False`` if a refresh failed transiently."""
+        try:
+            errors = cache.prefetch(secret_ids)
+        except RuntimeError:
+            if not store_of(cache).closed:
+                raise
+            self._drop_closed(cache)
+            return True
+        transient = False
+        for secret_id, error in errors.items():
+            if isinstance(error, SecretUnavailableError):
+                transient = True
+                level, outcome = logging.WARNING, "leaving the message for redelivery"
+            else:  # definite (deleted, access denied, ...): remembered by the cache like a read's
+                level, outcome = logging.INFO, "the invalidation stands"
+            logger.log(
+                level, "refreshing %s after SQS message %s failed (%s); %s",
+                shown(secret_id), message_id, type(error).__name__, outcome,
+            )  # fmt: skip
+        return not transient
+
+    def _discard(self, cache: SecretCache) -> bool:
+        with self._lock:
+            kept = tuple(item for item in self._caches if item is not cache)
+            found = len(kept) != len(self._caches)
+            self._caches = kept
+        return found
+
+    def _drop_closed(self, cache: SecretCache) -> None:
+        if self._discard(cache):  # only the thread that removed it logs: once per cache
+            logger.info("a closed SecretCache was dropped from the SQS listener of %s", self._queue_url)
+
+    def _release(self, messages: list[Message]) -> None:
+        """Make messages received after stop() visible again at once (best-effort)."""
+        entries = [{**entry, "VisibilityTimeout": 0} for entry in _entries(messages)]
+        try:
+            result = self.client.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
+        except Exception as error:
+            logger.warning(
+                "could not release %d SQS messages received while stopping (%s); they return after the "
+                "visibility timeout", len(messages), type(error).__name__,
+            )  # fmt: skip
+            return
+        for failed in result.get("Failed", []):
+            logger.warning("could not release an SQS message received while stopping: %s", failed.get("Code"))
+        logger.debug("released %d SQS messages received while stopping", len(messages))
+
+    def _run(self, poller: _Poller) -> None:
+        failures = 0
+        while not poller.stop.is_set():
             try:
-                self.poll_once()
-                self._failures = 0
+                self._poll(poller.stop)
+                failures = 0
             except Exception as error:
-                self._failures += 1
-                delay = min(self.backoff_max, self.backoff_initial * 2.0 ** (self._failures - 1))
+                failures += 1
+                delay = min(self.backoff_max, self.backoff_initial * 2.0 ** (failures - 1))
                 logger.warning("polling SQS failed (%s); retrying in %.1f s", type(error).__name__, delay)
-                self._stop.wait(delay)
+                poller.stop.wait(delay)
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = None
+        self._poller = None
         if self._client is not None:
             session = getattr(getattr(self._client, "_endpoint", None), "http_session", None)
             close = getattr(session, "close", None)
             if callable(close):
                 close()
+
+
+def _entries(messages: list[Message]) -> list[dict[str, Any]]:
+    return [{"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]} for index, message in enumerate(messages)]

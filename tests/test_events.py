@@ -1,18 +1,22 @@
-"""Change events to invalidations: a corpus of event documents, and the SQS listener in moto."""
+"""Change events to invalidations: a corpus of event documents, bad ids, and hostile input.
+
+The SQS listener is tested in ``tests/test_listener.py``.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from secretcache import SecretCache
-from secretcache.events import SqsInvalidationListener, invalidate_from_event, secret_ids_from_event
-from tests.conftest import REGION, Calls, FakeClock, wait_until
+from secretcache.events import invalidate_from_event, secret_ids_from_event
+from tests.conftest import REGION, Calls, FakeClock
 from tests.test_cache import rotate
 
 CORPUS = Path(__file__).parent / "data" / "events"
@@ -22,6 +26,20 @@ CHANGE_FILES = sorted(path.name for path in CORPUS.glob("*.json") if not path.na
 
 def load(name: str) -> Any:
     return json.loads((CORPUS / name).read_text())
+
+
+def change_event(secret_id: str, arn: str | None = None) -> dict[str, Any]:
+    """A CloudTrail PutSecretValue event naming ``secret_id`` (and ``arn`` as the response's ARN)."""
+    detail: dict[str, Any] = {"eventName": "PutSecretValue", "requestParameters": {"secretId": secret_id}}
+    if arn is not None:
+        detail["responseElements"] = {"arn": arn}
+    return {"source": "aws.secretsmanager", "detail-type": "AWS API Call via CloudTrail", "detail": detail}
+
+
+def log_lines_are_safe(caplog: pytest.LogCaptureFixture) -> bool:
+    """Every captured log line is short and has no control character (no forged or flooded lines)."""
+    messages = [record.getMessage() for record in caplog.records]
+    return all(len(text) < 1000 and text.isprintable() for text in messages)
 
 
 @pytest.mark.parametrize("name", CHANGE_FILES)
@@ -96,130 +114,112 @@ def test_malformed_events_never_raise(document: Any, aws: None) -> None:
     assert invalidate_from_event(SecretCache(boto3.client("secretsmanager", region_name=REGION)), document) == []
 
 
-@pytest.fixture
-def queue(aws: None) -> tuple[Any, str, str]:
-    sqs = boto3.client("sqs", region_name=REGION)
-    url = sqs.create_queue(QueueName="secret-changes")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    return sqs, url, arn
+UNUSABLE_IDS = {
+    "blank": " ",
+    "whitespace control characters": "\t\r\n\x0b\x0c\x1c\x1d\x1e\x1f\x85",
+    "2049 characters": "x" * 2049,
+    "200000 characters": "y" * 200_000,
+}
 
 
-def queue_is_empty(sqs: Any, url: str) -> bool:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return (
-        attributes["ApproximateNumberOfMessages"] == "0" and attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
-    )
-
-
-def test_eventbridge_rule_to_sqs_pipeline(
-    client: Any, admin: Any, queue: tuple[Any, str, str], clock: FakeClock
+@pytest.mark.parametrize("batch", [False, True], ids=["one event", "Records batch"])
+@pytest.mark.parametrize("bad", list(UNUSABLE_IDS.values()), ids=list(UNUSABLE_IDS))
+def test_unusable_secret_ids_are_skipped_and_the_others_applied(
+    bad: str, batch: bool, client: Any, admin: Any, calls: Calls, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An event put on the bus reaches the queue through a rule; one listener iteration applies it."""
-    sqs, url, queue_arn = queue
-    arn = admin.create_secret(Name="prod/orders/db", SecretString="pw-1")["ARN"]
-    events = boto3.client("events", region_name=REGION)
-    events.put_rule(Name="secret-changes", EventPattern=json.dumps({"source": ["aws.secretsmanager"]}))
-    events.put_targets(Rule="secret-changes", Targets=[{"Id": "queue", "Arn": queue_arn}])
-    cache = SecretCache(client, ttl=3600, clock=clock)
-    other = SecretCache(client, ttl=3600, clock=clock)
-    assert cache.get_secret_string("prod/orders/db") == other.get_secret_string("prod/orders/db") == "pw-1"
-    _, new_version = rotate(admin, "prod/orders/db", "pw-2")
-    detail = {"name": "prod/orders/db", "labelUpdated": "AWSCURRENT", "versionId": new_version}
-    events.put_events(Entries=[{"Source": "aws.secretsmanager", "DetailType": "Secret Label Updated",
-                                "Detail": json.dumps(detail), "Resources": [arn]}])  # fmt: skip
-    listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=0)
-    listener.add(other)
-    assert listener.poll_once() == 1
-    assert listener.iterations == 1
-    assert cache.get_secret_string("prod/orders/db") == other.get_secret_string("prod/orders/db") == "pw-2"
-    assert queue_is_empty(sqs, url)
-
-
-@pytest.mark.parametrize("raw", [True, False])
-def test_sns_to_sqs_raw_and_wrapped(
-    raw: bool, client: Any, admin: Any, calls: Calls, queue: tuple[Any, str, str], clock: FakeClock
-) -> None:
-    """Events published to SNS reach the listener with raw and non-raw delivery; refresh=True prefetches."""
-    sqs, url, queue_arn = queue
-    arn = admin.create_secret(Name="prod/orders/db", SecretString="pw-1")["ARN"]
-    sns = boto3.client("sns", region_name=REGION)
-    topic = sns.create_topic(Name="secret-changes")["TopicArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn,
-                  Attributes={"RawMessageDelivery": "true" if raw else "false"})  # fmt: skip
-    cache = SecretCache(client, ttl=3600, clock=clock)
-    cache.get_secret_string("prod/orders/db")
-    # moto's BatchGetSecretValue (which takes no stage) misses AWSCURRENT moved by
-    # UpdateSecretVersionStage, so this rotation is a plain PutSecretValue.
-    admin.put_secret_value(SecretId="prod/orders/db", SecretString="pw-2")
-    # The corpus event, about this run's secret (its ARN suffix differs from the corpus's).
-    event = json.loads(json.dumps(load("cloudtrail_update_secret_version_stage.json")).replace(ARN, arn))
-    sns.publish(TopicArn=topic, Message=json.dumps(event))
-    listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=0, refresh=True)
-    assert listener.poll_once() == 1
-    assert calls["BatchGetSecretValue"] == 1  # prefetched right after the invalidation
-    assert cache.get_secret_string("prod/orders/db") == "pw-2"
-    assert calls.total == 2
-
-
-def test_bad_messages_are_skipped_and_deleted(aws: None, queue: tuple[Any, str, str]) -> None:
-    """Not JSON, wrong shape and oversized bodies are dropped from the queue, not retried."""
-    sqs, url, _ = queue
-    for body in ["not json", '{"hello": "world"}', json.dumps({"padding": "x" * 200_000})]:
-        sqs.send_message(QueueUrl=url, MessageBody=body)
-    cache = SecretCache(boto3.client("secretsmanager", region_name=REGION))
-    listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=0)
-    handled = 0
-    while handled < 3 and listener.iterations < 5:
-        handled += listener.poll_once()
-    assert handled == 3
-    assert queue_is_empty(sqs, url)
-    listener._apply("{" + " " * 300_000 + "}")  # larger than SQS allows: not even parsed
-
-
-def test_listener_thread_survives_sqs_errors_and_stops_promptly(
-    client: Any, admin: Any, queue: tuple[Any, str, str], clock: FakeClock
-) -> None:
-    """Receive failures are retried with backoff; the event is applied once SQS answers; stop() is prompt."""
-    sqs, url, _ = queue
+    """An id the cache refuses is skipped with a DEBUG log of its length; the event's other ids are invalidated."""
     admin.create_secret(Name="prod/orders/db", SecretString="pw-1")
-    failures = [3]
-
-    def fail_receive(**_: Any) -> None:
-        if failures[0] > 0:
-            failures[0] -= 1
-            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "ReceiveMessage")
-
-    sqs.meta.events.register("before-call.sqs.ReceiveMessage", fail_receive)
-    cache = SecretCache(client, ttl=3600, clock=clock)
-    cache.get_secret_string("prod/orders/db")
+    cache = SecretCache(client, clock=clock)
+    assert cache.get_secret_string("prod/orders/db") == "pw-1"
     rotate(admin, "prod/orders/db", "pw-2")
-    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(load("service_rotation_succeeded.json")))
-    listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=1)
-    listener.backoff_initial = 0.01
-    with listener:
-        assert listener.running
-        wait_until(lambda: cache.stats().size == 0)  # the rotation event invalidated the entry
-    assert not listener.running
-    assert failures == [0]
-    assert listener.iterations >= 4
+    if batch:
+        records = [change_event(bad), change_event("prod/orders/db")]
+        event: Any = {"Records": [{"body": json.dumps(record)} for record in records]}
+    else:
+        event = change_event(bad, arn="prod/orders/db")
+    with caplog.at_level(logging.DEBUG, logger="secretcache"):
+        assert secret_ids_from_event(event) == ["prod/orders/db"]
+        assert invalidate_from_event(cache, event) == ["prod/orders/db"]
+        assert invalidate_from_event(cache, json.dumps(event)) == ["prod/orders/db"]
     assert cache.get_secret_string("prod/orders/db") == "pw-2"
-    assert "stopped" in repr(listener)
+    assert calls["GetSecretValue"] == 2
+    assert f"a secret id of {len(bad)} characters" in caplog.text
+    assert log_lines_are_safe(caplog)
 
 
-def test_listener_settings_and_fork(aws: None, queue: tuple[Any, str, str]) -> None:
-    """Bad settings are refused; after a fork the listener is stopped and can start again."""
-    sqs, url, _ = queue
-    cache = SecretCache(boto3.client("secretsmanager", region_name=REGION))
-    with pytest.raises(ValueError, match="wait_time_seconds"):
-        SqsInvalidationListener(cache, url, wait_time_seconds=30)
-    with pytest.raises(ValueError, match="max_messages"):
-        SqsInvalidationListener(cache, url, max_messages=0)
-    with pytest.raises(ValueError, match="queue_url"):
-        SqsInvalidationListener(cache, "")
-    listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=0)
-    listener.start()
-    listener._after_fork_in_child()  # what os.register_at_fork runs in a child
-    assert not listener.running
-    assert listener.stop()
+def test_control_characters_in_an_id_never_reach_a_log_line_raw(
+    client: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A line break or escape sequence in an event's id is escaped in every log line, so it cannot forge one."""
+    forged = "db\r\n2026-01-01 CRITICAL forged line \x1b[31m\x00"
+    cache = SecretCache(client, clock=clock)
+    with caplog.at_level(logging.DEBUG, logger="secretcache"):
+        ids = invalidate_from_event(cache, change_event(forged, arn="prod/orders/db"))
+    assert "prod/orders/db" in ids
+    assert set(ids) <= {forged, "prod/orders/db"}  # applied or skipped, depending on the id rules
+    assert "invalidated" in caplog.text
+    assert log_lines_are_safe(caplog)
+
+
+DEPTH = 100_000
+
+
+def deep(key: str) -> dict[str, Any]:
+    """A dict nested ``DEPTH`` levels deep through ``key`` (built without recursion)."""
+    document: dict[str, Any] = {}
+    for _ in range(DEPTH):
+        document = {key: document}
+    return document
+
+
+def deep_json(key: str) -> str:
+    """The JSON text of ``deep(key)``, written directly: json.dumps would itself recurse too deep."""
+    return f'{{"{key}": ' * DEPTH + "{}" + "}" * DEPTH
+
+
+def deep_records() -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for _ in range(DEPTH):
+        document = {"Records": [{"body": document}]}
+    return document
+
+
+def deep_notifications() -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for _ in range(DEPTH):
+        document = {"Type": "Notification", "Message": document}
+    return document
+
+
+DEEP: dict[str, Callable[[], Any]] = {
+    "object": lambda: deep("a"),
+    "object through detail": lambda: deep("detail"),
+    "object as eventName": lambda: {"source": "aws.secretsmanager", "detail": {"eventName": deep("a")}},
+    "object as secretId": lambda: {"detail": {"requestParameters": {"secretId": deep("a")}}},
+    "JSON": lambda: deep_json("a"),
+    "JSON bytes": lambda: deep_json("detail").encode(),
+    "JSON as eventName": lambda: '{"detail": {"eventName": ' + deep_json("a") + "}}",
+    "Records body object": lambda: {"Records": [{"body": deep("a")}]},
+    "Records body JSON": lambda: {"Records": [{"body": deep_json("a")}]},
+    "Records body eventName object": lambda: {"Records": [{"body": {"detail": {"eventName": deep("a")}}}]},
+    "Records as JSON": lambda: '{"Records": [{"body": ' + json.dumps(deep_json("a")) + "}]}",
+    "Records nested in Records": deep_records,
+    "SNS Message object": lambda: {"Type": "Notification", "Message": deep("a")},
+    "SNS Message JSON": lambda: {"Type": "Notification", "Message": deep_json("a")},
+    "SNS in Records object": lambda: {"Records": [{"Sns": {"Message": deep("detail")}}]},
+    "SNS in Records JSON": lambda: {"Records": [{"Sns": {"Message": deep_json("a")}}]},
+    "SNS nested in SNS": deep_notifications,
+}
+
+
+@pytest.mark.parametrize("make", list(DEEP.values()), ids=list(DEEP))
+def test_deeply_nested_input_never_raises(
+    make: Callable[[], Any], client: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A document nested 100,000 deep, as objects or JSON, bare or wrapped, invalidates nothing and never raises."""
+    document = make()
+    cache = SecretCache(client, clock=clock)
+    with caplog.at_level(logging.DEBUG, logger="secretcache"):  # a log line formatting the input would raise here
+        assert invalidate_from_event(cache, document) == []
+        assert secret_ids_from_event(document) == []
+    assert log_lines_are_safe(caplog)
