@@ -35,7 +35,9 @@ def main(sm: object) -> None:
         # The pool opens connections in its own threads and only logs failures, so the recovery
         # lives in the connection class it uses.
         connection_class = psycopg_connection_class(cache, "example/db")
-        with ConnectionPool(connection_class=connection_class, min_size=1, max_lifetime=3600, timeout=10) as pool:
+        # open= explicitly: psycopg_pool warns (DeprecationWarning) when it is left to its default.
+        pool = ConnectionPool(connection_class=connection_class, min_size=1, max_lifetime=3600, timeout=10, open=False)
+        with pool:  # opens the pool, and closes it on the way out
             with pool.connection() as connection:
                 print("before rotation:", connection.execute("SELECT current_user").fetchone())
             new_password = secrets.token_urlsafe(16)
@@ -49,7 +51,7 @@ def main(sm: object) -> None:
                 SecretId="example/db", VersionStage="AWSCURRENT", MoveToVersionId=new, RemoveFromVersionId=old
             )
         # A new pool (or the old one replacing connections) logs in with the new password.
-        pool = ConnectionPool(connection_class=connection_class, min_size=1, timeout=10)
+        pool = ConnectionPool(connection_class=connection_class, min_size=1, timeout=10, open=False)
         with pool, pool.connection() as connection:
             print("after rotation:", connection.execute("SELECT current_user").fetchone())
         print(f"Secrets Manager calls: {dict(cache.stats().api_calls)}")

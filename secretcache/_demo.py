@@ -87,6 +87,19 @@ def run_demo() -> int:
         logger.removeHandler(handler)
 
 
+def _backoff_text(retry: RetryPolicy) -> str:
+    """The pauses ``retry`` makes after consecutive failed fetches: "a pause of 30 s, then 60 s, ..."."""
+    pauses = [retry.backoff_after(1)]
+    while len(pauses) <= 4 and retry.backoff_after(len(pauses) + 1) > pauses[-1]:
+        pauses.append(retry.backoff_after(len(pauses) + 1))
+    if len(pauses) > 4:
+        return f"a pause of {pauses[0]:g} s, doubling with each further failure up to {retry.max_failure_backoff:g} s"
+    *growing, last = [f"{pause:g} s" for pause in pauses]
+    if not growing:
+        return f"a pause of {last} after every failure"
+    return f"a pause of {', then '.join(growing)}, then {last} after every further failure"
+
+
 def _story(client: SecretsManagerClient, outage_error: Any) -> int:
     clock = _DemoClock()
     calls = _calls(client)
@@ -157,7 +170,7 @@ def _story(client: SecretsManagerClient, outage_error: Any) -> int:
     for _ in range(1000):
         cache.get_secret_string(SECRET)
     _say(f"   1,000 more reads during the outage made {calls['GetSecretValue'] - before - attempts} calls")
-    _say("   (failed fetches back off: no call for 30s, then 60s, 120s, ...)")
+    _say(f"   (failed fetches back off: {_backoff_text(retry)})")
     clock.now += TTL * 0.2
     before = calls["GetSecretValue"]
     stale_before = cache.stats().stale_served

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,12 +33,17 @@ def test_every_example_is_covered() -> None:
     assert sorted(path.name for path in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
 
 
-def _run(name: str, env: dict[str, str]) -> None:
+def _run(name: str, env: dict[str, str], *, options: tuple[str, ...] = ()) -> None:
     """Run one example as its header says and check its output shows what it claims, and no value."""
     source = (EXAMPLES / name).read_text()
     assert "python examples/" + name in source  # the one command written at its top
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, *options, str(EXAMPLES / name)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     for expected in EXPECTED[name]:
@@ -58,10 +64,23 @@ def test_postgres_example_runs(name: str, pg_server: Server) -> None:
     env = dict(os.environ)
     env.update(PGHOST=pg_server.host, PGPORT=str(pg_server.port), PGUSER=pg_server.admin_user)
     env.update(PGPASSWORD=pg_server.admin_password, PGDATABASE=pg_server.dbname)
-    _run(name, env)
+    # The drivers' deprecations fail it (psycopg_pool warns when a pool is built without open=).
+    _run(name, env, options=("-W", "error::DeprecationWarning"))
 
 
 DOCS = EXAMPLES.parent / "docs"
+
+
+def test_every_psycopg_pool_in_the_docs_and_examples_passes_open() -> None:
+    """Each ``ConnectionPool(...)`` shown passes ``open=``: psycopg_pool warns about its implicit default."""
+    sources = sorted(DOCS.glob("*.md")) + sorted(EXAMPLES.glob("*.py"))
+    calls = [
+        (path.name, call)
+        for path in sources
+        for call in re.findall(r"\bConnectionPool\((?:[^()]|\([^()]*\))*\)", path.read_text())
+    ]
+    assert calls  # the pattern still finds the pools
+    assert [(name, call) for name, call in calls if not re.search(r"\bopen=", call)] == []
 
 
 def test_every_snippet_include_in_the_docs_resolves() -> None:
