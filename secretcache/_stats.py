@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 __all__ = ["CacheStats", "Counters"]
@@ -16,7 +16,9 @@ class CacheStats:
     """A snapshot of a cache's counters, taken by :meth:`SecretCache.stats`.
 
     Counters only ever grow; subtract two snapshots to measure an interval. Holds counts and
-    operation names only, never a secret id or value. Immutable and safe to share.
+    operation names only, never a secret id or value. Immutable and safe to share. ``repr`` and
+    ``str`` read like a dataclass with plain dicts:
+    ``CacheStats(hits=3, misses=1, api_calls={'GetSecretValue': 1}, ...)``.
 
     Attributes:
         hits: Reads answered from a fresh cached value without waiting. Counted without a lock
@@ -48,6 +50,17 @@ class CacheStats:
     evictions: int = 0
     size: int = 0
     in_flight: int = 0
+
+    def __repr__(self) -> str:
+        parts = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, Mapping):  # a read-only proxy: show the plain dict it reads as
+                value = dict(value)
+            parts.append(f"{item.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    __str__ = __repr__
 
     @property
     def total_api_calls(self) -> int:

@@ -91,12 +91,25 @@ def _refusing_client() -> Any:
     )
 
     def refuse(params: Any, model: Any, **_: Any) -> None:
-        request = params.get("body", b"") if isinstance(params, dict) else b""
+        # before-parameter-build sees the call's own arguments, before any request body exists.
         error: Any = {
-            "Error": {"Code": "ResourceNotFoundException", "Message": f"not seeded in this test cache: {request!r}"},
+            "Error": {"Code": "ResourceNotFoundException", "Message": _not_seeded(params)},
             "ResponseMetadata": {"HTTPStatusCode": 400},
         }
         raise ClientError(error, model.name)
 
-    client.meta.events.register("before-call.secretsmanager.*", refuse)
+    client.meta.events.register("before-parameter-build.secretsmanager.*", refuse)
     return client
+
+
+def _not_seeded(params: Mapping[str, Any]) -> str:
+    """Name the secrets, and label or version, an unseeded call asked for: never the raw request.
+
+    The operation is named by the ``ClientError`` itself ("when calling the GetSecretValue operation").
+    """
+    ids = [str(secret_id) for secret_id in params.get("SecretIdList") or [params.get("SecretId", "?")]]
+    what = ("secret " if len(ids) == 1 else "secrets ") + ", ".join(map(repr, ids))
+    for key, label in (("VersionStage", "version stage"), ("VersionId", "version id")):
+        if params.get(key):
+            what += f" ({label} {str(params[key])!r})"
+    return f"{what} {'is' if len(ids) == 1 else 'are'} not seeded in this test cache"

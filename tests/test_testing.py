@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from secretcache import SecretFormatError, SecretNotFoundError
+from secretcache import CacheStats, SecretFormatError, SecretNotFoundError
 from secretcache.aws_lambda import default_cache, inject_secrets
 from secretcache.testing import deterministic_cache, reset_default_cache, seeded_cache
 from tests.conftest import Calls, FakeClock
@@ -62,3 +62,41 @@ def test_reset_default_cache_with_lambda_handlers(monkeypatch: pytest.MonkeyPatc
     reset_default_cache()
     assert default_cache() is not first
     reset_default_cache()
+
+
+def test_seeded_cache_errors_name_the_secret_not_the_request() -> None:
+    """Reading an unseeded secret raises a message naming its id, label and operation, never the raw request body."""
+    cache = seeded_cache({"prod/key": "abc"})
+    with pytest.raises(SecretNotFoundError) as caught:
+        cache.get_secret_string("prod/other", version_stage="AWSPENDING")
+    failures = cache.prefetch(["prod/one", "prod/two"])
+    for err in [caught.value, *failures.values()]:
+        texts = [str(err), repr(err), str(err.__cause__)]
+        for text in texts:
+            assert "b'" not in text
+            assert 'b"' not in text
+            assert "SecretId" not in text  # no request parameters or body, serialised or not
+            assert "{" not in text
+    assert "'prod/other' (version stage 'AWSPENDING') is not seeded" in str(caught.value)
+    assert "GetSecretValue" in str(caught.value.__cause__)
+    assert sorted(failures) == ["prod/one", "prod/two"]
+    assert "secrets 'prod/one', 'prod/two' are not seeded" in str(failures["prod/one"])
+    assert "BatchGetSecretValue" in str(failures["prod/one"].__cause__)
+
+
+def test_stats_print_as_a_plain_dataclass() -> None:
+    """repr() and str() of CacheStats show the API calls as a dict, not a mappingproxy, and no id or value."""
+    cache = seeded_cache({"prod/key": "value-abc"})
+    cache.get_secret_string("prod/key")
+    with pytest.raises(SecretNotFoundError):
+        cache.get_secret_string("prod/other")
+    stats = cache.stats()
+    expected = (
+        "CacheStats(hits=1, misses=1, api_calls={'GetSecretValue': 1}, refreshes=0, background_refreshes=0, "
+        "stale_served=0, errors=1, evictions=0, size=2, in_flight=0)"
+    )
+    assert repr(stats) == expected
+    assert str(stats) == expected
+    assert f"{stats}" == expected
+    assert "mappingproxy" not in repr(CacheStats())
+    assert repr(CacheStats()).startswith("CacheStats(hits=0, misses=0, api_calls={}, ")
