@@ -4,9 +4,7 @@ The public names live here; every module with a leading underscore is private.
 """
 
 import logging as _logging
-import types as _types
 import typing as _typing
-from collections.abc import Iterable as _Iterable
 
 from secretcache._cache import ChangeListener, SecretCache
 from secretcache._errors import (
@@ -19,6 +17,7 @@ from secretcache._errors import (
     SecretUnavailableError,
 )
 from secretcache._policy import RetryPolicy
+from secretcache._public import publish as _publish
 from secretcache._stats import CacheStats
 from secretcache._value import SecretChange, SecretValue
 
@@ -50,30 +49,6 @@ __all__ = [
     "SecretValue",
     "__version__",
 ]
-
-
-def _publish(namespace: dict[str, object], names: _Iterable[str]) -> None:
-    """Make the classes and functions ``names`` of a public module report that module.
-
-    Tracebacks and reprs then show the path users import from (``secretcache.SecretNotFoundError``,
-    not ``secretcache._errors...``), as httpx does; pickle finds the objects there too. A class's
-    string annotations are resolved first, in its defining module: :func:`typing.get_type_hints`
-    looks names up in ``sys.modules[cls.__module__]``, which is about to change.
-    """
-    module = namespace["__name__"]
-    for name in names:
-        obj = namespace.get(name)
-        if isinstance(obj, type):
-            own = vars(obj).get("__annotations__")
-            if own:
-                try:
-                    hints = _typing.get_type_hints(obj, include_extras=True)
-                except NameError:  # pragma: no cover - a name imported under TYPE_CHECKING stays a string
-                    hints = own
-                obj.__annotations__ = {key: hints[key] for key in own}
-        elif not isinstance(obj, _types.FunctionType):
-            continue  # constants, and names resolved lazily by __getattr__
-        obj.__module__ = module  # type: ignore[assignment]
 
 
 _publish(globals(), __all__)

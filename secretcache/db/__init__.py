@@ -6,7 +6,7 @@ extras, imported only when used: ``secretcache[postgres]`` (psycopg 3, psycopg_p
 ``secretcache[mysql]`` (PyMySQL), ``secretcache[sqlalchemy]``.
 """
 
-from secretcache import _publish
+from secretcache._public import publish as _publish
 from secretcache.db._auth import Failure, classify
 from secretcache.db._credentials import DbCredentials, credentials
 from secretcache.db._factory import MAPPINGS, ConnectionFactory, connect_kwargs, connection_factory

@@ -1,0 +1,33 @@
+"""Public module paths for the names the public modules re-export from private ones."""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterable
+
+__all__ = ["publish"]
+
+
+def publish(namespace: dict[str, object], names: Iterable[str]) -> None:
+    """Make the classes and functions ``names`` of a public module report that module.
+
+    Tracebacks and reprs then show the path users import from (``secretcache.SecretNotFoundError``,
+    not ``secretcache._errors...``), as httpx does; pickle finds the objects there too. A class's
+    string annotations are resolved first, in its defining module: :func:`typing.get_type_hints`
+    looks names up in ``sys.modules[cls.__module__]``, which is about to change.
+    """
+    module = namespace["__name__"]
+    for name in names:
+        obj = namespace.get(name)
+        if isinstance(obj, type):
+            own = vars(obj).get("__annotations__")
+            if own:
+                try:
+                    hints = typing.get_type_hints(obj, include_extras=True)
+                except NameError:  # pragma: no cover - a name imported under TYPE_CHECKING stays a string
+                    hints = own
+                obj.__annotations__ = {key: hints[key] for key in own}
+        elif not isinstance(obj, types.FunctionType):
+            continue  # constants, and names resolved lazily by a module __getattr__
+        obj.__module__ = module  # type: ignore[assignment]
