@@ -200,6 +200,11 @@ class AsyncSecretCache:
         """Return a snapshot of the counters; see :meth:`SecretCache.stats`."""
         return self._cache.stats()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called (on this cache or the wrapped one)."""
+        return self._cache.closed
+
     def close(self) -> None:
         """Stop background work and drop every value; see :meth:`SecretCache.close`."""
         self._cache.close()

@@ -358,6 +358,11 @@ class SecretCache:
         hits, size, flying = self._store.hits_size_flying()
         return self._counters.snapshot(hits=hits, size=size, in_flight=flying)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called (reads then raise ``RuntimeError``)."""
+        return self._store.closed
+
     def close(self) -> None:
         """Stop background refreshes, drop every cached value and refuse further reads. Idempotent."""
         self._store.close()
@@ -394,5 +399,6 @@ def dropped_keys(cache: SecretCache, secret_id: str | None) -> list[CacheKey]:
     """:meth:`SecretCache.invalidate`, returning the keys dropped (AWSCURRENT keys are plain ids)."""
     dropped = cache._store.drop(None if secret_id is None else check_secret_id(secret_id))
     if dropped:
-        logger.debug("invalidated %d cached entries of %s", len(dropped), secret_id or "all secrets")
+        shown = "all secrets" if secret_id is None else repr(secret_id)
+        logger.debug("invalidated %d cached entries of %s", len(dropped), shown)
     return dropped

@@ -14,7 +14,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from secretcache._cache import dropped_keys, store_of
+from secretcache._cache import dropped_keys
 from secretcache._errors import SecretUnavailableError
 from secretcache._events import secret_ids_from_event, shown
 from secretcache._fork import track
@@ -276,7 +276,7 @@ class SqsInvalidationListener:
             return True
         applied = True
         for cache in self._caches:
-            if store_of(cache).closed:
+            if cache.closed:
                 self._drop_closed(cache)
                 continue
             dropped = [key for secret_id in ids for key in dropped_keys(cache, secret_id)]
@@ -292,7 +292,7 @@ class SqsInvalidationListener:
         try:
             errors = cache.prefetch(secret_ids)
         except RuntimeError:
-            if not store_of(cache).closed:
+            if not cache.closed:
                 raise
             self._drop_closed(cache)
             return True

@@ -128,6 +128,9 @@ async def test_shares_a_sync_cache_and_closes(client: Any, admin: Any, calls: Ca
         seen: list[Any] = []
         cache.on_change(seen.append)
         assert "AsyncSecretCache(SecretCache(" in repr(cache)
+        assert not cache.closed
+    assert cache.closed
+    assert sync.closed
     assert calls.total == 1
     with pytest.raises(RuntimeError, match="closed"):
         await cache.get_secret_string("db")

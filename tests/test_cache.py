@@ -389,6 +389,8 @@ class TestEvictionAndLifecycle:
         admin.create_secret(Name="db", SecretString="pw")
         with make_cache(client, clock) as cache:
             cache.get_secret_string("db")
+            assert not cache.closed
+        assert cache.closed
         assert cache.stats().size == 0
         assert "closed" in repr(cache)
         with pytest.raises(RuntimeError, match="closed"):

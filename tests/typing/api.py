@@ -46,7 +46,8 @@ def use_cache() -> None:
     ratio: float = stats.hit_ratio
     flying: int = stats.in_flight
     now: float = cache.clock()
-    print(text, blob, document, value.version_stages, refreshed.arn, dropped, calls, ratio, flying, now)
+    closed: bool = cache.closed
+    print(text, blob, document, value.version_stages, refreshed.arn, dropped, calls, ratio, flying, now, closed)
     with SecretCache() as lazy:
         try:
             lazy.get_secret_string("db")
@@ -66,8 +67,9 @@ async def use_async_cache() -> None:
     dropped: int = cache.invalidate()
     stats: CacheStats = cache.stats()
     sync: SecretCache = cache.cache
+    closed: bool = cache.closed
     async with AsyncSecretCache.from_env(prefix="APP_") as other:
-        print(text, blob, document, value, failures, dropped, stats, sync, other)
+        print(text, blob, document, value, failures, dropped, stats, sync, other, closed)
 
 
 def use_settings() -> None:
@@ -75,3 +77,21 @@ def use_settings() -> None:
     warmed: dict[str, SecretCacheError] = cache.prefetch(["a", "b"])
     pending: str = cache.get_secret_string("db", ttl=timedelta(seconds=5))
     print(warmed, pending)
+
+
+def use_listener(cache: SecretCache, other: SecretCache) -> None:
+    from secretcache.events import SqsInvalidationListener, invalidate_from_event, secret_ids_from_event
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    listener = SqsInvalidationListener(
+        cache, "https://sqs.us-east-1.amazonaws.com/1/q", client=sqs, wait_time_seconds=20, max_messages=1, refresh=True
+    )
+    listener.add(other)
+    listener.remove(other)
+    listener.stop_timeout = 0.5
+    with listener:
+        handled: int = listener.poll_once()
+        running: bool = listener.running
+    stopped: bool = listener.stop()
+    ids: list[str] = secret_ids_from_event({"detail": {}}) + invalidate_from_event(cache, "{}")
+    print(handled, running, stopped, ids)
