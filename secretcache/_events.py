@@ -6,9 +6,10 @@ Secrets Manager reports changes through EventBridge: the native ``Secret Label U
 rotation service events (``RotationSucceeded``, ...). :func:`invalidate_from_event` accepts such
 an event as EventBridge delivers it, wrapped in an SNS notification, in an SQS message, in a
 Lambda ``Records`` batch, or any nesting of those, finds the secrets it is about and invalidates
-them. Unknown or malformed events, and ids the cache would refuse (blank, longer than 2,048
-characters), are logged at DEBUG and ignored; nothing here ever raises on bad input, however
-large, deep or odd. Log lines show ids as a truncated ``repr`` and never show an event's content.
+them. Unknown or malformed events, and ids the cache would refuse (blank, with a control
+character, longer than 2,048 characters), are logged at DEBUG and ignored; nothing here ever
+raises on bad input, however large, deep or odd. Log lines show ids as a truncated ``repr`` and
+never show an event's content.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def secret_ids_from_event(event: Any) -> list[str]:
     """The secret ids (names or ARNs) a Secrets Manager change event is about; ``[]`` if none.
 
     Accepts what :func:`invalidate_from_event` accepts. Ids the cache would refuse (blank or
-    whitespace, longer than 2,048 characters) are left out with a DEBUG log giving their length;
-    the other ids of the event are kept. Never raises for bad input.
+    whitespace, with a control character, longer than 2,048 characters) are left out with a
+    DEBUG log giving their length; the other ids of the event are kept. Never raises for bad input.
     """
     found: list[str] = []
     for document in _unwrap(event, 0):

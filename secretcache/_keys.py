@@ -16,6 +16,8 @@ MAX_VERSION_ID = 64
 MAX_STAGE = 256
 DEFAULT_STAGE = "AWSCURRENT"
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
 # The six random characters Secrets Manager appends to a name to form the ARN.
 _ARN_SUFFIX = re.compile(r"(.+)-[A-Za-z0-9]{6}")
 
@@ -41,7 +43,8 @@ def check_secret_id(secret_id: object) -> str:
 
     Raises:
         TypeError: Not a string.
-        InvalidSecretRequestError: Empty or longer than 2048 characters.
+        InvalidSecretRequestError: Empty, blank, longer than 2048 characters, or holding a
+            control character (none of which a secret name or ARN can be).
     """
     if not isinstance(secret_id, str):
         raise TypeError(f"secret_id must be a str (a secret name or ARN), not {type(secret_id).__name__}")
@@ -50,6 +53,10 @@ def check_secret_id(secret_id: object) -> str:
     if len(secret_id) > MAX_SECRET_ID:
         raise InvalidSecretRequestError(
             f"secret_id is {len(secret_id)} characters long; Secrets Manager accepts at most {MAX_SECRET_ID}"
+        )
+    if (bad := _CONTROL.search(secret_id)) is not None:  # no name or ARN has one: refused before a call
+        raise InvalidSecretRequestError(
+            f"secret_id has a control character at position {bad.start()}; names and ARNs never do"
         )
     return secret_id
 

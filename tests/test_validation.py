@@ -18,6 +18,8 @@ from tests.test_cache import make_cache
         ({"secret_id": ""}, InvalidSecretRequestError, "non-empty"),
         ({"secret_id": "   "}, InvalidSecretRequestError, "non-empty"),
         ({"secret_id": "x" * 2049}, InvalidSecretRequestError, "at most 2048"),
+        ({"secret_id": "db\r\nINFO forged"}, InvalidSecretRequestError, "control character at position 2"),
+        ({"secret_id": "db\x7f"}, InvalidSecretRequestError, "control character"),
         ({"secret_id": None}, TypeError, "secret_id must be a str"),
         ({"secret_id": 42}, TypeError, "secret_id must be a str"),
         ({"secret_id": ["db"]}, TypeError, "secret_id must be a str"),
