@@ -208,7 +208,11 @@ def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheErro
         detail = f"{where} failed: {code}: {error.get('Message', '')}".rstrip(": ")
         if is_transient(err):
             return SecretUnavailableError(f"{detail} (retries exhausted)", secret_id=secret_id)
-        return _PERMANENT_CODES.get(code, SecretUnavailableError)(detail, secret_id=secret_id)
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        # An unknown code with 401/403 (a proxy, a WAF or a VPC endpoint policy answering in HTML,
+        # which botocore reports with the status as the code) is a refusal, not an outage.
+        fallback = SecretAccessDeniedError if status in (401, 403) else SecretUnavailableError
+        return _PERMANENT_CODES.get(code, fallback)(detail, secret_id=secret_id)
     if isinstance(err, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
         return SecretAccessDeniedError(f"{where} failed: no usable AWS credentials: {err}", secret_id=secret_id)
     if isinstance(err, NoRegionError):

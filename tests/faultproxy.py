@@ -24,7 +24,8 @@ UNAVAILABLE = (503, "ServiceUnavailable", "Service unavailable")
 class FaultProxy:
     """Forward HTTP requests to ``upstream`` (``host:port``) unless a fault says otherwise.
 
-    Faults: ``("status", (code, error_type, message))``, ``("stall", seconds)`` (read the request,
+    Faults: ``("status", (code, error_type, message))``, ``("html", status)`` (an HTML page, as a
+    proxy or WAF sends), ``("stall", seconds)`` (read the request,
     answer nothing, close after ``seconds``), ``("cut", None)`` (forward, then send half the body
     and close), ``("slow", seconds)`` (forward after a delay). :meth:`stop_listening` makes the
     port refuse connections until :meth:`listen` again.
@@ -81,6 +82,16 @@ class FaultProxy:
                     payload = f'{{"__type": "{error_type}", "message": "{message}"}}'.encode()
                     self.send_response(code)
                     self.send_header("Content-Type", "application/x-amz-json-1.1")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    self.close_connection = True
+                    return
+                if kind == "html":  # a proxy or WAF answering for the service: no AWS error body
+                    payload = f"<html><body><h1>{arg} Forbidden</h1></body></html>".encode()
+                    self.send_response(arg)
+                    self.send_header("Content-Type", "text/html")
                     self.send_header("Content-Length", str(len(payload)))
                     self.send_header("Connection", "close")
                     self.end_headers()

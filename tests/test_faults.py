@@ -11,7 +11,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
 
-from secretcache import RetryPolicy, SecretCache, SecretUnavailableError
+from secretcache import RetryPolicy, SecretAccessDeniedError, SecretCache, SecretUnavailableError
 from tests.conftest import REGION, FakeClock
 from tests.faultproxy import INTERNAL, THROTTLE, UNAVAILABLE, FaultProxy
 
@@ -50,6 +50,22 @@ def test_transient_http_errors_are_retried(
     cache = SecretCache(client, retry=RETRY, clock=clock)
     assert cache.get_secret_string("db") == "pw-1"
     assert (proxy.seen, proxy.forwarded) == (3, 1)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_proxy_refusal_in_html_is_access_denied_not_retried(
+    status: int, proxy: FaultProxy, wire: tuple[Any, Any], clock: FakeClock
+) -> None:
+    """A 401/403 HTML page (a WAF, a proxy, a VPC endpoint policy) is a refusal: one request, typed, remembered."""
+    client, _ = wire
+    proxy.then(("html", status))
+    cache = SecretCache(client, retry=RETRY, clock=clock)
+    with pytest.raises(SecretAccessDeniedError, match=f"{status}") as info:
+        cache.get_secret_string("db")
+    assert info.value.secret_id == "db"
+    with pytest.raises(SecretAccessDeniedError):  # remembered for the failure backoff: no new request
+        cache.get_secret_string("db")
+    assert (proxy.seen, proxy.forwarded) == (1, 0)
 
 
 def test_response_cut_mid_body_is_retried(proxy: FaultProxy, wire: tuple[Any, Any], clock: FakeClock) -> None:
