@@ -16,8 +16,9 @@ class CacheStats:
     """A snapshot of a cache's counters, taken by :meth:`SecretCache.stats`.
 
     Counters only ever grow; subtract two snapshots to measure an interval. Holds counts and
-    operation names only, never a secret id or value. Immutable and safe to share. ``repr`` and
-    ``str`` read like a dataclass with plain dicts:
+    operation names only, never a secret id or value. Immutable, hashable, picklable (send it
+    from a worker process to its parent) and safe to share. ``repr`` and ``str`` read like a
+    dataclass with plain dicts:
     ``CacheStats(hits=3, misses=1, api_calls={'GetSecretValue': 1}, ...)``.
 
     Attributes:
@@ -42,7 +43,7 @@ class CacheStats:
 
     hits: int = 0
     misses: int = 0
-    api_calls: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    api_calls: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     refreshes: int = 0
     background_refreshes: int = 0
     stale_served: int = 0
@@ -50,6 +51,16 @@ class CacheStats:
     evictions: int = 0
     size: int = 0
     in_flight: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.api_calls, MappingProxyType):  # built by hand or unpickled: freeze it
+            object.__setattr__(self, "api_calls", MappingProxyType(dict(self.api_calls)))
+
+    def __reduce__(self) -> tuple[type[CacheStats], tuple[object, ...]]:
+        # A mappingproxy cannot be pickled: send a plain dict, which __post_init__ freezes again.
+        return type(self), tuple(
+            dict(value) if isinstance(value := getattr(self, item.name), Mapping) else value for item in fields(self)
+        )
 
     def __repr__(self) -> str:
         parts = []
