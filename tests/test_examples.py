@@ -99,3 +99,41 @@ def test_every_snippet_include_in_the_docs_resolves() -> None:
         assert source.is_file(), f"{page}:{number}: {path} does not exist"
         if section:
             assert f"--8<-- [start:{section}]" in source.read_text(), f"{page}:{number}: no section {section!r}"
+
+
+def _defined_names(path: Path) -> set[str]:
+    """``name`` and ``Class::name`` for every test function and class of a test module."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.ClassDef):
+            names.add(node.name)
+            names.update(
+                f"{node.name}::{item.name}"
+                for item in node.body
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
+            )
+    return names
+
+
+def test_every_test_the_docs_name_exists() -> None:
+    """Each ``tests/x.py::name`` (and each following ``::name`` on its line) in the docs names a real test."""
+    reference = re.compile(r"`(tests/[\w/]+\.py)?((?:::\w+)*)(?:\[[^\]`]*\])?`")
+    checked = 0
+    for page in [*sorted(DOCS.glob("*.md")), EXAMPLES.parent / "README.md"]:
+        for number, line in enumerate(page.read_text().splitlines(), start=1):
+            current: Path | None = None
+            for match in reference.finditer(line):
+                file, names = match.groups()
+                if file:
+                    current = EXAMPLES.parent / file
+                    assert current.is_file(), f"{page.name}:{number}: {file} does not exist"
+                if not names or current is None:
+                    continue
+                name = names.removeprefix("::")
+                assert name in _defined_names(current), f"{page.name}:{number}: no test {name} in {current.name}"
+                checked += 1
+    assert checked > 50
