@@ -5,7 +5,8 @@ Output rules every command keeps: an error is one line on standard error
 lines and Python warnings reach standard error only with ``--verbose``; ``check`` never prints a
 value. The boto3 client is built here from ``--region``, ``--profile`` and ``--endpoint-url``
 (each overriding its ``AWS_*`` variable, as in the AWS CLI) and handed to the cache; the cache's
-settings come from the ``SECRETCACHE_*`` variables.
+settings come from the ``SECRETCACHE_*`` variables. ``check``'s probes and report live in
+:mod:`secretcache._check` and the demo in :mod:`secretcache._demo`; neither imports this module.
 """
 
 from __future__ import annotations
@@ -19,31 +20,16 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
 
 from secretcache import __version__
 from secretcache._cache import DEFAULT_RETRY, SecretCache
-from secretcache._errors import (
-    InvalidSecretRequestError,
-    SecretAccessDeniedError,
-    SecretCacheError,
-    SecretDecryptionError,
-    SecretNotFoundError,
-)
-from secretcache._fetcher import (
-    BATCH_SIZE,
-    CONNECT_TIMEOUT,
-    READ_TIMEOUT,
-    BatchFailedError,
-    BatchRefusedError,
-    Fetcher,
-)
-from secretcache._keys import check_secret_id
+from secretcache._check import CHECK_DESCRIPTION, CHECK_EPILOG, EXIT_CODES, check_secrets, one_line, print_report
+from secretcache._errors import SecretCacheError
+from secretcache._fetcher import CONNECT_TIMEOUT, READ_TIMEOUT
 from secretcache._policy import RetryPolicy, settings_from_env
-from secretcache._stats import Counters
 from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
@@ -51,58 +37,15 @@ if TYPE_CHECKING:
 
 __all__ = ["EXIT_CODES", "main", "make_client"]
 
-EXIT_CODES = {
-    "ok": 0,
-    "error": 1,
-    "usage": 2,
-    "batch_refused": 3,
-    "unavailable": 4,
-    "not_found": 5,
-    "access_denied": 6,
-    "cannot_decrypt": 7,
-    "invalid": 8,
-}
-"""Exit status per outcome; ``check`` exits with the highest that applies (docs/cli.md)."""
-
-_CHECK_DESCRIPTION = f"""\
-Read each SECRET_ID with GetSecretValue and report: ok, not found, access denied,
-cannot decrypt, unavailable or invalid. Then try one BatchGetSecretValue call with the
-(first {BATCH_SIZE}) valid ids and report: allowed, refused (prefetch() then reads one
-secret at a time), failed (outage, throttling) or skipped. One line each; never a value.
-"""
-
-_CHECK_EPILOG = """\
-exit status (the highest that applies wins, so permanent problems outrank transient ones):
-  0  every secret can be read; a refused BatchGetSecretValue alone does not fail the check,
-     since prefetch() then reads one secret at a time (add --require-batch to make it fail)
-  1  the check could not start: unknown profile, no Region, bad SECRETCACHE_* variable
-  2  usage error
-  3  BatchGetSecretValue refused (only with --require-batch; every secret readable)
-  4  unavailable: throttling, timeouts or connection errors outlived the retries (try again)
-  5  not found
-  6  access denied: IAM, resource or KMS key policy, or no usable credentials
-  7  cannot decrypt: KMS refused to decrypt the secret
-  8  invalid id or request: empty or too long id, secret scheduled for deletion
-"""
-
 _MAIN_EPILOG = """\
 exit status: 0 on success; 1 when the command fails (one line on standard error, never a
-traceback or a value); 2 for usage errors; `check` has its own table (secretcache check --help).
+traceback or a value); 2 for usage errors; 141 when standard output is closed before everything
+was written (e.g. piped into head); `check` has its own table (secretcache check --help).
 """
 
 
 class _CliError(Exception):
     """A failure before any secret is read (configuration); printed as one error line, exit 1."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """What ``check`` found for one secret id, or for the batch call."""
-
-    subject: str
-    status: str  # a key of EXIT_CODES, or "allowed"/"refused"/"failed"/"skipped" for the batch
-    detail: str | None = None
-    extra: tuple[tuple[str, object], ...] = ()
 
 
 def _non_empty(text: str) -> str:
@@ -189,8 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="say whether this identity can read each secret, and whether BatchGetSecretValue is allowed",
-        description=_CHECK_DESCRIPTION,
-        epilog=_CHECK_EPILOG,
+        description=CHECK_DESCRIPTION,
+        epilog=CHECK_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("secret_ids", metavar="SECRET_ID", nargs="+", help="secret names, full or partial ARNs")
@@ -203,7 +146,8 @@ def _parser() -> argparse.ArgumentParser:
     _aws_options(check, in_command=True)
     commands.add_parser(
         "demo",
-        help="run the whole story against an embedded local Secrets Manager (needs secretcache[demo])",
+        help="run the whole story against an embedded local Secrets Manager "
+        "(needs the demo extra: pip install -e '.[demo]' in a secretcache checkout)",
         description="Create, cache, rotate, pick up, survive an outage and report stats, all locally.",
     )
     return parser
@@ -330,96 +274,13 @@ def _describe(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- check --------------------------------------------------------------------------------------
-
-_STATUS_OF = (
-    (SecretNotFoundError, "not_found"),
-    (SecretAccessDeniedError, "access_denied"),
-    (SecretDecryptionError, "cannot_decrypt"),
-    (InvalidSecretRequestError, "invalid"),
-)
-
-
-def _status_of(err: SecretCacheError) -> str:
-    # Anything else (SecretUnavailableError, a malformed response) is worth trying again later.
-    return next((status for kind, status in _STATUS_OF if isinstance(err, kind)), "unavailable")
-
-
-def _check_one(cache: SecretCache, secret_id: str) -> _Outcome:
-    try:
-        secret = cache.get_secret(secret_id)
-    except SecretCacheError as err:
-        return _Outcome(secret_id, _status_of(err), _one_line(err))
-    return _Outcome(secret_id, "ok", extra=(("arn", secret.arn), ("version_id", secret.version_id)))
-
-
-def _check_batch(client: SecretsManagerClient, retry: RetryPolicy, secret_ids: list[str]) -> _Outcome:
-    """Try one ``BatchGetSecretValue`` call, classified as ``prefetch()`` would see it; values dropped."""
-    ids = secret_ids[:BATCH_SIZE]
-    extra: tuple[tuple[str, object], ...] = (("secret_ids", ids),)
-    if not ids:
-        return _Outcome("BatchGetSecretValue", "skipped", "no valid secret id to try it with", extra)
-    try:
-        values, _errors = Fetcher(client, retry, Counters()).batch_get_secret_values(ids)
-    except BatchRefusedError as err:
-        detail = f"{_one_line(err)}; prefetch() reads one secret at a time instead"
-        return _Outcome("BatchGetSecretValue", "refused", detail, extra)
-    except BatchFailedError as err:
-        return _Outcome("BatchGetSecretValue", "failed", _one_line(err), extra)
-    returned = len(values)
-    del values  # they hold secret values: never kept, never shown
-    return _Outcome("BatchGetSecretValue", "allowed", f"{returned} of {len(ids)} secret(s) returned", extra)
-
-
 def _check(args: argparse.Namespace) -> int:
-    secret_ids = list(dict.fromkeys(args.secret_ids))
-    valid: list[str] = []
-    results: list[_Outcome] = []
     with _open(args) as (cache, client, retry):
-        for secret_id in secret_ids:
-            try:
-                valid.append(check_secret_id(secret_id))
-            except InvalidSecretRequestError as err:  # refused before any call
-                results.append(_Outcome(secret_id, "invalid", _one_line(err)))
-                continue
-            results.append(_check_one(cache, secret_id))
-        batch = _check_batch(client, retry, valid)
-    codes = [EXIT_CODES[outcome.status] for outcome in results]
-    if args.require_batch and batch.status in ("refused", "failed"):
-        codes.append(EXIT_CODES["batch_refused" if batch.status == "refused" else "unavailable"])
-    code = max(codes)
-    if args.json:
-        print(json.dumps(_check_document(results, batch, code), indent=2))
-        return code
-    for outcome in [*results, batch]:
-        label = outcome.status.replace("_", " ")
-        print(f"{outcome.subject}: {label}" + (f": {outcome.detail}" if outcome.detail else ""))
-    return code
-
-
-def _check_document(results: list[_Outcome], batch: _Outcome, code: int) -> dict[str, object]:
-    def entry(outcome: _Outcome, key: str) -> dict[str, object]:
-        document: dict[str, object] = {key: outcome.subject, "status": outcome.status}
-        if outcome.status in EXIT_CODES:
-            document["exit_code"] = EXIT_CODES[outcome.status]
-        document.update(outcome.extra)
-        if outcome.detail is not None:
-            document["error" if outcome.status not in ("allowed", "skipped") else "detail"] = outcome.detail
-        return document
-
-    return {
-        "secrets": [entry(outcome, "secret_id") for outcome in results],
-        "batch": entry(batch, "operation"),
-        "exit_code": code,
-    }
+        results, batch = check_secrets(cache, client, retry, args.secret_ids)
+    return print_report(results, batch, require_batch=args.require_batch, as_json=args.json)
 
 
 # -- main ---------------------------------------------------------------------------------------
-
-
-def _one_line(err: BaseException) -> str:
-    """The error's message on one line (messages name ids and causes, never values)."""
-    return " ".join(str(err).split())
 
 
 @contextmanager
@@ -444,15 +305,42 @@ def _output(verbose: bool) -> Iterator[None]:
             logger.setLevel(level)
 
 
+def _discard_stdout() -> None:
+    """Point standard output's descriptor at devnull, after a write to it failed with a broken pipe.
+
+    What the Python docs advise (library/signal.html, "Note on SIGPIPE"): the interpreter flushes
+    ``sys.stdout`` at exit, and that flush would fail again and print "Exception ignored ...".
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without one (in-process callers)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"get": _get, "describe": _describe, "check": _check}
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from secretcache._demo import run_demo
+
+        return run_demo()
+    return _COMMANDS[args.command](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit status.
 
     Exit status: 0 on success, 1 when a secret cannot be read or the AWS configuration is
-    unusable (one line on standard error, never a traceback or a value), 2 for usage errors;
-    ``check`` uses the table in :data:`EXIT_CODES` (highest applicable wins).
+    unusable (one line on standard error, never a traceback or a value), 2 for usage errors,
+    141 (128 + SIGPIPE) when standard output is closed before everything was written (a pipe's
+    reader exited: ``secretcache get ID | head -c1``), silently; ``check`` uses the table in
+    :data:`EXIT_CODES` (highest applicable wins).
     """
     parser = _parser()
     args = parser.parse_args(argv)
@@ -462,13 +350,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     with _output(args.verbose):
         try:
-            if args.command == "demo":
-                from secretcache._demo import run_demo
-
-                return run_demo()
-            return _COMMANDS[args.command](args)
+            code = _run(args)
+            sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's flush at exit
         except (SecretCacheError, _CliError) as err:
-            print(f"secretcache: error: {_one_line(err)}", file=sys.stderr)
+            print(f"secretcache: error: {one_line(err)}", file=sys.stderr)
             return EXIT_CODES["error"]
+        except BrokenPipeError:
+            _discard_stdout()
+            return EXIT_CODES["broken_pipe"]
         except KeyboardInterrupt:
             return 130
+        return code

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 from secretcache._cache import SecretCache
 from secretcache._errors import SecretUnavailableError
@@ -61,13 +63,26 @@ def _calls(client: SecretsManagerClient) -> dict[str, int]:
     return counts
 
 
+def _forget_aws_configuration() -> None:
+    """Drop the environment's AWS profile, config files and endpoint URLs: the demo talks to moto only.
+
+    An ``AWS_ENDPOINT_URL`` would send the demo's calls past moto to that endpoint, and an unknown
+    ``AWS_PROFILE`` would stop it; credentials are moto's own. Call under ``mock.patch.dict(os.environ)``.
+    """
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+            del os.environ[name]
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+
 def run_demo() -> int:
     """Run the demo; return the process exit status."""
     try:
         from moto import mock_aws
     except ImportError:
         print(
-            "secretcache: error: the demo needs moto; install it with: pip install 'secretcache[demo]'",
+            "secretcache: error: the demo needs moto; install the demo extra: pip install -e '.[demo]' in a "
+            "secretcache checkout (or pip install 'secretcache[demo]' once secretcache is on PyPI)",
             file=sys.stderr,
         )
         return 1
@@ -77,14 +92,17 @@ def run_demo() -> int:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("   [log %(levelname)s] %(message)s"))
     logger = logging.getLogger("secretcache")
+    level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
     try:
-        with mock_aws():
+        with mock.patch.dict(os.environ), mock_aws():  # the environment is restored on exit
+            _forget_aws_configuration()
             client = boto3.client("secretsmanager", region_name="us-east-1")
             return _story(client, EndpointConnectionError)
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _backoff_text(retry: RetryPolicy) -> str:
@@ -102,9 +120,19 @@ def _backoff_text(retry: RetryPolicy) -> str:
 
 def _story(client: SecretsManagerClient, outage_error: Any) -> int:
     clock = _DemoClock()
-    calls = _calls(client)
     retry = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05, failure_backoff=30.0, max_failure_backoff=120.0)
-    cache = SecretCache(client, ttl=TTL, max_stale=3600.0, ttl_jitter=0.0, retry=retry, clock=clock)
+    # Closed however the story ends (its reader may go away: a broken pipe), before moto stops.
+    with SecretCache(client, ttl=TTL, max_stale=3600.0, ttl_jitter=0.0, retry=retry, clock=clock) as cache:
+        _tell(client, cache, clock, retry, outage_error)
+    _say()
+    _say("Done: one call per TTL however many threads, rotation picked up in the background, outage ridden out.")
+    return 0
+
+
+def _tell(
+    client: SecretsManagerClient, cache: SecretCache, clock: _DemoClock, retry: RetryPolicy, outage_error: Any
+) -> None:
+    calls = _calls(client)
     changes: list[SecretChange] = []
     cache.on_change(changes.append)
 
@@ -199,7 +227,3 @@ def _story(client: SecretsManagerClient, outage_error: Any) -> int:
         f"evictions={stats.evictions} size={stats.size} hit_ratio={stats.hit_ratio:.4f}"
     )
     _say(f"   repr: {cache!r}")
-    cache.close()
-    _say()
-    _say("Done: one call per TTL however many threads, rotation picked up in the background, outage ridden out.")
-    return 0

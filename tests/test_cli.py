@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import fcntl
+import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -107,9 +110,14 @@ def test_get_over_http_in_a_subprocess(moto_server: str) -> None:
     assert "Traceback" not in missing.stderr
 
 
-def test_demo_tells_the_story(capsys: pytest.CaptureFixture[str]) -> None:
-    """The demo runs offline and shows one call for the stampede, the rotation, the outage and stats."""
+def test_demo_tells_the_story(
+    closed_endpoint: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo runs offline whatever AWS_* says; one call for the stampede, the rotation, the outage, stats."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed_endpoint)  # would send the calls past moto
+    monkeypatch.setenv("AWS_PROFILE", "nowhere")  # would stop boto3 before the first call
     assert main(["demo"]) == 0
+    assert (os.environ["AWS_ENDPOINT_URL"], os.environ["AWS_PROFILE"]) == (closed_endpoint, "nowhere")
     out = capsys.readouterr().out
     assert "32 reads returned ['correct-horse-1']; GetSecretValue calls so far: 1" in out
     assert "a read returns 'correct-horse-1' at once and starts ONE background refresh" in out
@@ -117,9 +125,39 @@ def test_demo_tells_the_story(capsys: pytest.CaptureFixture[str]) -> None:
     assert "on_change fired: AWSCURRENT" in out
     assert "'correct-horse-2', while the background refresh fails" in out
     assert "1,000 more reads during the outage made 0 calls" in out
+    assert "(failed fetches back off: a pause of 30 s, then 60 s, then 120 s after every further failure)\n" in out
     assert "SecretUnavailableError" in out
     assert "hits=" in out
     assert "Traceback" not in out
+
+
+def test_demo_leaves_logging_as_it_found_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """An in-process demo restores the secretcache logger's level and handlers when it ends."""
+    logger = logging.getLogger("secretcache")
+    marker = logging.NullHandler()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # not the demo's WARNING, nor what another test may have left
+    logger.addHandler(marker)
+    try:
+        before = list(logger.handlers)
+        assert main(["demo"]) == 0
+        assert (logger.level, logger.handlers) == (logging.ERROR, before)
+    finally:
+        logger.removeHandler(marker)
+        logger.setLevel(level)
+    assert "Done:" in capsys.readouterr().out
+
+
+def test_demo_without_moto_names_an_install_that_works(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without moto the demo exits 1 with one line naming the checkout install of the demo extra."""
+    monkeypatch.setitem(sys.modules, "moto", None)  # makes `from moto import ...` raise ImportError
+    assert main(["demo"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "pip install -e '.[demo]' in a secretcache checkout" in captured.err
 
 
 def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
@@ -445,3 +483,76 @@ def test_check_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str])
         "  8  invalid id",
     ):
         assert line in out
+
+
+# -- a closed standard output --------------------------------------------------------------------
+
+
+def _cli_process(argv: list[str], *, stdout: int, endpoint: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
+    command = [sys.executable, "-m", "secretcache", *argv]
+    return subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.PIPE)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["get", "ID"], ["get", "ID", "--json"], ["describe", "ID"], ["check", "ID", "--json"], ["demo"]],
+    ids=" ".join,
+)
+def test_stdout_closed_before_the_first_write_exits_141_quietly(moto_server: str, argv: list[str]) -> None:
+    """A command whose stdout pipe has no reader any more exits 141 with nothing on stderr: no traceback."""
+    name = f"cli/pipe-{argv[0]}-{len(argv)}"
+    boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_server).create_secret(
+        Name=name, SecretString="pw-pipe"
+    )
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command starts: its first write fails
+    try:
+        process = _cli_process([name if arg == "ID" else arg for arg in argv], stdout=write_end, endpoint=moto_server)
+    finally:
+        os.close(write_end)
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (141, b"")
+
+
+def test_reader_closing_mid_document_exits_141_quietly(moto_server: str) -> None:
+    """A reader that takes one byte of a long --json document and closes the pipe: exit 141, stderr empty."""
+    blob = bytes(range(256)) * 256  # 64 KiB, the most Secrets Manager holds: 87 KiB of base64
+    boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_server).create_secret(
+        Name="cli/pipe-large", SecretBinary=blob
+    )
+    read_end, write_end = os.pipe()
+    if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: a one-page pipe, whatever the system's default size
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    try:
+        process = _cli_process(["get", "cli/pipe-large", "--json"], stdout=write_end, endpoint=moto_server)
+    finally:
+        os.close(write_end)
+    with open(read_end, "rb", buffering=0) as reader:
+        assert reader.read(1) == b"{"
+    # The document is larger than the pipe can hold, so the command is still writing when it closes.
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (141, b"")
+
+
+def test_broken_pipe_in_process_returns_141(secrets: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process, a broken stdout makes main() return 141 and points that descriptor at devnull."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stdout = io.TextIOWrapper(io.FileIO(write_end, "w"))
+    monkeypatch.setattr(sys, "stdout", stdout)
+    try:
+        assert main(["get", "plain"]) == 141
+        stdout.write("after")
+        stdout.flush()  # the descriptor now writes to devnull: no second BrokenPipeError
+    finally:
+        stdout.close()
+    monkeypatch.setattr(sys, "stdout", _BrokenStdout())  # no fileno(): nothing to redirect
+    assert main(["get", "plain"]) == 141
+
+
+class _BrokenStdout(io.StringIO):
+    """A replaced sys.stdout without a descriptor whose reader has gone away."""
+
+    def write(self, _text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
