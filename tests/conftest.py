@@ -259,6 +259,35 @@ def calls(client: Any) -> Calls:
     return Calls(client)
 
 
+@pytest.fixture
+def cli_secrets(aws: None) -> Any:
+    """Three secrets for the command line tests: a JSON object, a plain string and a binary."""
+    client = boto3.client("secretsmanager", region_name=REGION)
+    client.create_secret(Name="app/db", SecretString=json.dumps({"username": "app", "port": 5432}))
+    client.create_secret(Name="plain", SecretString="pw-1")
+    client.create_secret(Name="blob", SecretBinary=b"\x00\x01binary")
+    return client
+
+
+@pytest.fixture
+def closed_endpoint() -> str:
+    """An endpoint URL on a loopback port nothing listens on: every connection is refused at once."""
+    return f"http://127.0.0.1:{_free_port()}"
+
+
+@pytest.fixture
+def aws_files(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+    """Write a temporary AWS config file and shared credentials file and point the environment at them."""
+
+    def write(config: str, credentials: str) -> None:
+        (tmp_path / "config").write_text(config)
+        (tmp_path / "credentials").write_text(credentials)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Server]:
     """A throwaway PostgreSQL server with scram-sha-256 password auth, for the whole session."""

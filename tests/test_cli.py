@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,44 +16,35 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
-from moto.core import enable_iam_authentication
 
 from secretcache.__main__ import main
-from tests.conftest import REGION, Calls, _free_port
+from tests.conftest import REGION
 
 
-@pytest.fixture
-def secrets(aws: None) -> Any:
-    client = boto3.client("secretsmanager", region_name=REGION)
-    client.create_secret(Name="app/db", SecretString=json.dumps({"username": "app", "port": 5432}))
-    client.create_secret(Name="plain", SecretString="pw-1")
-    client.create_secret(Name="blob", SecretBinary=b"\x00\x01binary")
-    return client
-
-
-def test_get_prints_the_value(secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_get_prints_the_value(cli_secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """`secretcache get ID` prints the SecretString and exits 0."""
     assert main(["get", "plain"]) == 0
     assert capsys.readouterr().out == "pw-1\n"
 
 
-def test_get_key_prints_one_json_field(secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_get_key_prints_one_json_field(cli_secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """`--key` prints one field; non-string fields are printed as JSON."""
     assert main(["get", "app/db", "--key", "username"]) == 0
     assert main(["get", "app/db", "--key", "port"]) == 0
     assert capsys.readouterr().out == "app\n5432\n"
 
 
-def test_get_stage_and_version(secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_get_stage_and_version(cli_secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """`--version-stage` and `--version-id` select what is printed."""
-    version = secrets.put_secret_value(SecretId="plain", SecretString="pw-2", VersionStages=["AWSPENDING"])["VersionId"]
+    version = cli_secrets.put_secret_value(SecretId="plain", SecretString="pw-2", VersionStages=["AWSPENDING"])[
+        "VersionId"
+    ]
     assert main(["get", "plain", "--version-stage", "AWSPENDING"]) == 0
     assert main(["get", "plain", "--version-id", version]) == 0
     assert capsys.readouterr().out == "pw-2\npw-2\n"
 
 
-def test_get_binary_writes_raw_bytes(secrets: Any, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+def test_get_binary_writes_raw_bytes(cli_secrets: Any, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     """Binary secrets are written to stdout as raw bytes."""
     assert main(["get", "blob"]) == 0
     assert capsysbinary.readouterr().out == b"\x00\x01binary"
@@ -70,7 +60,7 @@ def test_get_binary_writes_raw_bytes(secrets: Any, capsysbinary: pytest.CaptureF
     ],
 )
 def test_get_failure_is_one_line_exit_1(
-    secrets: Any, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+    cli_secrets: Any, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
     """A failed read prints one line on stderr, no traceback, and exits 1."""
     assert main(argv) == 1
@@ -170,12 +160,6 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
 # -- errors and --verbose ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def closed_endpoint() -> str:
-    """An endpoint URL on a loopback port nothing listens on: every connection is refused at once."""
-    return f"http://127.0.0.1:{_free_port()}"
-
-
 def test_unreachable_service_is_one_stderr_line_unless_verbose(closed_endpoint: str) -> None:
     """An outage prints exactly one error line; the library's warning about it only with --verbose."""
     env = {**os.environ, "SECRETCACHE_RETRY_ATTEMPTS": "1"}
@@ -193,7 +177,7 @@ def test_unreachable_service_is_one_stderr_line_unless_verbose(closed_endpoint: 
 
 
 def test_secretcache_variables_configure_the_cli(
-    secrets: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_secrets: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The CLI reads SECRETCACHE_* settings; an invalid one is a one-line error naming it, exit 1."""
     monkeypatch.setenv("SECRETCACHE_TTL", "soon")
@@ -205,19 +189,6 @@ def test_secretcache_variables_configure_the_cli(
 
 
 # -- --region, --profile, --endpoint-url ---------------------------------------------------------
-
-
-@pytest.fixture
-def aws_files(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
-    """Write a temporary AWS config file and shared credentials file and point the environment at them."""
-
-    def write(config: str, credentials: str) -> None:
-        (tmp_path / "config").write_text(config)
-        (tmp_path / "credentials").write_text(credentials)
-        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
-        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
-
-    return write
 
 
 def test_profile_and_region_flags(
@@ -294,9 +265,9 @@ def test_demo_refuses_aws_flags(capsys: pytest.CaptureFixture[str]) -> None:
 # -- --json, describe ----------------------------------------------------------------------------
 
 
-def test_get_json_prints_metadata_and_value(secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_get_json_prints_metadata_and_value(cli_secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """`get --json` prints name, ARN, version id, stages, ISO 8601 date and the value; binary as base64."""
-    described = secrets.describe_secret(SecretId="plain")
+    described = cli_secrets.describe_secret(SecretId="plain")
     assert main(["get", "plain", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document == {
@@ -324,7 +295,7 @@ def test_get_json_and_key_are_exclusive(capsys: pytest.CaptureFixture[str]) -> N
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-def test_describe_shows_the_value_only_when_asked(secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_describe_shows_the_value_only_when_asked(cli_secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """`describe` prints metadata (lines or --json) and the value only with --show-value."""
     assert main(["describe", "plain"]) == 0
     assert main(["describe", "plain", "--json"]) == 0
@@ -338,151 +309,6 @@ def test_describe_shows_the_value_only_when_asked(secrets: Any, capsys: pytest.C
     assert main(["describe", "blob", "--show-value"]) == 0
     encoded = base64.b64encode(b"\x00\x01binary").decode()
     assert f"secret_binary_base64: {encoded}\n" in capsys.readouterr().out
-
-
-# -- check ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def hook_clients(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[Any], object]], None]:
-    """Run a function on every client the CLI builds (to register botocore event hooks on it)."""
-
-    from secretcache import _cli  # imported here so that the other tests run without it
-
-    def install(hook: Callable[[Any], object]) -> None:
-        build = _cli.make_client
-
-        def hooked(**kwargs: Any) -> Any:
-            client = build(**kwargs)
-            hook(client)
-            return client
-
-        monkeypatch.setattr(_cli, "make_client", hooked)
-
-    return install
-
-
-def _aws_shaped_denial(response_dict: dict[str, Any], **_: Any) -> None:
-    """moto's IAM check answers this JSON API with an XML error; rewrite it as the JSON error AWS sends."""
-    body = response_dict["body"]
-    if response_dict["status_code"] == 403 and b"<Code>AccessDenied</Code>" in body:
-        found = re.search(rb"<Message>(.*?)</Message>", body)
-        message = found.group(1).decode() if found else "access denied"
-        response_dict["body"] = json.dumps({"__type": "AccessDeniedException", "message": message}).encode()
-
-
-def test_check_all_readable(secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    """Readable secrets and an allowed batch: one line each, exit 0, no value printed."""
-    assert main(["check", "plain", "app/db", "plain"]) == 0
-    assert capsys.readouterr().out == (
-        "plain: ok\napp/db: ok\nBatchGetSecretValue: allowed: 2 of 2 secret(s) returned\n"
-    )
-
-
-def test_check_exit_code_per_outcome(
-    secrets: Any, hook_clients: Callable[[Callable[[Any], object]], None], capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Not found exits 5, cannot decrypt 7, invalid id 8; with several outcomes the highest code wins."""
-
-    def locked(operation: str, params: dict[str, Any]) -> None:
-        if operation == "GetSecretValue" and params["SecretId"] == "app/db":
-            error = {"Error": {"Code": "DecryptionFailure", "Message": "KMS said no"}}
-            raise ClientError(error, operation)  # type: ignore[arg-type]
-
-    hook_clients(lambda client: Calls(client).add_fault(locked))
-    assert main(["check", "plain", "missing"]) == 5
-    assert main(["check", "app/db"]) == 7
-    assert main(["check", ""]) == 8
-    assert main(["check", "missing", "app/db", "plain"]) == 7
-    out = capsys.readouterr().out
-    assert "missing: not found: GetSecretValue for secret 'missing' failed: ResourceNotFoundException" in out
-    assert "app/db: cannot decrypt: GetSecretValue for secret 'app/db' failed: DecryptionFailure: KMS said no" in out
-    assert ": invalid: secret_id must be a non-empty secret name or ARN\n" in out
-    assert "BatchGetSecretValue: skipped: no valid secret id to try it with\n" in out
-    assert "pw-1" not in out
-    assert '"username"' not in out
-
-
-def test_check_access_denied_and_refused_batch_under_iam(
-    secrets: Any,
-    aws_files: Callable[[str, str], None],
-    hook_clients: Callable[[Callable[[Any], object]], None],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Under IAM: GetSecretValue alone is ok, batch refused (exit 0; 3 with --require-batch); no access is 6."""
-    iam = boto3.client("iam", region_name=REGION)
-    allow_get = {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
-    credentials = ""
-    for user, statements in (("reader", [allow_get]), ("nobody", [])):
-        iam.create_user(UserName=user)
-        if statements:
-            document = json.dumps({"Version": "2012-10-17", "Statement": statements})
-            iam.put_user_policy(UserName=user, PolicyName="read", PolicyDocument=document)
-        key = iam.create_access_key(UserName=user)["AccessKey"]
-        credentials += f"[{user}]\naws_access_key_id = {key['AccessKeyId']}\n"
-        credentials += f"aws_secret_access_key = {key['SecretAccessKey']}\n"
-    aws_files("", credentials)
-    hook_clients(lambda client: client.meta.events.register("before-parse.secrets-manager.*", _aws_shaped_denial))
-    with enable_iam_authentication():
-        assert main(["check", "plain", "app/db", "--profile", "reader"]) == 0
-        assert main(["check", "plain", "--profile", "reader", "--require-batch"]) == 3
-        assert main(["check", "plain", "--profile", "nobody"]) == 6
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[:2] == ["plain: ok", "app/db: ok"]
-    assert lines[2].startswith("BatchGetSecretValue: refused: BatchGetSecretValue for secret 'plain, app/db' failed: ")
-    assert "not authorized to perform: secretsmanager:BatchGetSecretValue" in lines[2]
-    assert lines[2].endswith("; prefetch() reads one secret at a time instead")
-    assert lines[5].startswith("plain: access denied: GetSecretValue for secret 'plain' failed: AccessDeniedException")
-    assert len(lines) == 7
-
-
-def test_check_unavailable_exits_4(
-    closed_endpoint: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """An unreachable service is "unavailable" (exit 4, even with --require-batch); the batch "failed"."""
-    monkeypatch.setenv("SECRETCACHE_RETRY_ATTEMPTS", "1")
-    assert main(["check", "down", "--endpoint-url", closed_endpoint, "--require-batch"]) == 4
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("down: unavailable: GetSecretValue for secret 'down' failed: Could not connect")
-    assert lines[1].startswith("BatchGetSecretValue: failed: ")
-    assert len(lines) == 2
-
-
-def test_check_json_document(secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    """`check --json` prints one JSON document with each id's status and exit code, never a value."""
-    assert main(["check", "plain", "missing", "--json"]) == 5
-    out = capsys.readouterr().out
-    assert "pw-1" not in out
-    document = json.loads(out)
-    assert document["exit_code"] == 5
-    ok, missing = document["secrets"]
-    assert (ok["secret_id"], ok["status"], ok["exit_code"]) == ("plain", "ok", 0)
-    assert ok["arn"] == secrets.describe_secret(SecretId="plain")["ARN"]
-    assert (missing["secret_id"], missing["status"], missing["exit_code"]) == ("missing", "not_found", 5)
-    assert "ResourceNotFoundException" in missing["error"]
-    assert document["batch"] == {
-        "operation": "BatchGetSecretValue",
-        "status": "allowed",
-        "secret_ids": ["plain", "missing"],
-        "detail": "1 of 2 secret(s) returned",
-    }
-
-
-def test_check_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
-    """`check --help` lists the exit status table."""
-    with pytest.raises(SystemExit):
-        main(["check", "--help"])
-    out = capsys.readouterr().out
-    for line in (
-        "  0  every secret can be read",
-        "  3  BatchGetSecretValue refused",
-        "  4  unavailable",
-        "  5  not found",
-        "  6  access denied",
-        "  7  cannot decrypt",
-        "  8  invalid id",
-    ):
-        assert line in out
 
 
 # -- a closed standard output --------------------------------------------------------------------
@@ -535,7 +361,7 @@ def test_reader_closing_mid_document_exits_141_quietly(moto_server: str) -> None
     assert (process.returncode, err) == (141, b"")
 
 
-def test_broken_pipe_in_process_returns_141(secrets: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broken_pipe_in_process_returns_141(cli_secrets: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process, a broken stdout makes main() return 141 and points that descriptor at devnull."""
     read_end, write_end = os.pipe()
     os.close(read_end)
