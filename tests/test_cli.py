@@ -1,4 +1,4 @@
-"""The command line: ``get`` for shell use, ``describe``, ``check``, the AWS flags, and the ``demo`` story."""
+"""The command line: ``get`` for shell use, ``describe``, the AWS flags, output rules, and the ``demo`` story."""
 
 from __future__ import annotations
 
