@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -397,6 +399,23 @@ def test_factory_refuses_bad_arguments(client: Any) -> None:
         connection_factory(cache, "db", lambda **kwargs: None, mapping={"user": "u"})
     custom = connection_factory(cache, "db", lambda **kwargs: kwargs, mapping={"username": "login", "port": None})
     assert "ConnectionFactory(secret_id='db'" in repr(custom)
+
+
+@pytest.mark.parametrize(
+    ("module", "call", "requirement"),
+    [
+        ("sqlalchemy", lambda cache: attach_to_engine(object(), cache, "db"), "sqlalchemy>=2.0"),  # type: ignore[arg-type]
+        ("psycopg", lambda cache: psycopg_connection_class(cache, "db"), "psycopg[binary]>=3.2"),
+    ],
+)
+def test_missing_driver_names_an_install_that_works(
+    client: Any, monkeypatch: pytest.MonkeyPatch, module: str, call: Callable[[SecretCache], object], requirement: str
+) -> None:
+    """Without the driver, the ImportError gives a pip command that works today (not an unpublished extra)."""
+    monkeypatch.setitem(sys.modules, module, None)  # an import of it now raises ImportError
+    with pytest.raises(ImportError, match=re.escape(f"pip install '{requirement}'")) as info:
+        call(SecretCache(client))
+    assert info.value.__cause__ is None
 
 
 def test_db_credentials_equality_and_defaults() -> None:

@@ -21,11 +21,17 @@ __all__ = ["attach_to_engine", "psycopg_connection_class"]
 _DIALECT_DRIVERS = {"psycopg": "psycopg", "psycopg2": "psycopg2", "pymysql": "pymysql", "mysqldb": "MySQLdb"}
 
 
+_REQUIREMENTS = {"sqlalchemy": "sqlalchemy>=2.0", "psycopg": "psycopg[binary]>=3.2"}
+
+
 def _require(module: str, extra: str) -> None:
     try:
         __import__(module)
     except ImportError:
-        raise ImportError(f"this needs {module}; install it with: pip install 'secretcache[{extra}]'") from None
+        raise ImportError(
+            f"this needs {module}; install it with: pip install '{_REQUIREMENTS[module]}' "
+            f"(it is what secretcache's {extra!r} extra installs)"
+        ) from None
 
 
 def attach_to_engine(
@@ -57,7 +63,8 @@ def attach_to_engine(
         The factory, e.g. for its ``repr`` or to call directly.
 
     Raises:
-        ImportError: SQLAlchemy is not installed (``pip install 'secretcache[sqlalchemy]'``).
+        ImportError: SQLAlchemy is not installed (``pip install 'sqlalchemy>=2.0'``, what the
+            ``sqlalchemy`` extra installs).
         ValueError: The engine's driver has no built-in mapping and none was given.
     """
     _require("sqlalchemy", "sqlalchemy")
@@ -121,7 +128,8 @@ def psycopg_connection_class(
     still apply; the secret's credentials are laid over them.
 
     Raises:
-        ImportError: psycopg is not installed (``pip install 'secretcache[postgres]'``).
+        ImportError: psycopg is not installed (``pip install 'psycopg[binary]>=3.2'``, part of
+            the ``postgres`` extra).
     """
     _require("psycopg", "postgres")
     import psycopg
