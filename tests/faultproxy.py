@@ -73,30 +73,28 @@ class FaultProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def _answer(self, status: int, content_type: str, text: str) -> None:
+                """Answer in place of the server, then close the connection."""
+                payload = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(payload)
+                self.close_connection = True
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 fault = proxy._next_fault()
                 kind, arg = fault if fault else ("pass", None)
                 if kind == "status":
                     code, error_type, message = arg
-                    payload = f'{{"__type": "{error_type}", "message": "{message}"}}'.encode()
-                    self.send_response(code)
-                    self.send_header("Content-Type", "application/x-amz-json-1.1")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    self.close_connection = True
+                    error = f'{{"__type": "{error_type}", "message": "{message}"}}'
+                    self._answer(code, "application/x-amz-json-1.1", error)
                     return
                 if kind == "html":  # a proxy or WAF answering for the service: no AWS error body
-                    payload = f"<html><body><h1>{arg} Forbidden</h1></body></html>".encode()
-                    self.send_response(arg)
-                    self.send_header("Content-Type", "text/html")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    self.close_connection = True
+                    self._answer(arg, "text/html", f"<html><body><h1>{arg} Forbidden</h1></body></html>")
                     return
                 if kind == "stall":
                     time.sleep(arg)
