@@ -201,6 +201,11 @@ class AsyncSecretCache:
         return self._cache.stats()
 
     @property
+    def clock(self) -> Callable[[], float]:
+        """The clock (monotonic seconds) of the wrapped cache; see :attr:`SecretCache.clock`."""
+        return self._cache.clock
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` has been called (on this cache or the wrapped one)."""
         return self._cache.closed

@@ -3,6 +3,7 @@ fault injection through botocore events, and a fake clock."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -86,12 +87,23 @@ class FakeClock:
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
+        self.sleeps: list[float] = []
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """A ``time.sleep`` for code under test: the clock moves, nobody waits; each call is recorded."""
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        """An ``asyncio.sleep`` likewise (it still yields to the event loop once)."""
+        self.sleep(seconds)
+        await asyncio.sleep(0)
 
 
 @pytest.fixture

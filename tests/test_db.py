@@ -277,19 +277,29 @@ class TestFactory:
         assert classify(info.value) is Failure.OTHER
         assert calls.total == 1
 
-    def test_wrong_password_cannot_hammer_the_api(
-        self, database: Database, sm: tuple[Any, Any, Calls], clocked_cache: SecretCache
+    def test_wrong_password_costs_one_grace_then_fails_at_once(
+        self, database: Database, sm: tuple[Any, Any, Calls], clocked_cache: SecretCache, clock: FakeClock
     ) -> None:
-        """20 failing connects within the refresh interval cost the first read, one refresh and one AWSPENDING read."""
+        """A wrong password in the secret: the first connect fails after one grace period, the next 19 at once."""
         _, admin, calls = sm
         admin.create_secret(Name="db", SecretString=database.secret(database.user, "wrong-password"))
-        factory = connection_factory(clocked_cache, "db", database.connect)
-        for _ in range(20):
+        factory = connection_factory(clocked_cache, "db", database.connect, sleep=clock.sleep)
+        start = clock.now
+        with pytest.raises(database.operational_error) as info:
+            factory()
+        assert classify(info.value) is Failure.AUTH
+        assert 5.0 <= clock.now - start <= 5.0 + 0.25  # polled through one grace period, every 250 ms
+        assert set(clock.sleeps) == {0.25}
+        # The first read, one forced AWSCURRENT, one AWSPENDING read, then one poll per 250 ms.
+        assert calls.total <= 3 + 21
+        first, waits = calls.total, len(clock.sleeps)
+        for _ in range(19):
             with pytest.raises(database.operational_error) as info:
                 factory()
             assert classify(info.value) is Failure.AUTH
             assert "wrong-password" not in str(info.value)
-        assert calls.total == 3
+        assert len(clock.sleeps) == waits  # no grace again for the same version: each fails at once
+        assert calls.total <= first + 2  # at most AWSCURRENT and AWSPENDING once more (rate limit, backoff)
 
 
 def test_refresh_rate_limit_runs_on_the_cache_clock(
@@ -307,7 +317,10 @@ def test_refresh_rate_limit_runs_on_the_cache_clock(
         tried.append(kwargs["password"])
         raise pymysql.err.OperationalError(1045, "Access denied")
 
-    factory = connection_factory(clocked_cache, "db", refuse, mapping="pymysql", min_refresh_interval=60)
+    # rotation_grace=0: the behaviour before the grace, which this test pins (the grace has its own).
+    factory = connection_factory(
+        clocked_cache, "db", refuse, mapping="pymysql", min_refresh_interval=60, rotation_grace=0
+    )
 
     def refused_connect() -> None:
         with pytest.raises(pymysql.err.OperationalError):

@@ -42,26 +42,40 @@ class Failure(Enum):
 
 
 def _unwrap(error: BaseException) -> BaseException:
-    """The DB-API error inside a SQLAlchemy ``DBAPIError`` (its ``.orig``), else ``error``."""
-    if type(error).__module__.startswith("sqlalchemy"):
-        original = getattr(error, "orig", None)
-        if isinstance(original, BaseException):
-            return original
+    """The driver's own error inside SQLAlchemy's wrappers, else ``error``.
+
+    A ``DBAPIError`` keeps the DB-API error in ``.orig``; for asyncio drivers that is SQLAlchemy's
+    adapter error, which keeps the driver's (asyncpg's) as its ``__cause__``.
+    """
+    for _ in range(3):
+        if not type(error).__module__.startswith("sqlalchemy"):
+            break
+        inner = getattr(error, "orig", None)
+        if not isinstance(inner, BaseException):
+            inner = error.__cause__
+        if not isinstance(inner, BaseException):
+            break
+        error = inner
     return error
 
 
 def classify(error: BaseException) -> Failure:
-    """Classify a connect-time error of PyMySQL, mysqlclient, psycopg 3 or psycopg2.
+    """Classify a connect-time error of PyMySQL, aiomysql, mysqlclient, psycopg 3, psycopg2 or asyncpg.
 
-    MySQL/MariaDB: error 1045 (SQLSTATE 28000) or 1698 is an authentication failure; any other
+    asyncpg: SQLSTATE 28P01 (``InvalidPasswordError``) or 28000
+    (``InvalidAuthorizationSpecificationError``) is an authentication failure; any other error is
+    not. MySQL/MariaDB: error 1045 (SQLSTATE 28000) or 1698 is an authentication failure; any other
     error is not. PostgreSQL: a SQLSTATE of 28P01/28000 or the server's "password
     authentication failed" message is; errors whose message says the server could not be
     reached, is starting or is full are not; any other ``OperationalError`` is UNKNOWN (the
-    server's message may be localised). Errors wrapped by SQLAlchemy are judged by ``.orig``.
+    server's message may be localised). Errors wrapped by SQLAlchemy are judged by the driver's
+    error inside (``.orig``, and its ``__cause__`` for the asyncio dialects).
     """
     error = _unwrap(error)
     module = type(error).__module__.split(".")[0]
-    if module in ("pymysql", "MySQLdb"):
+    if module == "asyncpg":  # every server error carries its SQLSTATE
+        return Failure.AUTH if getattr(error, "sqlstate", None) in _PG_AUTH_STATES else Failure.OTHER
+    if module in ("pymysql", "MySQLdb"):  # aiomysql raises PyMySQL's errors
         code = error.args[0] if error.args else None
         return Failure.AUTH if code in _MYSQL_AUTH_CODES else Failure.OTHER
     if module in ("psycopg", "psycopg2"):

@@ -11,9 +11,10 @@ from secretcache._errors import SecretFormatError
 from secretcache._json import parse_document
 
 if TYPE_CHECKING:
+    from secretcache._aio import AsyncSecretCache
     from secretcache._cache import SecretCache
 
-__all__ = ["DbCredentials", "credentials"]
+__all__ = ["DbCredentials", "async_credentials", "credentials"]
 
 _KNOWN = ("engine", "host", "port", "username", "password", "dbname", "database")
 
@@ -132,4 +133,19 @@ def credentials(
         SecretCacheError: The secret cannot be read.
     """
     value = cache.get_secret(secret_id, version_stage=version_stage, force_refresh=force_refresh)
+    return parse_credentials(value.secret_string, secret_id, value.version_id)
+
+
+async def async_credentials(
+    cache: AsyncSecretCache, secret_id: str, *, version_stage: str | None = None, force_refresh: bool = False
+) -> DbCredentials:
+    """:func:`credentials` for asyncio code: read through an :class:`~secretcache.AsyncSecretCache`.
+
+    The event loop never waits on Secrets Manager: a fetch runs on a thread.
+
+    Raises:
+        SecretFormatError: The secret is not such a JSON object; the message names the key.
+        SecretCacheError: The secret cannot be read.
+    """
+    value = await cache.get_secret(secret_id, version_stage=version_stage, force_refresh=force_refresh)
     return parse_credentials(value.secret_string, secret_id, value.version_id)

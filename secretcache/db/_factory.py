@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from secretcache._errors import SecretNotFoundError
 from secretcache.db._auth import Failure, classify
 from secretcache.db._credentials import DbCredentials, credentials
+from secretcache.db._recovery import POLL_INTERVAL, Connect, Op, Read, Recovery, Sleep, plan, run
 
 if TYPE_CHECKING:
     from secretcache._cache import SecretCache
 
-__all__ = ["MAPPINGS", "ConnectionFactory", "connect_kwargs", "connection_factory"]
+__all__ = ["MAPPINGS", "ConnectionFactory", "FactoryBase", "connect_kwargs", "connection_factory"]
 
 logger = logging.getLogger("secretcache.db")
 
@@ -25,8 +27,10 @@ _MYSQL = {"host": "host", "port": "port", "username": "user", "password": "passw
 MAPPINGS: Mapping[str, Mapping[str, str]] = {
     "psycopg": _PG,
     "psycopg2": _PG,
+    "asyncpg": {**_PG, "dbname": "database"},
     "pymysql": _MYSQL,
     "MySQLdb": _MYSQL,
+    "aiomysql": {**_MYSQL, "dbname": "db"},
 }
 """Built-in key mappings: credential field -> the driver's ``connect()`` keyword."""
 
@@ -71,7 +75,77 @@ def connect_kwargs(
     return kwargs
 
 
-class ConnectionFactory(Generic[_C]):
+class FactoryBase:
+    """What the sync and async factories share: checked arguments, the key mapping, the recovery.
+
+    Args:
+        cache: The cache credentials are read through.
+        secret_id: The secret holding the credentials.
+        connect: The driver's connect function.
+        mapping: A built-in driver name, or a dict of credential field to ``connect`` keyword
+            (``None`` drops a field); by default inferred from ``connect``'s module.
+        overrides: Extra or overriding ``connect`` keywords.
+        is_auth_error: Decides whether an exception is an authentication failure.
+        min_refresh_interval: Seconds between forced refreshes of one label by this factory.
+        rotation_grace: Seconds to poll for a new version after the recovery failed (0: off).
+        sleep: The function the grace waits with.
+    """
+
+    def __init__(
+        self,
+        cache: Any,
+        secret_id: str,
+        connect: Callable[..., Any],
+        *,
+        mapping: str | Mapping[str, str | None] | None,
+        overrides: Mapping[str, Any] | None,
+        is_auth_error: Callable[[BaseException], bool] | None,
+        min_refresh_interval: float,
+        rotation_grace: float,
+        sleep: Callable[[float], Any],
+    ) -> None:
+        clock = getattr(cache, "clock", None)  # read once: the rate limit runs on the cache's clock
+        if not callable(clock):
+            raise TypeError(f"cache must be a SecretCache or an AsyncSecretCache, not {type(cache).__name__}")
+        if not callable(connect):
+            raise TypeError(f"connect must be a driver's connect function, not {type(connect).__name__}")
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise TypeError(f"overrides must be a mapping of connect() keywords, not {type(overrides).__name__}")
+        if is_auth_error is not None and not callable(is_auth_error):
+            raise TypeError("is_auth_error must be a function taking an exception and returning a bool")
+        for name, value in (("min_refresh_interval", min_refresh_interval), ("rotation_grace", rotation_grace)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        if not callable(sleep):
+            raise TypeError(f"sleep must be a function taking seconds, not {type(sleep).__name__}")
+        self._cache = cache
+        self._secret_id = secret_id
+        self._connect = connect
+        self._mapping = _mapping_for(connect, mapping)
+        self._overrides = dict(overrides or {})
+        self._is_auth_error = is_auth_error
+        self._sleep = sleep
+        self._recovery = Recovery(clock, float(min_refresh_interval), float(rotation_grace))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(secret_id={self._secret_id!r}, connect={self._connect!r})"
+
+    def _classify(self, error: BaseException) -> Failure:
+        if self._is_auth_error is not None:
+            return Failure.AUTH if self._is_auth_error(error) else Failure.OTHER
+        return classify(error)
+
+    def _kwargs(self, creds: DbCredentials, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """``kwargs`` (a pool's own arguments, say) with the credentials and overrides laid over them."""
+        return {**kwargs, **connect_kwargs(creds, self._mapping, self._overrides)}
+
+    def _logged(self, op: Op) -> Op:
+        if isinstance(op, Read) and op.force and op.stage is None:
+            logger.info("login with secret %r failed; refreshing its credentials", self._secret_id)
+        return op
+
+
+class ConnectionFactory(FactoryBase, Generic[_C]):
     """A zero-argument callable that opens a connection with a secret's current credentials.
 
     On an authentication failure it recovers as a rotation requires, then gives up:
@@ -81,12 +155,21 @@ class ConnectionFactory(Generic[_C]):
     2. if that did not help, read ``AWSPENDING`` the same way and, if it exists with a version not
        yet tried, connect with it: during a rotation the database may already have the new
        password before ``AWSCURRENT`` moves;
-    3. raise the original error.
+    3. if that failed too, keep polling ``AWSCURRENT`` for a new version for up to
+       ``rotation_grace`` seconds (one poll per factory at a time, at most every 250 ms, shared by
+       every thread waiting) and connect as soon as one appears: the database may have the new
+       password a moment before the secret does (a manual change, or a rotation function that
+       sets the database first). The grace opens on the first such failure after a success; once
+       it has run out without a success, connects fail at once (no grace) until one succeeds or
+       the version changes, so a wrong password in the secret costs one grace period, not one per
+       connect;
+    4. raise the original error.
 
-    Each step costs at most one API call. An error that is not about credentials (server down)
-    is raised at once without any call. What counts as an authentication failure is decided by
-    ``is_auth_error`` when given, else per driver (see :func:`classify`): for PostgreSQL an
-    unrecognised connect-time ``OperationalError`` gets exactly one refresh-and-retry.
+    Steps 1 and 2 cost at most one API call each; the grace one call per 250 ms. An error that
+    is not about credentials (server down) is raised at once without any call. What counts as an
+    authentication failure is decided by ``is_auth_error`` when given, else per driver (see
+    :func:`classify`): for PostgreSQL an unrecognised connect-time ``OperationalError`` gets
+    exactly one refresh-and-retry.
 
     While ``AWSCURRENT`` still holds a version the database refused and a newer version worked,
     connects go straight to the one that worked, so a rotation costs one failed login per
@@ -102,6 +185,9 @@ class ConnectionFactory(Generic[_C]):
         is_auth_error: Decides whether an exception is an authentication failure.
         min_refresh_interval: Seconds between forced refreshes of one label by this factory,
             measured on the cache's clock (:attr:`SecretCache.clock`).
+        rotation_grace: Seconds to keep polling for a new version when the refresh and the
+            AWSPENDING attempt did not help (step 3); ``0`` turns it off.
+        sleep: What the grace waits with (``time.sleep``); tests pass one that moves their clock.
     """
 
     def __init__(
@@ -114,95 +200,44 @@ class ConnectionFactory(Generic[_C]):
         overrides: Mapping[str, Any] | None = None,
         is_auth_error: Callable[[BaseException], bool] | None = None,
         min_refresh_interval: float = 5.0,
+        rotation_grace: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        clock = getattr(cache, "clock", None)  # read once: the rate limit runs on the cache's clock
-        if not callable(clock):
-            raise TypeError(f"cache must be a SecretCache, not {type(cache).__name__}")
-        if not callable(connect):
-            raise TypeError(f"connect must be a driver's connect function, not {type(connect).__name__}")
-        if overrides is not None and not isinstance(overrides, Mapping):
-            raise TypeError(f"overrides must be a mapping of connect() keywords, not {type(overrides).__name__}")
-        if is_auth_error is not None and not callable(is_auth_error):
-            raise TypeError("is_auth_error must be a function taking an exception and returning a bool")
-        self._cache = cache
-        self._secret_id = secret_id
-        self._connect = connect
-        self._mapping = _mapping_for(connect, mapping)
-        self._overrides = dict(overrides or {})
-        self._is_auth_error = is_auth_error
-        self._min_interval = min_refresh_interval
-        self._clock: Callable[[], float] = clock
-        self._lock = threading.Lock()
-        self._refreshed_at: dict[str | None, float] = {}
-        self._refused: set[str] = set()  # versions the database refused
-        self._working: DbCredentials | None = None
-
-    def __repr__(self) -> str:
-        return f"ConnectionFactory(secret_id={self._secret_id!r}, connect={self._connect!r})"
+        super().__init__(
+            cache,
+            secret_id,
+            connect,
+            mapping=mapping,
+            overrides=overrides,
+            is_auth_error=is_auth_error,
+            min_refresh_interval=min_refresh_interval,
+            rotation_grace=rotation_grace,
+            sleep=sleep,
+        )
+        self._wait_bound = POLL_INTERVAL + getattr(getattr(cache, "_store", None), "wait_bound", 30.0)
 
     def __call__(self) -> _C:
         """Open a new connection, recovering from a rotation as described above."""
-        creds = credentials(self._cache, self._secret_id)
-        with self._lock:
-            working = self._working
-            if creds.version_id in self._refused and working is not None and working.version_id not in self._refused:
-                creds = working
-        try:
-            return self._open(creds)
-        except Exception as error:
-            failure = self._classify(error)
-            if failure is Failure.OTHER:
-                raise
-            return self._recover(error, creds, failure)
-
-    def _recover(self, error: Exception, failed: DbCredentials, failure: Failure) -> _C:
-        tried = {failed.version_id}
-        logger.info(
-            "login with secret %r version %s failed; refreshing credentials", self._secret_id, failed.version_id
-        )
-        candidates: list[str | None] = [None] if failure is Failure.UNKNOWN else [None, "AWSPENDING"]
-        for stage in candidates:
-            creds = self._refreshed(stage)
-            if creds is None or creds.version_id in tried:
-                continue
-            tried.add(creds.version_id)
-            try:
-                return self._open(creds)
-            except Exception as retry_error:
-                if self._classify(retry_error) is Failure.OTHER:
-                    raise
-        raise error
-
-    def _open(self, creds: DbCredentials) -> _C:
-        try:
-            connection = self._connect(**connect_kwargs(creds, self._mapping, self._overrides))
-        except Exception as error:
-            if self._classify(error) is not Failure.OTHER:
-                with self._lock:
-                    self._refused.add(creds.version_id)
-            raise
-        with self._lock:
-            self._working = creds
-            self._refused.discard(creds.version_id)
+        connection: _C = run(plan(self._recovery, self._classify), self._do)
         return connection
 
-    def _classify(self, error: BaseException) -> Failure:
-        if self._is_auth_error is not None:
-            return Failure.AUTH if self._is_auth_error(error) else Failure.OTHER
-        return classify(error)
-
-    def _refreshed(self, stage: str | None) -> DbCredentials | None:
-        """Credentials of ``stage`` fetched now, unless this factory did so very recently."""
-        now = self._clock()
-        with self._lock:
-            last = self._refreshed_at.get(stage)
-            force = last is None or now - last >= self._min_interval
-            if force:
-                self._refreshed_at[stage] = now
-        try:
-            return credentials(self._cache, self._secret_id, version_stage=stage, force_refresh=force)
-        except SecretNotFoundError:
-            return None  # no AWSPENDING: no rotation in progress
+    def _do(self, op: Op) -> Any:
+        op = self._logged(op)
+        if isinstance(op, Read):
+            try:
+                return credentials(self._cache, self._secret_id, version_stage=op.stage, force_refresh=op.force)
+            except SecretNotFoundError:
+                if op.stage is None:
+                    raise
+                return None  # no AWSPENDING: no rotation in progress
+        if isinstance(op, Connect):
+            return self._connect(**self._kwargs(op.creds, {}))
+        if isinstance(op, Sleep):
+            return self._sleep(op.seconds)
+        done = threading.Event()
+        if self._recovery.subscribe(op.generation, done.set):
+            done.wait(self._wait_bound)
+        return None
 
 
 def connection_factory(
@@ -214,6 +249,8 @@ def connection_factory(
     mapping: str | Mapping[str, str | None] | None = None,
     is_auth_error: Callable[[BaseException], bool] | None = None,
     min_refresh_interval: float = 5.0,
+    rotation_grace: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ConnectionFactory[_C]:
     """Return a zero-argument callable opening connections with a secret's current credentials.
 
@@ -224,7 +261,8 @@ def connection_factory(
 
     Raises:
         TypeError: ``connect`` is not callable or an option has the wrong type.
-        ValueError: The driver cannot be inferred and no ``mapping`` was given.
+        ValueError: The driver cannot be inferred and no ``mapping`` was given, or a number of
+            seconds is negative or not finite.
     """
     return ConnectionFactory(
         cache,
@@ -234,4 +272,6 @@ def connection_factory(
         overrides=overrides,
         is_auth_error=is_auth_error,
         min_refresh_interval=min_refresh_interval,
+        rotation_grace=rotation_grace,
+        sleep=sleep,
     )

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from secretcache._keys import aliases
 from secretcache._value import SecretChange
+from secretcache.db._async import AsyncConnectionFactory
 from secretcache.db._factory import ConnectionFactory
 
 if TYPE_CHECKING:
     import psycopg
     from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from secretcache._aio import AsyncSecretCache
     from secretcache._cache import SecretCache
 
-__all__ = ["attach_to_engine", "psycopg_connection_class"]
+__all__ = ["attach_to_engine", "psycopg_async_connection_class", "psycopg_connection_class"]
 
-_DIALECT_DRIVERS = {"psycopg": "psycopg", "psycopg2": "psycopg2", "pymysql": "pymysql", "mysqldb": "MySQLdb"}
+_DIALECT_DRIVERS = {
+    "psycopg": "psycopg",
+    "psycopg2": "psycopg2",
+    "asyncpg": "asyncpg",
+    "pymysql": "pymysql",
+    "mysqldb": "MySQLdb",
+    "aiomysql": "aiomysql",
+}
 
 
 _REQUIREMENTS = {"sqlalchemy": "sqlalchemy>=2.0", "psycopg": "psycopg[binary]>=3.2"}
@@ -35,16 +46,17 @@ def _require(module: str, extra: str) -> None:
 
 
 def attach_to_engine(
-    engine: Engine,
-    cache: SecretCache,
+    engine: Engine | AsyncEngine,
+    cache: SecretCache | AsyncSecretCache,
     secret_id: str,
     *,
     mapping: str | Mapping[str, str | None] | None = None,
     overrides: Mapping[str, Any] | None = None,
     is_auth_error: Callable[[BaseException], bool] | None = None,
     min_refresh_interval: float = 5.0,
+    rotation_grace: float = 5.0,
     dispose_on_change: bool = False,
-) -> ConnectionFactory[Any]:
+) -> ConnectionFactory[Any] | AsyncConnectionFactory[Any]:
     """Make an existing SQLAlchemy engine connect with a secret's current credentials.
 
     Registers a ``do_connect`` event listener: every new DB-API connection the engine's pool
@@ -53,8 +65,16 @@ def attach_to_engine(
     when the engine is built elsewhere; for a new engine, ``create_engine(url, creator=factory)``
     works too.
 
+    An ``AsyncEngine`` (``create_async_engine``, with asyncpg, psycopg or aiomysql) works the same
+    with either cache type: credentials are read through an :class:`~secretcache.AsyncSecretCache`
+    (a ``SecretCache`` is wrapped) and awaited through SQLAlchemy's greenlet bridge, so the event
+    loop never blocks on Secrets Manager; the recovery is that of
+    :class:`AsyncConnectionFactory`. For a new async engine,
+    ``create_async_engine(url, async_creator=factory)`` works too.
+
     With ``dispose_on_change=True``, when the cache reports a new AWSCURRENT version of the
-    secret (``on_change``), the engine's pool is replaced (``engine.dispose()``): idle
+    secret (``on_change``), the engine's pool is replaced (``engine.dispose()``; for an
+    ``AsyncEngine``, scheduled on the event loop that last opened a connection): idle
     connections opened with the old credentials are closed and new ones log in with the new
     credentials, while connections checked out at that moment finish their work and are closed
     when returned. Off by default: connections stay valid after a password change.
@@ -70,44 +90,66 @@ def attach_to_engine(
     _require("sqlalchemy", "sqlalchemy")
     from sqlalchemy import event
 
-    dialect = engine.dialect
+    sync_engine: Engine = getattr(engine, "sync_engine", None) or engine  # type: ignore[assignment]  # AsyncEngine
+    dialect = sync_engine.dialect
     if mapping is None:
         mapping = _DIALECT_DRIVERS.get(dialect.driver)
         if mapping is None:
             raise ValueError(f"no built-in mapping for the {dialect.driver!r} driver; pass mapping=")
-    pending: ContextVar[tuple[tuple[Any, ...], dict[str, Any]]] = ContextVar("secretcache_do_connect")
+    options: dict[str, Any] = {
+        "mapping": mapping,
+        "overrides": overrides,
+        "is_auth_error": is_auth_error,
+        "min_refresh_interval": min_refresh_interval,
+        "rotation_grace": rotation_grace,
+    }
+    loops: list[asyncio.AbstractEventLoop] = []
+    factory: ConnectionFactory[Any] | AsyncConnectionFactory[Any]
+    if sync_engine is engine:
+        pending: ContextVar[tuple[tuple[Any, ...], dict[str, Any]]] = ContextVar("secretcache_do_connect")
 
-    def dbapi_connect(**credentials: Any) -> Any:
-        cargs, cparams = pending.get()
-        return dialect.connect(*cargs, **{**cparams, **credentials})
+        def dbapi_connect(**credentials: Any) -> Any:
+            cargs, cparams = pending.get()
+            return dialect.connect(*cargs, **{**cparams, **credentials})
 
-    factory: ConnectionFactory[Any] = ConnectionFactory(
-        cache,
-        secret_id,
-        dbapi_connect,
-        mapping=mapping,
-        overrides=overrides,
-        is_auth_error=is_auth_error,
-        min_refresh_interval=min_refresh_interval,
-    )
+        sync_factory: ConnectionFactory[Any] = ConnectionFactory(cache, secret_id, dbapi_connect, **options)  # type: ignore[arg-type]
 
-    def do_connect(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
-        token = pending.set((tuple(cargs), dict(cparams)))
-        try:
-            return factory()
-        finally:
-            pending.reset(token)
+        def do_connect(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+            token = pending.set((tuple(cargs), dict(cparams)))
+            try:
+                return sync_factory()
+            finally:
+                pending.reset(token)
 
-    event.listen(engine, "do_connect", do_connect)
+        factory = sync_factory
+    else:
+        async_factory: AsyncConnectionFactory[Any] = AsyncConnectionFactory(cache, secret_id, _unused, **options)
+
+        def do_connect(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+            loops[:] = [asyncio.get_running_loop()]  # run by the greenlet bridge, on the engine's loop
+            return async_factory.call_bridged(
+                lambda **credentials: dialect.connect(*cargs, **{**cparams, **credentials})
+            )
+
+        factory = async_factory
+    event.listen(sync_engine, "do_connect", do_connect)
     if dispose_on_change:
         names = aliases(secret_id)
 
         def on_change(change: SecretChange) -> None:
-            if change.version_stage == "AWSCURRENT" and not names.isdisjoint({change.name, *aliases(change.arn)}):
-                engine.dispose()  # idle connections closed; checked-out ones close when returned
+            if change.version_stage != "AWSCURRENT" or names.isdisjoint({change.name, *aliases(change.arn)}):
+                return
+            if sync_engine is engine:
+                sync_engine.dispose()  # idle connections closed; checked-out ones close when returned
+            elif loops and not loops[0].is_closed():
+                asyncio.run_coroutine_threadsafe(engine.dispose(), loops[0])  # type: ignore[arg-type]
 
         cache.on_change(on_change)
     return factory
+
+
+async def _unused(**_: Any) -> Any:  # pragma: no cover - the bridged factory connects through the dialect
+    raise AssertionError("attach_to_engine connects through the engine's dialect")
 
 
 def psycopg_connection_class(
@@ -118,6 +160,7 @@ def psycopg_connection_class(
     overrides: Mapping[str, Any] | None = None,
     is_auth_error: Callable[[BaseException], bool] | None = None,
     min_refresh_interval: float = 5.0,
+    rotation_grace: float = 5.0,
 ) -> type[psycopg.Connection[Any]]:
     """A psycopg 3 connection class whose ``connect()`` uses a secret's current credentials.
 
@@ -149,6 +192,7 @@ def psycopg_connection_class(
         overrides=overrides,
         is_auth_error=is_auth_error,
         min_refresh_interval=min_refresh_interval,
+        rotation_grace=rotation_grace,
     )
 
     class SecretConnection(base_class):  # type: ignore[valid-type,misc]
@@ -164,3 +208,55 @@ def psycopg_connection_class(
                 pending.reset(token)
 
     return SecretConnection
+
+
+def psycopg_async_connection_class(
+    cache: AsyncSecretCache | SecretCache,
+    secret_id: str,
+    *,
+    base: type[psycopg.AsyncConnection[Any]] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    is_auth_error: Callable[[BaseException], bool] | None = None,
+    min_refresh_interval: float = 5.0,
+    rotation_grace: float = 5.0,
+) -> type[psycopg.AsyncConnection[Any]]:
+    """A psycopg 3 async connection class whose ``connect()`` uses a secret's current credentials.
+
+    The asyncio counterpart of :func:`psycopg_connection_class`: pass it to
+    ``psycopg_pool.AsyncConnectionPool(connection_class=...)``, which has no connect hook and
+    opens connections in its own tasks. The rotation recovery of :class:`AsyncConnectionFactory`
+    runs inside ``connect()``; the pool's ``conninfo`` and ``kwargs`` still apply, with the
+    secret's credentials laid over them.
+
+    Raises:
+        ImportError: psycopg is not installed (``pip install 'psycopg[binary]>=3.2'``, part of
+            the ``postgres`` extra).
+    """
+    _require("psycopg", "postgres")
+    import psycopg
+
+    base_class = base or psycopg.AsyncConnection
+
+    async def raw_connect(cls: Any, conninfo: str, **kwargs: Any) -> Any:
+        return await super(SecretAsyncConnection, cls).connect(conninfo, **kwargs)
+
+    factory: AsyncConnectionFactory[Any] = AsyncConnectionFactory(
+        cache,
+        secret_id,
+        raw_connect,
+        mapping="psycopg",
+        overrides=overrides,
+        is_auth_error=is_auth_error,
+        min_refresh_interval=min_refresh_interval,
+        rotation_grace=rotation_grace,
+    )
+
+    class SecretAsyncConnection(base_class):  # type: ignore[valid-type,misc]
+        """A psycopg async connection opened with credentials from Secrets Manager."""
+
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            """Open a connection with the secret's current credentials, recovering from rotation."""
+            return await factory(cls, conninfo, **kwargs)
+
+    return SecretAsyncConnection

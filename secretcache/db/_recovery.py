@@ -1,0 +1,293 @@
+"""The rotation recovery of the connection factories, written once for blocking and asyncio code.
+
+:func:`plan` is a generator that decides; it never does I/O. It yields what it needs done (read
+credentials, connect, sleep, wait for another caller's poll) and the factory that drives it does
+that (blocking, or awaiting) and sends the result back, or throws the error in. The sync
+:class:`~secretcache.db.ConnectionFactory` and the async
+:class:`~secretcache.db.AsyncConnectionFactory` are thin drivers of the same plan, so they cannot
+drift apart.
+
+:class:`Recovery` is what a factory remembers across connects (the versions the database refused,
+the one that worked, when each label was last force-refreshed, the rotation grace and its shared
+poll). Its lock guards only attribute work: it is never held across a read, a connect or a sleep,
+so asyncio code may take it too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from secretcache._errors import SecretCacheError
+from secretcache.db._auth import Failure
+from secretcache.db._credentials import DbCredentials
+
+__all__ = ["AwaitPoll", "Connect", "Op", "Read", "Recovery", "Sleep", "plan", "run"]
+
+POLL_INTERVAL = 0.25
+"""Seconds between two polls of Secrets Manager by one factory during the rotation grace."""
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """Read the secret's credentials (``stage`` ``None`` is AWSCURRENT); ``None`` if the label is missing."""
+
+    stage: str | None
+    force: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Open a connection with ``creds``; the driver's error is thrown back into the plan."""
+
+    creds: DbCredentials
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait ``seconds`` with the factory's sleep."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitPoll:
+    """Wait until another caller's poll ends (its generation passes ``generation``), within a bound."""
+
+    generation: int
+
+
+Op = Read | Connect | Sleep | AwaitPoll
+
+
+class Recovery:
+    """What one factory remembers across connects; thread-safe, shared by all its callers.
+
+    Args:
+        clock: Monotonic seconds (the cache's clock).
+        min_refresh_interval: Seconds between forced refreshes of one label in the recovery.
+        rotation_grace: Seconds to keep polling for a new version after the refresh and the
+            AWSPENDING attempt failed too (0 turns the grace off).
+    """
+
+    def __init__(self, clock: Callable[[], float], min_refresh_interval: float, rotation_grace: float) -> None:
+        self.clock = clock
+        self.min_refresh_interval = min_refresh_interval
+        self.rotation_grace = rotation_grace
+        self._lock = threading.Lock()
+        self._refreshed_at: dict[str | None, float] = {}
+        self._refused: set[str] = set()  # versions the database refused
+        self._working: DbCredentials | None = None
+        self._grace_until: float | None = None  # the open grace period's end
+        self._grace_spent: str | None = None  # the version whose grace ran out without a success
+        self._polling = False
+        self._next_poll = 0.0
+        self._generation = 0
+        self._latest: DbCredentials | None = None
+        self._waiters: list[Callable[[], None]] = []
+
+    # -- connects --------------------------------------------------------------------------------
+
+    def preferred(self, creds: DbCredentials) -> DbCredentials:
+        """``creds``, or the version that worked while ``creds``' version is one the database refused."""
+        with self._lock:
+            working = self._working
+            if creds.version_id in self._refused and working is not None and working.version_id not in self._refused:
+                return working
+        return creds
+
+    def succeeded(self, creds: DbCredentials) -> None:
+        """A connect with ``creds`` worked: remember them, close any grace."""
+        with self._lock:
+            self._working = creds
+            self._refused.discard(creds.version_id)
+            self._grace_until = None
+            self._grace_spent = None
+
+    def refused(self, creds: DbCredentials) -> None:
+        """The database refused ``creds`` (an authentication failure)."""
+        with self._lock:
+            self._refused.add(creds.version_id)
+
+    def may_force(self, stage: str | None) -> bool:
+        """Whether this recovery may force-refresh ``stage`` now (rate limit per factory and label)."""
+        now = self.clock()
+        with self._lock:
+            last = self._refreshed_at.get(stage)
+            if last is not None and now - last < self.min_refresh_interval:
+                return False
+            self._refreshed_at[stage] = now
+            return True
+
+    # -- the rotation grace ----------------------------------------------------------------------
+
+    def grace_deadline(self, version_id: str) -> float | None:
+        """The end of the grace to wait in for a new version after ``version_id`` failed, or ``None``.
+
+        The grace opens on the first failure after a success and is shared by every caller. Once it
+        ran out without a success, it stays closed for that version: later connects fail at once
+        until one succeeds or the version changes.
+        """
+        if self.rotation_grace <= 0:
+            return None
+        now = self.clock()
+        with self._lock:
+            if self._grace_spent == version_id:
+                return None
+            if self._grace_until is None:
+                self._grace_until = now + self.rotation_grace
+                self._grace_spent = None
+                self._next_poll = max(self._next_poll, now + POLL_INTERVAL)
+            if now >= self._grace_until:
+                self._spend(version_id)
+                return None
+            return self._grace_until
+
+    def expire(self, version_id: str) -> None:
+        """The grace ran out for ``version_id`` without a success."""
+        with self._lock:
+            self._spend(version_id)
+
+    def _spend(self, version_id: str) -> None:
+        self._grace_until = None
+        self._grace_spent = version_id
+
+    def claim_poll(self) -> tuple[int, float | None]:
+        """``(generation, delay)``: poll after ``delay`` seconds, or (``None``) wait for the running poll."""
+        now = self.clock()
+        with self._lock:
+            if self._polling:
+                return self._generation, None
+            self._polling = True
+            return self._generation, max(0.0, self._next_poll - now)
+
+    def finish_poll(self, latest: DbCredentials | None) -> None:
+        """End the running poll with what it read, and wake the callers waiting for it."""
+        with self._lock:
+            self._polling = False
+            self._generation += 1
+            self._next_poll = self.clock() + POLL_INTERVAL
+            if latest is not None:
+                self._latest = latest
+            waiters, self._waiters = self._waiters, []
+        for wake in waiters:
+            wake()
+
+    def subscribe(self, generation: int, wake: Callable[[], None]) -> bool:
+        """Call ``wake`` when the poll after ``generation`` ends; ``False`` if it already has."""
+        with self._lock:
+            if self._generation > generation or not self._polling:
+                return False
+            self._waiters.append(wake)
+            return True
+
+    def latest(self) -> DbCredentials | None:
+        """What the last poll read."""
+        return self._latest
+
+
+def plan(recovery: Recovery, classify: Callable[[BaseException], Failure]) -> Generator[Op, Any, Any]:
+    """Open a connection with the secret's credentials, recovering from a rotation; return it.
+
+    1. Connect with AWSCURRENT as cached (or the version that worked, while AWSCURRENT still
+       holds one the database refused).
+    2. On an authentication failure: force-refresh AWSCURRENT (rate-limited) and, if the version
+       changed, connect with it; then AWSPENDING the same way (not for a failure that only may be
+       one, :attr:`Failure.UNKNOWN`).
+    3. If that failed too: poll AWSCURRENT for a new version during the rotation grace (one
+       shared poll per factory, at most every :data:`POLL_INTERVAL` seconds) and connect with
+       each new version found.
+    4. Raise the first error. Any error that is not about credentials is raised at once.
+    """
+    first: DbCredentials = yield Read(None, False)
+    creds = recovery.preferred(first)
+    try:
+        connection = yield Connect(creds)
+    except Exception as error:
+        failure = classify(error)
+        if failure is Failure.OTHER:
+            raise
+        recovery.refused(creds)
+        return (yield from _recover(recovery, classify, error, creds, failure))
+    recovery.succeeded(creds)
+    return connection
+
+
+def _recover(
+    recovery: Recovery,
+    classify: Callable[[BaseException], Failure],
+    error: Exception,
+    failed: DbCredentials,
+    failure: Failure,
+) -> Generator[Op, Any, Any]:
+    tried = {failed.version_id}
+    stages: tuple[str | None, ...] = (None,) if failure is Failure.UNKNOWN else (None, "AWSPENDING")
+    for stage in stages:
+        creds: DbCredentials | None = yield Read(stage, recovery.may_force(stage))
+        if creds is None or creds.version_id in tried:
+            continue
+        tried.add(creds.version_id)
+        opened = yield from _attempt(recovery, classify, creds)
+        if opened is not None:
+            return opened
+    deadline = recovery.grace_deadline(failed.version_id)
+    # The clock ends the grace; the count of rounds bounds it too, should the clock stand still.
+    rounds = int(recovery.rotation_grace / POLL_INTERVAL) + 2
+    while deadline is not None and rounds > 0:
+        rounds -= 1
+        generation, delay = recovery.claim_poll()
+        if delay is None:
+            yield AwaitPoll(generation)
+        else:
+            latest: DbCredentials | None = None
+            try:
+                if delay > 0:
+                    yield Sleep(delay)
+                latest = yield Read(None, True)
+            except SecretCacheError:
+                pass  # Secrets Manager failing too: keep waiting for the grace to end
+            finally:
+                recovery.finish_poll(latest)
+        creds = recovery.latest()
+        if creds is not None and creds.version_id not in tried:
+            tried.add(creds.version_id)
+            opened = yield from _attempt(recovery, classify, creds)
+            if opened is not None:
+                return opened
+        if recovery.clock() >= deadline or not rounds:
+            recovery.expire(failed.version_id)
+            break
+    raise error
+
+
+def _attempt(
+    recovery: Recovery, classify: Callable[[BaseException], Failure], creds: DbCredentials
+) -> Generator[Op, Any, Any]:
+    """Connect with ``creds``; the connection, or ``None`` after an authentication failure."""
+    try:
+        connection = yield Connect(creds)
+    except Exception as error:
+        if classify(error) is Failure.OTHER:
+            raise
+        recovery.refused(creds)
+        return None
+    recovery.succeeded(creds)
+    return connection
+
+
+def run(steps: Generator[Op, Any, Any], do: Callable[[Op], Any]) -> Any:
+    """Drive a :func:`plan` with a blocking ``do``: its results are sent in, its errors thrown in."""
+    sent: Any = None
+    thrown: Exception | None = None
+    while True:
+        try:
+            op = steps.throw(thrown) if thrown is not None else steps.send(sent)
+        except StopIteration as done:
+            return done.value
+        sent, thrown = None, None
+        try:
+            sent = do(op)
+        except Exception as error:
+            thrown = error
