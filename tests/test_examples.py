@@ -24,8 +24,9 @@ EXPECTED = {
     "lambda_handler.py": ["handled as orders_app", "101 invocations: api_calls={'BatchGetSecretValue': 1}"],
     "sqlalchemy_rotation.py": ["before rotation: example_", "after rotation: example_", "'GetSecretValue': 2"],
     "psycopg_pool_rotation.py": ["before rotation: ('example_", "after rotation: ('example_", "'GetSecretValue': 2"],
+    "fastapi_app.py": ["before rotation: example_", "after rotation: 200 example_", "'GetSecretValue': 2"],
 }
-NEEDS_POSTGRES = {"sqlalchemy_rotation.py", "psycopg_pool_rotation.py"}
+NEEDS_POSTGRES = {"sqlalchemy_rotation.py", "psycopg_pool_rotation.py", "fastapi_app.py"}
 
 
 def test_every_example_is_covered() -> None:
