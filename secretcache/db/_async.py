@@ -94,17 +94,20 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
         steps = plan(self._recovery, self._classify)
         sent: Any = None
         thrown: Exception | None = None
-        while True:
-            try:
-                op = steps.throw(thrown) if thrown is not None else steps.send(sent)
-            except StopIteration as done:
-                connection: _C = done.value
-                return connection
-            sent, thrown = None, None
-            try:
-                sent = await self._do(self._logged(op), args, kwargs)
-            except Exception as error:
-                thrown = error
+        try:
+            while True:
+                try:
+                    op = steps.throw(thrown) if thrown is not None else steps.send(sent)
+                except StopIteration as done:
+                    connection: _C = done.value
+                    return connection
+                sent, thrown = None, None
+                try:
+                    sent = await self._do(self._logged(op), args, kwargs)
+                except Exception as error:
+                    thrown = error
+        finally:
+            steps.close()  # on cancellation: end a claimed poll now (see run())
 
     async def _do(self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if isinstance(op, Read):

@@ -278,16 +278,24 @@ def _attempt(
 
 
 def run(steps: Generator[Op, Any, Any], do: Callable[[Op], Any]) -> Any:
-    """Drive a :func:`plan` with a blocking ``do``: its results are sent in, its errors thrown in."""
+    """Drive a :func:`plan` with a blocking ``do``: its results are sent in, its errors thrown in.
+
+    A ``BaseException`` from ``do`` (``KeyboardInterrupt``) closes the plan before it propagates,
+    so its ``finally`` clauses (the end of a claimed poll) run now, not whenever the plan is
+    garbage-collected: the traceback keeps it alive as long as anyone holds the exception.
+    """
     sent: Any = None
     thrown: Exception | None = None
-    while True:
-        try:
-            op = steps.throw(thrown) if thrown is not None else steps.send(sent)
-        except StopIteration as done:
-            return done.value
-        sent, thrown = None, None
-        try:
-            sent = do(op)
-        except Exception as error:
-            thrown = error
+    try:
+        while True:
+            try:
+                op = steps.throw(thrown) if thrown is not None else steps.send(sent)
+            except StopIteration as done:
+                return done.value
+            sent, thrown = None, None
+            try:
+                sent = do(op)
+            except Exception as error:
+                thrown = error
+    finally:
+        steps.close()
