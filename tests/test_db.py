@@ -23,6 +23,7 @@ from secretcache.db import (
     psycopg_connection_class,
 )
 from tests.conftest import Calls, FakeClock
+from tests.leaks import assert_value_absent
 from tests.servers import Server, free_port
 
 
@@ -297,7 +298,7 @@ class TestFactory:
             with pytest.raises(database.operational_error) as info:
                 factory()
             assert classify(info.value) is Failure.AUTH
-            assert "wrong-password" not in str(info.value)
+            assert_value_absent(info.value, "wrong-password")  # psycopg's error.pgconn held it
         assert len(clock.sleeps) == waits  # no grace again for the same version: each fails at once
         assert calls.total <= first + 2  # at most AWSCURRENT and AWSPENDING once more (rate limit, backoff)
 

@@ -28,10 +28,6 @@ from tests.test_db import Database, finish_rotation, rotate_password
 TTL = 3600.0  # on the fake clock: never lapses, so every refresh counted below is a forced one
 SECRET = "db"
 Login = Callable[[], Awaitable[str]]
-PSYCOPG_PGCONN = (
-    "known bug, reported: psycopg keeps the failed connection on its error (error.pgconn), whose repr, "
-    ".password and .info hold the password; the factories re-raise it as is (sync ones too)"
-)
 
 KINDS = [
     "asyncpg",  # async_connection_factory(cache, id, asyncpg.connect)
@@ -228,7 +224,6 @@ async def test_wrong_password_is_auth_and_never_leaks(
     calls: Calls,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
-    request: pytest.FixtureRequest,
 ) -> None:
     """A refused password classifies AUTH after the recovery; the value is in no error and no log line."""
     marker = f"marker-{secrets.token_hex(8)}"
@@ -250,9 +245,7 @@ async def test_wrong_password_is_auth_and_never_leaks(
         assert set(clock.sleeps) == {0.25}  # the grace polled on the injected sleep
         assert calls_after_first <= 3 + len(clock.sleeps)  # one read per poll
     assert calls.total - calls_after_first <= 2  # the grace is spent: the second connect fails at once
-    if "psycopg" in kind:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=PSYCOPG_PGCONN))
-    assert_value_absent(error, marker)
+    assert_value_absent(error, marker)  # psycopg keeps the password on error.pgconn: the factory drops it
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["Failure", "classify"]
+__all__ = ["Failure", "classify", "scrub"]
 
 # MySQL/MariaDB: ER_ACCESS_DENIED_ERROR and ER_ACCESS_DENIED_NO_PASSWORD_ERROR.
 _MYSQL_AUTH_CODES = frozenset({1045, 1698})
@@ -89,3 +89,24 @@ def classify(error: BaseException) -> Failure:
             return Failure.OTHER
         return Failure.UNKNOWN if type(error).__name__ == "OperationalError" else Failure.OTHER
     return Failure.OTHER
+
+
+def scrub(error: BaseException) -> None:
+    """Drop, in place, what a failed connect's error keeps of the credentials it was given.
+
+    psycopg 3 keeps the failed connection on its errors (``error.pgconn``), and that object's
+    ``password``, ``info`` and ``repr`` hold the password. The errors inside SQLAlchemy's
+    wrappers (``.orig``) and the error's ``__cause__``/``__context__`` are scrubbed too.
+    """
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending and len(seen) < 16:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if getattr(current, "_pgconn", None) is not None:
+            current._pgconn = None  # type: ignore[attr-defined]
+        for inner in (getattr(current, "orig", None), current.__cause__, current.__context__):
+            if isinstance(inner, BaseException):
+                pending.append(inner)

@@ -114,7 +114,9 @@ class FactoryBase:
         if is_auth_error is not None and not callable(is_auth_error):
             raise TypeError("is_auth_error must be a function taking an exception and returning a bool")
         for name, value in (("min_refresh_interval", min_refresh_interval), ("rotation_grace", rotation_grace)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+            if not 0 <= value < float("inf"):
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
         if not callable(sleep):
             raise TypeError(f"sleep must be a function taking seconds, not {type(sleep).__name__}")

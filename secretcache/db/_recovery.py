@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from secretcache._errors import SecretCacheError
-from secretcache.db._auth import Failure
+from secretcache.db._auth import Failure, scrub
 from secretcache.db._credentials import DbCredentials
 
 __all__ = ["AwaitPoll", "Connect", "Op", "Read", "Recovery", "Sleep", "plan", "run"]
@@ -81,11 +81,12 @@ class Recovery:
         self._refused: set[str] = set()  # versions the database refused
         self._working: DbCredentials | None = None
         self._grace_until: float | None = None  # the open grace period's end
-        self._grace_spent: str | None = None  # the version whose grace ran out without a success
+        self._grace_spent: set[str] = set()  # versions tried in a grace that ran out without a success
         self._polling = False
         self._next_poll = 0.0
         self._generation = 0
         self._latest: DbCredentials | None = None
+        self._latest_generation = 0  # the poll that read ``_latest``
         self._waiters: list[Callable[[], None]] = []
 
     # -- connects --------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ class Recovery:
             self._working = creds
             self._refused.discard(creds.version_id)
             self._grace_until = None
-            self._grace_spent = None
+            self._grace_spent.clear()
 
     def refused(self, creds: DbCredentials) -> None:
         """The database refused ``creds`` (an authentication failure)."""
@@ -123,36 +124,35 @@ class Recovery:
 
     # -- the rotation grace ----------------------------------------------------------------------
 
-    def grace_deadline(self, version_id: str) -> float | None:
-        """The end of the grace to wait in for a new version after ``version_id`` failed, or ``None``.
+    def grace_deadline(self, tried: set[str]) -> float | None:
+        """The end of the grace to wait in for a new version after ``tried`` failed, or ``None``.
 
         The grace opens on the first failure after a success and is shared by every caller. Once it
-        ran out without a success, it stays closed for that version: later connects fail at once
-        until one succeeds or the version changes.
+        ran out without a success, it stays closed for every version tried in it: later connects
+        fail at once until one succeeds or a version not yet tried appears.
         """
         if self.rotation_grace <= 0:
             return None
         now = self.clock()
         with self._lock:
-            if self._grace_spent == version_id:
+            if tried <= self._grace_spent:
                 return None
             if self._grace_until is None:
                 self._grace_until = now + self.rotation_grace
-                self._grace_spent = None
                 self._next_poll = max(self._next_poll, now + POLL_INTERVAL)
             if now >= self._grace_until:
-                self._spend(version_id)
+                self._spend(tried)
                 return None
             return self._grace_until
 
-    def expire(self, version_id: str) -> None:
-        """The grace ran out for ``version_id`` without a success."""
+    def expire(self, tried: set[str]) -> None:
+        """The grace ran out without a success; ``tried`` are the versions the caller tried."""
         with self._lock:
-            self._spend(version_id)
+            self._spend(tried)
 
-    def _spend(self, version_id: str) -> None:
+    def _spend(self, tried: set[str]) -> None:
         self._grace_until = None
-        self._grace_spent = version_id
+        self._grace_spent.update(tried)
 
     def claim_poll(self) -> tuple[int, float | None]:
         """``(generation, delay)``: poll after ``delay`` seconds, or (``None``) wait for the running poll."""
@@ -171,6 +171,7 @@ class Recovery:
             self._next_poll = self.clock() + POLL_INTERVAL
             if latest is not None:
                 self._latest = latest
+                self._latest_generation = self._generation
             waiters, self._waiters = self._waiters, []
         for wake in waiters:
             wake()
@@ -183,9 +184,19 @@ class Recovery:
             self._waiters.append(wake)
             return True
 
-    def latest(self) -> DbCredentials | None:
-        """What the last poll read."""
-        return self._latest
+    def polls(self) -> int:
+        """How many polls have ended (the current generation)."""
+        with self._lock:
+            return self._generation
+
+    def latest(self, since: int) -> DbCredentials | None:
+        """What the last poll read, if that poll ended after ``since`` polls had; else ``None``.
+
+        A caller passes the count from before its own first read, so it never takes for new a
+        version some poll read long before (which its own read may have superseded).
+        """
+        with self._lock:
+            return self._latest if self._latest_generation > since else None
 
 
 def plan(recovery: Recovery, classify: Callable[[BaseException], Failure]) -> Generator[Op, Any, Any]:
@@ -201,16 +212,18 @@ def plan(recovery: Recovery, classify: Callable[[BaseException], Failure]) -> Ge
        each new version found.
     4. Raise the first error. Any error that is not about credentials is raised at once.
     """
+    since = recovery.polls()  # polls ending from now on read a version at least as new as ours
     first: DbCredentials = yield Read(None, False)
     creds = recovery.preferred(first)
     try:
         connection = yield Connect(creds)
     except Exception as error:
+        scrub(error)  # before it goes anywhere: psycopg keeps the password on its errors
         failure = classify(error)
         if failure is Failure.OTHER:
             raise
         recovery.refused(creds)
-        return (yield from _recover(recovery, classify, error, creds, failure))
+        return (yield from _recover(recovery, classify, error, creds, failure, since, first.version_id))
     recovery.succeeded(creds)
     return connection
 
@@ -221,6 +234,8 @@ def _recover(
     error: Exception,
     failed: DbCredentials,
     failure: Failure,
+    since: int,
+    current: str,
 ) -> Generator[Op, Any, Any]:
     tried = {failed.version_id}
     stages: tuple[str | None, ...] = (None,) if failure is Failure.UNKNOWN else (None, "AWSPENDING")
@@ -232,10 +247,24 @@ def _recover(
         opened = yield from _attempt(recovery, classify, creds)
         if opened is not None:
             return opened
-    deadline = recovery.grace_deadline(failed.version_id)
+    # The grace is about the versions Secrets Manager gave: not the older one that used to work
+    # (tried first while AWSCURRENT held a refused version), or a typo would cost a grace each.
+    secret_versions = (tried | {current}) - ({failed.version_id} if failed.version_id != current else set())
+    deadline = recovery.grace_deadline(secret_versions)
     # The clock ends the grace; the count of rounds bounds it too, should the clock stand still.
     rounds = int(recovery.rotation_grace / POLL_INTERVAL) + 2
-    while deadline is not None and rounds > 0:
+    while deadline is not None:
+        # First what a poll already found (one that ended while this caller read and failed: it
+        # connects at once, instead of polling again), then after each poll what that one read.
+        creds = recovery.latest(since)
+        if creds is not None and creds.version_id not in tried:
+            tried.add(creds.version_id)
+            opened = yield from _attempt(recovery, classify, creds)
+            if opened is not None:
+                return opened
+        if recovery.clock() >= deadline or rounds <= 0:
+            recovery.expire(secret_versions | (tried - {failed.version_id}))
+            break
         rounds -= 1
         generation, delay = recovery.claim_poll()
         if delay is None:
@@ -250,15 +279,6 @@ def _recover(
                 pass  # Secrets Manager failing too: keep waiting for the grace to end
             finally:
                 recovery.finish_poll(latest)
-        creds = recovery.latest()
-        if creds is not None and creds.version_id not in tried:
-            tried.add(creds.version_id)
-            opened = yield from _attempt(recovery, classify, creds)
-            if opened is not None:
-                return opened
-        if recovery.clock() >= deadline or not rounds:
-            recovery.expire(failed.version_id)
-            break
     raise error
 
 
@@ -269,6 +289,7 @@ def _attempt(
     try:
         connection = yield Connect(creds)
     except Exception as error:
+        scrub(error)
         if classify(error) is Failure.OTHER:
             raise
         recovery.refused(creds)
