@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["publish"]
+__all__ = ["lazy", "publish"]
 
 
 def publish(namespace: dict[str, object], names: Iterable[str]) -> None:
@@ -31,3 +32,22 @@ def publish(namespace: dict[str, object], names: Iterable[str]) -> None:
         elif not isinstance(obj, types.FunctionType):
             continue  # constants, and names resolved lazily by a module __getattr__
         obj.__module__ = module  # type: ignore[assignment]
+
+
+def lazy(namespace: dict[str, object], sources: Mapping[str, str]) -> Callable[[str], object]:
+    """A module ``__getattr__`` that imports each name of ``sources`` from its module on first use.
+
+    The name is then published (:func:`publish`) and kept in ``namespace``, so it costs one import.
+    A public module uses it for what would pull in a heavy dependency (asyncio) for everyone.
+    """
+
+    def __getattr__(name: str) -> object:
+        source = sources.get(name)
+        if source is None:
+            raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(source), name)
+        publish({"__name__": namespace["__name__"], name: value}, [name])
+        namespace[name] = value
+        return value
+
+    return __getattr__

@@ -81,14 +81,14 @@ def run_fresh(code: str) -> typing.Any:
 
 
 def test_import_loads_neither_asyncio_nor_package_metadata() -> None:
-    """Importing secretcache (and its Lambda helpers) loads neither asyncio nor importlib.metadata."""
+    """Importing secretcache (and its Lambda, events and db modules) loads neither asyncio nor importlib.metadata."""
     code = """if True:
         import json, sys
         import botocore.session  # the reference: what every boto3 user loads anyway
         reference = sorted(sys.modules)
         # botocore itself loads importlib.metadata; hide both so that any import by us fails.
         sys.modules["asyncio"] = sys.modules["importlib.metadata"] = None
-        import secretcache, secretcache.aws_lambda, secretcache.events, secretcache.redaction
+        import secretcache, secretcache.aws_lambda, secretcache.events, secretcache.redaction, secretcache.db
         print(json.dumps(reference))
     """
     reference = run_fresh(code)

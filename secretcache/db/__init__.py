@@ -8,8 +8,10 @@ and the secret (``rotation_grace``). Drivers are optional extras, imported only 
 ``secretcache[mysql]`` (PyMySQL), ``secretcache[aiomysql]``, ``secretcache[sqlalchemy]``.
 """
 
+import typing as _typing
+
+from secretcache._public import lazy as _lazy
 from secretcache._public import publish as _publish
-from secretcache.db._async import AsyncConnectionFactory, async_connection_factory
 from secretcache.db._auth import Failure, classify
 from secretcache.db._credentials import DbCredentials, async_credentials, credentials
 from secretcache.db._factory import MAPPINGS, ConnectionFactory, connect_kwargs, connection_factory
@@ -32,4 +34,16 @@ __all__ = [
     "psycopg_connection_class",
 ]
 
+if _typing.TYPE_CHECKING:
+    from secretcache.db._async import AsyncConnectionFactory, async_connection_factory
+
 _publish(globals(), __all__)
+
+# The asyncio factories load on first use: sync applications (a Lambda with psycopg) skip asyncio.
+if not _typing.TYPE_CHECKING:
+    _ASYNC = __name__ + "._async"
+    __getattr__ = _lazy(globals(), {"AsyncConnectionFactory": _ASYNC, "async_connection_factory": _ASYNC})
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from secretcache._keys import aliases
 from secretcache._value import SecretChange
-from secretcache.db._async import AsyncConnectionFactory
 from secretcache.db._factory import ConnectionFactory
 
 if TYPE_CHECKING:
+    import asyncio
+
     import psycopg
     from sqlalchemy.engine import Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from secretcache._aio import AsyncSecretCache
     from secretcache._cache import SecretCache
+    from secretcache.db._async import AsyncConnectionFactory
 
 __all__ = ["attach_to_engine", "psycopg_async_connection_class", "psycopg_connection_class"]
 
@@ -123,6 +124,10 @@ def attach_to_engine(
 
         factory = sync_factory
     else:
+        import asyncio  # only for an AsyncEngine: a plain import of secretcache.db stays without asyncio
+
+        from secretcache.db._async import AsyncConnectionFactory
+
         async_factory: AsyncConnectionFactory[Any] = AsyncConnectionFactory(cache, secret_id, _unused, **options)
 
         def do_connect(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
@@ -234,6 +239,8 @@ def psycopg_async_connection_class(
     """
     _require("psycopg", "postgres")
     import psycopg
+
+    from secretcache.db._async import AsyncConnectionFactory
 
     base_class = base or psycopg.AsyncConnection
 
