@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from secretcache._stats import CacheStats
     from secretcache._value import SecretValue
 
-__all__ = ["AsyncSecretCache"]
+__all__ = ["AsyncSecretCache", "wake"]
 
 
 class _Default:
@@ -241,7 +241,7 @@ class AsyncSecretCache:
             store.start(flight)
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        store.when_done(flight, lambda: _wake(loop, done))
+        store.when_done(flight, lambda: wake(loop, done))
         try:
             await asyncio.wait_for(done, store.wait_bound)
         except asyncio.TimeoutError:
@@ -249,8 +249,8 @@ class AsyncSecretCache:
         return store.outcome(flight)
 
 
-def _wake(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
-    """From the thread that completed a flight: resolve ``done`` on its loop, if still open."""
+def wake(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+    """From any thread: resolve ``done`` on its loop, unless the loop is closed or it is done."""
     with contextlib.suppress(RuntimeError):  # a closed loop: nobody is awaiting any more
         loop.call_soon_threadsafe(_resolve, done)
 

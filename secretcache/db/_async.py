@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from secretcache._aio import AsyncSecretCache
+from secretcache._aio import AsyncSecretCache, wake
 from secretcache._cache import SecretCache, store_of
 from secretcache._errors import SecretNotFoundError
 from secretcache.db._credentials import async_credentials
@@ -125,7 +125,7 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
             return await self._sleep(op.seconds)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        if self._recovery.subscribe(op.generation, lambda: _wake(loop, done)):
+        if self._recovery.subscribe(op.generation, lambda: wake(loop, done)):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(done, self._wait_bound)
         return None
@@ -144,16 +144,6 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
             return await_only(self._do(self._logged(op), (), {}))
 
         return run(plan(self._recovery, self._classify), do)
-
-
-def _wake(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-        loop.call_soon_threadsafe(_resolve, done)
-
-
-def _resolve(done: asyncio.Future[None]) -> None:
-    if not done.done():  # the waiting task may have been cancelled
-        done.set_result(None)
 
 
 def async_connection_factory(
