@@ -142,7 +142,9 @@ class FactoryBase:
         return {**kwargs, **connect_kwargs(creds, self._mapping, self._overrides)}
 
     def _logged(self, op: Op) -> Op:
-        if isinstance(op, Read) and op.force and op.stage is None:
+        if isinstance(op, Read) and op.poll:
+            logger.debug("login with secret %r still fails; polling it for a new version", self._secret_id)
+        elif isinstance(op, Read) and op.force and op.stage is None:
             logger.info("login with secret %r failed; refreshing its credentials", self._secret_id)
         return op
 

@@ -36,6 +36,7 @@ class Read:
 
     stage: str | None
     force: bool
+    poll: bool = False  # a poll of the rotation grace (logged at DEBUG, not as a new recovery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +275,7 @@ def _recover(
             try:
                 if delay > 0:
                     yield Sleep(delay)
-                latest = yield Read(None, True)
+                latest = yield Read(None, True, poll=True)
             except SecretCacheError:
                 pass  # Secrets Manager failing too: keep waiting for the grace to end
             finally:
