@@ -307,12 +307,12 @@ def test_callers_share_one_poll() -> None:
     for i in range(3):
         assert recovery.subscribe(0, lambda i=i: woken.append(i))
     clock.advance(0.25)
-    assert owner.send(None) == Read(None, True)
+    assert owner.send(None) == Read(None, True, poll=True)
     assert owner.send(v1) == Sleep(0.25)  # nothing new: the owner polls again in 250 ms
     assert sorted(woken) == [0, 1, 2]  # its poll's end woke every waiter
     assert [p.send(None) for p in waiters] == [AwaitPoll(1)] * 3  # and they wait for the next one
     clock.advance(0.25)
-    assert owner.send(None) == Read(None, True)
+    assert owner.send(None) == Read(None, True, poll=True)
     assert owner.send(v2) == Connect(v2)
     assert [p.send(None) for p in waiters] == [Connect(v2)] * 3  # the new version, without a read of their own
     for i, p in enumerate(plans):
@@ -342,7 +342,7 @@ def test_a_late_caller_uses_what_a_poll_found() -> None:
     assert late.send(v1) == Connect(v1)
     assert fail_into_grace(owner, v1, error) == Sleep(0.25)
     clock.advance(0.25)
-    assert owner.send(None) == Read(None, True)
+    assert owner.send(None) == Read(None, True, poll=True)
     assert owner.send(v2) == Connect(v2)
     with pytest.raises(StopIteration):
         owner.send("connection")  # a success: the grace is over
