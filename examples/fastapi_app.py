@@ -2,7 +2,7 @@
 
 Needs a PostgreSQL server and an admin login in the usual libpq variables; Secrets Manager is moto:
     export PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres PGPASSWORD=...
-    pip install -e '.[demo,asyncpg]' 'sqlalchemy[asyncio]>=2.0' fastapi httpx && python examples/fastapi_app.py
+    pip install -e '.[demo,asyncpg,sqlalchemy-asyncio]' fastapi httpx && python examples/fastapi_app.py
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ asyncio drivers, an :class:`~secretcache.AsyncSecretCache`) and, when a login fa
 password was rotated, refresh them and try again, waiting out a short gap between the database
 and the secret (``rotation_grace``). Drivers are optional extras, imported only when used:
 ``secretcache[postgres]`` (psycopg 3, psycopg_pool, psycopg2), ``secretcache[asyncpg]``,
-``secretcache[mysql]`` (PyMySQL), ``secretcache[aiomysql]``, ``secretcache[sqlalchemy]``.
+``secretcache[mysql]`` (PyMySQL), ``secretcache[aiomysql]``, ``secretcache[sqlalchemy]`` and
+``secretcache[sqlalchemy-asyncio]``.
 """
 
 import typing as _typing
