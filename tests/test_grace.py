@@ -399,7 +399,11 @@ def test_threads_in_a_grace_make_one_call_per_poll(
     assert sleepers[1] == 1
     assert GRACE <= clock.now - start <= GRACE + 0.25
     polls = (clock.now - start) / 0.25
-    assert calls["GetSecretValue"] <= 3 + polls + 1  # before the grace: read, AWSCURRENT, AWSPENDING
+    # Before the grace: the first read and the forced AWSCURRENT and AWSPENDING reads. A thread may
+    # add a plain miss of AWSPENDING (it reads it before the forced read has installed anything),
+    # and one that fails only after the fake clock has run past the 5 s rate limit forces both
+    # labels once more. Then one call per poll: 8 threads never make 8 calls a poll.
+    assert calls["GetSecretValue"] <= 3 + 3 + polls + 1
 
 
 # -- when the grace opens, and when it does not -----------------------------------------------
