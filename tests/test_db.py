@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from secretcache import SecretCache, SecretFormatError
+from secretcache import AsyncSecretCache, SecretCache, SecretFormatError
 from secretcache.db import (
     DbCredentials,
     Failure,
@@ -405,6 +405,8 @@ def test_factory_refuses_bad_arguments(client: Any) -> None:
     cache = SecretCache(client)
     with pytest.raises(TypeError):
         connection_factory(cache, "db", "psycopg.connect")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="async_connection_factory takes an AsyncSecretCache"):
+        connection_factory(AsyncSecretCache(cache=cache), "db", lambda **kwargs: None, mapping="pymysql")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cannot tell which driver"):
         connection_factory(cache, "db", lambda **kwargs: None)
     with pytest.raises(ValueError, match="unknown driver mapping"):

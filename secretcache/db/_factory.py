@@ -6,15 +6,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from secretcache._cache import SecretCache, store_of
 from secretcache._errors import SecretNotFoundError
 from secretcache.db._auth import Failure, classify
 from secretcache.db._credentials import DbCredentials, credentials
 from secretcache.db._recovery import POLL_INTERVAL, Connect, Op, Read, Recovery, Sleep, plan, run
-
-if TYPE_CHECKING:
-    from secretcache._cache import SecretCache
 
 __all__ = ["MAPPINGS", "ConnectionFactory", "FactoryBase", "connect_kwargs", "connection_factory"]
 
@@ -207,6 +205,11 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
         rotation_grace: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if not isinstance(cache, SecretCache):  # an AsyncSecretCache needs async_connection_factory
+            raise TypeError(
+                f"cache must be a SecretCache, not {type(cache).__name__} (async_connection_factory "
+                "takes an AsyncSecretCache)"
+            )
         super().__init__(
             cache,
             secret_id,
@@ -218,7 +221,8 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
             rotation_grace=rotation_grace,
             sleep=sleep,
         )
-        self._wait_bound = POLL_INTERVAL + getattr(getattr(cache, "_store", None), "wait_bound", 30.0)
+        # Waiting for another thread's poll: its sleep plus one bounded fetch, at most.
+        self._wait_bound = POLL_INTERVAL + store_of(cache).wait_bound
 
     def __call__(self) -> _C:
         """Open a new connection, recovering from a rotation as described above."""

@@ -113,7 +113,8 @@ def attach_to_engine(
             cargs, cparams = pending.get()
             return dialect.connect(*cargs, **{**cparams, **credentials})
 
-        sync_factory: ConnectionFactory[Any] = ConnectionFactory(cache, secret_id, dbapi_connect, **options)  # type: ignore[arg-type]
+        sync_cache: SecretCache = getattr(cache, "cache", None) or cache  # type: ignore[assignment]  # unwrap async
+        sync_factory: ConnectionFactory[Any] = ConnectionFactory(sync_cache, secret_id, dbapi_connect, **options)
 
         def do_connect(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
             token = pending.set((tuple(cargs), dict(cparams)))
