@@ -338,6 +338,7 @@ async def test_real_driver_errors_classify(pg_server: Server, maria_server: Serv
     import aiomysql
     import asyncpg
     import psycopg
+    import sqlalchemy
     from sqlalchemy.ext.asyncio import create_async_engine
 
     def through_engine(dialect: str, server: Server, port: int) -> Callable[[], Awaitable[Any]]:
@@ -375,8 +376,10 @@ async def test_real_driver_errors_classify(pg_server: Server, maria_server: Serv
         assert classify(refused) is Failure.AUTH, (name, refused)
         if name == "asyncpg":
             assert isinstance(refused, asyncpg.InvalidPasswordError)
-        if name.startswith("sqlalchemy"):
-            assert type(refused).__module__ == "sqlalchemy.exc"  # judged by the driver's error inside
+        if name.startswith("sqlalchemy") and tuple(map(int, sqlalchemy.__version__.split(".")[:2])) >= (2, 1):
+            # SQLAlchemy 2.1 wraps it (judged by the driver's error inside); 2.0 (on Python 3.10
+            # here) lets some drivers' connect errors through as they are.
+            assert type(refused).__module__ == "sqlalchemy.exc"
     down = free_port()
     for name, attempt in attempts(lambda _server: down).items():
         unreachable = await failed_login(attempt)
