@@ -95,3 +95,23 @@ def use_listener(cache: SecretCache, other: SecretCache) -> None:
     stopped: bool = listener.stop()
     ids: list[str] = secret_ids_from_event({"detail": {}}) + invalidate_from_event(cache, "{}")
     print(handled, running, stopped, ids)
+
+
+async def use_async_db(cache: SecretCache) -> None:
+    from secretcache import AsyncSecretCache
+    from secretcache.db import AsyncConnectionFactory, async_connection_factory, async_credentials, connection_factory
+
+    async def connect(*args: Any, **kwargs: Any) -> str:
+        return "connection"
+
+    async def nap(seconds: float) -> None:
+        print(seconds)
+
+    async_cache = AsyncSecretCache(cache=cache)
+    factory: AsyncConnectionFactory[str] = async_connection_factory(
+        async_cache, "db", connect, mapping="asyncpg", rotation_grace=5.0, sleep=nap
+    )
+    connection: str = await factory("dsn", timeout=5)
+    creds = await async_credentials(async_cache, "db", version_stage="AWSPENDING")
+    blocking = connection_factory(cache, "db", lambda **kwargs: "sync", mapping="pymysql", rotation_grace=0)
+    print(connection, creds.username, blocking(), async_cache.clock())
