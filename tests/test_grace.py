@@ -563,6 +563,16 @@ def test_bad_grace_arguments_fail_before_any_call(
     assert calls.total == 0
 
 
+def test_async_factory_refuses_a_blocking_sleep(cache: SecretCache) -> None:
+    """time.sleep would block the event loop during a grace: refused when the factory is built."""
+
+    async def connect(**kwargs: Any) -> str:
+        return "connection"
+
+    with pytest.raises(TypeError, match=r"async function such as asyncio\.sleep"):
+        async_connection_factory(cache, "db", connect, mapping="asyncpg", sleep=time.sleep)
+
+
 def test_interrupted_poll_leaves_no_poll_stuck(cache: SecretCache, admin: Any, calls: Calls, clock: FakeClock) -> None:
     """A KeyboardInterrupt in the grace's sleep ends that poll: the next connect polls (it does not wait on it)."""
     admin.create_secret(Name="db", SecretString=document("pw-1"))

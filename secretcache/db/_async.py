@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -75,6 +76,8 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         async_cache = as_async_cache(cache)
+        if callable(sleep) and not inspect.iscoroutinefunction(sleep):  # time.sleep would block the loop
+            raise TypeError(f"sleep must be an async function such as asyncio.sleep, not {sleep!r}")
         super().__init__(
             async_cache,
             secret_id,

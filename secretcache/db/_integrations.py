@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,7 @@ def attach_to_engine(
     is_auth_error: Callable[[BaseException], bool] | None = None,
     min_refresh_interval: float = 5.0,
     rotation_grace: float = 5.0,
+    sleep: Callable[[float], Any] | None = None,
     dispose_on_change: bool = False,
 ) -> ConnectionFactory[Any] | AsyncConnectionFactory[Any]:
     """Make an existing SQLAlchemy engine connect with a secret's current credentials.
@@ -79,6 +80,10 @@ def attach_to_engine(
     connections opened with the old credentials are closed and new ones log in with the new
     credentials, while connections checked out at that moment finish their work and are closed
     when returned. Off by default: connections stay valid after a password change.
+
+    ``rotation_grace`` and ``sleep`` are those of the factories (``sleep`` defaults to
+    ``time.sleep``, or ``asyncio.sleep`` for an ``AsyncEngine``; tests pass one that moves their
+    clock).
 
     Returns:
         The factory, e.g. for its ``repr`` or to call directly.
@@ -104,6 +109,8 @@ def attach_to_engine(
         "min_refresh_interval": min_refresh_interval,
         "rotation_grace": rotation_grace,
     }
+    if sleep is not None:  # else the factory's own: time.sleep, or asyncio.sleep for an AsyncEngine
+        options["sleep"] = sleep
     loops: list[asyncio.AbstractEventLoop] = []
     factory: ConnectionFactory[Any] | AsyncConnectionFactory[Any]
     if sync_engine is engine:
@@ -167,6 +174,7 @@ def psycopg_connection_class(
     is_auth_error: Callable[[BaseException], bool] | None = None,
     min_refresh_interval: float = 5.0,
     rotation_grace: float = 5.0,
+    sleep: Callable[[float], None] | None = None,
 ) -> type[psycopg.Connection[Any]]:
     """A psycopg 3 connection class whose ``connect()`` uses a secret's current credentials.
 
@@ -174,7 +182,8 @@ def psycopg_connection_class(
     connections in its own threads and only logs a failed connect (callers then see
     ``PoolTimeout``), so the rotation recovery of :class:`ConnectionFactory` must run inside
     the connection class, which is what this does. The pool's ``conninfo`` and ``kwargs``
-    still apply; the secret's credentials are laid over them.
+    still apply; the secret's credentials are laid over them. ``rotation_grace`` and ``sleep``
+    (default ``time.sleep``) are those of :class:`ConnectionFactory`.
 
     Raises:
         ImportError: psycopg is not installed (``pip install 'psycopg[binary]>=3.2'``, part of
@@ -199,6 +208,7 @@ def psycopg_connection_class(
         is_auth_error=is_auth_error,
         min_refresh_interval=min_refresh_interval,
         rotation_grace=rotation_grace,
+        **({} if sleep is None else {"sleep": sleep}),
     )
 
     class SecretConnection(base_class):  # type: ignore[valid-type,misc]
@@ -225,6 +235,7 @@ def psycopg_async_connection_class(
     is_auth_error: Callable[[BaseException], bool] | None = None,
     min_refresh_interval: float = 5.0,
     rotation_grace: float = 5.0,
+    sleep: Callable[[float], Awaitable[Any]] | None = None,
 ) -> type[psycopg.AsyncConnection[Any]]:
     """A psycopg 3 async connection class whose ``connect()`` uses a secret's current credentials.
 
@@ -232,7 +243,8 @@ def psycopg_async_connection_class(
     ``psycopg_pool.AsyncConnectionPool(connection_class=...)``, which has no connect hook and
     opens connections in its own tasks. The rotation recovery of :class:`AsyncConnectionFactory`
     runs inside ``connect()``; the pool's ``conninfo`` and ``kwargs`` still apply, with the
-    secret's credentials laid over them.
+    secret's credentials laid over them. ``rotation_grace`` and ``sleep`` (default
+    ``asyncio.sleep``) are those of :class:`AsyncConnectionFactory`.
 
     Raises:
         ImportError: psycopg is not installed (``pip install 'psycopg[binary]>=3.2'``, part of
@@ -257,6 +269,7 @@ def psycopg_async_connection_class(
         is_auth_error=is_auth_error,
         min_refresh_interval=min_refresh_interval,
         rotation_grace=rotation_grace,
+        **({} if sleep is None else {"sleep": sleep}),
     )
 
     class SecretAsyncConnection(base_class):  # type: ignore[valid-type,misc]
