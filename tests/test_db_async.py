@@ -41,6 +41,8 @@ KINDS = [
     "attach-psycopg-async-cache",  # attach_to_engine(AsyncEngine, AsyncSecretCache, id)
     "attach-aiomysql-async-cache",  # attach_to_engine(AsyncEngine, AsyncSecretCache, id), on MariaDB
 ]
+
+
 def engine_of(kind: str) -> str:
     return "mysql" if "aiomysql" in kind else "postgres"
 
