@@ -76,6 +76,13 @@ def _postgres_bindir() -> Path | None:
     return Path(initdb).resolve().parent if initdb else None
 
 
+def _setup(result: subprocess.CompletedProcess[bytes]) -> None:
+    """Fail a server's set-up step with what the tool said (its stderr), not only its exit status."""
+    if result.returncode != 0:
+        said = (result.stderr or result.stdout or b"").decode(errors="replace")[-2000:]
+        raise RuntimeError(f"{result.args[0]} exited with {result.returncode}:\n{said}")
+
+
 @contextmanager
 def postgres() -> Iterator[Server]:
     """A PostgreSQL server with scram-sha-256 password authentication for every connection."""
@@ -91,17 +98,17 @@ def postgres() -> Iterator[Server]:
         shutil.chown(base / "pw", "postgres", "postgres")
     data, log, port = base / "data", base / "log", free_port()
     run = _as_user("postgres")
-    subprocess.run(
+    _setup(subprocess.run(
         [*run, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
          f"--pwfile={base / 'pw'}", "--no-sync", "-E", "UTF8", "--locale=C"],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        check=False, capture_output=True, timeout=120,
+    ))  # fmt: skip
     options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={base} -c fsync=off"
     try:
-        subprocess.run(
+        _setup(subprocess.run(
             [*run, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options, "start"],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            check=False, capture_output=True, timeout=120,
+        ))  # fmt: skip
         _wait_for_port(port, None, log)
         yield Server("postgres", "127.0.0.1", port, "postgres", ADMIN_PASSWORD, "postgres")
     finally:
@@ -126,11 +133,11 @@ def mariadb() -> Iterator[Server]:
     user = ["--user=mysql"] if os.geteuid() == 0 else []
     if os.geteuid() == 0:
         shutil.chown(base, "mysql", "mysql")
-    subprocess.run(
+    _setup(subprocess.run(
         [install_db, "--no-defaults", f"--datadir={data}", *user, "--auth-root-authentication-method=normal",
          "--skip-test-db"],
-        check=True, capture_output=True, timeout=180,
-    )  # fmt: skip
+        check=False, capture_output=True, timeout=180,
+    ))  # fmt: skip
     process = subprocess.Popen(
         [daemon, "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
          f"--socket={sock}", "--skip-name-resolve", f"--log-error={log}", f"--pid-file={base / 'pid'}",
