@@ -17,6 +17,7 @@ from secretcache._errors import (
     SecretUnavailableError,
 )
 from secretcache._policy import RetryPolicy
+from secretcache._public import lazy as _lazy
 from secretcache._public import publish as _publish
 from secretcache._stats import CacheStats
 from secretcache._value import SecretChange, SecretValue
@@ -57,23 +58,18 @@ _publish(globals(), __all__)
 # Hidden from type checkers, which would otherwise accept any misspelt name as an ``object``; they
 # see AsyncSecretCache and __version__ declared above.
 if not _typing.TYPE_CHECKING:
+    _load = _lazy(globals(), {"AsyncSecretCache": "secretcache._aio"})
 
     def __getattr__(name: str) -> object:
         """Load ``AsyncSecretCache`` and ``__version__`` on first use, then keep them."""
-        if name == "AsyncSecretCache":
-            from secretcache._aio import AsyncSecretCache
+        if name != "__version__":
+            return _load(name)
+        from importlib.metadata import PackageNotFoundError, version
 
-            _publish({"__name__": __name__, name: AsyncSecretCache}, [name])
-            value: object = AsyncSecretCache
-        elif name == "__version__":
-            from importlib.metadata import PackageNotFoundError, version
-
-            try:
-                value = version(__name__)
-            except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-                value = "0.0.0"
-        else:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        try:
+            value = version(__name__)
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+            value = "0.0.0"
         globals()[name] = value
         return value
 

@@ -89,7 +89,6 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
             rotation_grace=rotation_grace,
             sleep=sleep,
         )
-        self._async_cache = async_cache
         self._wait_bound = POLL_INTERVAL + store_of(async_cache.cache).wait_bound
 
     async def __call__(self, *args: Any, **kwargs: Any) -> _C:
@@ -116,7 +115,7 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
         if isinstance(op, Read):
             try:
                 return await async_credentials(
-                    self._async_cache, self._secret_id, version_stage=op.stage, force_refresh=op.force
+                    self._cache, self._secret_id, version_stage=op.stage, force_refresh=op.force
                 )
             except SecretNotFoundError:
                 if op.stage is None:
