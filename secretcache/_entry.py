@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from secretcache._errors import SecretCacheError, SecretFormatError, SecretUnavailableError
 from secretcache._json import parse_document, select_key, thaw
+from secretcache._logs import LogLine
 from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
@@ -173,10 +174,6 @@ def json_of(entry: Entry, secret_id: str, key: str | None) -> Any:
     return thaw(select_key(document, key, secret_id))
 
 
-LogLine = tuple[int, str, tuple[object, ...]]
-"""A log call to make once the store's lock is released: level, message, arguments."""
-
-
 def fresh_entry(value: SecretValue, *, ttl: float | None, lifetime: float, now: float, timing: Timing) -> Entry:
     """The entry for a value fetched at ``now`` that is fresh for ``lifetime`` seconds."""
     fresh_until = now + lifetime
@@ -191,9 +188,17 @@ def fresh_entry(value: SecretValue, *, ttl: float | None, lifetime: float, now: 
 
 
 def failed_entry(
-    previous: Entry | None, err: SecretCacheError, secret_id: str, now: float, retry: RetryPolicy
+    previous: Entry | None,
+    err: SecretCacheError,
+    secret_id: str,
+    now: float,
+    retry: RetryPolicy,
+    extra: dict[str, object],
 ) -> tuple[Entry, LogLine | None]:
     """The entry to keep after a failed fetch, and the log line the failure deserves.
+
+    ``extra`` holds the fetch's log fields (:func:`secretcache._logs.facts`); a line about
+    serving a cached value adds its ``version_id``.
 
     The last good value is kept through outages only (:class:`SecretUnavailableError`) while
     still servable; a definite answer (deleted, access revoked) stops serving it. Either way the
@@ -209,6 +214,7 @@ def failed_entry(
                 logging.WARNING,
                 "serving the cached value of secret %r (version %s) while fetching fails: %s",
                 (secret_id, previous.value.version_id, err),
+                {**extra, "version_id": previous.value.version_id},
             )
         kept = Entry(
             previous.value,
@@ -222,8 +228,13 @@ def failed_entry(
     line = None
     if not isinstance(err, SecretUnavailableError):
         # A definite answer the caller receives as an exception; not worth a warning.
-        line = (logging.DEBUG, "fetching secret %r failed: %s", (secret_id, err))
+        line = (logging.DEBUG, "fetching secret %r failed: %s", (secret_id, err), extra)
     elif previous is None or previous.failure is None or previous.value is not None:
         # First failure, or the cached value just grew too old to serve: reads now fail.
-        line = (logging.WARNING, "fetching secret %r failed and no cached value can be served: %s", (secret_id, err))
+        line = (
+            logging.WARNING,
+            "fetching secret %r failed and no cached value can be served: %s",
+            (secret_id, err),
+            extra,
+        )
     return Entry(None, ttl=previous.ttl if previous is not None else None, failure=failure), line

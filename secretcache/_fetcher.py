@@ -35,6 +35,7 @@ from secretcache._errors import (
     SecretUnavailableError,
 )
 from secretcache._keys import DEFAULT_STAGE, aliases
+from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
 from secretcache._stats import Counters
 from secretcache._value import SecretValue
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
         GetSecretValueResponseTypeDef,
         SecretValueEntryTypeDef,
     )
+
+    from secretcache._observe import Fetch
 
 
 class BatchRefusedError(Exception):
@@ -193,12 +196,6 @@ def is_transient(err: BaseException) -> bool:
     return isinstance(err, (*_TRANSIENT_EXCEPTIONS, MalformedResponseError))
 
 
-def _describe(err: Exception) -> str:
-    if isinstance(err, ClientError):
-        return str(err.response.get("Error", {}).get("Code", "Unknown"))
-    return type(err).__name__
-
-
 def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheError:
     """Translate a botocore failure into the matching typed secretcache error."""
     where = f"{operation} for secret {secret_id!r}"
@@ -327,11 +324,13 @@ class Fetcher:
                     client = self._client = build_client()
         return client
 
-    def get_secret_value(self, secret_id: str, version_stage: str | None, version_id: str | None) -> SecretValue:
+    def get_secret_value(
+        self, secret_id: str, version_stage: str | None, version_id: str | None, fetch: Fetch | None = None
+    ) -> SecretValue:
         """Fetch one version of a secret; AWSCURRENT when neither stage nor version id is given.
 
         ``VersionStage`` is always sent when no version id is asked for, so the label is never
-        left for the service to default.
+        left for the service to default. ``fetch``, when given, counts the attempts.
 
         Raises:
             SecretCacheError: The typed error matching the failure, the botocore error chained.
@@ -344,16 +343,17 @@ class Fetcher:
 
         def attempt() -> GetSecretValueResponseTypeDef:
             client = self.client
-            self._counters.api_call("GetSecretValue")
-            response = client.get_secret_value(**kwargs)
+            response = self._send("GetSecretValue", fetch, lambda: client.get_secret_value(**kwargs))
             _check_fields(response, "GetSecretValue")
             return response
 
         # With both VersionId and VersionStage, Secrets Manager refuses a pair that disagrees.
         return to_secret_value(self._call("GetSecretValue", secret_id, attempt), secret_id)
 
-    def batch_get_secret_values(self, secret_ids: list[str]) -> tuple[list[SecretValue], dict[str, SecretCacheError]]:
-        """Fetch AWSCURRENT of up to :data:`BATCH_SIZE` secrets in one call.
+    def batch_get_secret_values(
+        self, secret_ids: list[str], fetch: Fetch | None = None
+    ) -> tuple[list[SecretValue], dict[str, SecretCacheError]]:
+        """Fetch AWSCURRENT of up to :data:`BATCH_SIZE` secrets in one call (``fetch`` counts attempts).
 
         Returns the values found (match them to the requested ids by name or ARN) and the
         typed error of each id the service reported an error for, or whose value came back
@@ -372,8 +372,9 @@ class Fetcher:
             # A botocore older than the operation builds a client without the method.
             if not hasattr(client, "batch_get_secret_value"):
                 raise BatchRefusedError("this botocore does not know BatchGetSecretValue")
-            self._counters.api_call("BatchGetSecretValue")
-            response = client.batch_get_secret_value(SecretIdList=secret_ids)
+            response = self._send(
+                "BatchGetSecretValue", fetch, lambda: client.batch_get_secret_value(SecretIdList=secret_ids)
+            )
             for item in response.get("SecretValues", []):
                 _check_fields(item, "BatchGetSecretValue")
             return response
@@ -409,7 +410,7 @@ class Fetcher:
             errors[secret_id] = error = map_error(err, "BatchGetSecretValue", secret_id)
             error.__cause__ = err
         raise BatchFailedError(
-            f"BatchGetSecretValue for {len(secret_ids)} secret(s) ({label}) failed: {_describe(err)}", errors
+            f"BatchGetSecretValue for {len(secret_ids)} secret(s) ({label}) failed: {error_type(err)}", errors
         ) from err
 
     def reset_after_fork(self) -> None:
@@ -427,6 +428,17 @@ class Fetcher:
         close = getattr(session, "close", None)
         if callable(close):
             close()
+
+    def _send(self, operation: str, fetch: Fetch | None, call: Callable[[], _T]) -> _T:
+        """Make one call, counting it (and its failure, by error type) and the fetch's attempt."""
+        self._counters.api_call(operation)
+        if fetch is not None:
+            fetch.attempts += 1
+        try:
+            return call()
+        except Exception as err:
+            self._counters.api_error(operation, error_type(err))
+            raise
 
     def _retrying(self, attempt: Callable[[], _T]) -> _T:
         """Run ``attempt`` under the retry policy; the last error is re-raised as is."""

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from secretcache._entry import Entry, LogLine
+    from secretcache._entry import Entry
     from secretcache._keys import CacheKey
+    from secretcache._logs import LogLine
+    from secretcache._observe import Refresh
     from secretcache._stats import Counters
     from secretcache._value import SecretChange
 
@@ -36,9 +38,9 @@ class Effects:
         """Count one ``name`` (a :class:`CacheStats` counter) when :meth:`apply_counts` runs."""
         self.counts.append(name)
 
-    def log(self, level: int, message: str, *args: object) -> None:
-        """Log ``message % args`` at ``level`` when announced."""
-        self.logs.append((level, message, args))
+    def log(self, level: int, message: str, *args: object, extra: dict[str, object]) -> None:
+        """Log ``message % args`` at ``level``, with the ``extra`` fields, when announced."""
+        self.logs.append((level, message, args, extra))
 
     def apply_counts(self, counters: Counters) -> None:
         """Add the pending counts to ``counters`` (each once)."""
@@ -64,13 +66,28 @@ class Flight:
     are final once ``_done`` is set.
     """
 
-    __slots__ = ("_done", "callbacks", "due", "entry", "error", "key", "owner", "previous", "state", "ttl")
+    __slots__ = (
+        "_done",
+        "callbacks",
+        "due",
+        "entry",
+        "error",
+        "key",
+        "origin",
+        "owner",
+        "previous",
+        "refresh",
+        "state",
+        "ttl",
+    )
 
-    def __init__(self, key: CacheKey, previous: Entry | None, ttl: float | None, state: str) -> None:
+    def __init__(self, key: CacheKey, previous: Entry | None, ttl: float | None, state: str, refresh: Refresh) -> None:
         self.key = key
         self.previous = previous
         self.ttl = ttl
         self.state = state
+        self.refresh = refresh  # why it runs, for observers; a reader taking a queued one over makes it foreground
+        self.origin: object = None  # the observer's token for what queued a background refresh
         self.owner: int | None = None  # thread running the fetch
         self.due: float | None = None  # refresh point to restore if a queued refresh comes to nothing
         self.entry: Entry | None = None

@@ -26,7 +26,8 @@ class CacheStats:
             on the hot path, so it may undercount slightly: a hit on an entry that another
             thread replaces or drops at that very moment can be lost (and, on a free-threaded
             build, concurrent increments too). Every other counter is exact.
-        misses: Reads that had to wait for a fetch (cold key, expired value, forced refresh).
+        misses: Reads that had to wait for a fetch (cold key, expired value, forced refresh),
+            whatever they then returned or raised.
         api_calls: Secrets Manager calls by operation name (``"GetSecretValue"``), one per
             attempt, retries included.
         refreshes: Fetches of a key that already held a value (expiry, refresh-ahead or
@@ -39,6 +40,14 @@ class CacheStats:
         size: Entries held when the snapshot was taken.
         in_flight: Fetches queued or running when the snapshot was taken (a gauge, not a
             counter).
+        api_errors: The calls of ``api_calls`` that failed, by error type: the AWS error code
+            (``"ThrottlingException"``) or the botocore exception's class name
+            (``"ReadTimeoutError"``).
+        read_errors: Reads that raised because no value could be served: the fetch failed
+            with nothing servable cached, a remembered failure was backing off, or the fetch
+            took longer than the wait bound.
+        changes: New versions seen: a fetch returned a version id other than the last one
+            cached for the same secret and label (what ``on_change`` listeners hear of).
     """
 
     hits: int = 0
@@ -51,10 +60,15 @@ class CacheStats:
     evictions: int = 0
     size: int = 0
     in_flight: int = 0
+    api_errors: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    read_errors: int = 0
+    changes: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.api_calls, MappingProxyType):  # built by hand or unpickled: freeze it
-            object.__setattr__(self, "api_calls", MappingProxyType(dict(self.api_calls)))
+        for name in ("api_calls", "api_errors"):
+            value = getattr(self, name)
+            if not isinstance(value, MappingProxyType):  # built by hand or unpickled: freeze it
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
 
     def __reduce__(self) -> tuple[type[CacheStats], tuple[object, ...]]:
         # A mappingproxy cannot be pickled: send a plain dict, which __post_init__ freezes again.
@@ -88,17 +102,29 @@ class CacheStats:
 class Counters:
     """Mutable counters behind a cache. Thread-safe: every change takes a short private lock."""
 
-    __slots__ = ("_api_calls", "_lock", "_values")
+    __slots__ = ("_api_calls", "_api_errors", "_lock", "_values")
 
-    _NAMES = ("misses", "refreshes", "background_refreshes", "stale_served", "errors", "evictions")
+    _NAMES = (
+        "misses",
+        "refreshes",
+        "background_refreshes",
+        "stale_served",
+        "errors",
+        "evictions",
+        "read_errors",
+        "changes",
+    )
+    MISSES_SERVED = "misses_served"
+    """Not in :class:`CacheStats`: misses answered with a value within its TTL (see :meth:`reads`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: Counter[str] = Counter()
         self._api_calls: Counter[str] = Counter()
+        self._api_errors: Counter[tuple[str, str]] = Counter()
 
     def add(self, name: str, amount: int = 1) -> None:
-        """Add ``amount`` to the counter ``name`` (one of the :class:`CacheStats` counters)."""
+        """Add ``amount`` to the counter ``name`` (a :class:`CacheStats` counter or ``MISSES_SERVED``)."""
         with self._lock:
             self._values[name] += amount
 
@@ -106,6 +132,32 @@ class Counters:
         """Count one call of a Secrets Manager operation."""
         with self._lock:
             self._api_calls[operation] += 1
+
+    def api_error(self, operation: str, error_type: str) -> None:
+        """Count one call of ``operation`` (already counted by :meth:`api_call`) as failed."""
+        with self._lock:
+            self._api_errors[operation, error_type] += 1
+
+    def api_outcomes(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+        """Calls by operation, and the failed ones by operation and error type."""
+        with self._lock:
+            return dict(self._api_calls), dict(self._api_errors)
+
+    def reads(self, hits: int) -> dict[str, int]:
+        """Every read once, by what it returned: ``hit``, ``miss``, ``stale`` or ``error``.
+
+        ``miss`` is a read that waited for a fetch and got a value within its TTL; one that
+        waited and got a stale value or an error counts as ``stale`` or ``error`` instead
+        (:attr:`CacheStats.misses` counts every read that waited).
+        """
+        with self._lock:
+            values = self._values
+            return {
+                "hit": hits,
+                "miss": values[self.MISSES_SERVED],
+                "stale": values["stale_served"],
+                "error": values["read_errors"],
+            }
 
     def reset_after_fork(self) -> None:
         """In a forked child: a fresh lock (counts carry on from the parent's)."""
@@ -116,4 +168,14 @@ class Counters:
         with self._lock:
             values = {name: self._values[name] for name in self._NAMES}
             api_calls = MappingProxyType(dict(self._api_calls))
-        return CacheStats(hits=hits, api_calls=api_calls, size=size, in_flight=in_flight, **values)
+            by_type: Counter[str] = Counter()
+            for (_, error_type), count in self._api_errors.items():
+                by_type[error_type] += count
+        return CacheStats(
+            hits=hits,
+            api_calls=api_calls,
+            size=size,
+            in_flight=in_flight,
+            api_errors=MappingProxyType(dict(by_type)),
+            **values,
+        )

@@ -28,23 +28,28 @@ Invariants, kept by every method of :class:`Store`; no code outside this module 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 from secretcache._entry import Entry, failed_entry, fresh_entry
 from secretcache._errors import SecretCacheError, SecretNotFoundError, SecretUnavailableError, fresh_copy
 from secretcache._fetcher import BATCH_SIZE, CONNECT_TIMEOUT, READ_TIMEOUT, BatchFailedError, BatchRefusedError
 from secretcache._flight import DONE, QUEUED, RUNNING, Claim, Effects, Flight
-from secretcache._keys import CacheKey, aliases, split_key
+from secretcache._keys import DEFAULT_STAGE, CacheKey, aliases, split_key
+from secretcache._logs import facts
+from secretcache._observe import FOREGROUND, Fetch
+from secretcache._stats import Counters
 from secretcache._table import Table
 
 if TYPE_CHECKING:
     from secretcache._fetcher import Fetcher
+    from secretcache._observe import Observer, Refresh
     from secretcache._policy import RetryPolicy, Timing
-    from secretcache._stats import Counters
     from secretcache._value import ChangeListener, SecretValue
     from secretcache._worker import BackgroundPool
 
@@ -79,7 +84,7 @@ class Store:
         self._fetcher = fetcher
         self._timing = timing
         self._retry = retry
-        self._counters = counters
+        self._counters = self.counters = counters
         self._clock = clock
         self._pool = pool
         self._random = random.Random()  # noqa: S311 - spreads refresh times, not a secret
@@ -89,6 +94,8 @@ class Store:
         self.closed = False
         self.wait_bound = retry.deadline + CONNECT_TIMEOUT + READ_TIMEOUT
         """Longest a reader waits for another thread's fetch, in seconds."""
+        self.observer: Observer | None = None
+        """Called around fetches when instrumented (:mod:`secretcache._observe`); never on a hit."""
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -140,12 +147,16 @@ class Store:
             if entry is not None and not force:
                 served, queued, error, stale = self._serve(key, entry, now)
             if served is None and error is None:
-                claim = self._claim(key, entry, ttl, runs_here)
+                claim = self._claim(key, entry, ttl, force, runs_here)
         if stale:
             self._counters.add("stale_served")
         if queued is not None:
+            observer = self.observer
+            if observer is not None:
+                queued.origin = observer.origin()
             self._submit(queued)
         if error is not None:
+            self._counters.add("read_errors")
             raise_copy(error)
         if served is not None:
             return served
@@ -153,15 +164,17 @@ class Store:
         self._counters.add("misses")
         return claim
 
-    def _claim(self, key: CacheKey, entry: Entry | None, ttl: float | None, runs_here: bool) -> Claim:
+    def _claim(self, key: CacheKey, entry: Entry | None, ttl: float | None, force: bool, runs_here: bool) -> Claim:
         """Locked. Join the running fetch of ``key``, or take over its queued one, or start one."""
         flight = self._flights.get(key)
         if flight is not None and flight.state is RUNNING:
             return Claim(flight, owner=False)
+        refresh: Refresh = "forced" if force else FOREGROUND
         if flight is None:
-            flight = self._flights[key] = Flight(key, entry, ttl, RUNNING)
+            flight = self._flights[key] = Flight(key, entry, ttl, RUNNING, refresh)
         else:  # queued: run it now rather than wait for a worker
             flight.state = RUNNING
+            flight.refresh = refresh
             flight.ttl = ttl if ttl is not None else flight.ttl
         flight.owner = threading.get_ident() if runs_here else None
         return Claim(flight, owner=True)
@@ -192,7 +205,7 @@ class Store:
         """Locked. Queue one background refresh of ``key`` unless a fetch of it exists."""
         if key in self._flights:
             return None
-        flight = self._flights[key] = Flight(key, entry, None, QUEUED)
+        flight = self._flights[key] = Flight(key, entry, None, QUEUED, "background")
         flight.due = entry.refresh_at
         entry.refresh_at = entry.fresh_until  # reads take the hot path again meanwhile
         return flight
@@ -218,9 +231,16 @@ class Store:
         self.run(flight)
 
     def start(self, flight: Flight) -> None:
-        """Run a claimed fetch on a new daemon thread (for readers that must not block)."""
+        """Run a claimed fetch on a new daemon thread (for readers that must not block).
+
+        The thread runs in a copy of the caller's context (as ``asyncio.to_thread`` does), so
+        the fetch belongs to the caller's trace.
+        """
+        context = contextvars.copy_context()
         try:
-            thread = threading.Thread(target=self.run, args=(flight,), name="secretcache-fetch", daemon=True)
+            thread = threading.Thread(
+                target=context.run, args=(self.run, flight), name="secretcache-fetch", daemon=True
+            )
             thread.start()
         except BaseException as err:
             self.complete(flight, None, err)
@@ -238,6 +258,7 @@ class Store:
         """The entry a completed flight gives its readers: its value, a stale value, or its error."""
         entry = flight.entry
         if entry is None:
+            self._counters.add("read_errors")
             error = flight.error
             if isinstance(error, Exception):
                 raise error
@@ -246,6 +267,7 @@ class Store:
                 f"the fetch of secret {secret_id!r} this read waited for was interrupted", secret_id=secret_id
             ) from error
         if entry.failure is None:
+            self._counters.add(Counters.MISSES_SERVED)
             return entry
         return self._serve_failed(entry, entry.failure.error)
 
@@ -255,16 +277,17 @@ class Store:
         secret_id = split_key(flight.key)[0]
         error = SecretUnavailableError(f"secret {secret_id!r} is not available yet: {why}", secret_id=secret_id)
         if previous is None:
+            self._counters.add("read_errors")
             raise error
         return self._serve_failed(previous, error)
 
     def _serve_failed(self, entry: Entry, error: SecretCacheError) -> Entry:
-        """The entry's value if still servable (counted as stale past its TTL), else ``error``."""
+        """For a read that waited: the entry's value if still servable (stale past its TTL), else ``error``."""
         now = self._clock()
         if entry.servable(now):
-            if not entry.is_fresh(now):
-                self._counters.add("stale_served")
+            self._counters.add(Counters.MISSES_SERVED if entry.is_fresh(now) else "stale_served")
             return entry
+        self._counters.add("read_errors")
         raise_copy(error)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -283,13 +306,22 @@ class Store:
         own = effects is None
         effects = Effects() if effects is None else effects
         secret_id, version_stage, version_id = split_key(flight.key)
+        fetch = Fetch(
+            "GetSecretValue",
+            (secret_id,),
+            refresh=flight.refresh,
+            origin=flight.origin,
+            version_stage=version_stage or (DEFAULT_STAGE if version_id is None else None),
+            version_id=version_id,
+        )
         result: Entry | None = None
         unexpected: BaseException | None = None
         try:
             try:
-                value = self._fetcher.get_secret_value(secret_id, version_stage, version_id)
+                with self._observing(fetch):
+                    value = self._fetcher.get_secret_value(secret_id, version_stage, version_id, fetch)
             except SecretCacheError as err:
-                result = self._failed(flight, err, effects)
+                result = self._failed(flight, err, effects, fetch)
             else:
                 result = self._fresh(flight, value)
         except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
@@ -329,8 +361,10 @@ class Store:
             for callback in callbacks:  # asyncio wake-ups: a failing one must not cost the others
                 try:
                     callback()
-                except Exception:
-                    effects.log(logging.ERROR, "waking a reader of secret %r failed", split_key(flight.key)[0])
+                except Exception as err:
+                    secret_id = split_key(flight.key)[0]
+                    extra = facts("wake", secret_name=secret_id, error=err)
+                    effects.log(logging.ERROR, "waking a reader of secret %r failed", secret_id, extra=extra)
             if own:
                 self._announce(effects)
 
@@ -347,9 +381,11 @@ class Store:
         lifetime = ttl * (1.0 - self._timing.ttl_jitter * self._random.random())
         return fresh_entry(value, ttl=ttl, lifetime=lifetime, now=self._clock(), timing=self._timing)
 
-    def _failed(self, flight: Flight, err: SecretCacheError, effects: Effects) -> Entry:
+    def _failed(self, flight: Flight, err: SecretCacheError, effects: Effects, fetch: Fetch) -> Entry:
         """The entry to keep after a failed fetch (the value, for outages only, plus the failure)."""
-        entry, line = failed_entry(flight.previous, err, split_key(flight.key)[0], self._clock(), self._retry)
+        secret_id = split_key(flight.key)[0]
+        extra = facts(fetch.operation, secret_name=secret_id, attempt=fetch.attempts, error=err)
+        entry, line = failed_entry(flight.previous, err, secret_id, self._clock(), self._retry, extra)
         if line is not None:
             effects.logs.append(line)
         return entry
@@ -378,7 +414,7 @@ class Store:
                     if not entry.servable(now) and entry.failure is not None:
                         failures[secret_id] = entry.failure.error
                     continue
-                claimed.append(Flight(secret_id, entry, None, QUEUED))
+                claimed.append(Flight(secret_id, entry, None, QUEUED, "prefetch"))
                 self._flights[secret_id] = claimed[-1]
         effects = Effects()
         try:
@@ -412,8 +448,10 @@ class Store:
         if not flights:
             return None
         ids = [split_key(flight.key)[0] for flight in flights]
+        fetch = Fetch("BatchGetSecretValue", tuple(ids), refresh="prefetch", version_stage=DEFAULT_STAGE)
         try:
-            values, errors = self._fetcher.batch_get_secret_values(ids)
+            with self._observing(fetch):
+                values, errors = self._fetcher.batch_get_secret_values(ids, fetch)
         except BatchRefusedError as refusal:
             with self._lock:
                 self._batch_refusals += 1
@@ -424,7 +462,10 @@ class Store:
                 for flight in flights:
                     if flight not in dropped:
                         flight.state = QUEUED
-            effects.log(logging.INFO, "BatchGetSecretValue refused (%s); fetching one secret at a time", refusal)
+            extra = facts("BatchGetSecretValue", attempt=fetch.attempts, error=refusal)
+            effects.log(
+                logging.INFO, "BatchGetSecretValue refused (%s); fetching one secret at a time", refusal, extra=extra
+            )
             for flight in dropped:
                 self.run(flight, effects)
             return self._one_by_one([flight for flight in flights if flight not in dropped], failures, effects)
@@ -441,7 +482,7 @@ class Store:
             error = errors.get(secret_id) or SecretNotFoundError(
                 f"BatchGetSecretValue returned nothing for secret {secret_id!r}", secret_id=secret_id
             )
-            result = self._failed(flight, error, effects)
+            result = self._failed(flight, error, effects, fetch)
             failures[secret_id] = error
             self.complete(flight, result, None, effects)
         return None
@@ -526,16 +567,22 @@ class Store:
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _observing(self, fetch: Fetch) -> AbstractContextManager[object]:
+        """The observer's context around ``fetch``, or nothing when not instrumented."""
+        observer = self.observer
+        return nullcontext() if observer is None else observer.observe(fetch)
+
     def _announce(self, effects: Effects) -> None:
         """Outside the lock: emit the log lines, then call the listeners with the changes."""
-        for level, message, args in effects.take_logs():
-            logger.log(level, message, *args)
+        for level, message, args, extra in effects.take_logs():
+            logger.log(level, message, *args, extra=extra)
         for change in effects.take_changes():
             for listener in self._listeners:
                 try:
                     listener(change)
-                except Exception:
-                    logger.exception("on_change listener %r failed for secret %r", listener, change.name)
+                except Exception as err:
+                    extra = facts("on_change", secret_name=change.name, version_id=change.new_version_id, error=err)
+                    logger.exception("on_change listener %r failed for secret %r", listener, change.name, extra=extra)
 
 
 def raise_copy(error: SecretCacheError) -> None:

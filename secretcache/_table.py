@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from cachetools import LRUCache
 
 from secretcache._keys import DEFAULT_STAGE, CacheKey, Key, aliases, split_key
+from secretcache._logs import facts
 from secretcache._value import SecretChange, SecretValue
 
 if TYPE_CHECKING:
@@ -61,11 +62,14 @@ class Table:
             if old.hits > old.seen:
                 entry.seen = -1  # keep the recency of the entry being replaced
             if old.failure is not None and entry.failure is None:
+                secret_id = split_key(key)[0]
+                version_id = entry.value.version_id if entry.value is not None else None
                 effects.log(
                     logging.INFO,
                     "secret %r is readable again after %d failed fetches",
-                    split_key(key)[0],
+                    secret_id,
                     old.failure.count,
+                    extra=facts("GetSecretValue", secret_name=secret_id, version_id=version_id),
                 )
         self.entries[key] = entry
         if old is None:
@@ -80,6 +84,7 @@ class Table:
         if previous_version is not None and previous_version != value.version_id:
             self._drop_other_spellings(key, value, stage)
             effects.changes.append(SecretChange(value.name, value.arn, stage, previous_version, value.version_id))
+            effects.count("changes")
 
     def _drop_other_spellings(self, key: CacheKey, new: SecretValue, stage: str) -> None:
         """Drop entries of the same label under another spelling that hold an older version.

@@ -244,7 +244,7 @@ def test_flight_and_entry_reprs_hold_no_value() -> None:
     entry = Entry(None, failure=Failure(SecretUnavailableError("down", secret_id="db"), retry_at=0.0, count=2))
     assert "SecretUnavailableError" in repr(entry)
     assert "failures=2" in repr(entry)
-    flight = Flight("db", entry, None, "running")
+    flight = Flight("db", entry, None, "running", "foreground")
     assert "down" not in repr(flight)
 
 

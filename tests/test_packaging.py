@@ -31,6 +31,7 @@ PUBLIC_MODULES = [
     "secretcache.aws_lambda",
     "secretcache.db",
     "secretcache.events",
+    "secretcache.otel",
     "secretcache.redaction",
     "secretcache.testing",
 ]
@@ -101,7 +102,23 @@ def test_import_loads_neither_asyncio_nor_package_metadata() -> None:
     fresh = run_fresh(code)
     assert "asyncio" not in fresh["loaded"] or "asyncio" in reference
     assert "secretcache._aio" not in fresh["loaded"]
+    assert not [name for name in fresh["loaded"] if name.startswith("opentelemetry")]
     assert fresh["listed"]
+
+
+def test_otel_extra_needs_the_api_only_and_says_so_when_missing() -> None:
+    """``secretcache[otel]`` pulls in opentelemetry-api alone; without it, the import error says what to install."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert [requirement.split(">")[0] for requirement in extras["otel"]] == ["opentelemetry-api"]
+    code = """if True:
+        import json, sys
+        sys.modules["opentelemetry"] = None  # as if the extra were not installed
+        try:
+            import secretcache.otel
+        except ImportError as error:
+            print(json.dumps(str(error)))
+    """
+    assert "pip install 'secretcache[otel]'" in run_fresh(code)
 
 
 def test_lazy_names_resolve_in_a_fresh_interpreter() -> None:

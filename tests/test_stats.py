@@ -20,7 +20,8 @@ def test_stats_print_as_a_plain_dataclass() -> None:
     stats = cache.stats()
     expected = (
         "CacheStats(hits=1, misses=1, api_calls={'GetSecretValue': 1}, refreshes=0, background_refreshes=0, "
-        "stale_served=0, errors=1, evictions=0, size=2, in_flight=0)"
+        "stale_served=0, errors=1, evictions=0, size=2, in_flight=0, api_errors={'ResourceNotFoundException': 1}, "
+        "read_errors=1, changes=0)"
     )
     assert repr(stats) == expected
     assert str(stats) == expected
@@ -41,9 +42,14 @@ def test_stats_pickle_copy_hash_and_stay_read_only() -> None:
         assert other == stats
         assert hash(other) == hash(stats)
         assert other.api_calls == {"GetSecretValue": 1}
+        assert other.api_errors == {"ResourceNotFoundException": 1}
         with pytest.raises(TypeError):
             other.api_calls["GetSecretValue"] = 0  # type: ignore[index]
-    built = CacheStats(hits=1, api_calls={"GetSecretValue": 2})
+        with pytest.raises(TypeError):
+            other.api_errors["ResourceNotFoundException"] = 0  # type: ignore[index]
+    built = CacheStats(hits=1, api_calls={"GetSecretValue": 2}, api_errors={"ThrottlingException": 1})
     with pytest.raises(TypeError):
         built.api_calls["GetSecretValue"] = 0  # type: ignore[index]
+    with pytest.raises(TypeError):
+        built.api_errors["ThrottlingException"] = 0  # type: ignore[index]
     assert built.total_api_calls == 2

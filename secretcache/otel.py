@@ -1,0 +1,300 @@
+"""OpenTelemetry metrics and traces for a cache: ``instrument(cache)``.
+
+Install the extra (``pip install 'secretcache[otel]'``, which needs ``opentelemetry-api`` only)
+and configure the OpenTelemetry SDK as usual; then::
+
+    from secretcache.otel import instrument
+
+    uninstrument = instrument(cache)  # the global meter and tracer providers
+    ...
+    uninstrument()  # stops all recording
+
+Metrics are read from the cache's own counters when the SDK collects them (observable
+instruments), so a cache hit records nothing and costs nothing extra. The one synchronous
+instrument is the fetch-duration histogram, recorded once per fetch. Each fetch (one Secrets
+Manager request with its retries) is a ``secretcache.fetch`` span: a child of the caller's span
+when a read waits for it, a trace of its own (linked to the span whose read triggered it) when it
+runs in the background. botocore's spans, if you also instrument botocore, nest under it.
+
+Secret names appear as attributes only with ``secret_names=True``; secret values never appear,
+whatever the options. Exceptions are not recorded as span events (their messages name the
+secret): a failed fetch sets the span status to ERROR and ``error.type`` to a short code. The
+metric names, attributes and recommended alerts are in ``docs/monitoring.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from secretcache import __version__
+from secretcache._aio import AsyncSecretCache
+from secretcache._cache import SecretCache, store_of
+from secretcache._logs import error_type, facts
+
+try:
+    from opentelemetry import context, metrics, trace
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+except ImportError as err:  # pragma: no cover - exercised only without the extra installed
+    raise ImportError("secretcache.otel needs opentelemetry-api: pip install 'secretcache[otel]'") from err
+
+if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
+
+    from secretcache._observe import Fetch
+
+__all__ = ["instrument"]
+
+logger = logging.getLogger("secretcache.otel")
+
+SCOPE = "secretcache"
+"""The instrumentation scope (meter and tracer name)."""
+
+# Seconds, for calls that take milliseconds but may retry for seconds (the SDK's default
+# boundaries are for milliseconds).
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0)
+
+
+def instrument(
+    cache: SecretCache | AsyncSecretCache,
+    *,
+    meter_provider: metrics.MeterProvider | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    secret_names: bool = False,
+) -> Callable[[], None]:
+    """Export ``cache``'s metrics and trace its fetches; return the function that stops it.
+
+    Args:
+        cache: A :class:`~secretcache.SecretCache` or :class:`~secretcache.AsyncSecretCache`.
+        meter_provider: Where metrics go; the global meter provider by default.
+        tracer_provider: Where spans go; the global tracer provider by default.
+        secret_names: Add the secret id as the application asked for it
+            (``secretcache.secret.name``) to spans and fetch-duration samples. Off by default:
+            a secret's name can tell an attacker what to look for.
+
+    Returns:
+        A function that removes the instrumentation (idempotent): the cache's counts leave the
+        observable metrics, and fetches record nothing more. Instrumenting again later works.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: The cache is instrumented already (remove that first).
+        RuntimeError: The cache is closed.
+    """
+    target = cache.cache if isinstance(cache, AsyncSecretCache) else cache
+    if not isinstance(target, SecretCache):
+        raise TypeError(f"instrument() takes a SecretCache or AsyncSecretCache, not {type(cache).__name__}")
+    if meter_provider is not None and not isinstance(meter_provider, metrics.MeterProvider):
+        raise TypeError(f"meter_provider must be a MeterProvider, not {type(meter_provider).__name__}")
+    if tracer_provider is not None and not isinstance(tracer_provider, trace.TracerProvider):
+        raise TypeError(f"tracer_provider must be a TracerProvider, not {type(tracer_provider).__name__}")
+    if not isinstance(secret_names, bool):
+        raise TypeError(f"secret_names must be a bool, not {type(secret_names).__name__}")
+    store = store_of(target)
+    if store.closed:
+        raise RuntimeError("this SecretCache is closed")
+    if store.observer is not None:
+        raise ValueError("this cache is instrumented already; call the function instrument() returned first")
+    instruments = _Instruments.of(meter_provider or metrics.get_meter_provider())
+    tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(SCOPE, __version__)
+    observer = _Observer(tracer, instruments, target.clock, secret_names)
+    instruments.add(target)
+    store.observer = observer
+    done = threading.Event()
+
+    def uninstrument() -> None:
+        """Stop recording ``cache``'s metrics and spans (idempotent)."""
+        if done.is_set():
+            return
+        done.set()
+        instruments.remove(target)
+        if store.observer is observer:
+            store.observer = None
+
+    return uninstrument
+
+
+class _Instruments:
+    """The instruments of one meter provider, shared by every cache instrumented with it.
+
+    OpenTelemetry keeps the first instrument registered under a name and ignores the callbacks
+    of later ones, so each provider gets one set, whose callbacks sum the caches it serves.
+    """
+
+    @classmethod
+    def of(cls, provider: metrics.MeterProvider) -> _Instruments:
+        """The instruments of ``provider``, created on first use."""
+        with _REGISTRY_LOCK:
+            found = _REGISTRY.get(provider)
+            if found is None:
+                found = _REGISTRY[provider] = cls(provider.get_meter(SCOPE, __version__))
+            return found
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        self._caches: tuple[SecretCache, ...] = ()
+        self._lock = threading.Lock()
+        observed = (
+            ("secretcache.reads", self._reads, "{read}", "Reads, by what they returned."),
+            ("secretcache.api_calls", self._api_calls, "{call}", "Secrets Manager calls, retries included."),
+            ("secretcache.evictions", self._evictions, "{entry}", "Entries evicted to stay within max_size."),
+            ("secretcache.stale_served", self._stale_served, "{read}", "Reads answered with a value past its TTL."),
+            ("secretcache.changes", self._changes, "{version}", "New secret versions seen."),
+        )
+        for name, callback, unit, description in observed:
+            meter.create_observable_counter(name, [callback], unit=unit, description=description)
+        meter.create_observable_gauge(
+            "secretcache.entries", [self._entries], unit="{entry}", description="Entries held by the cache."
+        )
+        self.duration = meter.create_histogram(
+            "secretcache.fetch.duration",
+            unit="s",
+            description="Time a fetch took, retries included.",
+            explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
+        )
+
+    def add(self, cache: SecretCache) -> None:
+        with self._lock:
+            self._caches = (*self._caches, cache)
+
+    def remove(self, cache: SecretCache) -> None:
+        with self._lock:
+            self._caches = tuple(item for item in self._caches if item is not cache)
+
+    # -- callbacks, run by the SDK at collection time ------------------------------------------------
+
+    def _reads(self, options: CallbackOptions) -> Iterable[Observation]:
+        totals: Counter[str] = Counter()
+        for cache in self._caches:
+            store = store_of(cache)
+            totals.update(store.counters.reads(store.hits_size_flying()[0]))
+        return _observations(totals, "secretcache.result") if self._caches else ()
+
+    def _api_calls(self, options: CallbackOptions) -> Iterable[Observation]:
+        totals: Counter[tuple[tuple[str, AttributeValue], ...]] = Counter()
+        for cache in self._caches:
+            calls, errors = store_of(cache).counters.api_outcomes()
+            failed: Counter[str] = Counter()
+            for (operation, kind), count in errors.items():
+                failed[operation] += count
+                attributes = (("aws.operation", operation), ("secretcache.outcome", "error"), ("error.type", kind))
+                totals[attributes] += count
+            for operation, count in calls.items():
+                totals[("aws.operation", operation), ("secretcache.outcome", "ok")] += count - failed[operation]
+        return [Observation(count, dict(attributes)) for attributes, count in totals.items()]
+
+    def _entries(self, options: CallbackOptions) -> Iterable[Observation]:
+        if not self._caches:
+            return ()
+        return [Observation(sum(store_of(cache).hits_size_flying()[1] for cache in self._caches))]
+
+    def _evictions(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._total(lambda cache: cache.stats().evictions)
+
+    def _stale_served(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._total(lambda cache: cache.stats().stale_served)
+
+    def _changes(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._total(lambda cache: cache.stats().changes)
+
+    def _total(self, count: Callable[[SecretCache], int]) -> Iterable[Observation]:
+        caches = self._caches
+        return [Observation(sum(map(count, caches)))] if caches else ()
+
+
+_REGISTRY: weakref.WeakKeyDictionary[metrics.MeterProvider, _Instruments] = weakref.WeakKeyDictionary()
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _observations(totals: Counter[str], attribute: str) -> list[Observation]:
+    return [Observation(count, {attribute: value}) for value, count in totals.items()]
+
+
+class _Observer:
+    """Wraps each fetch of one cache in a span and records its duration (:class:`secretcache._observe.Observer`)."""
+
+    def __init__(
+        self, tracer: trace.Tracer, instruments: _Instruments, clock: Callable[[], float], secret_names: bool
+    ) -> None:
+        self._tracer = tracer
+        self._instruments = instruments
+        self._clock = clock
+        self._secret_names = secret_names
+
+    def origin(self) -> object:
+        """The span whose read queued a background refresh, to link the refresh's span to."""
+        span_context = trace.get_current_span().get_span_context()
+        return span_context if span_context.is_valid else None
+
+    @contextmanager
+    def observe(self, fetch: Fetch) -> Iterator[None]:
+        """Around one fetch: a current span, then a duration sample. Never lets telemetry fail a fetch."""
+        started = self._clock()
+        span, token = self._start(fetch)
+        failure: str | None = None
+        try:
+            yield
+        except BaseException as err:
+            failure = error_type(err)
+            raise
+        finally:
+            self._finish(fetch, span, token, self._clock() - started, failure)
+
+    def _start(self, fetch: Fetch) -> tuple[trace.Span | None, object]:
+        """Start the fetch's span and make it current; ``(None, None)`` if the SDK fails."""
+        attributes: dict[str, AttributeValue] = {"aws.operation": fetch.operation, "secretcache.refresh": fetch.refresh}
+        if fetch.version_stage is not None:
+            attributes["secretcache.version_stage"] = fetch.version_stage
+        if self._secret_names:
+            if len(fetch.secret_ids) == 1:
+                attributes["secretcache.secret.name"] = fetch.secret_ids[0]
+            else:
+                attributes["secretcache.secret.names"] = list(fetch.secret_ids)
+        links: list[Link] = []
+        parent = None
+        if fetch.refresh == "background":  # not on the reader's path: a trace of its own
+            parent = context.Context()
+            if isinstance(fetch.origin, SpanContext):
+                links.append(Link(fetch.origin))
+        try:
+            span = self._tracer.start_span(
+                "secretcache.fetch", context=parent, kind=SpanKind.INTERNAL, attributes=attributes, links=links
+            )
+            return span, context.attach(trace.set_span_in_context(span))
+        except Exception as err:  # a span processor failing must not fail the fetch
+            _failed("start a span", err)
+            return None, None
+
+    def _finish(
+        self, fetch: Fetch, span: trace.Span | None, token: object, seconds: float, failure: str | None
+    ) -> None:
+        """End the span (status and ``error.type`` on failure, never the exception) and record the duration."""
+        try:
+            sample: dict[str, AttributeValue] = {
+                "aws.operation": fetch.operation,
+                "secretcache.outcome": "ok" if failure is None else "error",
+                "secretcache.refresh": fetch.refresh,
+            }
+            if failure is not None:
+                sample["error.type"] = failure
+            if self._secret_names and len(fetch.secret_ids) == 1:
+                sample["secretcache.secret.name"] = fetch.secret_ids[0]
+            self._instruments.duration.record(max(0.0, seconds), sample)
+            if span is not None:
+                context.detach(token)  # type: ignore[arg-type]
+                span.set_attribute("secretcache.attempts", fetch.attempts)
+                if failure is not None:
+                    span.set_attribute("error.type", failure)
+                    span.set_status(Status(StatusCode.ERROR, failure))  # the code only: a message names the secret
+                span.end()
+        except Exception as err:
+            _failed("record a fetch", err)
+
+
+def _failed(what: str, error: Exception) -> None:
+    logger.warning("OpenTelemetry failed to %s: %s", what, type(error).__name__, extra=facts("otel", error=error))
