@@ -14,6 +14,7 @@ from secretcache._errors import SecretCacheError
 from secretcache._fetcher import Fetcher
 from secretcache._fork import track
 from secretcache._keys import CacheKey, check_read, check_secret_id
+from secretcache._logs import facts
 from secretcache._policy import (
     Duration,
     RetryPolicy,
@@ -400,5 +401,7 @@ def dropped_keys(cache: SecretCache, secret_id: str | None) -> list[CacheKey]:
     dropped = cache._store.drop(None if secret_id is None else check_secret_id(secret_id))
     if dropped:
         shown = "all secrets" if secret_id is None else repr(secret_id)
-        logger.debug("invalidated %d cached entries of %s", len(dropped), shown)
+        logger.debug(
+            "invalidated %d cached entries of %s", len(dropped), shown, extra=facts("invalidate", secret_name=secret_id)
+        )
     return dropped

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from secretcache._errors import InvalidSecretRequestError
 from secretcache._keys import check_secret_id
+from secretcache._logs import facts
 
 if TYPE_CHECKING:
     from secretcache._cache import SecretCache
@@ -91,8 +92,10 @@ def invalidate_from_event(cache: SecretCache, event: Any) -> list[str]:
     ids = secret_ids_from_event(event)
     for secret_id in ids:
         cache.invalidate(secret_id)
-    if ids:
-        logger.info("invalidated %s after a change event", ", ".join(map(shown, ids)))
+    for secret_id in ids:  # one record per secret, so each carries its own ``secret_name``
+        logger.info(
+            "invalidated %s after a change event", shown(secret_id), extra=facts("event", secret_name=secret_id)
+        )
     return ids
 
 
@@ -100,8 +103,12 @@ def _usable(secret_id: str) -> bool:
     """Whether the cache accepts ``secret_id``; a refused one is logged by its length only."""
     try:
         check_secret_id(secret_id)
-    except (TypeError, InvalidSecretRequestError):
-        logger.debug("ignoring a secret id of %d characters in a change event: not a usable id", len(secret_id))
+    except (TypeError, InvalidSecretRequestError) as err:  # the id is not logged, not even as a field
+        logger.debug(
+            "ignoring a secret id of %d characters in a change event: not a usable id",
+            len(secret_id),
+            extra=facts("event", error=err),
+        )
         return False
     return True
 
@@ -110,8 +117,8 @@ def _parse(document: Any) -> Any:
     if isinstance(document, (str, bytes)):
         try:
             return json.loads(document)
-        except (ValueError, RecursionError):  # poison input: never crash the listener
-            logger.debug("ignoring a message that is not JSON or nested too deeply")
+        except (ValueError, RecursionError) as err:  # poison input: never crash the listener
+            logger.debug("ignoring a message that is not JSON or nested too deeply", extra=facts("event", error=err))
             return None
     return document
 
@@ -121,7 +128,7 @@ def _unwrap(document: Any, depth: int) -> list[Mapping[str, Any]]:
     document = _parse(document)
     if not isinstance(document, Mapping) or depth > _MAX_DEPTH:
         if document is not None:
-            logger.debug("ignoring an event that is not a JSON object")
+            logger.debug("ignoring an event that is not a JSON object", extra=facts("event"))
         return []
     records = document.get("Records")
     if isinstance(records, list):
@@ -137,7 +144,7 @@ def _unwrap(document: Any, depth: int) -> list[Mapping[str, Any]]:
         return _unwrap(document["Message"], depth + 1)
     if "detail" in document:
         return [document]
-    logger.debug("ignoring an event of unknown shape")
+    logger.debug("ignoring an event of unknown shape", extra=facts("event"))
     return []
 
 
@@ -149,10 +156,12 @@ def _ids_of(event: Mapping[str, Any]) -> list[str]:
         return []
     name = detail.get("eventName")
     if name is not None and not isinstance(name, str):  # never hash or format an arbitrary object
-        logger.debug("ignoring a Secrets Manager event whose eventName is a %s", type(name).__name__)
+        logger.debug(
+            "ignoring a Secrets Manager event whose eventName is a %s", type(name).__name__, extra=facts("event")
+        )
         return []
     if name is not None and name not in CHANGE_EVENTS:
-        logger.debug("ignoring Secrets Manager event %s: it changes no secret value", shown(name))
+        logger.debug("ignoring Secrets Manager event %s: it changes no secret value", shown(name), extra=facts("event"))
         return []
     ids: list[str] = []
     for container, keys in (

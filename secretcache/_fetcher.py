@@ -388,8 +388,12 @@ class Fetcher:
         for item in response.get("Errors", []):
             secret_id = item.get("SecretId", "")
             code = item.get("ErrorCode", "Unknown")
-            detail = f"BatchGetSecretValue for secret {secret_id!r} failed: {code}: {item.get('Message', '')}"
-            errors[secret_id] = _PERMANENT_CODES.get(code, SecretUnavailableError)(detail, secret_id=secret_id)
+            message = item.get("Message", "")
+            detail = f"BatchGetSecretValue for secret {secret_id!r} failed: {code}: {message}"
+            errors[secret_id] = error = _PERMANENT_CODES.get(code, SecretUnavailableError)(detail, secret_id=secret_id)
+            # The service's answer for this secret, as GetSecretValue would have raised it: the
+            # same cause chain, and the same error code in logs and metrics, whichever call asked.
+            error.__cause__ = ClientError({"Error": {"Code": code, "Message": message}}, "BatchGetSecretValue")
         for entry in response.get("SecretValues", []):
             problem = _type_problem(entry)
             if problem is None:

@@ -14,10 +14,13 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from secretcache._cache import dropped_keys
 from secretcache._errors import SecretUnavailableError
 from secretcache._events import secret_ids_from_event, shown
 from secretcache._fork import track
+from secretcache._logs import facts
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -254,7 +257,8 @@ class SqsInvalidationListener:
         if done:
             result = client.delete_message_batch(QueueUrl=self._queue_url, Entries=_entries(done))
             for failed in result.get("Failed", []):
-                logger.warning("could not delete an SQS message: %s", failed.get("Code"))
+                extra = _entry_facts("sqs.delete", "DeleteMessageBatch", failed)
+                logger.warning("could not delete an SQS message: %s", failed.get("Code"), extra=extra)
         return len(done)
 
     def _handle(self, message: Message) -> bool:
@@ -263,16 +267,25 @@ class SqsInvalidationListener:
         try:
             return self._apply(message_id, message.get("Body", ""))
         except Exception as error:  # one poison message must not hold back its batch
-            logger.warning("deleting SQS message %s: applying it raised %s", message_id, type(error).__name__)
+            logger.warning(
+                "deleting SQS message %s: applying it raised %s", message_id, type(error).__name__,
+                extra=facts("sqs.message", error=error),
+            )  # fmt: skip
             return True
 
     def _apply(self, message_id: str, body: object) -> bool:
         if not isinstance(body, str) or len(body) > MAX_BODY:
-            logger.debug("deleting SQS message %s: its body is not text of at most 256 KiB", message_id)
+            logger.debug(
+                "deleting SQS message %s: its body is not text of at most 256 KiB", message_id,
+                extra=facts("sqs.message"),
+            )  # fmt: skip
             return True
         ids = secret_ids_from_event(body)
         if not ids:
-            logger.debug("deleting SQS message %s: no Secrets Manager change event in it", message_id)
+            logger.debug(
+                "deleting SQS message %s: no Secrets Manager change event in it", message_id,
+                extra=facts("sqs.message"),
+            )  # fmt: skip
             return True
         applied = True
         for cache in self._caches:
@@ -284,7 +297,11 @@ class SqsInvalidationListener:
                 # Warm AWSCURRENT again under the ids the application reads it by.
                 warmed = self._warm(cache, [key for key in dropped if isinstance(key, str)], message_id)
                 applied = warmed and applied
-        logger.info("invalidated %s after SQS message %s", ", ".join(map(shown, ids)), message_id)
+        for secret_id in ids:  # one record per secret, so each carries its own ``secret_name``
+            logger.info(
+                "invalidated %s after SQS message %s", shown(secret_id), message_id,
+                extra=facts("sqs.message", secret_name=secret_id),
+            )  # fmt: skip
         return applied
 
     def _warm(self, cache: SecretCache, secret_ids: list[str], message_id: str) -> bool:
@@ -306,6 +323,7 @@ class SqsInvalidationListener:
             logger.log(
                 level, "refreshing %s after SQS message %s failed (%s); %s",
                 shown(secret_id), message_id, type(error).__name__, outcome,
+                extra=facts("sqs.refresh", secret_name=secret_id, error=error),
             )  # fmt: skip
         return not transient
 
@@ -318,7 +336,10 @@ class SqsInvalidationListener:
 
     def _drop_closed(self, cache: SecretCache) -> None:
         if self._discard(cache):  # only the thread that removed it logs: once per cache
-            logger.info("a closed SecretCache was dropped from the SQS listener of %s", self._queue_url)
+            logger.info(
+                "a closed SecretCache was dropped from the SQS listener of %s", self._queue_url,
+                extra=facts("sqs.message"),
+            )  # fmt: skip
 
     def _release(self, messages: list[Message]) -> None:
         """Make messages received after stop() visible again at once (best-effort)."""
@@ -329,11 +350,15 @@ class SqsInvalidationListener:
             logger.warning(
                 "could not release %d SQS messages received while stopping (%s); they return after the "
                 "visibility timeout", len(messages), type(error).__name__,
+                extra=facts("sqs.release", error=error),
             )  # fmt: skip
             return
         for failed in result.get("Failed", []):
-            logger.warning("could not release an SQS message received while stopping: %s", failed.get("Code"))
-        logger.debug("released %d SQS messages received while stopping", len(messages))
+            extra = _entry_facts("sqs.release", "ChangeMessageVisibilityBatch", failed)
+            logger.warning(
+                "could not release an SQS message received while stopping: %s", failed.get("Code"), extra=extra
+            )
+        logger.debug("released %d SQS messages received while stopping", len(messages), extra=facts("sqs.release"))
 
     def _run(self, poller: _Poller) -> None:
         failures = 0
@@ -344,7 +369,10 @@ class SqsInvalidationListener:
             except Exception as error:
                 failures += 1
                 delay = min(self.backoff_max, self.backoff_initial * 2.0 ** (failures - 1))
-                logger.warning("polling SQS failed (%s); retrying in %.1f s", type(error).__name__, delay)
+                logger.warning(
+                    "polling SQS failed (%s); retrying in %.1f s", type(error).__name__, delay,
+                    extra=facts("sqs.poll", attempt=failures, error=error),
+                )  # fmt: skip
                 poller.stop.wait(delay)
 
     def _after_fork_in_child(self) -> None:
@@ -355,6 +383,17 @@ class SqsInvalidationListener:
             close = getattr(session, "close", None)
             if callable(close):
                 close()
+
+
+def _entry_facts(operation: str, call: str, failed: Any) -> dict[str, object]:
+    """The log fields of a batch entry SQS reported failed: its ``Code`` is the ``error_type``.
+
+    The code goes through :func:`~secretcache._logs.error_type` as the error of a ``call``, so
+    one that does not look like an error code is reported as ``Unknown``, as for a raised error.
+    """
+    code = failed.get("Code") if isinstance(failed, dict) else None
+    error = ClientError({"Error": {"Code": code if isinstance(code, str) else ""}}, call)
+    return facts(operation, error=error)
 
 
 def _entries(messages: list[Message]) -> list[dict[str, Any]]:

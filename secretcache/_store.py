@@ -326,6 +326,9 @@ class Store:
                 result = self._fresh(flight, value)
         except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
             unexpected = err
+            if isinstance(err, Exception):  # a bug: say so even if nobody waits (a background refresh)
+                extra = facts(fetch.operation, secret_name=secret_id, attempt=fetch.attempts, error=err)
+                effects.log(logging.ERROR, "fetching secret %r raised %s", secret_id, type(err).__name__, extra=extra)
         finally:
             self.complete(flight, result, unexpected, effects)
             if own:

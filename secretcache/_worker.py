@@ -7,6 +7,8 @@ import queue
 import threading
 from collections.abc import Callable
 
+from secretcache._logs import facts
+
 __all__ = ["BackgroundPool"]
 
 logger = logging.getLogger("secretcache")
@@ -70,10 +72,10 @@ class BackgroundPool:
                 return
             try:
                 job()
-            except Exception:
-                logger.exception("a background refresh failed unexpectedly")
-            except BaseException:  # SystemExit and the like: this thread ends, a new one takes over
-                logger.exception("a background refresh thread was interrupted")
+            except Exception as err:
+                logger.exception("a background refresh failed unexpectedly", extra=facts("refresh", error=err))
+            except BaseException as err:  # SystemExit and the like: this thread ends, a new one takes over
+                logger.exception("a background refresh thread was interrupted", extra=facts("refresh", error=err))
                 with self._lock:
                     self._threads.remove(threading.current_thread())
                     if not self._closed and not jobs.empty():

@@ -25,6 +25,24 @@ EXPECTED = {
     "sqlalchemy_rotation.py": ["before rotation: example_", "after rotation: example_", "'GetSecretValue': 2"],
     "psycopg_pool_rotation.py": ["before rotation: ('example_", "after rotation: ('example_", "'GetSecretValue': 2"],
     "fastapi_app.py": ["before rotation: example_", "after rotation: 200 example_", "'GetSecretValue': 2"],
+    "otel_prometheus.py": [
+        "stats(): hits=99, misses=2, read_errors=1, size=2",
+        'secretcache_result="hit"} 99.0',
+        'secretcache_result="miss"} 1.0',
+        'secretcache_result="error"} 1.0',
+        'secretcache_api_calls_total{aws_operation="GetSecretValue",error_type="ResourceNotFoundException"',
+        "secretcache_fetch_duration_seconds_count{",
+    ],
+    "lambda_powertools_observability.py": [
+        '"Namespace":"MyApp"',
+        '"SecretCacheHits":[2.0],"SecretCacheMisses":[0.0],"SecretsManagerCalls":[1.0]',  # cold start
+        '"SecretsManagerCalls":[2.0],"SecretCacheStaleServed":[2.0]',  # the outage, served stale
+        '"level":"WARNING"',
+        '"name":"secretcache"',
+        '"secret_name":"prod/payments/api-key"',
+        '"error_type":"ThrottlingException"',
+        '"function_request_id":"00000000-0000-4000-8000-000000000004"',
+    ],
 }
 NEEDS_POSTGRES = {"sqlalchemy_rotation.py", "psycopg_pool_rotation.py", "fastapi_app.py"}
 

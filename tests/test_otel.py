@@ -417,3 +417,36 @@ def test_an_interrupted_fetch_ends_its_span_as_an_error(
     [(attributes, point)] = telemetry.metrics()["secretcache.fetch.duration"]
     assert (attributes["secretcache.outcome"], point.count) == ("error", 1)
     assert cache.get_secret_string(NAME) == VALUE  # the cache is not wedged
+
+
+def test_every_read_of_a_cold_stampede_is_counted_once(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, telemetry: Telemetry
+) -> None:
+    """32 threads on a cold key: one call, one fetch span, and exactly 32 reads across the results."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    cache = make_cache(client, clock)
+    instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+    gate = calls.hold()
+    barrier = threading.Barrier(32)
+    results: list[str] = []
+
+    def read() -> None:
+        barrier.wait(timeout=20)
+        results.append(cache.get_secret_string(NAME))
+
+    threads = [threading.Thread(target=read, daemon=True) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: calls["GetSecretValue"] == 1)
+    wait_until(lambda: cache.stats().misses + cache.stats().hits == 32)  # every reader arrived
+    gate.set()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert results == [VALUE] * 32
+    reads = telemetry.sums("secretcache.reads", "secretcache.result")
+    assert sum(reads.values()) == 32
+    assert reads[("miss",)] == cache.stats().misses
+    assert telemetry.sums("secretcache.api_calls", "aws.operation", "secretcache.outcome") == Counter(
+        {("GetSecretValue", "ok"): 1}
+    )
+    assert len(telemetry.spans()) == 1

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from secretcache._cache import SecretCache, store_of
 from secretcache._errors import SecretNotFoundError
+from secretcache._logs import facts
 from secretcache.db._auth import Failure, classify
 from secretcache.db._credentials import DbCredentials, credentials
 from secretcache.db._recovery import POLL_INTERVAL, Connect, Op, Read, Recovery, Sleep, plan, run
@@ -140,10 +141,13 @@ class FactoryBase:
         return {**kwargs, **connect_kwargs(creds, self._mapping, self._overrides)}
 
     def _logged(self, op: Op) -> Op:
-        if isinstance(op, Read) and op.poll:
-            logger.debug("login with secret %r still fails; polling it for a new version", self._secret_id)
-        elif isinstance(op, Read) and op.force and op.stage is None:
-            logger.info("login with secret %r failed; refreshing its credentials", self._secret_id)
+        if not isinstance(op, Read):
+            return op
+        extra = facts("connect", secret_name=self._secret_id, attempt=op.logins or None, error=op.error)
+        if op.poll:
+            logger.debug("login with secret %r still fails; polling it for a new version", self._secret_id, extra=extra)
+        elif op.force and op.stage is None:
+            logger.info("login with secret %r failed; refreshing its credentials", self._secret_id, extra=extra)
         return op
 
 

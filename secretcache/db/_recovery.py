@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from secretcache._errors import SecretCacheError
@@ -37,6 +37,10 @@ class Read:
     stage: str | None
     force: bool
     poll: bool = False  # a poll of the rotation grace (logged at DEBUG, not as a new recovery)
+    # For the factory's log line only (so not compared): the logins this connect has had refused
+    # so far, and the last refusal's error (already scrubbed).
+    logins: int = field(default=0, compare=False)
+    error: BaseException | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,16 +242,18 @@ def _recover(
     since: int,
     current: str,
 ) -> Generator[Op, Any, Any]:
-    tried = {failed.version_id}
+    tried = {failed.version_id}  # one login per version: its size is the count of logins refused
+    last: Exception = error
     stages: tuple[str | None, ...] = (None,) if failure is Failure.UNKNOWN else (None, "AWSPENDING")
     for stage in stages:
-        creds: DbCredentials | None = yield Read(stage, recovery.may_force(stage))
+        creds: DbCredentials | None = yield Read(stage, recovery.may_force(stage), logins=len(tried), error=last)
         if creds is None or creds.version_id in tried:
             continue
         tried.add(creds.version_id)
-        opened = yield from _attempt(recovery, classify, creds)
+        opened, refusal = yield from _attempt(recovery, classify, creds)
         if opened is not None:
             return opened
+        last = refusal if refusal is not None else last
     # The grace is about the versions Secrets Manager gave: not the older one that used to work
     # (tried first while AWSCURRENT held a refused version), or a typo would cost a grace each.
     secret_versions = (tried | {current}) - ({failed.version_id} if failed.version_id != current else set())
@@ -260,9 +266,10 @@ def _recover(
         creds = recovery.latest(since)
         if creds is not None and creds.version_id not in tried:
             tried.add(creds.version_id)
-            opened = yield from _attempt(recovery, classify, creds)
+            opened, refusal = yield from _attempt(recovery, classify, creds)
             if opened is not None:
                 return opened
+            last = refusal if refusal is not None else last
         if recovery.clock() >= deadline or rounds <= 0:
             recovery.expire(secret_versions | (tried - {failed.version_id}))
             break
@@ -275,7 +282,7 @@ def _recover(
             try:
                 if delay > 0:
                     yield Sleep(delay)
-                latest = yield Read(None, True, poll=True)
+                latest = yield Read(None, True, poll=True, logins=len(tried), error=last)
             except SecretCacheError:
                 pass  # Secrets Manager failing too: keep waiting for the grace to end
             finally:
@@ -286,7 +293,7 @@ def _recover(
 def _attempt(
     recovery: Recovery, classify: Callable[[BaseException], Failure], creds: DbCredentials
 ) -> Generator[Op, Any, Any]:
-    """Connect with ``creds``; the connection, or ``None`` after an authentication failure."""
+    """Connect with ``creds``: ``(connection, None)``, or ``(None, error)`` after an authentication failure."""
     try:
         connection = yield Connect(creds)
     except Exception as error:
@@ -294,9 +301,9 @@ def _attempt(
         if classify(error) is Failure.OTHER:
             raise
         recovery.refused(creds)
-        return None
+        return None, error
     recovery.succeeded(creds)
-    return connection
+    return connection, None
 
 
 def run(steps: Generator[Op, Any, Any], do: Callable[[Op], Any]) -> Any:

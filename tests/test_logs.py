@@ -1,0 +1,546 @@
+"""Structured logs: every record carries its facts as ``extra`` fields, never a secret value.
+
+One scripted run provokes every log line the library has (reads, invalidations, change events,
+the SQS listener, outages, background refreshes, the database factories) and checks every record
+it emits; the other tests check the fields arrive as JSON keys through real formatters.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.exceptions import ClientError
+
+from secretcache import AsyncSecretCache, RetryPolicy, SecretNotFoundError, SecretUnavailableError
+from secretcache._listener import _Poller
+from secretcache._logs import FIELDS
+from secretcache._worker import BackgroundPool
+from secretcache.db import async_connection_factory, connection_factory
+from secretcache.events import SqsInvalidationListener, invalidate_from_event
+from tests.conftest import REGION, WATCHDOG, Calls, FakeClock, wait_until
+from tests.test_cache import make_cache, rotate
+from tests.test_events import change_event
+
+MARKER = "sk_live_structured-logs-marker"  # part of every secret value: must reach no record
+RETRY = RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0, failure_backoff=1.0, max_failure_backoff=8.0)
+STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class Records(logging.Handler):
+    """Keeps every record that reaches it, from any thread."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def about(self, fragment: str) -> list[logging.LogRecord]:
+        """The records whose message contains ``fragment``."""
+        return [record for record in list(self.records) if fragment in record.getMessage()]
+
+
+@pytest.fixture
+def records() -> Iterator[Records]:
+    """Every record of the ``secretcache`` loggers, at DEBUG."""
+    logger = logging.getLogger("secretcache")
+    handler, level = Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def fields(record: logging.LogRecord) -> dict[str, object]:
+    return {name: getattr(record, name) for name in FIELDS if hasattr(record, name)}
+
+
+def expect(records: Records, fragment: str, **wanted: object) -> None:
+    """At least one record's message contains ``fragment``, and every such record has the ``wanted`` fields."""
+    found = records.about(fragment)
+    assert found, f"no record says {fragment!r}"
+    for record in found:
+        assert fields(record).items() >= wanted.items(), (record.getMessage(), fields(record))
+
+
+def assert_well_formed(records: list[logging.LogRecord], secret_ids: list[str]) -> None:
+    """Facts on every record, the right ``secret_name`` on every record about one secret, no value anywhere."""
+    formatter = logging.Formatter("%(message)s")
+    for record in records:
+        assert record.name == "secretcache" or record.name.startswith("secretcache.")
+        facts, message = fields(record), record.getMessage()
+        assert isinstance(facts.get("operation"), str), message
+        assert facts["operation"], message
+        assert all(isinstance(facts.get(name, ""), str) for name in ("secret_name", "version_id", "error_type"))
+        attempt = facts.get("attempt", 1)
+        assert isinstance(attempt, int), message
+        assert attempt >= 1, message
+        if record.levelno >= logging.WARNING or record.exc_info:
+            assert "error_type" in facts, message
+        named = [secret_id for secret_id in secret_ids if repr(secret_id) in message]
+        if named:
+            assert facts.get("secret_name") in named, (message, facts)
+        texts = [message, formatter.format(record), *(repr(value) for value in vars(record).values())]
+        assert not any(MARKER in text for text in texts), message
+
+
+class LoginRefused(Exception):
+    """What a driver raises when the database refuses a password."""
+
+
+@contextmanager
+def sqs_answers(sqs: Any, operation: str, answer: Callable[[], Any]) -> Iterator[None]:
+    """``operation`` on ``sqs`` returns ``answer()`` (parsed) or raises what it raises, without a call."""
+
+    def short_circuit(**_: Any) -> tuple[AWSResponse, Any]:
+        return AWSResponse("https://sqs.invalid", 200, HTTPHeaders(), None), answer()
+
+    event = f"before-call.sqs.{operation}"
+    sqs.meta.events.register(event, short_circuit)
+    try:
+        yield
+    finally:
+        sqs.meta.events.unregister(event, short_circuit)
+
+
+def failed_entry(code: str) -> dict[str, Any]:
+    return {"Successful": [], "Failed": [{"Id": "0", "SenderFault": True, "Code": code, "Message": "refused"}]}
+
+
+def test_every_record_of_a_scripted_run_carries_its_facts_and_no_value(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, records: Records
+) -> None:
+    """Each log line of the library, provoked once, has its fields; no record holds a secret value."""
+    login = json.dumps({"username": "app", "password": f"{MARKER}-db-1", "host": "db.invalid"})
+    for name in ("app/key", "app/feed", "app/gone", "app/flaky", "app/poison"):
+        admin.create_secret(Name=name, SecretString=f"{MARKER}-{name}-1")
+    admin.create_secret(Name="app/db", SecretString=login)
+    cache = make_cache(client, clock, retry=RETRY)
+
+    def broken(_change: Any) -> None:
+        raise RuntimeError("listener bug")
+
+    cache.on_change(broken)
+
+    # Reads, an invalidation, an outage served stale, a recovery with a change a listener fails on.
+    for name in ("app/key", "app/feed", "app/gone", "app/flaky", "app/poison"):
+        assert cache.get_secret_string(name) == f"{MARKER}-{name}-1"
+    cache.invalidate("app/key")
+    expect(records, "invalidated 1 cached entries of 'app/key'", operation="invalidate", secret_name="app/key")
+    version = cache.get_secret("app/key").version_id
+    outage = calls.fail_with("ThrottlingException")
+    clock.advance(61)
+    assert cache.get_secret_string("app/key") == f"{MARKER}-app/key-1"
+    expect(
+        records,
+        "serving the cached value of secret 'app/key'",
+        operation="GetSecretValue",
+        secret_name="app/key",
+        version_id=version,
+        attempt=3,
+        error_type="ThrottlingException",
+    )
+    with pytest.raises(SecretUnavailableError):
+        cache.get_secret_string("app/cold")
+    expect(
+        records,
+        "fetching secret 'app/cold' failed and no cached value",
+        operation="GetSecretValue",
+        secret_name="app/cold",
+        attempt=3,
+        error_type="ThrottlingException",
+    )
+    outage()
+    _, new_version = rotate(admin, "app/key", f"{MARKER}-app/key-2")
+    clock.advance(1.0)
+    assert cache.get_secret_string("app/key") == f"{MARKER}-app/key-2"
+    expect(
+        records,
+        "secret 'app/key' is readable again",
+        operation="GetSecretValue",
+        secret_name="app/key",
+        version_id=new_version,
+    )
+    expect(
+        records,
+        "failed for secret 'app/key'",
+        operation="on_change",
+        secret_name="app/key",
+        version_id=new_version,
+        error_type="RuntimeError",
+    )
+
+    # A definite error.
+    with pytest.raises(SecretNotFoundError):
+        cache.get_secret_string("app/missing")
+    expect(
+        records,
+        "fetching secret 'app/missing' failed",
+        operation="GetSecretValue",
+        secret_name="app/missing",
+        attempt=1,
+        error_type="ResourceNotFoundException",
+    )
+
+    # Change events: one record per secret invalidated, and every kind of event ignored.
+    two = {"Records": [{"body": json.dumps(change_event(name))} for name in ("app/key", "app/feed")]}
+    assert invalidate_from_event(cache, two) == ["app/key", "app/feed"]
+    for name in ("app/key", "app/feed"):
+        expect(records, f"invalidated {name!r} after a change event", operation="event", secret_name=name)
+    ignored: list[Any] = [
+        f"not json {MARKER}",
+        ["not", "an", "object"],
+        {"hello": "world"},
+        {"source": "aws.secretsmanager", "detail": {"eventName": 7}},
+        {"source": "aws.secretsmanager", "detail": {"eventName": "GetSecretValue"}},
+        change_event("bad\x00id", arn="app/feed"),
+    ]
+    for event in ignored:
+        invalidate_from_event(cache, event)
+    expect(records, "not JSON", operation="event", error_type="JSONDecodeError")
+    expect(records, "not a JSON object", operation="event")
+    expect(records, "unknown shape", operation="event")
+    expect(records, "eventName is a int", operation="event")
+    expect(records, "it changes no secret value", operation="event")
+    expect(records, "a secret id of 6 characters", operation="event", error_type="InvalidSecretRequestError")
+
+    # The SQS listener: applied, unusable, poison, and refreshes failing transiently and for good.
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="secret-changes")["QueueUrl"]
+    admin.delete_secret(SecretId="app/gone", ForceDeleteWithoutRecovery=True)
+
+    def faults(operation: str, params: dict[str, Any]) -> None:
+        batch = params.get("SecretIdList", [])
+        if "app/flaky" in batch:
+            raise ClientError(
+                {
+                    "Error": {"Code": "ServiceUnavailable", "Message": "down"},
+                    "ResponseMetadata": {"HTTPStatusCode": 503},  # type: ignore[typeddict-item]
+                },
+                operation,
+            )
+        if "app/poison" in batch:
+            raise LookupError("an unexpected failure")
+
+    remove_faults = calls.add_fault(faults)
+    sent = {
+        name: sqs.send_message(QueueUrl=url, MessageBody=json.dumps(change_event(name)))["MessageId"]
+        for name in ("app/feed", "app/gone", "app/flaky", "app/poison")
+    }
+    useless = sqs.send_message(QueueUrl=url, MessageBody='{"hello": "world"}')["MessageId"]
+    both = sqs.send_message(QueueUrl=url, MessageBody=json.dumps(two))["MessageId"]
+    listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=0, refresh=True)
+    handled = 0
+    while handled < 5 and listener.iterations < 10:  # flaky stays for redelivery
+        handled += listener.poll_once()
+    remove_faults()
+    assert handled == 5
+    expect(
+        records,
+        f"invalidated 'app/feed' after SQS message {sent['app/feed']}",
+        operation="sqs.message",
+        secret_name="app/feed",
+    )
+    for name in ("app/key", "app/feed"):  # a message naming two secrets: one record each
+        expect(records, f"invalidated {name!r} after SQS message {both}", operation="sqs.message", secret_name=name)
+    expect(records, f"SQS message {useless}: no Secrets Manager change event", operation="sqs.message")
+    expect(
+        records,
+        f"SQS message {sent['app/poison']}: applying it raised LookupError",
+        operation="sqs.message",
+        error_type="LookupError",
+    )
+    gone = f"refreshing 'app/gone' after SQS message {sent['app/gone']} failed"
+    expect(records, gone, operation="sqs.refresh", secret_name="app/gone")
+    # An error entry of a BatchGetSecretValue answer reads as GetSecretValue's error would.
+    assert {getattr(record, "error_type", None) for record in records.about(gone)} == {"ResourceNotFoundException"}
+    expect(
+        records,
+        f"refreshing 'app/flaky' after SQS message {sent['app/flaky']} failed",
+        operation="sqs.refresh",
+        secret_name="app/flaky",
+        error_type="ServiceUnavailable",
+    )
+
+    def one_message() -> None:
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(change_event("app/feed")))
+
+    one_message()
+    with sqs_answers(sqs, "DeleteMessageBatch", lambda: failed_entry("ReceiptHandleIsInvalid")):
+        assert listener.poll_once() == 1
+    expect(
+        records,
+        "could not delete an SQS message: ReceiptHandleIsInvalid",
+        operation="sqs.delete",
+        error_type="ReceiptHandleIsInvalid",
+    )
+
+    # Messages received while stopping: released, one refused, the call failing.
+    stopping = threading.Event()
+    stopping.set()
+    one_message()
+    assert listener._poll(stopping) == 0
+    expect(records, "released 1 SQS messages received while stopping", operation="sqs.release")
+    one_message()
+    with sqs_answers(sqs, "ChangeMessageVisibilityBatch", lambda: failed_entry("bad code <html>")):
+        listener._poll(stopping)
+    expect(records, "could not release an SQS message received", operation="sqs.release", error_type="Unknown")
+    one_message()
+
+    def denied() -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ChangeMessageVisibilityBatch")
+
+    with sqs_answers(sqs, "ChangeMessageVisibilityBatch", denied):
+        listener._poll(stopping)
+    expect(records, "could not release 1 SQS messages", operation="sqs.release", error_type="AccessDenied")
+
+    # Polling failing twice in a row (no backoff wait: the poller stops after the second failure).
+    poller = _Poller(listener._run, 1)
+    failures = [0]
+
+    def over_limit(**_: Any) -> None:
+        failures[0] += 1
+        if failures[0] == 2:
+            poller.stop.set()
+        raise ClientError({"Error": {"Code": "OverLimit", "Message": "slow down"}}, "ReceiveMessage")
+
+    listener.backoff_initial = 0.0
+    sqs.meta.events.register("before-call.sqs.ReceiveMessage", over_limit)
+    listener._run(poller)
+    sqs.meta.events.unregister("before-call.sqs.ReceiveMessage", over_limit)
+    polls = records.about("polling SQS failed")
+    assert [fields(record) for record in polls] == [
+        {"operation": "sqs.poll", "attempt": attempt, "error_type": "OverLimit"} for attempt in (1, 2)
+    ]
+
+    # BatchGetSecretValue refused: one secret at a time instead.
+    def refuse_batches(operation: str, _params: dict[str, Any]) -> None:
+        if operation == "BatchGetSecretValue":
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, operation)
+
+    remove_refusal = calls.add_fault(refuse_batches)
+    assert make_cache(client, clock, retry=RETRY).prefetch(["app/feed", "app/key"]) == {}
+    remove_refusal()
+    expect(records, "BatchGetSecretValue refused", operation="BatchGetSecretValue", error_type="AccessDeniedException")
+
+    # A background refresh whose thread is interrupted, and a job failing (the store's own
+    # refreshes hand an unexpected Exception to their waiters instead: fed to the pool directly).
+    ahead = make_cache(client, clock, ttl=100.0, refresh_ahead=0.8, retry=RETRY)
+    ahead.get_secret_string("app/feed")
+    remove_error = calls.raise_error(SystemExit(3), times=1)  # type: ignore[arg-type]
+    clock.advance(85)
+    ahead.get_secret_string("app/feed")  # past the refresh point: refreshed in the background
+    wait_until(lambda: bool(records.about("a background refresh thread was interrupted")))
+    remove_error()
+    ahead.close()
+    expect(records, "a background refresh thread was interrupted", operation="refresh", error_type="SystemExit")
+    # A bug in a background refresh (no reader waits to receive it) is logged by the fetch.
+    buggy = make_cache(client, clock, ttl=100.0, refresh_ahead=0.8, retry=RETRY)
+    buggy.get_secret_string("app/feed")
+    remove_error = calls.raise_error(LookupError("a bug"), times=1)
+    clock.advance(85)
+    buggy.get_secret_string("app/feed")
+    wait_until(lambda: bool(records.about("fetching secret 'app/feed' raised LookupError")))
+    remove_error()
+    buggy.close()
+    expect(
+        records,
+        "fetching secret 'app/feed' raised LookupError",
+        operation="GetSecretValue",
+        secret_name="app/feed",
+        attempt=1,
+        error_type="LookupError",
+    )
+    pool = BackgroundPool(threads=1)
+
+    def job() -> None:
+        raise LookupError("a bug")
+
+    assert pool.submit(job)
+    wait_until(lambda: bool(records.about("a background refresh failed unexpectedly")))
+    pool.close(timeout=WATCHDOG)
+    expect(records, "a background refresh failed unexpectedly", operation="refresh", error_type="LookupError")
+
+    # A database refusing every login, through a rotation in progress and the grace.
+    admin.put_secret_value(
+        SecretId="app/db", SecretString=login.replace("-db-1", "-db-2"), VersionStages=["AWSPENDING"]
+    )
+
+    def refuse(**_kwargs: Any) -> Any:
+        raise LoginRefused("password authentication failed for user app")
+
+    factory = connection_factory(
+        cache,
+        "app/db",
+        refuse,
+        mapping="pymysql",
+        sleep=clock.sleep,
+        rotation_grace=0.5,
+        is_auth_error=lambda error: isinstance(error, LoginRefused),
+    )
+    with pytest.raises(LoginRefused):
+        factory()
+    expect(
+        records,
+        "login with secret 'app/db' failed; refreshing",
+        operation="connect",
+        secret_name="app/db",
+        attempt=1,
+        error_type="LoginRefused",
+    )
+    expect(
+        records,
+        "login with secret 'app/db' still fails; polling",
+        operation="connect",
+        secret_name="app/db",
+        attempt=2,
+        error_type="LoginRefused",
+    )
+
+    mine = [record for record in records.records if record.name.startswith("secretcache")]
+    assert {
+        "invalidate",
+        "event",
+        "sqs.message",
+        "sqs.refresh",
+        "sqs.delete",
+        "sqs.release",
+        "sqs.poll",
+        "refresh",
+        "connect",
+    } <= {getattr(record, "operation", None) for record in mine}
+    ids = ["app/key", "app/feed", "app/gone", "app/flaky", "app/poison", "app/db", "app/cold", "app/missing"]
+    assert_well_formed(mine, ids)
+    cache.close()
+
+
+async def test_the_async_factory_logs_the_same_facts(
+    client: Any, admin: Any, clock: FakeClock, records: Records
+) -> None:
+    """The asyncio factory drives the same recovery: its log lines carry the same fields."""
+    admin.create_secret(Name="app/db", SecretString=json.dumps({"username": "app", "password": f"{MARKER}-1"}))
+
+    async def refuse(**_kwargs: Any) -> Any:
+        raise LoginRefused("password authentication failed for user app")
+
+    async with AsyncSecretCache(client, clock=clock) as cache:
+        factory = async_connection_factory(
+            cache,
+            "app/db",
+            refuse,
+            mapping="asyncpg",
+            sleep=clock.asleep,
+            rotation_grace=0.5,
+            is_auth_error=lambda e: isinstance(e, LoginRefused),
+        )
+        with pytest.raises(LoginRefused):
+            await factory()
+    expect(
+        records,
+        "login with secret 'app/db' failed; refreshing",
+        operation="connect",
+        secret_name="app/db",
+        attempt=1,
+        error_type="LoginRefused",
+    )
+    expect(records, "still fails; polling", operation="connect", secret_name="app/db", attempt=1)
+    assert_well_formed(records.records, ["app/db"])
+
+
+def provoke(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """An invalidation, a change event and an outage served stale, on ``app/key``."""
+    admin.create_secret(Name="app/key", SecretString=f"{MARKER}-1")
+    cache = make_cache(client, clock, retry=RETRY)
+    cache.get_secret_string("app/key")
+    invalidate_from_event(cache, change_event("app/key"))
+    cache.get_secret_string("app/key")
+    outage = calls.fail_with("ThrottlingException")
+    clock.advance(61)
+    assert cache.get_secret_string("app/key") == f"{MARKER}-1"
+    outage()
+    cache.close()
+
+
+class ExtraAsJson(logging.Formatter):
+    """The smallest JSON formatter: the message plus every attribute ``extra`` added to the record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = {name: value for name, value in vars(record).items() if name not in STANDARD}
+        return json.dumps({"message": record.getMessage(), **extra}, default=str)
+
+
+@pytest.fixture
+def loggers() -> Iterator[Callable[[str], logging.Logger]]:
+    """Hands out loggers by name and puts each back as it was: handlers, level, propagation, attributes.
+
+    Powertools marks the logger of its service as configured once per process and rewires the
+    ``secretcache`` logger in ``copy_config_to_registered_loggers``; it adds filters to the root
+    handlers too. All of that is undone, so other tests find the loggers as they were.
+    """
+    saved: list[tuple[logging.Logger, dict[str, Any]]] = []
+    root_filters = [(handler, list(handler.filters)) for handler in logging.root.handlers]
+
+    def get(name: str) -> logging.Logger:
+        logger = logging.getLogger(name)
+        saved.append((logger, {**vars(logger), "handlers": list(logger.handlers)}))
+        return logger
+
+    try:
+        yield get
+    finally:
+        for logger, attributes in reversed(saved):
+            for name in set(vars(logger)) - set(attributes):
+                delattr(logger, name)
+            vars(logger).update(attributes)
+            logger.setLevel(logger.level)  # drops the level cache of every logger, built under the test's levels
+        for handler, filters in root_filters:
+            handler.filters[:] = filters
+
+
+@pytest.mark.parametrize("formatter", ["powertools", "stdlib"])
+def test_fields_reach_a_json_formatter_as_keys(
+    formatter: str, client: Any, admin: Any, calls: Calls, clock: FakeClock, loggers: Callable[[str], logging.Logger]
+) -> None:
+    """Powertools Logger (set up for the library's loggers as its docs say) or a stdlib formatter: JSON keys."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    library = loggers("secretcache")
+    if formatter == "powertools":
+        from aws_lambda_powertools import Logger
+        from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+        service = "secretcache-test-logs"
+        loggers(service)
+        source = Logger(service=service, level="DEBUG", logger_handler=handler)
+        copy_config_to_registered_loggers(source_logger=source, include={"secretcache"})
+    else:
+        handler.setFormatter(ExtraAsJson())
+        library.addHandler(handler)
+        library.setLevel(logging.DEBUG)
+    provoke(client, admin, calls, clock)
+    documents = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert documents
+    assert all(document["operation"] for document in documents)
+    by_message = {document["message"]: document for document in documents}
+    stale = next(document for message, document in by_message.items() if message.startswith("serving the cached"))
+    assert stale["secret_name"] == "app/key"
+    assert stale["error_type"] == "ThrottlingException"
+    assert stale["attempt"] == 3
+    assert stale["operation"] == "GetSecretValue"
+    assert isinstance(stale["version_id"], str)
+    event = by_message["invalidated 'app/key' after a change event"]
+    assert (event["operation"], event["secret_name"]) == ("event", "app/key")
+    assert MARKER not in stream.getvalue()
