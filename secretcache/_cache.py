@@ -139,7 +139,7 @@ class SecretCache:
             clock=self._clock,
             pool=self._pool,
         )
-        self._hit = self._store.hit
+        self._entries = self._store.entries  # read by the getters' inlined hot path (Store.hit)
         track(self)
         redaction.install()
 
@@ -203,7 +203,14 @@ class SecretCache:
             SecretCacheError: Any other failure; see :class:`SecretCache`.
         """
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
-            entry = self._hit(secret_id) or self._read(secret_id, None, None, False, None)
+            try:  # Store.hit, inlined: the call alone would cost a sixth of a hit
+                entry = self._entries[secret_id]
+            except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
+                entry = None
+            if entry is not None and entry.refresh_at > self._clock():
+                entry.hits += 1
+            else:
+                entry = self._read(secret_id, None, None, False, None)
         else:
             entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
         string = entry.string
@@ -227,7 +234,15 @@ class SecretCache:
             SecretCacheError: Any other failure; see :class:`SecretCache`.
         """
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
-            return binary_of(self._hit(secret_id) or self._read(secret_id, None, None, False, None), secret_id)
+            try:  # Store.hit, inlined: the call alone would cost a sixth of a hit
+                entry = self._entries[secret_id]
+            except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
+                entry = None
+            if entry is not None and entry.refresh_at > self._clock():
+                entry.hits += 1
+            else:
+                entry = self._read(secret_id, None, None, False, None)
+            return binary_of(entry, secret_id)
         return binary_of(self._read(secret_id, version_stage, version_id, force_refresh, ttl), secret_id)
 
     def get_secret_json(
@@ -261,7 +276,15 @@ class SecretCache:
         if key is not None and not isinstance(key, str):
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
-            return json_of(self._hit(secret_id) or self._read(secret_id, None, None, False, None), secret_id, key)
+            try:  # Store.hit, inlined: the call alone would cost a sixth of a hit
+                entry = self._entries[secret_id]
+            except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
+                entry = None
+            if entry is not None and entry.refresh_at > self._clock():
+                entry.hits += 1
+            else:
+                entry = self._read(secret_id, None, None, False, None)
+            return json_of(entry, secret_id, key)
         return json_of(self._read(secret_id, version_stage, version_id, force_refresh, ttl), secret_id, key)
 
     def get_secret(
@@ -281,7 +304,15 @@ class SecretCache:
             SecretCacheError: See :class:`SecretCache`.
         """
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
-            return value_of(self._hit(secret_id) or self._read(secret_id, None, None, False, None))
+            try:  # Store.hit, inlined: the call alone would cost a sixth of a hit
+                entry = self._entries[secret_id]
+            except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
+                entry = None
+            if entry is not None and entry.refresh_at > self._clock():
+                entry.hits += 1
+            else:
+                entry = self._read(secret_id, None, None, False, None)
+            return value_of(entry)
         return value_of(self._read(secret_id, version_stage, version_id, force_refresh, ttl))
 
     def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:

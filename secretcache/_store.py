@@ -21,9 +21,9 @@ Invariants, kept by every method of :class:`Store`; no code outside this module 
 3. No reader waits longer than :attr:`Store.wait_bound` (the retry deadline plus one attempt's
    timeouts); a thread never waits for a fetch it is itself running further up its stack.
 4. Counters change after the state they count is visible.
-5. The hot path (:meth:`Store.hit`) reads ``entries`` without the lock; an entry's value and
-   deadlines never change once installed, except ``refresh_at``, moved under the lock when a
-   background refresh is queued.
+5. The hot path (:meth:`Store.hit`, inlined in the getters of :class:`SecretCache`) reads
+   ``entries`` without the lock; an entry's value and deadlines never change once installed,
+   except ``refresh_at``, moved under the lock when a background refresh is queued.
 """
 
 from __future__ import annotations
@@ -100,7 +100,11 @@ class Store:
     # -- reads ---------------------------------------------------------------------------------
 
     def hit(self, key: CacheKey) -> Entry | None:
-        """The lock-free fast path, the only one: the entry if it holds a value before its refresh point."""
+        """The lock-free fast path: the entry if it holds a value before its refresh point.
+
+        :class:`SecretCache`'s getters inline this very check (a call would cost a sixth of a
+        hit); a change here must be made there too.
+        """
         try:
             entry = self.entries[key]
         except (KeyError, TypeError):

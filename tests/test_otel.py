@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections import Counter
@@ -450,3 +451,32 @@ def test_every_read_of_a_cold_stampede_is_counted_once(
         {("GetSecretValue", "ok"): 1}
     )
     assert len(telemetry.spans()) == 1
+
+
+def test_hits_record_nothing_and_are_read_at_collection(
+    client: Any, admin: Any, clock: FakeClock, telemetry: Telemetry
+) -> None:
+    """A hit makes no span and no measurement: the hit count is read from the cache when the SDK collects."""
+    admin.create_secret(Name=NAME, SecretString=json.dumps({"password": VALUE}))
+    cache = make_cache(client, clock)
+    instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+    cache.get_secret_string(NAME)
+    recorded: list[Any] = []
+    histogram = _instruments(telemetry).duration
+    original = histogram.record
+    histogram.record = lambda *args, **kwargs: recorded.append(args)  # type: ignore[method-assign]
+    try:
+        for read in (cache.get_secret_string, cache.get_secret, cache.get_secret_json):
+            for _ in range(1000):
+                read(NAME)  # type: ignore[operator]
+    finally:
+        histogram.record = original  # type: ignore[method-assign]
+    assert recorded == []
+    assert len(telemetry.spans()) == 1  # the cold read's fetch only
+    assert telemetry.sums("secretcache.reads", "secretcache.result")[("hit",)] == 3000 == cache.stats().hits
+
+
+def _instruments(telemetry: Telemetry) -> Any:
+    from secretcache import otel
+
+    return otel._REGISTRY[telemetry.meters]
