@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from time import monotonic
 from typing import Any
 
@@ -62,16 +63,34 @@ def loop_of(read: Callable[..., Any], *args: Any) -> Callable[[int], None]:
     return batch
 
 
+def interleaved(batches: dict[str, Callable[[int], None]], n: int = BATCH, repeats: int = REPEATS) -> dict[str, float]:
+    """Median nanoseconds per operation of each batch, the batches taking turns.
+
+    Taking turns, every row sees the same moments of a busy machine, so the ratios between rows
+    hold even when the absolute figures swing.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in batches}
+    for _ in range(repeats):
+        for name, batch in batches.items():
+            start = time.perf_counter_ns()
+            batch(n)
+            samples[name].append((time.perf_counter_ns() - start) / n)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def hit_latency(client: Any) -> list[tuple[str, float]]:
     cache = SecretCache(client)
     cache.get_secret_string(SECRET)
-    rows = [("reference: dict lookup + monotonic() check", ns_per_call(reference_batch))]
-    rows.append(("secretcache get_secret_string (hit)", ns_per_call(loop_of(cache.get_secret_string, SECRET))))
-    rows.append(("secretcache get_secret (hit)", ns_per_call(loop_of(cache.get_secret, SECRET))))
-    rows.append(("secretcache get_secret_json key (hit)", ns_per_call(loop_of(cache.get_secret_json, SECRET, "user"))))
-    instrumented = instrumented_hit(client)
-    if instrumented is not None:
-        rows.append(("secretcache get_secret_string (hit, OpenTelemetry on)", instrumented))
+    batches = {
+        "reference: dict lookup + monotonic() check": reference_batch,
+        "secretcache get_secret_string (hit)": loop_of(cache.get_secret_string, SECRET),
+        "secretcache get_secret (hit)": loop_of(cache.get_secret, SECRET),
+        "secretcache get_secret_json key (hit)": loop_of(cache.get_secret_json, SECRET, "user"),
+    }
+    with instrumented(client) as other:
+        if other is not None:
+            batches["secretcache get_secret_string (hit, OpenTelemetry on)"] = loop_of(other.get_secret_string, SECRET)
+        rows = list(interleaved(batches).items())
     try:
         from aws_secretsmanager_caching import SecretCache as OfficialCache
 
@@ -98,10 +117,11 @@ def hit_latency(client: Any) -> list[tuple[str, float]]:
     return rows
 
 
-def instrumented_hit(client: Any) -> float | None:
-    """A hit on a cache instrumented by :mod:`secretcache.otel` with the real SDK, metrics collected.
+@contextmanager
+def instrumented(client: Any) -> Iterator[SecretCache | None]:
+    """A warm cache instrumented by :mod:`secretcache.otel` with the real SDK (``None`` without it).
 
-    ``None`` when the OpenTelemetry SDK is not installed.
+    On the way out the metrics are collected once, and must include every hit of the benchmark.
     """
     try:
         from opentelemetry.sdk.metrics import MeterProvider
@@ -110,19 +130,27 @@ def instrumented_hit(client: Any) -> float | None:
 
         from secretcache.otel import instrument
     except ImportError:
-        return None
+        yield None
+        return
     reader = InMemoryMetricReader()
     cache = SecretCache(client)
     uninstrument = instrument(
         cache, meter_provider=MeterProvider(metric_readers=[reader]), tracer_provider=TracerProvider()
     )
     cache.get_secret_string(SECRET)
-    try:
-        return ns_per_call(loop_of(cache.get_secret_string, SECRET))
-    finally:
-        reader.get_metrics_data()  # the counters read at collection include the benchmark's hits
-        assert cache.stats().hits >= BATCH * REPEATS
-        uninstrument()
+    yield cache
+    data = reader.get_metrics_data()
+    hits = [
+        point.value
+        for resource in (data.resource_metrics if data else [])
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "secretcache.reads"
+        for point in metric.data.data_points
+        if (point.attributes or {}).get("secretcache.result") == "hit"
+    ]
+    assert hits == [cache.stats().hits], hits  # the benchmark's hits, counted at collection
+    uninstrument()
 
 
 def reference_read(key: str, _table: dict[str, tuple[str, float]] = {SECRET: ("value", 1e18)}) -> str | None:  # noqa: B006

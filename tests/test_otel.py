@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,10 @@ class Telemetry:
     meters: MeterProvider
     exporter: InMemorySpanExporter
     tracers: TracerProvider
+
+    def instrument(self, cache: Any, **options: Any) -> Callable[[], None]:
+        """``instrument(cache)`` with these providers."""
+        return instrument(cache, meter_provider=self.meters, tracer_provider=self.tracers, **options)
 
     def spans(self, scope: str | None = "secretcache") -> list[ReadableSpan]:
         spans = self.exporter.get_finished_spans()
@@ -94,7 +98,7 @@ def test_scripted_run_metrics_equal_stats_and_the_script(
     for other in ("svc/a", "svc/b"):
         admin.create_secret(Name=other, SecretString=VALUE)
     cache = make_cache(client, clock, max_size=2)
-    uninstrument = instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+    uninstrument = telemetry.instrument(cache)
 
     assert cache.get_secret_string(NAME) == VALUE  # cold: miss, 1 call
     for _ in range(3):
@@ -175,7 +179,7 @@ def test_scripted_run_metrics_equal_stats_and_the_script(
 def test_secret_names_only_when_asked(client: Any, admin: Any, clock: FakeClock, telemetry: Telemetry) -> None:
     admin.create_secret(Name=NAME, SecretString=VALUE)
     cache = make_cache(client, clock)
-    instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers, secret_names=True)
+    telemetry.instrument(cache, secret_names=True)
     cache.get_secret_string(NAME)
     [span] = telemetry.spans()
     assert span.attributes is not None
@@ -201,7 +205,7 @@ def test_foreground_fetch_is_a_child_of_the_callers_span_and_botocore_nests_unde
     try:
         cache_client = boto3.client("secretsmanager", region_name=REGION)  # built after instrumenting
         instrumented = make_cache(cache_client, clock)
-        instrument(instrumented, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+        telemetry.instrument(instrumented)
         with tracer.start_as_current_span("request") as request:
             instrumented.get_secret_string(NAME)
     finally:
@@ -222,7 +226,7 @@ def test_background_refresh_is_its_own_trace_linked_to_the_trigger(
 ) -> None:
     admin.create_secret(Name=NAME, SecretString=VALUE)
     cache = make_cache(client, clock, refresh_ahead=0.5)
-    instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+    telemetry.instrument(cache)
     tracer = telemetry.tracers.get_tracer("app")
     cache.get_secret_string(NAME)
     clock.advance(40)  # past the refresh point (30 s), within the TTL
@@ -251,7 +255,7 @@ def test_async_read_fetch_is_a_child_of_the_tasks_span(
 
     async def main() -> int:
         async with AsyncSecretCache(client, ttl=60, refresh_ahead=None, clock=clock) as cache:
-            instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+            telemetry.instrument(cache)
             with tracer.start_as_current_span("request") as request:
                 assert await cache.get_secret_string(NAME) == VALUE
             return request.get_span_context().span_id
@@ -265,7 +269,7 @@ def test_async_read_fetch_is_a_child_of_the_tasks_span(
 def test_uninstrument_stops_all_recording(client: Any, admin: Any, clock: FakeClock, telemetry: Telemetry) -> None:
     admin.create_secret(Name=NAME, SecretString=VALUE)
     cache = make_cache(client, clock)
-    uninstrument = instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+    uninstrument = telemetry.instrument(cache)
     cache.get_secret_string(NAME)
     before = telemetry.metrics()
     assert before["secretcache.reads"]
@@ -281,7 +285,7 @@ def test_uninstrument_stops_all_recording(client: Any, admin: Any, clock: FakeCl
     [(_, histogram)] = after["secretcache.fetch.duration"]
     assert histogram.count == 1  # the cumulative histogram keeps its one sample and gets no more
     # Instrumenting again works, and counts resume from the cache's counters.
-    instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+    telemetry.instrument(cache)
     assert telemetry.sums("secretcache.reads", "secretcache.result")[("miss",)] == 3
 
 
@@ -289,7 +293,7 @@ def test_two_caches_on_one_provider_add_up(client: Any, admin: Any, clock: FakeC
     admin.create_secret(Name=NAME, SecretString=VALUE)
     first, second = make_cache(client, clock), make_cache(client, clock)
     for cache in (first, second):
-        instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+        telemetry.instrument(cache)
         cache.get_secret_string(NAME)
         cache.get_secret_string(NAME)
     assert telemetry.sums("secretcache.reads", "secretcache.result") == Counter({("hit",): 2, ("miss",): 2})
@@ -306,9 +310,9 @@ def test_bad_arguments_are_refused(client: Any, clock: FakeClock, telemetry: Tel
         instrument(cache, meter_provider=telemetry.tracers)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="tracer_provider"):
         instrument(cache, tracer_provider=telemetry.meters)  # type: ignore[arg-type]
-    uninstrument = instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+    uninstrument = telemetry.instrument(cache)
     with pytest.raises(ValueError, match="instrumented already"):
-        instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+        telemetry.instrument(cache)
     uninstrument()
     cache.close()
     with pytest.raises(RuntimeError, match="closed"):
@@ -321,7 +325,7 @@ def test_a_callback_reading_the_cache_while_a_fetch_runs_does_not_block(
     """Collecting metrics while a fetch hangs in Secrets Manager answers at once (no lock held)."""
     admin.create_secret(Name=NAME, SecretString=VALUE)
     cache = make_cache(client, clock)
-    instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+    telemetry.instrument(cache)
     gate = calls.hold()
     reader = threading.Thread(target=cache.get_secret_string, args=(NAME,), daemon=True)
     reader.start()
@@ -402,7 +406,7 @@ def test_an_interrupted_fetch_ends_its_span_as_an_error(
     """A BaseException mid-fetch (KeyboardInterrupt) still ends the span and records the duration."""
     admin.create_secret(Name=NAME, SecretString=VALUE)
     cache = make_cache(client, clock)
-    instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+    telemetry.instrument(cache)
 
     def interrupt(_operation: str, _params: dict[str, Any]) -> None:
         raise KeyboardInterrupt
@@ -426,7 +430,7 @@ def test_every_read_of_a_cold_stampede_is_counted_once(
     """32 threads on a cold key: one call, one fetch span, and exactly 32 reads across the results."""
     admin.create_secret(Name=NAME, SecretString=VALUE)
     cache = make_cache(client, clock)
-    instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+    telemetry.instrument(cache)
     gate = calls.hold()
     barrier = threading.Barrier(32)
     results: list[str] = []
@@ -459,18 +463,18 @@ def test_hits_record_nothing_and_are_read_at_collection(
     """A hit makes no span and no measurement: the hit count is read from the cache when the SDK collects."""
     admin.create_secret(Name=NAME, SecretString=json.dumps({"password": VALUE}))
     cache = make_cache(client, clock)
-    instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+    telemetry.instrument(cache)
     cache.get_secret_string(NAME)
     recorded: list[Any] = []
     histogram = _instruments(telemetry).duration
     original = histogram.record
-    histogram.record = lambda *args, **kwargs: recorded.append(args)  # type: ignore[method-assign]
+    histogram.record = lambda *args, **kwargs: recorded.append(args)
     try:
         for read in (cache.get_secret_string, cache.get_secret, cache.get_secret_json):
             for _ in range(1000):
-                read(NAME)  # type: ignore[operator]
+                read(NAME)
     finally:
-        histogram.record = original  # type: ignore[method-assign]
+        histogram.record = original
     assert recorded == []
     assert len(telemetry.spans()) == 1  # the cold read's fetch only
     assert telemetry.sums("secretcache.reads", "secretcache.result")[("hit",)] == 3000 == cache.stats().hits
