@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from secretcache._cache import ChangeListener, SecretCache, store_of
@@ -59,6 +59,8 @@ class AsyncSecretCache:
         ttl_jitter: See :class:`SecretCache` (default 0.1).
         retry: See :class:`SecretCache` (default ``RetryPolicy()``).
         ttl_overrides: See :class:`SecretCache`.
+        replica_regions: See :class:`SecretCache` (default none).
+        replica_ttl: See :class:`SecretCache` (default 60 s).
         clock: See :class:`SecretCache`.
         cache: Wrap this existing :class:`SecretCache` instead of building one; then no other
             argument may be given.
@@ -81,6 +83,8 @@ class AsyncSecretCache:
         ttl_jitter: float = DEFAULT,
         retry: RetryPolicy = DEFAULT,
         ttl_overrides: Mapping[str, Duration] | None = None,
+        replica_regions: Sequence[str | SecretsManagerClient] = DEFAULT,
+        replica_ttl: Duration = DEFAULT,
         clock: Callable[[], float] | None = None,
         cache: SecretCache | None = None,
     ) -> None:
@@ -92,6 +96,8 @@ class AsyncSecretCache:
             "stale_while_revalidate": stale_while_revalidate,
             "ttl_jitter": ttl_jitter,
             "retry": retry,
+            "replica_regions": replica_regions,
+            "replica_ttl": replica_ttl,
         }
         given = {name: value for name, value in settings.items() if value is not DEFAULT}
         for name, value in (("ttl_overrides", ttl_overrides), ("clock", clock)):

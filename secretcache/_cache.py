@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from secretcache import redaction
 from secretcache._entry import Entry, binary_of, json_of, string_of, value_of
 from secretcache._errors import SecretCacheError
-from secretcache._fetcher import Fetcher
+from secretcache._fetcher import Fetcher, build_client
 from secretcache._fork import track
 from secretcache._keys import CacheKey, check_read, check_secret_id
 from secretcache._logs import facts
@@ -26,6 +26,7 @@ from secretcache._policy import (
     settings_from_env,
     to_seconds,
 )
+from secretcache._regions import Regions, check_replicas, region_of
 from secretcache._stats import CacheStats, Counters
 from secretcache._store import Store
 from secretcache._value import ChangeListener, SecretValue
@@ -84,6 +85,13 @@ class SecretCache:
         retry: Retry and failure-backoff settings.
         ttl_overrides: TTL in seconds per secret id or id prefix (the longest prefix wins),
             e.g. ``{"prod/db/": 60}``.
+        replica_regions: Regions holding replicas of the secrets (``ReplicateSecretToRegions``),
+            as Region names (a client is built for each like the default one) or ready
+            ``secretsmanager`` clients, tried in order when a fetch from the primary fails
+            transiently after its retries. Definite errors never fail over. See the "Regions and
+            outages" guide.
+        replica_ttl: Longest a value read from a replica is fresh (default 60 s), so the cache
+            returns to the primary Region soon after it recovers.
         clock: Zero-argument function returning monotonic seconds (default
             ``time.monotonic``); inject a fake one in tests.
 
@@ -104,6 +112,8 @@ class SecretCache:
         ttl_jitter: float = 0.1,
         retry: RetryPolicy = DEFAULT_RETRY,
         ttl_overrides: Mapping[str, Duration] | None = None,
+        replica_regions: Sequence[str | SecretsManagerClient] = (),
+        replica_ttl: Duration = 60.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(retry, RetryPolicy):
@@ -117,6 +127,7 @@ class SecretCache:
             max_stale=to_seconds(max_stale, "max_stale"),
             overrides=check_overrides(ttl_overrides),
             stale_while_revalidate=to_seconds(stale_while_revalidate, "stale_while_revalidate"),
+            replica_ttl=to_seconds(replica_ttl, "replica_ttl"),
         )
         if timing.stale_while_revalidate > timing.max_stale:
             raise ValueError(
@@ -128,7 +139,12 @@ class SecretCache:
         self._retry = retry
         self._clock: Callable[[], float] = clock or time.monotonic
         self._counters = Counters()
-        self._fetcher = Fetcher(client, retry, self._counters)
+        replicas = check_replicas(replica_regions, build_client)
+        primary = region_of(client)
+        if primary is not None and primary in {replica.region for replica in replicas}:
+            raise ValueError(f"replica_regions names the primary Region {primary!r} (the client's own)")
+        regions = Regions(replicas, retry, self._clock) if replicas else None
+        self._fetcher = Fetcher(client, retry, self._counters, regions=regions)
         self._pool = BackgroundPool(threads=REFRESH_THREADS, capacity=size)
         self._store = Store(
             max_size=size,
@@ -158,11 +174,18 @@ class SecretCache:
 
     def __repr__(self) -> str:
         timing = self._timing
+        regions = self._fetcher.regions
+        replicas = (
+            ""
+            if regions is None
+            else f"replica_regions={tuple(replica.region for replica in regions.replicas)!r}, "
+            f"replica_ttl={timing.replica_ttl}, "
+        )
         return (
             f"SecretCache(ttl={timing.ttl}, max_size={self._store.max_size}, refresh_ahead={timing.refresh_ahead}, "
             f"max_stale={timing.max_stale}, stale_while_revalidate={timing.stale_while_revalidate}, "
             f"ttl_jitter={timing.ttl_jitter}, retry={self._retry!r}, ttl_overrides={dict(timing.overrides)!r}, "
-            f"size={len(self._store.entries)}{', closed' if self._store.closed else ''})"
+            f"{replicas}size={len(self._store.entries)}{', closed' if self._store.closed else ''})"
         )
 
     @property

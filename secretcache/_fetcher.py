@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
 import threading
 import time
@@ -37,6 +39,7 @@ from secretcache._errors import (
 from secretcache._keys import DEFAULT_STAGE, aliases
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
+from secretcache._regions import Regions, drop_connections, in_region, region_of
 from secretcache._stats import Counters
 from secretcache._value import SecretValue
 
@@ -53,6 +56,10 @@ if TYPE_CHECKING:
 
 class BatchRefusedError(Exception):
     """``BatchGetSecretValue`` itself is not allowed or not known; fetch one by one instead."""
+
+
+class ReplicaFailedError(Exception):
+    """No replica answered while the primary Region is backing off (an outage, not a verdict)."""
 
 
 class BatchFailedError(Exception):
@@ -144,7 +151,7 @@ _TRANSIENT_EXCEPTIONS = (
     ResponseParserError,
 )
 # What a call can fail with that map_error turns into a typed error.
-_CALL_ERRORS = (BotoCoreError, ClientError, ResponseParserError, MalformedResponseError)
+_CALL_ERRORS = (BotoCoreError, ClientError, ResponseParserError, MalformedResponseError, ReplicaFailedError)
 _PERMANENT_CODES: dict[str, type[SecretCacheError]] = {
     "ResourceNotFoundException": SecretNotFoundError,
     "AccessDeniedException": SecretAccessDeniedError,
@@ -159,11 +166,12 @@ _PERMANENT_CODES: dict[str, type[SecretCacheError]] = {
 }
 
 
-def build_client() -> SecretsManagerClient:
-    """Build the ``secretsmanager`` client a cache uses when none is given.
+def build_client(region: str | None = None) -> SecretsManagerClient:
+    """Build the ``secretsmanager`` client a cache uses when none is given (or for a replica ``region``).
 
     Botocore's retries are off (the cache's :class:`RetryPolicy` is the one policy) and
-    connect/read timeouts are bounded. Region and credentials come from the usual boto3 chain.
+    connect/read timeouts are bounded. Region (unless given) and credentials come from the usual
+    boto3 chain.
     """
     import boto3
     from botocore.config import Config
@@ -175,7 +183,7 @@ def build_client() -> SecretsManagerClient:
         user_agent_extra="secretcache",
     )
     # A fresh Session per client: boto3's default session is not thread-safe.
-    return boto3.session.Session().client("secretsmanager", config=config)
+    return boto3.session.Session().client("secretsmanager", region_name=region, config=config)
 
 
 def _status(err: ClientError) -> int:
@@ -305,6 +313,7 @@ class Fetcher:
         counters: Counters,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        regions: Regions | None = None,
     ) -> None:
         self._client = client
         self._owns_client = client is None
@@ -312,6 +321,8 @@ class Fetcher:
         self._counters = counters
         self._retry = retry
         self._sleep = sleep
+        self.regions = regions
+        """The replica Regions a transient failure of the primary fails over to, if any."""
 
     @property
     def client(self) -> SecretsManagerClient:
@@ -335,20 +346,24 @@ class Fetcher:
         Raises:
             SecretCacheError: The typed error matching the failure, the botocore error chained.
         """
-        kwargs: dict[str, Any] = {"SecretId": secret_id}
+        kwargs: dict[str, Any] = {}
         if version_id is not None:
             kwargs["VersionId"] = version_id
         if version_stage is not None or version_id is None:
             kwargs["VersionStage"] = version_stage or DEFAULT_STAGE
 
-        def attempt() -> GetSecretValueResponseTypeDef:
-            client = self.client
-            response = self._send("GetSecretValue", fetch, lambda: client.get_secret_value(**kwargs))
+        def attempt(client: SecretsManagerClient, region: str | None) -> GetSecretValueResponseTypeDef:
+            sent = secret_id if region is None else in_region(secret_id, region)
+            response = self._send("GetSecretValue", fetch, lambda: client.get_secret_value(SecretId=sent, **kwargs))
             _check_fields(response, "GetSecretValue")
             return response
 
         # With both VersionId and VersionStage, Secrets Manager refuses a pair that disagrees.
-        return to_secret_value(self._call("GetSecretValue", secret_id, attempt), secret_id)
+        try:
+            response, replica = self._across_regions("GetSecretValue", attempt, fetch)
+        except _CALL_ERRORS as err:
+            raise map_error(err, "GetSecretValue", secret_id) from err
+        return self._value(response, secret_id, "GetSecretValue", replica)
 
     def batch_get_secret_values(
         self, secret_ids: list[str], fetch: Fetch | None = None
@@ -367,37 +382,43 @@ class Fetcher:
         """
         assert 0 < len(secret_ids) <= BATCH_SIZE
 
-        def attempt() -> BatchGetSecretValueResponseTypeDef:
-            client = self.client
+        def attempt(client: SecretsManagerClient, region: str | None) -> BatchGetSecretValueResponseTypeDef:
             # A botocore older than the operation builds a client without the method.
             if not hasattr(client, "batch_get_secret_value"):
                 raise BatchRefusedError("this botocore does not know BatchGetSecretValue")
+            sent = secret_ids if region is None else [in_region(secret_id, region) for secret_id in secret_ids]
             response = self._send(
-                "BatchGetSecretValue", fetch, lambda: client.batch_get_secret_value(SecretIdList=secret_ids)
+                "BatchGetSecretValue", fetch, lambda: client.batch_get_secret_value(SecretIdList=sent)
             )
             for item in response.get("SecretValues", []):
                 _check_fields(item, "BatchGetSecretValue")
             return response
 
         try:
-            response = self._retrying(attempt)
+            response, replica = self._across_regions("BatchGetSecretValue", attempt, fetch)
         except _CALL_ERRORS as err:
             self._raise_batch_failure(err, secret_ids)
         values: list[SecretValue] = []
         errors: dict[str, SecretCacheError] = {}
+        asked = {in_region(secret_id, replica): secret_id for secret_id in secret_ids} if replica else {}
         for item in response.get("Errors", []):
-            secret_id = item.get("SecretId", "")
+            secret_id = asked.get(item.get("SecretId", ""), item.get("SecretId", ""))
             code = item.get("ErrorCode", "Unknown")
             message = item.get("Message", "")
             detail = f"BatchGetSecretValue for secret {secret_id!r} failed: {code}: {message}"
-            errors[secret_id] = error = _PERMANENT_CODES.get(code, SecretUnavailableError)(detail, secret_id=secret_id)
+            # A replica's answer is no verdict on the secret (it may not be replicated there):
+            # only the primary's "not found" or "access denied" is definite.
+            kind = SecretUnavailableError if replica else _PERMANENT_CODES.get(code, SecretUnavailableError)
+            if replica:
+                detail += f" (in replica Region {replica}, read while the primary Region is failing)"
+            errors[secret_id] = error = kind(detail, secret_id=secret_id)
             # The service's answer for this secret, as GetSecretValue would have raised it: the
             # same cause chain, and the same error code in logs and metrics, whichever call asked.
             error.__cause__ = ClientError({"Error": {"Code": code, "Message": message}}, "BatchGetSecretValue")
         for entry in response.get("SecretValues", []):
             problem = _type_problem(entry)
             if problem is None:
-                values.append(to_secret_value(entry, entry["Name"], "BatchGetSecretValue"))
+                values.append(self._value(entry, entry["Name"], "BatchGetSecretValue", replica))
                 continue
             for secret_id in _named_by(secret_ids, entry):
                 errors[secret_id] = _format_error("BatchGetSecretValue", secret_id, problem)
@@ -425,13 +446,12 @@ class Fetcher:
         pool is emptied, so the child opens its own connections.
         """
         self._client_lock = threading.Lock()
+        if self.regions is not None:
+            self.regions.reset_after_fork()
         if self._owns_client:
             self._client = None
             return
-        session = getattr(getattr(self._client, "_endpoint", None), "http_session", None)
-        close = getattr(session, "close", None)
-        if callable(close):
-            close()
+        drop_connections(self._client)
 
     def _send(self, operation: str, fetch: Fetch | None, call: Callable[[], _T]) -> _T:
         """Make one call, counting it (and its failure, by error type) and the fetch's attempt."""
@@ -444,20 +464,101 @@ class Fetcher:
             self._counters.api_error(operation, error_type(err))
             raise
 
-    def _retrying(self, attempt: Callable[[], _T]) -> _T:
-        """Run ``attempt`` under the retry policy; the last error is re-raised as is."""
+    def _across_regions(
+        self, operation: str, attempt: Callable[[SecretsManagerClient, str | None], _T], fetch: Fetch | None
+    ) -> tuple[_T, str | None]:
+        """Run ``attempt(client, region)`` on the primary, then on the replicas if it fails transiently.
+
+        Without replicas: the primary under the retry policy. With replicas: the primary with
+        its retries within half the deadline (one probe while an outage episode goes on, none
+        while its backoff lasts), then each replica in order within what is left of the
+        deadline. ``region`` is ``None`` for the primary: ids are sent as given; for a replica,
+        ARNs are rewritten to its Region.
+
+        Returns:
+            The result, and the replica Region that gave it (``None`` for the primary).
+
+        Raises:
+            Exception: The raw error to map: a definite error of the primary at once, else the
+                primary's last transient error when no replica answered either.
+        """
+        regions = self.regions
+        if regions is None:
+            return self._retrying(lambda: attempt(self.client, None)), None
+        started = time.monotonic()
+        deadline = self._retry.deadline
+        failure: Exception | None = None
+        primary = self.client
+        use_primary, with_retries = regions.primary_first()
+        if use_primary:
+            try:
+                result = self._retrying(
+                    lambda: attempt(primary, None),
+                    attempts=None if with_retries else 1,
+                    deadline=deadline / 2,
+                )
+            except _CALL_ERRORS as err:
+                if not is_transient(err):  # a definite answer: the primary is up, and no replica is asked
+                    regions.primary_answered(region_of(primary), operation)
+                    raise
+                failure = err
+                regions.primary_failed(region_of(primary), err, operation)
+            except BaseException:
+                regions.abandoned()
+                raise
+            else:
+                regions.primary_answered(region_of(primary), operation)
+                return result, None
+        for index, replica in enumerate(regions.replicas):
+            left = deadline - (time.monotonic() - started)
+            if index > 0 and left <= 0:
+                break
+            try:
+                call = functools.partial(attempt, replica.client, replica.region)
+                result = self._retrying(call, deadline=max(left, 0.0))
+            except _CALL_ERRORS as err:
+                if failure is None and not is_transient(err):
+                    # The primary is backing off: a replica's definite answer (the secret is not
+                    # replicated there, say) is no verdict on the secret.
+                    verdict = err
+                    err = ReplicaFailedError(
+                        f"the primary Region is failing and replica {replica.region} answered {error_type(verdict)}"
+                    )
+                    err.__cause__ = verdict
+                failure = failure or err  # the primary's error is the one to report
+                continue
+            if fetch is not None:
+                fetch.replica = replica.region
+            return result, replica.region
+        assert failure is not None
+        raise failure
+
+    def _value(self, response: Any, secret_id: str, operation: str, replica: str | None) -> SecretValue:
+        """The value of a response, read from the primary or from ``replica``.
+
+        A replica's value carries the primary's ARN (the secret's identity, so a rotation is
+        noticed once across Regions) and says where it was read from.
+        """
+        value = to_secret_value(response, secret_id, operation)
+        primary = region_of(self.client)
+        if replica is None:
+            return value if primary is None else dataclasses.replace(value, region=primary)
+        arn = value.arn if primary is None else in_region(value.arn, primary)
+        return dataclasses.replace(value, arn=arn, region=replica)
+
+    def _retrying(self, attempt: Callable[[], _T], *, attempts: int | None = None, deadline: float | None = None) -> _T:
+        """Run ``attempt`` under the retry policy, or its fewer ``attempts`` and shorter ``deadline``.
+
+        The last error is re-raised as is.
+        """
         policy = self._retry
+        attempts = policy.attempts if attempts is None else attempts
+        deadline = policy.deadline if deadline is None else deadline
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_before_delay(policy.deadline),
+            stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_before_delay(deadline),
             wait=tenacity.wait_random_exponential(multiplier=policy.initial_delay, max=policy.max_delay),
             retry=tenacity.retry_if_exception(is_transient),
             sleep=self._sleep,
             reraise=True,
         )
         return retrying(attempt)
-
-    def _call(self, operation: str, secret_id: str, attempt: Callable[[], _T]) -> _T:
-        try:
-            return self._retrying(attempt)
-        except _CALL_ERRORS as err:
-            raise map_error(err, operation, secret_id) from err

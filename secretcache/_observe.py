@@ -28,10 +28,11 @@ class Fetch:
     """One fetch (one Secrets Manager request with its retries), as an observer sees it.
 
     Holds ids, labels and counts, never a value. ``secret_ids`` has one id, or up to 20 for a
-    ``BatchGetSecretValue`` call. ``attempts`` counts the calls made so far.
+    ``BatchGetSecretValue`` call. ``attempts`` counts the calls made so far, and ``replica``
+    names the replica Region that answered when the primary failed.
     """
 
-    __slots__ = ("attempts", "operation", "origin", "refresh", "secret_ids", "version_id", "version_stage")
+    __slots__ = ("attempts", "operation", "origin", "refresh", "replica", "secret_ids", "version_id", "version_stage")
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class Fetch:
         self.version_stage = version_stage
         self.version_id = version_id
         self.attempts = 0
+        self.replica: str | None = None
 
     def __repr__(self) -> str:
         return f"Fetch({self.operation}, {len(self.secret_ids)} secret(s), {self.refresh}, attempts={self.attempts})"

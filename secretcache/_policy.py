@@ -134,6 +134,8 @@ class Timing:
         overrides: ``(prefix, ttl)`` pairs, longest prefix first.
         stale_while_revalidate: Seconds past its TTL during which reads still get the value
             at once while one background refresh fetches the next, even when fetching works.
+        replica_ttl: Longest a value read from a replica Region is fresh, so the cache returns
+            to the primary soon after it recovers.
     """
 
     ttl: float
@@ -142,6 +144,7 @@ class Timing:
     max_stale: float
     overrides: tuple[tuple[str, float], ...] = ()
     stale_while_revalidate: float = 0.0
+    replica_ttl: float = 60.0
 
     def ttl_for(self, secret_id: str) -> float:
         """The configured TTL of ``secret_id``: its longest matching override, else ``ttl``."""
@@ -167,7 +170,7 @@ def check_overrides(overrides: object) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(items, key=lambda item: len(item[0]), reverse=True))
 
 
-_DURATIONS = ("TTL", "MAX_STALE", "STALE_WHILE_REVALIDATE")
+_DURATIONS = ("TTL", "MAX_STALE", "STALE_WHILE_REVALIDATE", "REPLICA_TTL")
 _RETRY_FIELDS = {
     "RETRY_ATTEMPTS": "attempts",
     "RETRY_INITIAL_DELAY": "initial_delay",
@@ -184,6 +187,8 @@ ENV_VARIABLES = (
     "REFRESH_AHEAD",
     "TTL_JITTER",
     "TTL_OVERRIDES",
+    "REPLICA_REGIONS",
+    "REPLICA_TTL",
     *_RETRY_FIELDS,
 )
 """Every variable :meth:`SecretCache.from_env` reads, without its prefix."""
@@ -233,6 +238,11 @@ def settings_from_env(environ: Mapping[str, str], prefix: str) -> dict[str, obje
             if raw.lower() in _OFF
             else check_refresh_ahead(_number(prefix + "REFRESH_AHEAD", raw), prefix + "REFRESH_AHEAD")
         )
+    if "REPLICA_REGIONS" in present:  # comma-separated Region names; blank means none
+        regions = [region.strip() for region in present["REPLICA_REGIONS"].split(",")]
+        if any(not region for region in regions) and regions != [""]:
+            raise ValueError(f"{prefix}REPLICA_REGIONS={present['REPLICA_REGIONS']!r} holds an empty Region name")
+        settings["replica_regions"] = tuple(region for region in regions if region)
     if "TTL_OVERRIDES" in present:
         settings["ttl_overrides"] = _overrides_from_json(prefix + "TTL_OVERRIDES", present["TTL_OVERRIDES"])
     retry: dict[str, float] = {}

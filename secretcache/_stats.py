@@ -48,6 +48,8 @@ class CacheStats:
             took longer than the wait bound.
         changes: New versions seen: a fetch returned a version id other than the last one
             cached for the same secret and label (what ``on_change`` listeners hear of).
+        failovers: Fetches answered by a replica Region because the primary failed
+            (``replica_regions``); a batch call counts once.
     """
 
     hits: int = 0
@@ -63,6 +65,7 @@ class CacheStats:
     api_errors: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     read_errors: int = 0
     changes: int = 0
+    failovers: int = 0
 
     def __post_init__(self) -> None:
         for name in ("api_calls", "api_errors"):
@@ -113,6 +116,7 @@ class Counters:
         "evictions",
         "read_errors",
         "changes",
+        "failovers",
     )
     MISSES_SERVED = "misses_served"
     """Not in :class:`CacheStats`: misses answered with a value within its TTL (see :meth:`reads`)."""

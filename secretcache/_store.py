@@ -92,8 +92,10 @@ class Store:
         self._batch_refusals = 0
         self._batch_retry_at = float("-inf")
         self.closed = False
-        self.wait_bound = retry.deadline + CONNECT_TIMEOUT + READ_TIMEOUT
-        """Longest a reader waits for another thread's fetch, in seconds."""
+        replicas = len(fetcher.regions.replicas) if fetcher.regions is not None else 0
+        self.wait_bound = retry.deadline + (1 + replicas) * (CONNECT_TIMEOUT + READ_TIMEOUT)
+        """Longest a reader waits for another thread's fetch, in seconds: the retry deadline, plus
+        one attempt's timeouts in the primary Region and in each replica Region."""
         self.observer: Observer | None = None
         """Called around fetches when instrumented (:mod:`secretcache._observe`); never on a hit."""
 
@@ -327,7 +329,9 @@ class Store:
             except SecretCacheError as err:
                 result = self._failed(flight, err, effects, fetch)
             else:
-                result = self._fresh(flight, value)
+                result = self._fresh(flight, value, fetch.replica is not None)
+                if fetch.replica is not None:
+                    effects.count("failovers")
         except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
             unexpected = err
             if isinstance(err, Exception):  # a bug: say so even if nobody waits (a background refresh)
@@ -375,8 +379,8 @@ class Store:
             if own:
                 self._announce(effects)
 
-    def _fresh(self, flight: Flight, value: SecretValue) -> Entry:
-        """The entry for a value just fetched, its deadlines from the key's TTL."""
+    def _fresh(self, flight: Flight, value: SecretValue, replica: bool = False) -> Entry:
+        """The entry for a fetched value, its deadlines from the key's TTL (``replica_ttl`` at most for a replica)."""
         if split_key(flight.key)[2] is not None:  # a version id: immutable, never refetched for age
             return fresh_entry(value, ttl=None, lifetime=float("inf"), now=self._clock(), timing=self._timing)
         previous = flight.previous
@@ -385,7 +389,9 @@ class Store:
             ttl = previous.ttl if previous is not None and previous.ttl is not None else None
         if ttl is None:
             ttl = self._timing.ttl_for(split_key(flight.key)[0])
-        lifetime = ttl * (1.0 - self._timing.ttl_jitter * self._random.random())
+        # From a replica: back to the primary Region soon after it recovers (the key keeps its TTL).
+        lives = min(ttl, self._timing.replica_ttl) if replica else ttl
+        lifetime = lives * (1.0 - self._timing.ttl_jitter * self._random.random())
         return fresh_entry(value, ttl=ttl, lifetime=lifetime, now=self._clock(), timing=self._timing)
 
     def _failed(self, flight: Flight, err: SecretCacheError, effects: Effects, fetch: Fetch) -> Entry:
@@ -481,10 +487,12 @@ class Store:
         else:
             with self._lock:
                 self._batch_refusals = 0
+            if fetch.replica is not None:
+                effects.count("failovers")
         for flight, secret_id in zip(flights, ids, strict=True):
             value = _match(secret_id, values)
             if value is not None:
-                self.complete(flight, self._fresh(flight, value), None, effects)
+                self.complete(flight, self._fresh(flight, value, fetch.replica is not None), None, effects)
                 continue
             error = errors.get(secret_id) or SecretNotFoundError(
                 f"BatchGetSecretValue returned nothing for secret {secret_id!r}", secret_id=secret_id

@@ -25,6 +25,9 @@ class SecretValue:
         created_date: When this version was created, as reported by Secrets Manager.
         secret_string: The string value, or ``None`` for a binary secret.
         secret_binary: The binary value, or ``None`` for a string secret.
+        region: The AWS Region the value was read from: the client's Region, or a replica
+            Region's when the primary failed (``replica_regions``); ``None`` if the client does
+            not say. ``arn`` is always the primary Region's ARN.
     """
 
     name: str
@@ -34,13 +37,14 @@ class SecretValue:
     created_date: datetime | None
     secret_string: str | None
     secret_binary: bytes | None
+    region: str | None = None
 
     def __repr__(self) -> str:
         kind = "secret_string" if self.secret_string is not None else "secret_binary"
         return (
             f"SecretValue(name={self.name!r}, arn={self.arn!r}, version_id={self.version_id!r}, "
             f"version_stages={self.version_stages!r}, created_date={self.created_date!r}, "
-            f"{kind}=<redacted>)"
+            f"{kind}=<redacted>, region={self.region!r})"
         )
 
     __str__ = __repr__

@@ -145,6 +145,7 @@ class _Instruments:
             ("secretcache.evictions", self._evictions, "{entry}", "Entries evicted to stay within max_size."),
             ("secretcache.stale_served", self._stale_served, "{read}", "Reads answered with a value past its TTL."),
             ("secretcache.changes", self._changes, "{version}", "New secret versions seen."),
+            ("secretcache.failovers", self._failovers, "{fetch}", "Fetches answered by a replica Region."),
         )
         for name, callback, unit, description in observed:
             meter.create_observable_counter(name, [callback], unit=unit, description=description)
@@ -201,6 +202,9 @@ class _Instruments:
 
     def _changes(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._total(lambda cache: cache.stats().changes)
+
+    def _failovers(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._total(lambda cache: cache.stats().failovers)
 
     def _total(self, count: Callable[[SecretCache], int]) -> Iterable[Observation]:
         caches = self._caches
@@ -282,12 +286,16 @@ class _Observer:
             }
             if failure is not None:
                 sample["error.type"] = failure
+            if fetch.replica is not None:
+                sample["secretcache.replica.region"] = fetch.replica
             if self._secret_names and len(fetch.secret_ids) == 1:
                 sample["secretcache.secret.name"] = fetch.secret_ids[0]
             self._instruments.duration.record(max(0.0, seconds), sample)
             if span is not None:
                 context.detach(token)  # type: ignore[arg-type]
                 span.set_attribute("secretcache.attempts", fetch.attempts)
+                if fetch.replica is not None:
+                    span.set_attribute("secretcache.replica.region", fetch.replica)
                 if failure is not None:
                     span.set_attribute("error.type", failure)
                     span.set_status(Status(StatusCode.ERROR, failure))  # the code only: a message names the secret

@@ -27,6 +27,8 @@ def test_from_env_reads_every_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         "SECRETCACHE_RETRY_DEADLINE": "6",
         "SECRETCACHE_RETRY_FAILURE_BACKOFF": "2",
         "SECRETCACHE_RETRY_MAX_FAILURE_BACKOFF": "30",
+        "SECRETCACHE_REPLICA_REGIONS": " us-west-2, eu-west-1 ",
+        "SECRETCACHE_REPLICA_TTL": "15",
     }.items():
         monkeypatch.setenv(name, value)
     cache = SecretCache.from_env()
@@ -36,7 +38,8 @@ def test_from_env_reads_every_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert repr(cache).startswith(
         "SecretCache(ttl=120.0, max_size=50, refresh_ahead=0.5, max_stale=30.5, stale_while_revalidate=1.5, "
         "ttl_jitter=0.0, "
-        f"retry={policy!r}, ttl_overrides={{'prod/db/': 10.0, 'prod/': 20.0}}"
+        f"retry={policy!r}, ttl_overrides={{'prod/db/': 10.0, 'prod/': 20.0}}, "
+        "replica_regions=('us-west-2', 'eu-west-1'), replica_ttl=15.0, "
     )
 
 
@@ -64,6 +67,8 @@ def test_from_env_defaults_and_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
         ("SECRETCACHE_TTL_OVERRIDES", "[1]", "SECRETCACHE_TTL_OVERRIDES='\\[1\\]' is not a JSON object"),
         ("SECRETCACHE_TTL_OVERRIDES", '{"a": -1}', "SECRETCACHE_TTL_OVERRIDES="),
         ("SECRETCACHE_TLL", "5", "unknown setting SECRETCACHE_TLL"),
+        ("SECRETCACHE_REPLICA_REGIONS", "us-west-2,,eu-west-1", "holds an empty Region name"),
+        ("SECRETCACHE_REPLICA_TTL", "-1", "SECRETCACHE_REPLICA_TTL must be a duration >= 0"),
     ],
 )
 def test_from_env_names_the_bad_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:

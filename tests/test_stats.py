@@ -21,7 +21,7 @@ def test_stats_print_as_a_plain_dataclass() -> None:
     expected = (
         "CacheStats(hits=1, misses=1, api_calls={'GetSecretValue': 1}, refreshes=0, background_refreshes=0, "
         "stale_served=0, errors=1, evictions=0, size=2, in_flight=0, api_errors={'ResourceNotFoundException': 1}, "
-        "read_errors=1, changes=0)"
+        "read_errors=1, changes=0, failovers=0)"
     )
     assert repr(stats) == expected
     assert str(stats) == expected

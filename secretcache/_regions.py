@@ -1,0 +1,189 @@
+"""Replica Regions: where a fetch goes when the primary Region fails, and for how long.
+
+A cache with ``replica_regions`` keeps one :class:`Regions`. A fetch asks it for the plan:
+the primary first (with its retries, within half the retry deadline) unless the primary is
+known to be failing, then each replica in order within what is left of the deadline. An
+outage *episode* starts when the primary fails transiently after its retries; during it,
+fetches go straight to the replicas, and the primary is probed again (one attempt) each time
+its backoff ends, until it answers. The start and the end of an episode are logged once each.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from secretcache._logs import facts
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+    from secretcache._policy import RetryPolicy
+
+__all__ = ["Regions", "Replica", "check_replicas", "drop_connections", "in_region", "region_of"]
+
+logger = logging.getLogger("secretcache")
+
+
+def in_region(secret_id: str, region: str) -> str:
+    """``secret_id`` as the same secret in ``region``: an ARN (full or partial) gets that Region, a name stays."""
+    parts = secret_id.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn" or parts[2] != "secretsmanager":
+        return secret_id
+    parts[3] = region
+    return ":".join(parts)
+
+
+def region_of(client: Any) -> str | None:
+    """The Region a boto3 client calls, if it says."""
+    region = getattr(getattr(client, "meta", None), "region_name", None)
+    return region if isinstance(region, str) else None
+
+
+def drop_connections(client: Any) -> None:
+    """Close a boto3 client's pooled connections (in a forked child: never share the parent's)."""
+    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    close = getattr(session, "close", None)
+    if callable(close):
+        close()
+
+
+class Replica:
+    """One replica Region: its name and its client (built on first use when given by name)."""
+
+    __slots__ = ("_build", "_client", "_lock", "_owned", "region")
+
+    def __init__(self, region: str, client: SecretsManagerClient | None, build: Callable[[str], Any]) -> None:
+        self.region = region
+        self._client = client
+        self._owned = client is None
+        self._build = build
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> SecretsManagerClient:
+        """The client for this Region."""
+        client = self._client
+        if client is None:
+            with self._lock:
+                client = self._client
+                if client is None:
+                    client = self._client = self._build(self.region)
+        return client
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock; a client of our own building dropped, a given one's connections closed."""
+        self._lock = threading.Lock()
+        if self._owned:
+            self._client = None
+        else:
+            drop_connections(self._client)
+
+
+def check_replicas(replica_regions: object, build: Callable[[str], Any]) -> tuple[Replica, ...]:
+    """The replicas of ``replica_regions``: Region names, or ready clients for those Regions.
+
+    Raises:
+        TypeError: Not a sequence of Region names and clients (a single string is refused).
+        ValueError: A blank Region name, a client that does not say its Region, or a Region twice.
+    """
+    if isinstance(replica_regions, (str, bytes)) or not isinstance(replica_regions, Sequence):
+        raise TypeError(
+            "replica_regions must be a sequence of Region names or secretsmanager clients, "
+            f"not {type(replica_regions).__name__}"
+        )
+    replicas: list[Replica] = []
+    for item in replica_regions:
+        if isinstance(item, str):
+            if not item.strip() or item != item.strip():
+                raise ValueError(f"replica_regions holds an invalid Region name: {item!r}")
+            replicas.append(Replica(item, None, build))
+        elif callable(getattr(item, "get_secret_value", None)):
+            region = region_of(item)
+            if region is None:
+                raise ValueError("a client in replica_regions must have a Region (client.meta.region_name)")
+            replicas.append(Replica(region, item, build))
+        else:
+            raise TypeError(
+                f"replica_regions items must be Region names or secretsmanager clients, not {type(item).__name__}"
+            )
+    regions = [replica.region for replica in replicas]
+    if len(set(regions)) != len(regions):
+        raise ValueError(f"replica_regions names a Region twice: {regions}")
+    return tuple(replicas)
+
+
+class Regions:
+    """The replicas of one cache and the state of the current outage episode. Thread-safe."""
+
+    def __init__(self, replicas: tuple[Replica, ...], retry: RetryPolicy, clock: Callable[[], float]) -> None:
+        self.replicas = replicas
+        self._retry = retry
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0  # failed backoff windows of the primary in a row: 0 = no episode
+        self._retry_at = float("-inf")
+        self._probing = False  # one fetch probes the primary when a backoff ends; the others skip it
+
+    def primary_first(self) -> tuple[bool, bool]:
+        """Whether this fetch tries the primary, and whether with its retries (else one probe)."""
+        with self._lock:
+            if self._failures == 0:
+                return True, True
+            if not self._probing and self._clock() >= self._retry_at:
+                self._probing = True
+                return True, False
+            return False, False
+
+    def primary_failed(self, primary: str | None, error: BaseException, operation: str) -> None:
+        """The primary failed transiently: start the episode (logged), or extend it after a failed probe.
+
+        Fetches that were already under way when the episode started fail too; they count as
+        the same failure, so the backoff grows with failed probes, not with concurrency.
+        """
+        with self._lock:
+            first = self._failures == 0
+            if not first and not self._probing:
+                return
+            self._failures += 1
+            self._probing = False
+            self._retry_at = self._clock() + self._retry.backoff_after(self._failures)
+        if first:
+            logger.warning(
+                "Secrets Manager in %s is failing (%s); reading replicas in %s until it answers",
+                primary or "the primary Region",
+                facts(operation, error=error)["error_type"],
+                ", ".join(replica.region for replica in self.replicas),
+                extra=facts(operation, error=error),
+            )
+
+    def primary_answered(self, primary: str | None, operation: str) -> None:
+        """The primary answered: end the episode, if one was going on (logged once)."""
+        if self._failures == 0:  # the common case, read without the lock
+            return
+        with self._lock:
+            failures, self._failures = self._failures, 0
+            self._probing = False
+        if failures:
+            logger.info(
+                "Secrets Manager in %s answers again (it had failed %d time(s)); replicas no longer read",
+                primary or "the primary Region",
+                failures,
+                extra=facts(operation),
+            )
+
+    def abandoned(self) -> None:
+        """A try of the primary ended neither way (an unexpected exception): let another fetch probe."""
+        with self._lock:
+            self._probing = False
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: fresh locks, clients of our own building dropped, no episode."""
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._retry_at = float("-inf")
+        self._probing = False
+        for replica in self.replicas:
+            replica.reset_after_fork()
