@@ -7,6 +7,7 @@ Counts, not timings: the cache runs on a fake clock and the retry policy does no
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from secretcache import (
+    AsyncSecretCache,
     InvalidSecretRequestError,
     RetryPolicy,
     SecretAccessDeniedError,
@@ -570,3 +572,61 @@ def test_a_fetch_keeps_within_the_deadline_across_regions(
         fetcher.get_secret_value("db", None, None)
     assert times == {"primary": primary, "replica": replica}
     assert clock.now - started <= policy.deadline
+
+
+# -- asyncio and telemetry ---------------------------------------------------------------------
+
+
+def test_an_async_cache_fails_over_too(
+    client: Any, admin: Any, calls: Calls, replica: Any, replica_calls: Calls, clock: FakeClock
+) -> None:
+    """``AsyncSecretCache(replica_regions=...)`` reads the replica without blocking the event loop."""
+    create(admin, "db", "pw-1")
+    calls.fail_with(THROTTLING)
+
+    async def main() -> list[Any]:
+        async with AsyncSecretCache(
+            client, replica_regions=[replica], retry=FAST_RETRY, refresh_ahead=None, clock=clock
+        ) as cache:
+            values = await asyncio.gather(*(cache.get_secret("db") for _ in range(8)))
+            assert cache.stats().failovers == 1
+            return list(values)
+
+    values = asyncio.run(main())
+    assert {(value.secret_string, value.region) for value in values} == {("pw-1", REPLICA)}
+    assert (calls["GetSecretValue"], replica_calls["GetSecretValue"]) == (3, 1)
+
+
+def test_telemetry_shows_the_failover(client: Any, admin: Any, calls: Calls, replica: Any, clock: FakeClock) -> None:
+    """The fetch span and duration name the replica Region; ``secretcache.failovers`` equals stats()."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from secretcache.otel import instrument
+
+    create(admin, "db", "pw-1")
+    calls.fail_with(THROTTLING)
+    reader, exporter = InMemoryMetricReader(), InMemorySpanExporter()
+    tracers = TracerProvider()
+    tracers.add_span_processor(SimpleSpanProcessor(exporter))
+    cache = regional(client, replica, clock)
+    instrument(cache, meter_provider=MeterProvider(metric_readers=[reader]), tracer_provider=tracers)
+    assert cache.get_secret_string("db") == "pw-1"
+    [span] = exporter.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["secretcache.replica.region"] == REPLICA
+    assert span.attributes["secretcache.attempts"] == 4  # 3 in the primary Region, 1 in the replica's
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        metric.name: list(metric.data.data_points)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    assert [point.value for point in points["secretcache.failovers"]] == [cache.stats().failovers] == [1]
+    [duration] = points["secretcache.fetch.duration"]
+    assert (duration.attributes or {})["secretcache.replica.region"] == REPLICA
