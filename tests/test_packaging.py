@@ -29,6 +29,8 @@ ROOT = Path(__file__).parent.parent
 PUBLIC_MODULES = [
     "secretcache",
     "secretcache.aws_lambda",
+    "secretcache.compat.aws_secretsmanager_caching",
+    "secretcache.compat.powertools",
     "secretcache.db",
     "secretcache.events",
     "secretcache.otel",
@@ -102,7 +104,8 @@ def test_import_loads_neither_asyncio_nor_package_metadata() -> None:
     fresh = run_fresh(code)
     assert "asyncio" not in fresh["loaded"] or "asyncio" in reference
     assert "secretcache._aio" not in fresh["loaded"]
-    assert not [name for name in fresh["loaded"] if name.startswith("opentelemetry")]
+    unwanted = ("opentelemetry", "secretcache.compat", "aws_lambda_powertools", "aws_secretsmanager_caching")
+    assert not [name for name in fresh["loaded"] if name.startswith(unwanted)]
     assert fresh["listed"]
 
 

@@ -115,3 +115,39 @@ async def use_async_db(cache: SecretCache) -> None:
     creds = await async_credentials(async_cache, "db", version_stage="AWSPENDING")
     blocking = connection_factory(cache, "db", lambda **kwargs: "sync", mapping="pymysql", rotation_grace=0)
     print(connection, creds.username, blocking(), async_cache.clock())
+
+
+def use_observability_regions_and_compat(cache: SecretCache) -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    from secretcache.compat.aws_secretsmanager_caching import (
+        InjectKeywordedSecretString,
+        InjectSecretString,
+        SecretCacheConfig,
+    )
+    from secretcache.compat.aws_secretsmanager_caching import SecretCache as OfficialShapedCache
+    from secretcache.compat.powertools import SecretCacheProvider, install, uninstall
+    from secretcache.otel import instrument
+
+    uninstrument = instrument(cache, secret_names=False)
+    uninstrument()
+    regional = SecretCache(replica_regions=["us-west-2"], replica_ttl=30)
+    value = regional.get_secret("db")
+    region: str | None = value.region
+    failovers: int = regional.stats().failovers
+    official = OfficialShapedCache(config=SecretCacheConfig(max_cache_size=10, secret_refresh_interval=60))
+    text: str | None = official.get_secret_string("db", "AWSPENDING")
+    refreshed: bool = official.refresh_secret_now("db")
+
+    @InjectSecretString("db", official)
+    def positional(secret: str) -> str:
+        return secret
+
+    @InjectKeywordedSecretString("db", official, user="username")
+    def keyworded(user: str) -> str:
+        return user
+
+    provider: SecretCacheProvider = install(cache)
+    raw = parameters.get_secret("db", transform="json")
+    removed: bool = uninstall()
+    print(region, failovers, text, refreshed, positional, keyworded, provider.cache, raw, removed)

@@ -1,0 +1,9 @@
+"""Drop-in adapters: keep code written for another secrets cache, and get secretcache behind it.
+
+- :mod:`secretcache.compat.aws_secretsmanager_caching`: the official ``aws-secretsmanager-caching``
+  library's ``SecretCache``, ``SecretCacheConfig`` and decorators; change the import, keep the code.
+- :mod:`secretcache.compat.powertools`: a Powertools ``parameters`` provider backed by a
+  :class:`~secretcache.SecretCache` (extra ``secretcache[powertools]``).
+
+Neither is imported by ``import secretcache``.
+"""
