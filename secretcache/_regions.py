@@ -151,12 +151,13 @@ class Regions:
             self._probing = False
             self._retry_at = self._clock() + self._retry.backoff_after(self._failures)
         if first:
+            extra = facts(operation, error=error)
             logger.warning(
                 "Secrets Manager in %s is failing (%s); reading replicas in %s until it answers",
                 primary or "the primary Region",
-                facts(operation, error=error)["error_type"],
+                extra["error_type"],
                 ", ".join(replica.region for replica in self.replicas),
-                extra=facts(operation, error=error),
+                extra=extra,
             )
 
     def primary_answered(self, primary: str | None, operation: str) -> None:

@@ -84,7 +84,7 @@ class Store:
         self._fetcher = fetcher
         self._timing = timing
         self._retry = retry
-        self._counters = self.counters = counters
+        self.counters = counters
         self._clock = clock
         self._pool = pool
         self._random = random.Random()  # noqa: S311 - spreads refresh times, not a secret
@@ -155,19 +155,19 @@ class Store:
             if served is None and error is None:
                 claim = self._claim(key, entry, ttl, force, runs_here)
         if stale:
-            self._counters.add("stale_served")
+            self.counters.add("stale_served")
         if queued is not None:
             observer = self.observer
             if observer is not None:
                 queued.origin = observer.origin()
             self._submit(queued)
         if error is not None:
-            self._counters.add("read_errors")
+            self.counters.add("read_errors")
             raise_copy(error)
         if served is not None:
             return served
         assert claim is not None
-        self._counters.add("misses")
+        self.counters.add("misses")
         return claim
 
     def _claim(self, key: CacheKey, entry: Entry | None, ttl: float | None, force: bool, runs_here: bool) -> Claim:
@@ -219,7 +219,7 @@ class Store:
     def _submit(self, flight: Flight) -> None:
         """Hand a queued refresh to the pool; if it refuses (full, closed), un-queue it."""
         if self._pool.submit(lambda: self._run_queued(flight)):
-            self._counters.add("background_refreshes")
+            self.counters.add("background_refreshes")
             return
         with self._lock:
             if flight.state is not QUEUED:
@@ -264,7 +264,7 @@ class Store:
         """The entry a completed flight gives its readers: its value, a stale value, or its error."""
         entry = flight.entry
         if entry is None:
-            self._counters.add("read_errors")
+            self.counters.add("read_errors")
             error = flight.error
             if isinstance(error, Exception):
                 raise error
@@ -273,7 +273,7 @@ class Store:
                 f"the fetch of secret {secret_id!r} this read waited for was interrupted", secret_id=secret_id
             ) from error
         if entry.failure is None:
-            self._counters.add(Counters.MISSES_SERVED)
+            self.counters.add(Counters.MISSES_SERVED)
             return entry
         return self._serve_failed(entry, entry.failure.error)
 
@@ -283,7 +283,7 @@ class Store:
         secret_id = split_key(flight.key)[0]
         error = SecretUnavailableError(f"secret {secret_id!r} is not available yet: {why}", secret_id=secret_id)
         if previous is None:
-            self._counters.add("read_errors")
+            self.counters.add("read_errors")
             raise error
         return self._serve_failed(previous, error)
 
@@ -291,9 +291,9 @@ class Store:
         """For a read that waited: the entry's value if still servable (stale past its TTL), else ``error``."""
         now = self._clock()
         if entry.servable(now):
-            self._counters.add(Counters.MISSES_SERVED if entry.is_fresh(now) else "stale_served")
+            self.counters.add(Counters.MISSES_SERVED if entry.is_fresh(now) else "stale_served")
             return entry
-        self._counters.add("read_errors")
+        self.counters.add("read_errors")
         raise_copy(error)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -366,7 +366,7 @@ class Store:
                 callbacks, flight.callbacks = flight.callbacks, []
             if result is not None and result.failure is not None:
                 effects.count("errors")
-            effects.apply_counts(self._counters)
+            effects.apply_counts(self.counters)
         finally:
             flight.wake()
             for callback in callbacks:  # asyncio wake-ups: a failing one must not cost the others
@@ -544,7 +544,7 @@ class Store:
         effects = Effects()
         with self._lock:
             self._table.install(key, entry, effects)
-        effects.apply_counts(self._counters)
+        effects.apply_counts(self.counters)
         self._announce(effects)
 
     def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
