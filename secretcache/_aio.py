@@ -242,14 +242,22 @@ class AsyncSecretCache:
         step = store.begin(*check_read(secret_id, version_stage, version_id, force, ttl), runs_here=False)
         if isinstance(step, Entry):
             return step
-        flight = step.flight
+        flight, spare = step.flight, step.spare
         if step.owner:  # started before the first await, so a cancelled task never strands it
             store.start(flight)
         loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        store.when_done(flight, lambda: wake(loop, done))
+        deadline = loop.time() + store.wait_bound
         try:
-            await asyncio.wait_for(done, store.wait_bound)
+            if spare is not None:  # a value to serve if the fetch falters: wait for it to settle only
+                settled = loop.create_future()
+                store.when_settled(flight, lambda: wake(loop, settled))
+                await asyncio.wait_for(settled, store.wait_bound)
+                served = None if flight.done else store.serve_spare(spare)
+                if served is not None:
+                    return served
+            done = loop.create_future()
+            store.when_done(flight, lambda: wake(loop, done))
+            await asyncio.wait_for(done, max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             return store.give_up(flight, f"its fetch took longer than {store.wait_bound:g} s")
         return store.outcome(flight)

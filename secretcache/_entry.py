@@ -43,7 +43,9 @@ class Entry:
     so readers use an entry without locking. Bookkeeping written outside that rule: ``hits``
     (counted on the hot path, doubling as the recency signal for eviction), ``seen`` (the hit
     count at the last eviction sweep), the memoised JSON parse, and ``refresh_at``, moved to
-    ``fresh_until`` under the cache lock once a background refresh is scheduled.
+    ``fresh_until`` under the cache lock once a background refresh is scheduled. An entry whose
+    version another spelling, a late answer or an orphaned fetch has overtaken is *retired*: its
+    deadlines drop to ``-inf`` under the lock (:meth:`retire`), so no read serves it again.
 
     Invariant: ``refresh_at <= fresh_until <= stale_until``, and ``refresh_at`` is ``-inf``
     without a value, so a read that finds ``now < refresh_at`` may return the value with no
@@ -99,6 +101,10 @@ class Entry:
         failure = self.failure
         failed = f", error={type(failure.error).__name__}, failures={failure.count}" if failure else ""
         return f"<Entry {state}, fresh_until={self.fresh_until:.3f}{failed}>"
+
+    def retire(self) -> None:
+        """Never serve this entry again (the store calls it under its lock): a newer version was served."""
+        self.refresh_at = self.fresh_until = self.stale_until = -math.inf
 
     def is_fresh(self, now: float) -> bool:
         """Whether the value may be served without fetching."""

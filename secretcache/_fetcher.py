@@ -114,6 +114,8 @@ READ_TIMEOUT = 5.0
 
 _T = TypeVar("_T")
 
+_WATCH_ID = "secretcache-attempt-failed"
+
 # Botocore's "standard" retry mode (botocore/retries/standard.py) keeps these lists in private
 # class attributes, so they are copied here; tests/test_fetcher.py reads botocore's lists at test
 # time and fails when a botocore update adds a code. Standard mode does not read _retry.json
@@ -198,10 +200,38 @@ def is_transient(err: BaseException) -> bool:
     every 5xx status; a 429 is transient whatever its error code.
     """
     if isinstance(err, ClientError):
-        code = err.response.get("Error", {}).get("Code", "")
-        status = _status(err)
-        return code in _THROTTLING_CODES or code in _TRANSIENT_CODES or status == _THROTTLING_STATUS or status >= 500
+        return _transient_answer(err.response.get("Error", {}).get("Code", ""), _status(err))
     return isinstance(err, (*_TRANSIENT_EXCEPTIONS, MalformedResponseError))
+
+
+def _transient_answer(code: object, status: int) -> bool:
+    """Whether an error answer (its code and HTTP status) is transient; see :func:`is_transient`."""
+    return code in _THROTTLING_CODES or code in _TRANSIENT_CODES or status == _THROTTLING_STATUS or status >= 500
+
+
+_ATTEMPT = threading.local()
+"""The :class:`Fetch` whose call the current thread is making (``fetch``), for :func:`_attempt_failed`."""
+
+
+def _attempt_failed(response: Any = None, caught_exception: BaseException | None = None, **_: Any) -> None:
+    """Handle botocore's ``needs-retry`` event: tell the fetch in progress that an HTTP attempt failed transiently.
+
+    A client with botocore's own retries on makes several HTTP attempts per call of ours; the
+    first one failing is when a reader holding a value it may serve stops waiting. Only
+    observes: it returns ``None``, so botocore's retry decision is its own.
+    """
+    fetch = getattr(_ATTEMPT, "fetch", None)
+    if fetch is None or fetch.falter is None:
+        return
+    if caught_exception is not None:
+        failed = is_transient(caught_exception)
+    else:
+        http, parsed = response if isinstance(response, tuple) and len(response) == 2 else (None, None)
+        status = getattr(http, "status_code", 0)
+        error = parsed.get("Error", {}) if isinstance(parsed, dict) else {}
+        failed = isinstance(status, int) and status >= 400 and _transient_answer(error.get("Code", ""), status)
+    if failed:
+        fetch.falter()
 
 
 def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheError:
@@ -354,7 +384,9 @@ class Fetcher:
 
         def attempt(client: SecretsManagerClient, region: str | None) -> GetSecretValueResponseTypeDef:
             sent = secret_id if region is None else in_region(secret_id, region)
-            response = self._send("GetSecretValue", fetch, lambda: client.get_secret_value(SecretId=sent, **kwargs))
+            response = self._send(
+                client, "GetSecretValue", fetch, lambda: client.get_secret_value(SecretId=sent, **kwargs)
+            )
             _check_fields(response, "GetSecretValue")
             return response
 
@@ -388,7 +420,7 @@ class Fetcher:
                 raise BatchRefusedError("this botocore does not know BatchGetSecretValue")
             sent = secret_ids if region is None else [in_region(secret_id, region) for secret_id in secret_ids]
             response = self._send(
-                "BatchGetSecretValue", fetch, lambda: client.batch_get_secret_value(SecretIdList=sent)
+                client, "BatchGetSecretValue", fetch, lambda: client.batch_get_secret_value(SecretIdList=sent)
             )
             for item in response.get("SecretValues", []):
                 _check_fields(item, "BatchGetSecretValue")
@@ -453,16 +485,28 @@ class Fetcher:
             return
         drop_connections(self._client)
 
-    def _send(self, operation: str, fetch: Fetch | None, call: Callable[[], _T]) -> _T:
-        """Make one call, counting it (and its failure, by error type) and the fetch's attempt."""
+    def _send(self, client: Any, operation: str, fetch: Fetch | None, call: Callable[[], _T]) -> _T:
+        """Make one call with ``client``, counting it (and its failure, by error type) and the fetch's attempt.
+
+        While it runs, botocore's ``needs-retry`` events of the client reach ``fetch`` (see
+        :func:`_attempt_failed`).
+        """
         self._counters.api_call(operation)
+        outer = getattr(_ATTEMPT, "fetch", None)  # a log handler may read the cache from inside a call
         if fetch is not None:
             fetch.attempts += 1
+            if fetch.falter is not None:
+                events = getattr(getattr(client, "meta", None), "events", None)
+                if events is not None:  # once per client: botocore ignores a unique_id it has
+                    events.register("needs-retry.secrets-manager", _attempt_failed, unique_id=_WATCH_ID)
+        _ATTEMPT.fetch = fetch
         try:
             return call()
         except Exception as err:
             self._counters.api_error(operation, error_type(err))
             raise
+        finally:
+            _ATTEMPT.fetch = outer
 
     def _across_regions(
         self, operation: str, attempt: Callable[[SecretsManagerClient, str | None], _T], fetch: Fetch | None
@@ -484,7 +528,7 @@ class Fetcher:
         """
         regions = self.regions
         if regions is None:
-            return self._retrying(lambda: attempt(self.client, None)), None
+            return self._retrying(lambda: attempt(self.client, None), fetch), None
         started = time.monotonic()
         deadline = self._retry.deadline
         failure: Exception | None = None
@@ -494,6 +538,7 @@ class Fetcher:
             try:
                 result = self._retrying(
                     lambda: attempt(primary, None),
+                    fetch,
                     attempts=None if with_retries else 1,
                     deadline=deadline / 2,
                 )
@@ -515,7 +560,7 @@ class Fetcher:
                 break
             try:
                 call = functools.partial(attempt, replica.client, replica.region)
-                result = self._retrying(call, deadline=max(left, 0.0))
+                result = self._retrying(call, fetch, deadline=max(left, 0.0))
             except _CALL_ERRORS as err:
                 if failure is None and not is_transient(err):
                     # The primary is backing off: a replica's definite answer (the secret is not
@@ -546,18 +591,35 @@ class Fetcher:
         arn = value.arn if primary is None else in_region(value.arn, primary)
         return dataclasses.replace(value, arn=arn, region=replica)
 
-    def _retrying(self, attempt: Callable[[], _T], *, attempts: int | None = None, deadline: float | None = None) -> _T:
+    def _retrying(
+        self,
+        attempt: Callable[[], _T],
+        fetch: Fetch | None,
+        *,
+        attempts: int | None = None,
+        deadline: float | None = None,
+    ) -> _T:
         """Run ``attempt`` under the retry policy, or its fewer ``attempts`` and shorter ``deadline``.
 
+        Each attempt that fails transiently is reported to ``fetch.falter`` before any backoff.
         The last error is re-raised as is.
         """
         policy = self._retry
         attempts = policy.attempts if attempts is None else attempts
         deadline = policy.deadline if deadline is None else deadline
+        falter = fetch.falter if fetch is not None else None
+
+        def transient(err: BaseException) -> bool:
+            if not is_transient(err):
+                return False
+            if falter is not None:
+                falter()
+            return True
+
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_before_delay(deadline),
             wait=tenacity.wait_random_exponential(multiplier=policy.initial_delay, max=policy.max_delay),
-            retry=tenacity.retry_if_exception(is_transient),
+            retry=tenacity.retry_if_exception(transient),
             sleep=self._sleep,
             reraise=True,
         )

@@ -13,6 +13,7 @@ instrumented). The store calls it only around fetches, never on a hit, and never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
@@ -29,10 +30,22 @@ class Fetch:
 
     Holds ids, labels and counts, never a value. ``secret_ids`` has one id, or up to 20 for a
     ``BatchGetSecretValue`` call. ``attempts`` counts the calls made so far, and ``replica``
-    names the replica Region that answered when the primary failed.
+    names the replica Region that answered when the primary failed. The store sets ``falter``,
+    which the fetcher calls on the fetching thread each time an attempt fails transiently (so
+    readers holding a value they may serve stop waiting for the retries).
     """
 
-    __slots__ = ("attempts", "operation", "origin", "refresh", "replica", "secret_ids", "version_id", "version_stage")
+    __slots__ = (
+        "attempts",
+        "falter",
+        "operation",
+        "origin",
+        "refresh",
+        "replica",
+        "secret_ids",
+        "version_id",
+        "version_stage",
+    )
 
     def __init__(
         self,
@@ -52,6 +65,7 @@ class Fetch:
         self.version_id = version_id
         self.attempts = 0
         self.replica: str | None = None
+        self.falter: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"Fetch({self.operation}, {len(self.secret_ids)} secret(s), {self.refresh}, attempts={self.attempts})"

@@ -5,7 +5,8 @@ A key (a secret plus a staging label or version id) moves through these states::
     absent --claim--> flight RUNNING --complete--> entry (value and/or remembered failure)
     entry --refresh-ahead / stale-while-revalidate--> flight QUEUED --worker or reader starts it--> RUNNING
     entry or flight --drop (invalidate, close)--> absent (a running flight is orphaned: it still
-                                                          wakes its waiters but installs nothing)
+                                                          answers its waiters but installs nothing)
+    flight RUNNING --first attempt fails transiently--> faltered (still RUNNING: retries go on)
 
 Invariants, kept by every method of :class:`Store`; no code outside this module takes its lock:
 
@@ -14,24 +15,61 @@ Invariants, kept by every method of :class:`Store`; no code outside this module 
    change has to announce is collected in an :class:`Effects` and run after the lock is
    released: counters first, then the waiters are woken, then log lines, then listeners.
 2. Every claimed flight completes on every path: success, typed failure, any other exception
-   or ``BaseException`` (``complete`` runs in a ``finally``), a dead worker or a closed cache (a
-   QUEUED flight is run by the first reader that needs it, so nothing waits on a queue), and a
-   cancelled asyncio task (the claim and the start of its fetch thread happen together, with no
-   ``await`` between them).
+   or ``BaseException`` (``complete`` runs whatever the fetch raised), a dead worker or a closed
+   cache (a QUEUED flight is run by the first reader that needs it, so nothing waits on a queue),
+   and a cancelled asyncio task (the claim and the start of its fetch thread happen together,
+   with no ``await`` between them).
 3. No reader waits longer than :attr:`Store.wait_bound` (the retry deadline plus one attempt's
-   timeouts); a thread never waits for a fetch it is itself running further up its stack.
+   timeouts); a thread never waits for a fetch it is itself running further up its stack. A
+   reader holding a value it may serve (past its TTL, within ``max_stale``) waits only until its
+   fetch *settles*: completes, or falters (an attempt failed transiently); it then gets that
+   value at once while the retries go on behind it. Such a reader never runs the fetch itself:
+   it is started on a thread of its own, so its retries cannot hold the reader.
 4. Counters change after the state they count is visible.
 5. The hot path (:meth:`Store.hit`, inlined in the getters of :class:`SecretCache`) reads
    ``entries`` without the lock; an entry's value and deadlines never change once installed,
-   except ``refresh_at``, moved under the lock when a background refresh is queued.
+   except ``refresh_at``, moved under the lock when a background refresh is queued, and all
+   deadlines when the entry is retired (below).
+6. Monotonic reads. For one secret and staging label, however spelled (name, ARN, partial ARN),
+   once the cache has returned version N, it never afterwards returns a version that Secrets
+   Manager created before N: not from another spelling, not from a replica Region, not from a
+   response that arrives late, not after ``invalidate()`` orphans a fetch. The only way back is a
+   deliberate rollback (the label moved to an older version), which the cache accepts once a
+   fetch from the primary Region that started after the newer value was installed confirms it.
+   Reads by version id are unaffected.
+
+   How: the table keeps, per ARN and label, a *mark*: the newest version served and the
+   sequence number at which it was first served. Every fetch notes the sequence number when it
+   starts. An answer is admitted if no version was served yet, or it is the marked version or
+   one created after it (but not one the label was rolled back from), or it came from the
+   primary Region and its fetch started after the mark was raised (the label's state then, a
+   rollback included). An admitted answer raises the mark; a new version retires every
+   entry of the label holding another one (under any spelling, and the entries flights keep to
+   serve stale), and is reported to ``on_change`` once. An answer not admitted is stale
+   information, never news: from the primary, the flight is answered with the newer value an
+   entry of the label holds (with that entry's deadlines), or, when none does, fetches again
+   (its new fetch starts after the mark, so its answer is admitted unless the mark moved again
+   meanwhile; after ``AGAIN_LIMIT`` such rounds the fetch fails); from a replica, the fetch
+   counts as failed (the primary is failing), so the value served so far stays served.
+
+   Monotonic reads and linearizable invalidation (after ``invalidate()`` returns, no read
+   returns a value fetched before it was called) fit together as follows: an orphaned fetch
+   installs nothing, so no later read is served its answer from the table; its answer goes only
+   to the readers that joined it before ``invalidate()`` returned (reads concurrent with it), and
+   it raises the mark. If that answer is newer than what a read started after the
+   ``invalidate()`` installed meanwhile, the older entry is retired and the next read fetches
+   again: the newer result is never thrown away in favour of the older one, and it is never
+   installed either.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
@@ -44,18 +82,22 @@ from secretcache._keys import DEFAULT_STAGE, CacheKey, aliases, split_key
 from secretcache._logs import facts
 from secretcache._observe import FOREGROUND, Fetch
 from secretcache._stats import Counters
-from secretcache._table import Table
+from secretcache._table import Table, supersedes
+from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
     from secretcache._fetcher import Fetcher
     from secretcache._observe import Observer, Refresh
     from secretcache._policy import RetryPolicy, Timing
-    from secretcache._value import ChangeListener, SecretValue
+    from secretcache._value import ChangeListener
     from secretcache._worker import BackgroundPool
 
 __all__ = ["Store", "raise_copy"]
 
 logger = logging.getLogger("secretcache")
+
+AGAIN_LIMIT = 2
+"""Most times one flight fetches again because its answer was older than a version served meanwhile."""
 
 
 class Store:
@@ -91,6 +133,7 @@ class Store:
         self._listeners: tuple[ChangeListener, ...] = ()
         self._batch_refusals = 0
         self._batch_retry_at = float("-inf")
+        self._seq = 0  # orders fetch starts and marks (monotonic reads)
         self.closed = False
         replicas = len(fetcher.regions.replicas) if fetcher.regions is not None else 0
         self.wait_bound = retry.deadline + (1 + replicas) * (CONNECT_TIMEOUT + READ_TIMEOUT)
@@ -117,17 +160,59 @@ class Store:
         return None
 
     def read(self, key: CacheKey, force: bool, ttl: float | None) -> Entry:
-        """The slow path of a read: serve without I/O if possible, else join or run a fetch."""
+        """The slow path of a read: serve without I/O if possible, else join or run a fetch.
+
+        A reader with a value it may serve stale (``Claim.spare``) has its fetch run on a thread
+        of its own and waits only until the fetch settles (invariant 3).
+        """
         step = self.begin(key, force, ttl, runs_here=True)
         if isinstance(step, Entry):
             return step
-        if step.owner:
-            self.run(step.flight)
-        elif step.flight.owner == threading.get_ident():
-            return self.give_up(step.flight, "it is being fetched further up this thread's stack")
-        elif not step.flight.wait(self.wait_bound):
-            return self.give_up(step.flight, f"its fetch took longer than {self.wait_bound:g} s")
-        return self.outcome(step.flight)
+        flight, spare = step.flight, step.spare
+        if step.owner and (spare is None or not self._hand_off(flight)):
+            self.run(flight)
+            return self.outcome(flight)
+        if not step.owner and flight.owner == threading.get_ident():
+            return self.give_up(flight, "it is being fetched further up this thread's stack")
+        deadline = time.monotonic() + self.wait_bound
+        try:
+            if spare is not None:
+                if not flight.wait_settled(self.wait_bound):
+                    return self.give_up(flight, f"its fetch took longer than {self.wait_bound:g} s")
+                served = None if flight.done else self.serve_spare(spare)
+                if served is not None:
+                    return served
+            if not flight.wait(max(0.0, deadline - time.monotonic())):
+                return self.give_up(flight, f"its fetch took longer than {self.wait_bound:g} s")
+            return self.outcome(flight)
+        finally:
+            if step.owner:
+                self._adopted(flight)
+
+    def _hand_off(self, flight: Flight) -> bool:
+        """Start a fetch claimed by a reader with a spare value on a thread of its own; whether it started.
+
+        The reader adopts the fetch's announcements: if the fetch completes without faltering
+        while the reader waits, its log lines and listeners run on the reader's thread before the
+        read returns, as when a reader fetches itself.
+        """
+        context = contextvars.copy_context()
+        thread = threading.Thread(target=context.run, args=(self.run, flight), name="secretcache-fetch", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: the reader runs the fetch itself
+            with self._lock:
+                flight.adopter = None
+            return False
+        return True
+
+    def _adopted(self, flight: Flight) -> None:
+        """For the reader that handed its fetch off, as it returns: announce what the fetch left it."""
+        with self._lock:
+            flight.adopter = None
+            effects, flight.announce = flight.announce, None
+        if effects is not None:
+            self._announce(effects)
 
     def begin(self, key: CacheKey, force: bool, ttl: float | None, *, runs_here: bool) -> Entry | Claim:
         """Serve ``key`` without waiting if possible; else join its flight, or claim one.
@@ -153,7 +238,7 @@ class Store:
             if entry is not None and not force:
                 served, queued, error, stale = self._serve(key, entry, now)
             if served is None and error is None:
-                claim = self._claim(key, entry, ttl, force, runs_here)
+                claim = self._claim(key, entry, ttl, force, runs_here, now)
         if stale:
             self.counters.add("stale_served")
         if queued is not None:
@@ -170,11 +255,19 @@ class Store:
         self.counters.add("misses")
         return claim
 
-    def _claim(self, key: CacheKey, entry: Entry | None, ttl: float | None, force: bool, runs_here: bool) -> Claim:
-        """Locked. Join the running fetch of ``key``, or take over its queued one, or start one."""
+    def _claim(
+        self, key: CacheKey, entry: Entry | None, ttl: float | None, force: bool, runs_here: bool, now: float
+    ) -> Claim:
+        """Locked. Join the running fetch of ``key``, or take over its queued one, or start one.
+
+        The claim's ``spare`` is the value the reader may serve if the fetch falters (past its
+        TTL, within ``max_stale``; never for a forced read, which asks for Secrets Manager's
+        answer). A reader with one never runs the fetch on its own thread.
+        """
+        spare = entry if not force and entry is not None and entry.servable(now) else None
         flight = self._flights.get(key)
         if flight is not None and flight.state is RUNNING:
-            return Claim(flight, owner=False)
+            return Claim(flight, owner=False, spare=spare)
         refresh: Refresh = "forced" if force else FOREGROUND
         if flight is None:
             flight = self._flights[key] = Flight(key, entry, ttl, RUNNING, refresh)
@@ -182,8 +275,10 @@ class Store:
             flight.state = RUNNING
             flight.refresh = refresh
             flight.ttl = ttl if ttl is not None else flight.ttl
-        flight.owner = threading.get_ident() if runs_here else None
-        return Claim(flight, owner=True)
+        flight.started = self._tick()
+        flight.owner = threading.get_ident() if runs_here and spare is None else None
+        flight.adopter = threading.get_ident() if runs_here and spare is not None else None
+        return Claim(flight, owner=True, spare=spare)
 
     def _serve(
         self, key: CacheKey, entry: Entry, now: float
@@ -233,6 +328,7 @@ class Store:
             if flight.state is not QUEUED:
                 return
             flight.state = RUNNING
+            flight.started = self._tick()
             flight.owner = threading.get_ident()
         self.run(flight)
 
@@ -259,6 +355,25 @@ class Store:
                 flight.callbacks.append(callback)
                 return
         callback()
+
+    def when_settled(self, flight: Flight, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once ``flight`` completes or falters: now, or on the fetching thread."""
+        with self._lock:
+            if flight.state is not DONE and not flight.faltered:
+                flight.settle_callbacks.append(callback)
+                return
+        callback()
+
+    def serve_spare(self, spare: Entry) -> Entry | None:
+        """For a reader whose fetch faltered: its value past the TTL (counted stale), if still servable.
+
+        ``None`` when it no longer is (too old now, or retired because a newer version was
+        served meanwhile): the reader then waits for the fetch to complete.
+        """
+        if not spare.servable(self._clock()):
+            return None
+        self.counters.add("stale_served")
+        return spare
 
     def outcome(self, flight: Flight) -> Entry:
         """The entry a completed flight gives its readers: its value, a stale value, or its error."""
@@ -303,84 +418,155 @@ class Store:
         """Fetch ``flight``'s key now and complete it, whatever happens.
 
         Unexpected exceptions reach every waiter; a ``BaseException`` that is not an
-        ``Exception`` is re-raised here too. With ``effects``, logs and listeners are left to
-        the caller (a batch announces once every flight of it is complete).
+        ``Exception`` is re-raised here too. An answer older than a version served meanwhile is
+        fetched again (invariant 6). With ``effects``, logs and listeners are left to the caller
+        (a batch announces once every flight of it is complete).
         """
-        if flight.owner is None:  # claimed for a thread started by an asyncio read
+        if flight.owner is None:  # claimed for a thread started by a reader that must not block
             with self._lock:
                 flight.owner = threading.get_ident()
         own = effects is None
         effects = Effects() if effects is None else effects
         secret_id, version_stage, version_id = split_key(flight.key)
-        fetch = Fetch(
-            "GetSecretValue",
-            (secret_id,),
-            refresh=flight.refresh,
-            origin=flight.origin,
-            version_stage=version_stage or (DEFAULT_STAGE if version_id is None else None),
-            version_id=version_id,
-        )
-        result: Entry | None = None
-        unexpected: BaseException | None = None
         try:
-            try:
-                with self._observing(fetch):
-                    value = self._fetcher.get_secret_value(secret_id, version_stage, version_id, fetch)
-            except SecretCacheError as err:
-                result = self._failed(flight, err, effects, fetch)
-            else:
-                result = self._fresh(flight, value, fetch.replica is not None)
-                if fetch.replica is not None:
+            while True:
+                fetch = Fetch(
+                    "GetSecretValue",
+                    (secret_id,),
+                    refresh=flight.refresh,
+                    origin=flight.origin,
+                    version_stage=version_stage or (DEFAULT_STAGE if version_id is None else None),
+                    version_id=version_id,
+                )
+                fetch.falter = functools.partial(self._falter, (flight,))
+                answer: SecretValue | SecretCacheError
+                try:
+                    try:
+                        with self._observing(fetch):
+                            answer = self._fetcher.get_secret_value(secret_id, version_stage, version_id, fetch)
+                    except SecretCacheError as err:
+                        answer = err
+                except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
+                    if isinstance(err, Exception):  # a bug: say so even if nobody waits (a background refresh)
+                        extra = facts(fetch.operation, secret_name=secret_id, attempt=fetch.attempts, error=err)
+                        effects.log(
+                            logging.ERROR, "fetching secret %r raised %s", secret_id, type(err).__name__, extra=extra
+                        )
+                    self.complete(flight, None, err, effects)
+                    if not isinstance(err, Exception):
+                        raise
+                    return
+                if fetch.replica is not None and isinstance(answer, SecretValue):
                     effects.count("failovers")
-        except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
-            unexpected = err
-            if isinstance(err, Exception):  # a bug: say so even if nobody waits (a background refresh)
-                extra = facts(fetch.operation, secret_name=secret_id, attempt=fetch.attempts, error=err)
-                effects.log(logging.ERROR, "fetching secret %r raised %s", secret_id, type(err).__name__, extra=extra)
+                if self.complete(flight, answer, None, effects, fetch=fetch):
+                    return
         finally:
-            self.complete(flight, result, unexpected, effects)
             if own:
                 self._announce(effects)
-        if unexpected is not None and not isinstance(unexpected, Exception):
-            raise unexpected
 
     def complete(
-        self, flight: Flight, result: Entry | None, unexpected: BaseException | None, effects: Effects | None = None
-    ) -> None:
-        """Install ``result`` unless the flight was dropped, then count and wake the waiters.
+        self,
+        flight: Flight,
+        answer: SecretValue | SecretCacheError | None,
+        unexpected: BaseException | None,
+        effects: Effects | None = None,
+        *,
+        fetch: Fetch | None = None,
+    ) -> bool:
+        """Complete ``flight`` with its fetch's answer: install it unless the flight was dropped, count, wake.
 
-        Logs and changes go to ``effects`` (announced here when ``None``).
+        ``answer`` is the value fetched or the typed error of the fetch (``None`` with an
+        ``unexpected`` exception). An answer older than a version of its label served since
+        the fetch started is not served (invariant 6): from the primary Region the flight is
+        left running and ``False`` returned, for the caller to fetch again; from a replica
+        (``fetch.replica``) it is a failure of the fetch. Logs and changes go to ``effects``
+        (announced here when ``None``).
+
+        Returns:
+            Whether the flight completed.
         """
         own = effects is None
         effects = Effects() if effects is None else effects
         callbacks: list[Callable[[], None]] = []
+        again = False
         try:
             with self._lock:
-                if self._flights.get(flight.key) is flight:
+                result, again = self._settle(flight, answer, fetch, effects)
+                if again:
+                    return False
+                mine = self._flights.get(flight.key) is flight
+                if mine:
                     del self._flights[flight.key]
+                value = result.value if result is not None and result.failure is None else None
+                if value is not None and self._table.raise_mark(flight.key, value, self._tick(), effects):
+                    self._retire_older(flight, value, mine)
+                if mine:
                     if result is not None:
                         self._table.install(flight.key, result, effects)
                     elif flight.due is not None and self.entries.get(flight.key) is flight.previous:
                         flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read retries
                 flight.entry, flight.error, flight.state = result, unexpected, DONE
-                callbacks, flight.callbacks = flight.callbacks, []
+                callbacks = [*flight.callbacks, *flight.settle_callbacks]
+                flight.callbacks, flight.settle_callbacks = [], []
+                if flight.adopter is not None and not flight.faltered:  # its reader announces (read())
+                    flight.announce = effects.detach()
             if result is not None and result.failure is not None:
                 effects.count("errors")
             effects.apply_counts(self.counters)
         finally:
-            flight.wake()
-            for callback in callbacks:  # asyncio wake-ups: a failing one must not cost the others
-                try:
-                    callback()
-                except Exception as err:
-                    secret_id = split_key(flight.key)[0]
-                    extra = facts("wake", secret_name=secret_id, error=err)
-                    effects.log(logging.ERROR, "waking a reader of secret %r failed", secret_id, extra=extra)
+            if not again:
+                flight.wake()
+                for callback in callbacks:  # asyncio wake-ups: a failing one must not cost the others
+                    try:
+                        callback()
+                    except Exception as err:
+                        secret_id = split_key(flight.key)[0]
+                        extra = facts("wake", secret_name=secret_id, error=err)
+                        effects.log(logging.ERROR, "waking a reader of secret %r failed", secret_id, extra=extra)
             if own:
                 self._announce(effects)
+        return True
+
+    def _settle(
+        self, flight: Flight, answer: SecretValue | SecretCacheError | None, fetch: Fetch | None, effects: Effects
+    ) -> tuple[Entry | None, bool]:
+        """Locked. The entry an answer makes, or ``(None, True)`` when the flight must fetch again (invariant 6)."""
+        if answer is None:
+            return None, False
+        replica = fetch is not None and fetch.replica is not None
+        if isinstance(answer, SecretValue):
+            if self._table.admits(flight.key, answer, flight.started, replica):
+                return self._fresh(flight, answer, replica), False
+            if not replica:  # the service answers, but a newer version was served meanwhile
+                holder = self._table.holder(flight.key, answer.arn)
+                if holder is not None and holder.value is not None:
+                    return Entry(
+                        holder.value,
+                        ttl=holder.ttl,
+                        refresh_at=holder.refresh_at,
+                        fresh_until=holder.fresh_until,
+                        stale_until=holder.stale_until,
+                    ), False
+                if flight.rounds < AGAIN_LIMIT:
+                    flight.rounds += 1
+                    flight.started = self._tick()
+                    return None, True
+            answer = self._behind(flight, answer, fetch)
+        return self._failed(flight, answer, effects, fetch), False
+
+    def _behind(self, flight: Flight, value: SecretValue, fetch: Fetch | None) -> SecretUnavailableError:
+        """The failure of a fetch whose answer is older than a version already served (not admitted)."""
+        secret_id = split_key(flight.key)[0]
+        region = fetch.replica if fetch is not None else None
+        where = f"replica Region {region} (read while the primary Region is failing)" if region else "Secrets Manager"
+        return SecretUnavailableError(
+            f"{where} answered version {value.version_id} of secret {secret_id!r}, older than a version "
+            "this cache has already served; the older version is not served",
+            secret_id=secret_id,
+        )
 
     def _fresh(self, flight: Flight, value: SecretValue, replica: bool = False) -> Entry:
-        """The entry for a fetched value, its deadlines from the key's TTL (``replica_ttl`` at most for a replica)."""
+        """Locked. The entry for a fetched value, living the key's TTL (a replica's: ``replica_ttl`` at most)."""
         if split_key(flight.key)[2] is not None:  # a version id: immutable, never refetched for age
             return fresh_entry(value, ttl=None, lifetime=float("inf"), now=self._clock(), timing=self._timing)
         previous = flight.previous
@@ -394,14 +580,59 @@ class Store:
         lifetime = lives * (1.0 - self._timing.ttl_jitter * self._random.random())
         return fresh_entry(value, ttl=ttl, lifetime=lifetime, now=self._clock(), timing=self._timing)
 
-    def _failed(self, flight: Flight, err: SecretCacheError, effects: Effects, fetch: Fetch) -> Entry:
-        """The entry to keep after a failed fetch (the value, for outages only, plus the failure)."""
+    def _failed(self, flight: Flight, err: SecretCacheError, effects: Effects, fetch: Fetch | None) -> Entry:
+        """Locked. The entry to keep after a failed fetch (the value, for outages only, plus the failure).
+
+        The value kept is the flight's previous one, or, if a newer version of the label was
+        served meanwhile under another spelling, that one's entry (never an older version).
+        """
         secret_id = split_key(flight.key)[0]
-        extra = facts(fetch.operation, secret_name=secret_id, attempt=fetch.attempts, error=err)
-        entry, line = failed_entry(flight.previous, err, secret_id, self._clock(), self._retry, extra)
+        operation = fetch.operation if fetch is not None else "GetSecretValue"
+        extra = facts(operation, secret_name=secret_id, attempt=fetch.attempts if fetch else None, error=err)
+        previous = flight.previous
+        held = previous.value if previous is not None else None
+        if held is not None and not self._table.is_newest(flight.key, held):
+            previous = self._table.holder(flight.key, held.arn) or previous
+        entry, line = failed_entry(previous, err, secret_id, self._clock(), self._retry, extra)
         if line is not None:
             effects.logs.append(line)
         return entry
+
+    def _retire_older(self, flight: Flight, value: SecretValue, mine: bool) -> None:
+        """Locked. A new version of a label was served: retire every entry and spare value holding another.
+
+        ``mine``: the flight installs its answer, replacing its key's entry (so that one is not dropped).
+        """
+        self._table.retire_older(flight.key, value, keep=flight.key if mine else None)
+        for other in (flight, *self._flights.values()):
+            previous = other.previous
+            if previous is not None and supersedes(flight.key, value, other.key, previous.value):
+                previous.retire()
+
+    def _falter(self, flights: tuple[Flight, ...]) -> None:
+        """On the fetching thread: an attempt failed transiently; release the readers waiting to settle."""
+        callbacks: list[Callable[[], None]] = []
+        faltered = []
+        with self._lock:
+            for flight in flights:
+                if flight.faltered or flight.state is DONE:
+                    continue
+                flight.faltered = True
+                faltered.append(flight)
+                callbacks += flight.settle_callbacks
+                flight.settle_callbacks = []
+        for flight in faltered:
+            flight.wake_settled()
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception as err:
+                logger.error("waking a reader failed: %s", type(err).__name__, extra=facts("wake", error=err))
+
+    def _tick(self) -> int:
+        """Locked. The next sequence number (fetch starts and marks are ordered by it)."""
+        self._seq += 1
+        return self._seq
 
     # -- batches -------------------------------------------------------------------------------
 
@@ -450,6 +681,7 @@ class Store:
             for flight in flights:
                 if flight.state is QUEUED and self._flights.get(flight.key) is flight:
                     flight.state = RUNNING
+                    flight.started = self._tick()
                     flight.owner = threading.get_ident()
                     taken.append(flight)
         return taken
@@ -462,6 +694,7 @@ class Store:
             return None
         ids = [split_key(flight.key)[0] for flight in flights]
         fetch = Fetch("BatchGetSecretValue", tuple(ids), refresh="prefetch", version_stage=DEFAULT_STAGE)
+        fetch.falter = functools.partial(self._falter, tuple(flights))
         try:
             with self._observing(fetch):
                 values, errors = self._fetcher.batch_get_secret_values(ids, fetch)
@@ -492,22 +725,26 @@ class Store:
         for flight, secret_id in zip(flights, ids, strict=True):
             value = _match(secret_id, values)
             if value is not None:
-                self.complete(flight, self._fresh(flight, value, fetch.replica is not None), None, effects)
+                if not self.complete(flight, value, None, effects, fetch=fetch):
+                    self._run_one(flight, failures, effects)  # older than a version served meanwhile
                 continue
             error = errors.get(secret_id) or SecretNotFoundError(
                 f"BatchGetSecretValue returned nothing for secret {secret_id!r}", secret_id=secret_id
             )
-            result = self._failed(flight, error, effects, fetch)
             failures[secret_id] = error
-            self.complete(flight, result, None, effects)
+            self.complete(flight, error, None, effects, fetch=fetch)
         return None
 
     def _one_by_one(self, chunk: list[Flight], failures: dict[str, SecretCacheError], effects: Effects) -> None:
         for flight in chunk:
             if self._take([flight]):
-                self.run(flight, effects)
-                if flight.entry is not None and flight.entry.failure is not None:
-                    failures[split_key(flight.key)[0]] = flight.entry.failure.error
+                self._run_one(flight, failures, effects)
+
+    def _run_one(self, flight: Flight, failures: dict[str, SecretCacheError], effects: Effects) -> None:
+        """Fetch one secret of a batch with ``GetSecretValue``, noting its failure."""
+        self.run(flight, effects)
+        if flight.entry is not None and flight.entry.failure is not None:
+            failures[split_key(flight.key)[0]] = flight.entry.failure.error
 
     # -- control -------------------------------------------------------------------------------
 
@@ -543,6 +780,9 @@ class Store:
         """Install ``entry`` as if fetched (for :mod:`secretcache.testing`)."""
         effects = Effects()
         with self._lock:
+            value = entry.value
+            if value is not None and self._table.raise_mark(key, value, self._tick(), effects):
+                self._table.retire_older(key, value, keep=key)
             self._table.install(key, entry, effects)
         effects.apply_counts(self.counters)
         self._announce(effects)

@@ -1,4 +1,4 @@
-"""The entry table: entries by key, eviction, and the version history behind change reports.
+"""The entry table: entries by key, eviction, and the newest version served of each label.
 
 It has no lock of its own: only the store (:mod:`secretcache._store`) uses it, always under the
 store's lock, and every method is plain dict and attribute work.
@@ -7,26 +7,66 @@ store's lock, and every method is plain dict and attribute work.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING
-
-from cachetools import LRUCache
 
 from secretcache._keys import DEFAULT_STAGE, CacheKey, Key, aliases, split_key
 from secretcache._logs import facts
 from secretcache._value import SecretChange, SecretValue
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from secretcache._entry import Entry
     from secretcache._flight import Effects
 
-__all__ = ["Table"]
+__all__ = ["Mark", "Table", "supersedes"]
+
+Label = tuple[str, str]
+"""A secret's ARN and a staging label: what monotonic reads and change reports are kept per."""
+
+
+ROLLED_BACK = 8
+"""Most versions a mark remembers as rolled back from (the newest first)."""
+
+
+class Mark:
+    """The newest version of one label the cache has served, and when (the store's sequence number).
+
+    ``rolled_back`` holds the versions the label was rolled back from since (newest first): though
+    created later, they are older news, served again only on the primary Region's word.
+    """
+
+    __slots__ = ("created", "raised", "rolled_back", "version_id")
+
+    def __init__(
+        self, version_id: str, created: datetime | None, raised: int, rolled_back: tuple[str, ...] = ()
+    ) -> None:
+        self.version_id = version_id
+        self.created = created
+        self.raised = raised
+        self.rolled_back = rolled_back
+
+    def precedes(self, value: SecretValue) -> bool:
+        """Whether ``value`` is a version created after this one (and not one the label was rolled back from)."""
+        return (
+            value.created_date is not None
+            and self.created is not None
+            and value.created_date > self.created
+            and value.version_id not in self.rolled_back
+        )
 
 
 class Table:
-    """Entries by key, bounded by CLOCK eviction, and the last version id per (ARN, stage).
+    """Entries by key, bounded by CLOCK eviction, and the newest version served per label.
 
     ``entries`` is a plain dict the hot path reads without locking. Not thread-safe by itself:
     the store calls every method under its lock.
+
+    Marks (the newest version served of each label, keyed by ARN so every spelling shares one)
+    outlive invalidation, so a refetch after a rotation event still reports the change and a late
+    answer cannot go back in time. A mark is kept while an entry holds a value of its label; of
+    the others, at least the ``max_size`` most recently raised are kept.
     """
 
     def __init__(self, max_size: int) -> None:
@@ -34,9 +74,8 @@ class Table:
         self.max_size = max_size
         self.retired_hits = 0
         """Hits of entries replaced, evicted or dropped, so :meth:`hits` never goes down."""
-        # Kept across invalidation so a refetch after a rotation event still reports the
-        # change; bounded like the entries. Keyed by ARN: one report per change, however spelled.
-        self._versions: LRUCache[tuple[str, str], str] = LRUCache(maxsize=max_size)
+        self._marks: dict[Label, Mark] = {}  # in order of raising, oldest first
+        self._held: Counter[Label] = Counter()  # entries holding a value, per label
 
     def hits(self) -> int:
         """Hits so far, of the entries held and of those gone."""
@@ -44,19 +83,23 @@ class Table:
 
     def pop(self, key: CacheKey) -> None:
         """Drop the entry of ``key``."""
-        self.retired_hits += self.entries.pop(key).hits
+        entry = self.entries.pop(key)
+        self.retired_hits += entry.hits
+        self._release(key, entry)
 
     def clear(self) -> None:
-        """Drop every entry and the version history."""
+        """Drop every entry and every mark."""
         self.retired_hits = self.hits()
         self.entries.clear()
-        self._versions.clear()
+        self._held.clear()
+        self._marks.clear()
 
     def install(self, key: CacheKey, entry: Entry, effects: Effects) -> None:
-        """Put ``entry`` in the table, evicting if full; note what to count and report."""
+        """Put ``entry`` in the table, evicting if full; note what to count and log."""
         old = self.entries.get(key)
         if old is not None:
             self.retired_hits += old.hits
+            self._release(key, old)
             if old.value is not None and entry.failure is None:
                 effects.count("refreshes")
             if old.hits > old.seen:
@@ -72,39 +115,103 @@ class Table:
                     extra=facts("GetSecretValue", secret_name=secret_id, version_id=version_id),
                 )
         self.entries[key] = entry
+        label = _label(key, entry.value)
+        if label is not None:
+            self._held[label] += 1
         if old is None:
             self._evict(key, effects)
-        value = entry.value
-        if entry.failure is not None or value is None or (isinstance(key, Key) and key.version_id is not None):
-            return
-        # Keyed by ARN, not by the id as requested: one report per change, however spelled.
-        stage = _stage_of(key)
-        previous_version = self._versions.get((value.arn, stage))
-        self._versions[value.arn, stage] = value.version_id
-        if previous_version is not None and previous_version != value.version_id:
-            self._drop_other_spellings(key, value, stage)
-            effects.changes.append(SecretChange(value.name, value.arn, stage, previous_version, value.version_id))
-            effects.count("changes")
 
-    def _drop_other_spellings(self, key: CacheKey, new: SecretValue, stage: str) -> None:
-        """Drop entries of the same label under another spelling that hold an older version.
+    # -- monotonic reads -----------------------------------------------------------------------
+
+    def admits(self, key: CacheKey, value: SecretValue, started: int, replica: bool) -> bool:
+        """Whether a fetched ``value`` may be served: it is not older than what was served of its label.
+
+        It is if no version of its label was served yet, or the newest served is the same version
+        or was created before it (unless the label was rolled back from it), or the fetch was sent
+        to the primary Region after the newest was served (``started`` after its mark was raised:
+        what the primary says then is the label's state, a rollback included). A lookup by version
+        id always is.
+        """
+        label = _label(key, value)
+        mark = self._marks.get(label) if label is not None else None
+        if mark is None or mark.version_id == value.version_id or mark.precedes(value):
+            return True
+        return not replica and started > mark.raised
+
+    def is_newest(self, key: CacheKey, value: SecretValue) -> bool:
+        """Whether ``value`` is the newest version served of its label (or none was)."""
+        label = _label(key, value)
+        mark = self._marks.get(label) if label is not None else None
+        return mark is None or mark.version_id == value.version_id
+
+    def raise_mark(self, key: CacheKey, value: SecretValue, seq: int, effects: Effects) -> bool:
+        """Record ``value`` (admitted) as the newest served of its label; report a change of version.
+
+        Returns:
+            Whether the label's version changed (older entries of it must then be retired).
+        """
+        label = _label(key, value)
+        if label is None:
+            return False
+        mark = self._marks.pop(label, None)
+        if mark is not None and mark.version_id == value.version_id:
+            self._marks[label] = mark  # the same version: most recent again, raised when first served
+            return False
+        rolled_back: tuple[str, ...] = ()
+        if mark is not None:
+            rolled_back = tuple(version for version in mark.rolled_back if version != value.version_id)
+            if not mark.precedes(value):  # a step back the primary vouched for: a rollback
+                rolled_back = (mark.version_id, *rolled_back)[:ROLLED_BACK]
+        self._marks[label] = Mark(value.version_id, value.created_date, seq, rolled_back)
+        if len(self._marks) > 2 * self.max_size:
+            self._forget_marks()
+        if mark is None:
+            return False
+        effects.changes.append(SecretChange(value.name, value.arn, label[1], mark.version_id, value.version_id))
+        effects.count("changes")
+        return True
+
+    def retire_older(self, key: CacheKey, value: SecretValue, *, keep: CacheKey | None = None) -> None:
+        """Retire the entries of ``value``'s label that hold another version; drop all but ``keep``'s.
 
         A change is reported once per ARN and label, so a listener (or any reader) that reads the
         secret by its name, ARN or partial ARN must get the new version, not one cached earlier.
-        A version created after ``new`` is kept (a slow fetch may install an older one last).
+        ``keep`` is the key about to be replaced by an install (which counts the refresh).
         """
         for other, entry in list(self.entries.items()):
-            value = entry.value
-            if (
-                other != key
-                and value is not None
-                and value.arn == new.arn
-                and value.version_id != new.version_id
-                and _stage_of(other) == stage
-                and not (isinstance(other, Key) and other.version_id is not None)
-                and not _created_after(value, new)
-            ):
-                self.pop(other)
+            if supersedes(key, value, other, entry.value):
+                entry.retire()
+                if other != keep:
+                    self.pop(other)
+
+    def holder(self, key: CacheKey, arn: str) -> Entry | None:
+        """An entry holding the newest version served of ``key``'s label (ARN ``arn``), if any."""
+        label = (arn, _stage_of(key))
+        mark = self._marks.get(label)
+        if mark is None:
+            return None
+        for other, entry in self.entries.items():
+            held = entry.value
+            if held is not None and held.version_id == mark.version_id and _label(other, held) == label:
+                return entry
+        return None
+
+    def _forget_marks(self) -> None:
+        """Forget the oldest marks that no entry holds, down to ``max_size`` marks where possible."""
+        for label in list(self._marks):
+            if len(self._marks) <= self.max_size:
+                return
+            if label not in self._held:
+                del self._marks[label]
+
+    def _release(self, key: CacheKey, entry: Entry) -> None:
+        label = _label(key, entry.value)
+        if label is not None:
+            self._held[label] -= 1
+            if self._held[label] <= 0:
+                del self._held[label]
+
+    # -- eviction ------------------------------------------------------------------------------
 
     def _evict(self, newest: CacheKey, effects: Effects) -> None:
         """Second-chance (CLOCK) eviction down to ``max_size``.
@@ -125,6 +232,7 @@ class Table:
                 entries[key] = entry
                 continue
             self.retired_hits += entry.hits
+            self._release(key, entry)
             effects.count("evictions")
 
     def matches(self, key: CacheKey, targets: set[str]) -> bool:
@@ -142,6 +250,19 @@ def _stage_of(key: CacheKey) -> str:
     return key.version_stage if isinstance(key, Key) and key.version_stage else DEFAULT_STAGE
 
 
-def _created_after(value: SecretValue, other: SecretValue) -> bool:
-    """Whether ``value`` is a version created after ``other`` (unknown dates: no)."""
-    return value.created_date is not None and other.created_date is not None and value.created_date > other.created_date
+def _label(key: CacheKey, value: SecretValue | None) -> Label | None:
+    """The label a value read under ``key`` is a version of; ``None`` without a value or for a version id lookup."""
+    if value is None or (isinstance(key, Key) and key.version_id is not None):
+        return None
+    return value.arn, _stage_of(key)
+
+
+def supersedes(key: CacheKey, value: SecretValue, other_key: CacheKey, other: SecretValue | None) -> bool:
+    """Whether ``value`` (read under ``key``) is another version of the label ``other`` (under ``other_key``) holds."""
+    label = _label(key, value)
+    return (
+        label is not None
+        and other is not None
+        and other.version_id != value.version_id
+        and _label(other_key, other) == label
+    )

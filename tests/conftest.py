@@ -20,6 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.secretsmanager import models as moto_secretsmanager_models
 from moto.server import ThreadedMotoServer
 
 from secretcache import RetryPolicy
@@ -80,6 +81,31 @@ def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never look for instance credentials
+
+
+class VersionClock:
+    """Stands in for the ``time`` module of moto's Secrets Manager: each call one second later.
+
+    moto stamps a version's ``CreatedDate`` with whole seconds, real Secrets Manager with
+    milliseconds; versions a test creates within one second would look created at the same
+    moment, and the order of versions is what monotonic reads go by. Each reading is a second
+    after the previous one (and never before the real time).
+    """
+
+    def __init__(self) -> None:
+        self._now = time.time()
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        with self._lock:
+            self._now = max(self._now + 1.0, time.time())
+            return self._now
+
+
+@pytest.fixture(autouse=True)
+def _versions_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every version moto creates gets a creation date of its own (see :class:`VersionClock`)."""
+    monkeypatch.setattr(moto_secretsmanager_models, "time", VersionClock())
 
 
 class FakeClock:
@@ -196,6 +222,17 @@ def wait_until(condition: Callable[[], bool]) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached: deadlock or lost wake-up")
         time.sleep(0.001)
+
+
+def quiescent(cache: Any) -> None:
+    """Wait (under the watchdog) until ``cache`` has no fetch in flight.
+
+    A reader holding a value it may serve past its TTL returns once its fetch's first attempt
+    fails, while the retries go on in the background; tests that script an outage step by step
+    wait for those retries to end before moving the clock.
+    """
+    store = cache._store if hasattr(cache, "_store") else cache.cache._store
+    wait_until(lambda: store.hits_size_flying()[2] == 0)
 
 
 def _wait(gate: threading.Event) -> None:

@@ -27,8 +27,9 @@ class FaultProxy:
     Faults: ``("status", (code, error_type, message))``, ``("html", status)`` (an HTML page, as a
     proxy or WAF sends), ``("stall", seconds)`` (read the request,
     answer nothing, close after ``seconds``), ``("cut", None)`` (forward, then send half the body
-    and close), ``("slow", seconds)`` (forward after a delay). :meth:`stop_listening` makes the
-    port refuse connections until :meth:`listen` again.
+    and close), ``("slow", seconds)`` (forward after a delay), ``("hold", event)`` (set
+    :attr:`holding`, then forward once ``event`` is set). :meth:`stop_listening` makes the port
+    refuse connections until :meth:`listen` again.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -39,6 +40,7 @@ class FaultProxy:
         self._always: tuple[str, Any] | None = None
         self.seen = 0
         self.forwarded = 0
+        self.holding = threading.Event()  # a request is held by a ("hold", event) fault
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port: int = probe.getsockname()[1]
@@ -102,6 +104,11 @@ class FaultProxy:
                     return
                 if kind == "slow":
                     time.sleep(arg)
+                if kind == "hold":  # forward once the test sets the event (an attempt in progress)
+                    proxy.holding.set()
+                    if not arg.wait(30):
+                        self.close_connection = True
+                        return
                 status, headers, answer = proxy._forward(self.path, dict(self.headers), body)
                 self.send_response(status)
                 for name, value in headers:

@@ -18,7 +18,7 @@ from secretcache import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
-from tests.conftest import FAST_RETRY, Calls, FakeClock
+from tests.conftest import FAST_RETRY, Calls, FakeClock, quiescent
 from tests.test_cache import make_cache, rotate
 
 # Failure backoff: 1 s after the first failure, doubling to at most 8 s.
@@ -155,6 +155,7 @@ class TestStaleServing:
             served = []
             for _ in range(280):  # 28 s of reads, still within max_stale
                 served.append(cache.get_secret_string("db"))
+                quiescent(cache)  # the retries of a fetch go on behind the reader: let them end
                 clock.advance(0.1)
         assert set(served) == {"pw-1"}
         stats = cache.stats()
@@ -176,6 +177,7 @@ class TestStaleServing:
         remove = calls.fail_with("ThrottlingException")
         clock.advance(61)
         assert cache.get_secret_string("db") == "pw-1"
+        quiescent(cache)
         rotate(admin, "db", "pw-2")
         remove()
         assert cache.get_secret_string("db") == "pw-1"  # still backing off: no call

@@ -10,6 +10,7 @@ a daemon thread, so a hang fails the example instead of stalling the suite.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import queue
@@ -48,7 +49,9 @@ from tests.test_model import (
 REFRESH_AHEAD = 0.5  # a value read half a TTL after its fetch is refreshed in the background
 GHOST = "app/never-created"  # prefetched and read, never created: every read of it is "not found"
 NEXT = dict(zip(SECRETS, SECRETS[1:] + SECRETS[:1], strict=True))  # whom a listener reads on a change
-POOL, FETCH = "secretcache-refresh", "secretcache-fetch"  # names of refresh-pool and asyncio fetch threads
+POOL, FETCH = "secretcache-refresh", "secretcache-fetch"  # names of refresh-pool and fetch threads
+READS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("READS", default=None)
+"""The reads in progress in this context, innermost last: the GetSecretValue calls made for each."""
 
 
 @dataclass(frozen=True)
@@ -257,12 +260,18 @@ class SeamsMachine(CacheMachine):
         pool.submit = tracked  # type: ignore[method-assign]
 
     def _before_call(self, operation: str, _params: dict[str, Any]) -> None:
-        """On the calling thread: count the call for the read running there, then hold it if gated."""
+        """Count the call for the read it is made for, then hold it if gated.
+
+        The read is found through a context variable, not the thread: a reader holding a value
+        it may serve past its TTL has its fetch run on a thread of its own, which runs in a copy
+        of the reader's context (so it sees the reader's stack of reads).
+        """
         if operation != "GetSecretValue":
             return
-        tls = self.tls
-        tls.calls = getattr(tls, "calls", 0) + 1
-        if not getattr(tls, "stack", None):
+        stack = READS.get()
+        if stack:
+            stack[-1] += 1
+        else:
             kind = next((p for p in (POOL, FETCH) if threading.current_thread().name.startswith(p)), "other")
             with self.lock:
                 self.loose[kind] += 1
@@ -271,10 +280,11 @@ class SeamsMachine(CacheMachine):
             gate.hold()
 
     def _counted(self, read: Callable[[], Any], *, side: bool) -> tuple[Outcome | str, int]:
-        """Run a read on this thread: its outcome and the calls it made itself (its listeners' excluded)."""
-        tls = self.tls
-        stack: list[int] = tls.__dict__.setdefault("stack", [])
-        before = getattr(tls, "calls", 0)
+        """Run a read on this thread: its outcome and the calls made for it (its listeners' excluded)."""
+        stack = READS.get()
+        if stack is None:
+            stack = []
+            READS.set(stack)
         stack.append(0)
         try:
             try:
@@ -284,11 +294,7 @@ class SeamsMachine(CacheMachine):
             else:
                 outcome = self._decode(result)
         finally:
-            nested = stack.pop()
-            total = getattr(tls, "calls", 0) - before
-            if stack:
-                stack[-1] += total
-        made = total - nested
+            made = stack.pop()
         with self.lock:
             self.tally["fetched"] += made
             if outcome != MISSING or made:

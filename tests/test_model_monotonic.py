@@ -1,0 +1,369 @@
+"""Monotonic reads and one ``on_change`` per real change, against a Hypothesis model.
+
+A real ``SecretCache`` over in-process moto, with a replica Region, reads a secret by name, full
+ARN and partial ARN (three keys of one label) while rules put new versions (the replica lagging
+behind some of them, ``tests/replication.py``), roll AWSCURRENT back, make the primary Region
+throttle during a read, hold reads whose answer arrives late (held before the request reaches
+moto, or after moto answered), invalidate while they are held, force refreshes and move the
+clock.
+
+The model is the history of AWSCURRENT per secret: the version it pointed to after each change,
+its *positions*. A read is placed at the first position holding its version at or after the
+*floor*: the highest position of the reads that ended before it started. No such position means
+the cache went back in time (a rollback is a new position, so a confirmed rollback is fine; a
+flip back to the version rolled back from is not). The ``on_change`` reports of a secret must
+chain (each one's old version is the previous one's new) and climb the positions strictly, so
+each real change is reported once and never as a step back and forth; every version a read
+returned is one the listener heard of (or the first served); ``stats().changes`` counts the
+reports.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import boto3
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from moto import mock_aws
+from moto.core.botocore_stubber import BotocoreStubber
+
+from secretcache import RetryPolicy, SecretCache, SecretChange, SecretUnavailableError
+from tests.conftest import REGION, WATCHDOG, Calls, FakeClock, wait_until
+from tests.replication import Lag
+from tests.test_model import HEAVY, sync_moto_current
+
+REPLICA = "us-west-2"
+SECRETS = ("app/db",)  # one secret, so the rules meet on it often; spellings make it several keys
+SPELLINGS = ("name", "arn", "partial")
+TTL = 10.0
+RETRY = RetryPolicy(attempts=2, initial_delay=0.0, max_delay=0.0, failure_backoff=1.0, max_failure_backoff=4.0)
+T = TypeVar("T")
+
+HOLD: contextvars.ContextVar[Late | None] = contextvars.ContextVar("HOLD", default=None)
+"""The late read whose calls the current context makes (a fetch thread runs in a copy of it)."""
+
+
+@dataclass
+class Late:
+    """A read whose GetSecretValue calls are held, before the request or after the answer."""
+
+    name: str
+    secret_id: str
+    before: bool  # held before moto sees the request (its answer is as of the release)
+    start: int
+    gate: threading.Event = field(default_factory=threading.Event)
+    arrived: threading.Event = field(default_factory=threading.Event)
+    result: Future[str | None] = field(default_factory=Future)
+
+
+def _run(function: Callable[[], T], context: contextvars.Context | None = None) -> Future[T]:
+    """Run ``function`` on a daemon thread (in ``context`` if given): a hang fails the example, never pytest."""
+    future: Future[T] = Future()
+
+    def body() -> None:
+        try:
+            future.set_result(function())
+        except BaseException as err:
+            future.set_exception(err)
+
+    target = body if context is None else (lambda: context.run(body))
+    threading.Thread(target=target, name="model-read", daemon=True).start()
+    return future
+
+
+def _result(future: Future[T], what: str) -> T:
+    try:
+        return future.result(timeout=WATCHDOG)
+    except FutureTimeout:
+        raise AssertionError(f"{what} did not return within {WATCHDOG:g} s: a deadlock?") from None
+
+
+class MonotonicMachine(RuleBasedStateMachine):
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mock = mock_aws()
+        self.mock.start()
+        self.stubber_call = BotocoreStubber.__call__
+        moto_lock = threading.Lock()
+        original = self.stubber_call
+
+        def one_at_a_time(stubber: Any, *args: Any, **kwargs: Any) -> Any:
+            with moto_lock:  # in-process moto is not thread-safe; the service is atomic per call
+                return original(stubber, *args, **kwargs)
+
+        BotocoreStubber.__call__ = one_at_a_time  # type: ignore[method-assign]
+        self.admin = boto3.client("secretsmanager", region_name=REGION)
+        client = boto3.client("secretsmanager", region_name=REGION)
+        replica = boto3.client("secretsmanager", region_name=REPLICA)
+        self.calls = Calls(client)
+        for each in (client, replica):
+            each.meta.events.register("before-call.secretsmanager.GetSecretValue", self._hold_before)
+            each.meta.events.register("after-call.secretsmanager.GetSecretValue", self._hold_after)
+        self.clock = FakeClock()
+        self.cache = SecretCache(
+            client,
+            ttl=TTL,
+            ttl_jitter=0.0,
+            refresh_ahead=None,
+            replica_regions=[replica],
+            replica_ttl=5.0,
+            retry=RETRY,
+            clock=self.clock,
+        )
+        self.lock = threading.Lock()
+        self.changes: list[SecretChange] = []
+        self.cache.on_change(self._heard)
+        self._ticks = itertools.count()
+        self.history: dict[str, list[str]] = {}  # AWSCURRENT after each change: its positions
+        self.reads: dict[str, list[tuple[int, int, int]]] = {name: [] for name in SECRETS}  # (start, end, position)
+        self.returned: dict[str, set[str]] = {name: set() for name in SECRETS}
+        self.first: dict[str, str] = {}  # the first version a read of the secret returned
+        self.spellings: dict[str, dict[str, str]] = {}
+        self.lags = {name: Lag(name, REPLICA) for name in SECRETS}
+        self.late: list[Late] = []
+        self.count = 0
+        for name in SECRETS:
+            arn = self.admin.create_secret(Name=name, SecretString=self._value(name))["ARN"]
+            self.admin.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": REPLICA}])
+            self.spellings[name] = {"name": name, "arn": arn, "partial": arn[:-7]}
+            self.history[name] = [self._current(name)]
+
+    def teardown(self) -> None:
+        try:
+            for late in self.late:
+                late.gate.set()
+            for late in self.late:
+                _result(late.result, "a late read at teardown")
+            self.cache.close()
+        finally:
+            BotocoreStubber.__call__ = self.stubber_call  # type: ignore[method-assign]
+            self.mock.stop()
+
+    # -- backend and hooks --------------------------------------------------------------------
+
+    def _value(self, name: str) -> str:
+        self.count += 1
+        return f"{name}#{self.count}"
+
+    def _current(self, name: str) -> str:
+        version: str = self.admin.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")["VersionId"]
+        return version
+
+    def _tick(self) -> int:
+        with self.lock:
+            return next(self._ticks)
+
+    def _heard(self, change: SecretChange) -> None:
+        with self.lock:
+            self.changes.append(change)
+
+    def _hold(self, before: bool) -> None:
+        late = HOLD.get()
+        if late is not None and late.before == before and not late.gate.is_set():
+            late.arrived.set()
+            assert late.gate.wait(WATCHDOG), "a held call was never released"
+
+    def _hold_before(self, **_: Any) -> None:
+        self._hold(before=True)
+
+    def _hold_after(self, **_: Any) -> None:
+        self._hold(before=False)
+
+    # -- the model -----------------------------------------------------------------------------
+
+    def _version(self, name: str, value: str | None) -> str | None:
+        """The version id whose value ``value`` is (values are unique per put)."""
+        if value is None:
+            return None
+        for version_id, stages in self.admin.describe_secret(SecretId=name)["VersionIdsToStages"].items():
+            del stages
+            if self.admin.get_secret_value(SecretId=name, VersionId=version_id)["SecretString"] == value:
+                return str(version_id)
+        raise AssertionError(f"{name} returned {value!r}, which is no version of it")
+
+    def _record(self, name: str, start: int, value: str | None) -> None:
+        """Place a read that returned ``value`` (``None``: it raised) against the history."""
+        end = self._tick()
+        version = self._version(name, value)
+        if version is None:
+            return
+        history = self.history[name]
+        with self.lock:
+            floor = max((position for _, ended, position in self.reads[name] if ended < start), default=0)
+            positions = [index for index in range(floor, len(history)) if history[index] == version]
+            assert positions, (
+                f"{name}: a read returned {version}, older than position {floor} ({history[floor]}) "
+                f"which a read that ended before it started had returned; history {history}"
+            )
+            self.reads[name].append((start, end, positions[0]))
+            self.returned[name].add(version)
+            self.first.setdefault(name, version)
+
+    def _read(self, name: str, secret_id: str, force: bool) -> None:
+        """A read; if it joins a fetch a late read holds, that late answer arrives meanwhile."""
+        start = self._tick()
+        misses = self.cache.stats().misses
+
+        def read() -> str | None:
+            try:
+                return self.cache.get_secret(secret_id, force_refresh=force).secret_string
+            except SecretUnavailableError:
+                return None  # the primary fails and nothing servable is left
+
+        future = _run(read)
+        joined = [late for late in self.late if late.secret_id == secret_id]
+        if joined:  # it waits for the held fetch of its key (or took its value): let the answer arrive
+            wait_until(lambda: future.done() or self.cache.stats().misses > misses)
+            for late in joined:
+                self._release(late)
+        self._record(name, start, _result(future, f"a read of {secret_id}"))
+
+    def _release(self, late: Late) -> None:
+        self.late.remove(late)
+        late.gate.set()
+        self._record(late.name, late.start, _result(late.result, f"a late read of {late.secret_id}"))
+
+    def _settle(self) -> None:
+        """Wait until the fetches not held by a late read are over (their retries end behind readers)."""
+        held = sum(1 for late in self.late if late.arrived.is_set())
+        wait_until(lambda: self.cache.stats().in_flight <= held)
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    @rule(name=st.sampled_from(SECRETS), spelling=st.sampled_from(SPELLINGS), force=st.booleans(), down=st.booleans())
+    def read(self, name: str, spelling: str, force: bool, down: bool) -> None:
+        """A read; ``down``: the primary Region throttles while it runs (and its retries with it)."""
+        outage = self.calls.fail_with("ThrottlingException") if down else None
+        try:
+            self._read(name, self.spellings[name][spelling], force)
+            self._settle()
+        finally:
+            if outage is not None:
+                outage()
+
+    @precondition(lambda self: len(self.late) < 2)
+    @rule(name=st.sampled_from(SECRETS), spelling=st.sampled_from(SPELLINGS), before=st.booleans())
+    def start_late_read(self, name: str, spelling: str, before: bool) -> None:
+        """A read whose call is held: before moto answers, or with moto's answer on its way."""
+        if any(late.secret_id == self.spellings[name][spelling] for late in self.late):
+            return  # it would join that one's fetch: ``read`` covers joining a held fetch
+        late = Late(name, self.spellings[name][spelling], before, self._tick())
+        context = contextvars.copy_context()
+        context.run(HOLD.set, late)
+
+        def read() -> str | None:
+            try:
+                return self.cache.get_secret(late.secret_id).secret_string
+            except SecretUnavailableError:
+                return None
+
+        late.result = _run(read, context)
+        wait_until(lambda: late.arrived.is_set() or late.result.done())  # held, or served without a call
+        if late.result.done():
+            self._record(name, late.start, _result(late.result, "a read"))
+        else:
+            self.late.append(late)
+
+    @precondition(lambda self: self.late)
+    @rule(data=st.data())
+    def release_late_read(self, data: st.DataObject) -> None:
+        self._release(self.late[data.draw(st.integers(0, len(self.late) - 1), label="late")])
+        self._settle()
+
+    @rule(name=st.sampled_from([None, *SECRETS]), spelling=st.sampled_from(SPELLINGS))
+    def invalidate(self, name: str | None, spelling: str) -> None:
+        self.cache.invalidate(None if name is None else self.spellings[name][spelling])
+
+    @rule(name=st.sampled_from(SECRETS), lagging=st.booleans())
+    def put_value(self, name: str, lagging: bool) -> None:
+        """A new version; ``lagging``: the replica keeps what it holds now until a put that does not lag."""
+        if lagging:
+            self.lags[name].freeze()
+        else:
+            self.lags[name].catch_up()
+        self.admin.put_secret_value(SecretId=name, SecretString=self._value(name))
+        self.history[name].append(self._current(name))
+
+    @rule(name=st.sampled_from(SECRETS))
+    def roll_back(self, name: str) -> None:
+        """Move AWSCURRENT back to the AWSPREVIOUS version, as an operator undoing a rotation does."""
+        stages = self.admin.describe_secret(SecretId=name)["VersionIdsToStages"]
+        previous = next((version for version, labels in stages.items() if "AWSPREVIOUS" in labels), None)
+        current = self.history[name][-1]
+        if previous is None or previous == current:
+            return
+        self.admin.update_secret_version_stage(
+            SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=previous, RemoveFromVersionId=current
+        )
+        sync_moto_current(name, previous)
+        assert self._current(name) == previous
+        self.history[name].append(previous)
+
+    @rule(seconds=st.sampled_from((1.0, 5.0, 11.0)))
+    def advance_clock(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    # -- change reports ------------------------------------------------------------------------
+
+    @invariant()
+    def every_change_is_reported_once_and_never_backwards(self) -> None:
+        self._settle()
+        with self.lock:
+            changes = list(self.changes)
+        by_name: dict[str, list[SecretChange]] = {}
+        for change in changes:
+            assert change.version_stage == "AWSCURRENT"
+            by_name.setdefault(change.name, []).append(change)
+        for name, reported in by_name.items():
+            history = self.history[name]
+            assert reported[0].old_version_id in history, f"{name}: {reported[0]} from no version it had"
+            position = history.index(reported[0].old_version_id)
+            for before, after in itertools.pairwise([None, *reported]):
+                assert before is None or after.old_version_id == before.new_version_id, (
+                    f"{name}: reports do not chain: {before} then {after}"
+                )
+                later = [index for index in range(position + 1, len(history)) if history[index] == after.new_version_id]
+                assert later, f"{name}: {after} reports a step back (history {history})"
+                position = later[0]
+        assert self.cache.stats().changes == len(changes)
+
+    @invariant()
+    def every_version_returned_was_reported(self) -> None:
+        """Each version a read returned is the first served or one a change report announced."""
+        for name in SECRETS:
+
+            def unheard(name: str = name) -> set[str]:
+                with self.lock:
+                    news = {change.new_version_id for change in self.changes if change.name == name}
+                    return self.returned[name] - news - ({self.first[name]} if name in self.first else set())
+
+            try:  # a listener runs on the fetching thread, just after its readers wake
+                wait_until(lambda unheard=unheard: not unheard())
+            except AssertionError:
+                raise AssertionError(f"{name}: reads returned {unheard()} but no change reported them") from None
+
+
+# A failure takes a while to shrink (each example replays against moto); let it finish and print.
+@pytest.mark.timeout(600)
+class TestMonotonicReadsAgainstModel(MonotonicMachine.TestCase):  # type: ignore[misc,valid-type]
+    """Lagging replicas, spellings, late answers, invalidation mid-fetch and rollbacks never take a read back."""
+
+    settings = settings(
+        max_examples=300 if HEAVY else 50,
+        stateful_step_count=60 if HEAVY else 40,
+        deadline=None,
+        database=None,
+        report_multiple_bugs=False,
+    )
