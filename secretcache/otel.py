@@ -52,6 +52,9 @@ except ImportError:  # pragma: no cover - an opentelemetry-api that moved it
 
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
+    from opentelemetry.context import Context
     from opentelemetry.util.types import AttributeValue
 
     from secretcache._observe import Fetch
@@ -286,7 +289,7 @@ class _Observer:
         finally:
             self._finish(fetch, span, token, self._clock() - started, failure)
 
-    def _start(self, fetch: Fetch) -> tuple[trace.Span | None, object]:
+    def _start(self, fetch: Fetch) -> tuple[trace.Span | None, Token[Context] | None]:
         """Start the fetch's span and make it current; ``(None, None)`` if the SDK fails."""
         attributes: dict[str, AttributeValue] = {"aws.operation": fetch.operation, "secretcache.refresh": fetch.refresh}
         if fetch.version_stage is not None:
@@ -312,9 +315,20 @@ class _Observer:
             return None, None
 
     def _finish(
-        self, fetch: Fetch, span: trace.Span | None, token: object, seconds: float, failure: str | None
+        self, fetch: Fetch, span: trace.Span | None, token: Token[Context] | None, seconds: float, failure: str | None
     ) -> None:
-        """End the span (status and ``error.type`` on failure, never the exception) and record the duration."""
+        """Record the duration, restore the caller's context, end the span: each whatever the others raise."""
+        try:
+            self._record(fetch, seconds, failure)  # while the fetch's span is current: an exemplar points at it
+        finally:
+            try:
+                if token is not None:
+                    _detach(token)
+            finally:
+                if span is not None:
+                    _end(span, fetch, failure)
+
+    def _record(self, fetch: Fetch, seconds: float, failure: str | None) -> None:
         try:
             sample: dict[str, AttributeValue] = {
                 "aws.operation": fetch.operation,
@@ -328,17 +342,33 @@ class _Observer:
             if self._secret_names and len(fetch.secret_ids) == 1:
                 sample["secretcache.secret.name"] = fetch.secret_ids[0]
             self._instruments.duration.record(max(0.0, seconds), sample)
-            if span is not None:
-                context.detach(token)  # type: ignore[arg-type]
-                span.set_attribute("secretcache.attempts", fetch.attempts)
-                if fetch.replica is not None:
-                    span.set_attribute("secretcache.replica.region", fetch.replica)
-                if failure is not None:
-                    span.set_attribute("error.type", failure)
-                    span.set_status(Status(StatusCode.ERROR, failure))  # the code only: a message names the secret
-                span.end()
         except Exception as err:
-            _failed("record a fetch", err)
+            _failed("record a fetch's duration", err)
+
+
+def _detach(token: Token[Context]) -> None:
+    try:
+        context.detach(token)
+    except Exception as err:  # the API logs and swallows its own failures; this is for a broken one
+        _failed("restore the caller's context", err)
+
+
+def _end(span: trace.Span, fetch: Fetch, failure: str | None) -> None:
+    """End ``span`` with its status and ``error.type`` on failure (never the exception), whatever raises."""
+    try:
+        span.set_attribute("secretcache.attempts", fetch.attempts)
+        if fetch.replica is not None:
+            span.set_attribute("secretcache.replica.region", fetch.replica)
+        if failure is not None:
+            span.set_attribute("error.type", failure)
+            span.set_status(Status(StatusCode.ERROR, failure))  # the code only: a message names the secret
+    except Exception as err:
+        _failed("describe a fetch's span", err)
+    finally:
+        try:
+            span.end()
+        except Exception as err:
+            _failed("end a fetch's span", err)
 
 
 def _failed(what: str, error: Exception) -> None:

@@ -8,15 +8,19 @@ does) and puts the old one back afterwards.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
 from opentelemetry.metrics import _internal as metrics_api
+from opentelemetry.sdk.metrics import ExemplarFilter, MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.util._once import Once
 
-from secretcache import SecretCache, otel
+from secretcache import SecretCache, SecretNotFoundError, otel
 from secretcache.otel import instrument
 from tests.test_cache import make_cache
 from tests.test_otel import NAME, VALUE, Telemetry, telemetry
@@ -106,4 +110,101 @@ def test_counts_from_before_the_sdk_is_set_are_exported_durations_are_not(
         ("error",): 0,
     }
     assert "secretcache.fetch.duration" not in telemetry.metrics()
+    remove()
+
+
+# -- telemetry failing while a fetch ends -----------------------------------------------------------
+
+
+class _FailingExemplars(ExemplarFilter):
+    """An exemplar filter that raises: the SDK consults it on every synchronous measurement."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error or RuntimeError("metrics SDK down")
+
+    def should_sample(self, value: Any, time_unix_nano: int, attributes: Any, context: Any) -> bool:
+        raise self.error
+
+
+class _BreakSpans(SpanProcessor):
+    """Makes the named method of every span it sees raise, as a broken SDK or exporter hook would."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        def fail(*_args: Any, **_kwargs: Any) -> None:
+            raise RuntimeError(f"{self.method} down")
+
+        setattr(span, self.method, fail)
+
+
+def test_a_failing_duration_record_still_ends_the_span_and_restores_the_callers_context(
+    client: Any, admin: Any, clock: Any, telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If the metrics SDK raises recording a duration, the fetch span is still ended, exported and no longer current."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    cache = make_cache(client, clock)
+    meters = MeterProvider(metric_readers=[InMemoryMetricReader()], exemplar_filter=_FailingExemplars())
+    remove = instrument(cache, meter_provider=meters, tracer_provider=telemetry.tracers)
+    app = telemetry.tracers.get_tracer("app")
+    with caplog.at_level(logging.WARNING, logger="secretcache.otel"), app.start_as_current_span("request") as request:
+        assert cache.get_secret_string(NAME) == VALUE
+        assert trace.get_current_span() is request  # not the fetch span
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    [fetch] = telemetry.spans()
+    assert fetch.end_time is not None
+    assert fetch.parent is not None
+    assert fetch.parent.span_id == request.get_span_context().span_id
+    assert fetch.attributes is not None
+    assert fetch.attributes["secretcache.attempts"] == 1
+    assert [record.getMessage() for record in caplog.records] == [
+        "OpenTelemetry failed to record a fetch's duration: RuntimeError"
+    ]
+    # The next span of the application is a root again, not a child of the fetch.
+    with app.start_as_current_span("next"):
+        pass
+    [after] = [span for span in telemetry.spans(None) if span.name == "next"]
+    assert after.parent is None
+    remove()
+    meters.shutdown()
+
+
+def test_an_interrupt_while_recording_still_ends_the_span_and_restores_the_context(
+    client: Any, admin: Any, clock: Any, telemetry: Telemetry
+) -> None:
+    """A KeyboardInterrupt raised by the metrics SDK goes up to the reader, after the span is ended and detached."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    cache = make_cache(client, clock)
+    meters = MeterProvider(
+        metric_readers=[InMemoryMetricReader()], exemplar_filter=_FailingExemplars(KeyboardInterrupt())
+    )
+    remove = instrument(cache, meter_provider=meters, tracer_provider=telemetry.tracers)
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_secret_string(NAME)
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    [fetch] = telemetry.spans()
+    assert fetch.end_time is not None
+    remove()
+    assert cache.get_secret_string(NAME) == VALUE  # not wedged
+    meters.shutdown()
+
+
+@pytest.mark.parametrize("method", ["set_attribute", "set_status"])
+def test_a_span_that_fails_to_take_attributes_or_status_is_still_ended_and_the_context_restored(
+    client: Any, admin: Any, calls: Any, clock: Any, telemetry: Telemetry, method: str
+) -> None:
+    """If set_attribute or set_status raises, the span is still ended, the duration recorded, the context restored."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    cache = make_cache(client, clock)
+    telemetry.tracers.add_span_processor(_BreakSpans(method))
+    remove = telemetry.instrument(cache)
+    calls.fail_with("ResourceNotFoundException")  # a failure, so set_status is called too
+    with pytest.raises(SecretNotFoundError):
+        cache.get_secret_string(NAME)
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    [fetch] = telemetry.spans()
+    assert fetch.end_time is not None
+    [(attributes, point)] = telemetry.metrics()["secretcache.fetch.duration"]
+    assert (attributes["secretcache.outcome"], point.count) == ("error", 1)
     remove()
