@@ -90,7 +90,8 @@ def instrument(
 
     Returns:
         A function that removes the instrumentation (idempotent): the cache's counts leave the
-        observable metrics, and fetches record nothing more. Instrumenting again later works.
+        observable metrics, and fetches record nothing more, not even one in flight (its span is
+        dropped unended, so never exported). Instrumenting again later works.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -114,16 +115,16 @@ def instrument(
     meters = meter_provider or metrics.get_meter_provider()
     instruments = _Instruments.of(meters)
     tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(SCOPE, __version__)
-    observer = _Observer(tracer, instruments, target.clock, secret_names)
+    done = threading.Event()
+    observer = _Observer(tracer, instruments, target.clock, secret_names, done)
     _join(target, meters)
     store.observer = observer
-    done = threading.Event()
 
     def uninstrument() -> None:
         """Stop recording ``cache``'s metrics and spans (idempotent)."""
         if done.is_set():
             return
-        done.set()
+        done.set()  # first: a fetch in flight now records nothing when it ends
         _leave(target)
         if store.observer is observer:
             store.observer = None
@@ -260,15 +261,26 @@ def _observations(totals: Counter[str], attribute: str) -> list[Observation]:
 
 
 class _Observer:
-    """Wraps each fetch of one cache in a span and records its duration (:class:`secretcache._observe.Observer`)."""
+    """Wraps each fetch of one cache in a span and records its duration (:class:`secretcache._observe.Observer`).
+
+    Once ``stopped`` is set (``uninstrument()``), it starts no span, and a fetch in flight ends
+    without recording its duration or ending its span: an unended span is never exported. The
+    caller's context is restored all the same.
+    """
 
     def __init__(
-        self, tracer: trace.Tracer, instruments: _Instruments, clock: Callable[[], float], secret_names: bool
+        self,
+        tracer: trace.Tracer,
+        instruments: _Instruments,
+        clock: Callable[[], float],
+        secret_names: bool,
+        stopped: threading.Event,
     ) -> None:
         self._tracer = tracer
         self._instruments = instruments
         self._clock = clock
         self._secret_names = secret_names
+        self._stopped = stopped
 
     def origin(self) -> object:
         """The span whose read queued a background refresh, to link the refresh's span to."""
@@ -290,7 +302,9 @@ class _Observer:
             self._finish(fetch, span, token, self._clock() - started, failure)
 
     def _start(self, fetch: Fetch) -> tuple[trace.Span | None, Token[Context] | None]:
-        """Start the fetch's span and make it current; ``(None, None)`` if the SDK fails."""
+        """Start the fetch's span and make it current; ``(None, None)`` if stopped or the SDK fails."""
+        if self._stopped.is_set():
+            return None, None
         attributes: dict[str, AttributeValue] = {"aws.operation": fetch.operation, "secretcache.refresh": fetch.refresh}
         if fetch.version_stage is not None:
             attributes["secretcache.version_stage"] = fetch.version_stage
@@ -318,6 +332,10 @@ class _Observer:
         self, fetch: Fetch, span: trace.Span | None, token: Token[Context] | None, seconds: float, failure: str | None
     ) -> None:
         """Record the duration, restore the caller's context, end the span: each whatever the others raise."""
+        if self._stopped.is_set():  # uninstrumented during the fetch: only the context is restored
+            if token is not None:
+                _detach(token)
+            return
         try:
             self._record(fetch, seconds, failure)  # while the fetch's span is current: an exemplar points at it
         finally:

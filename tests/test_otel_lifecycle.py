@@ -9,6 +9,7 @@ does) and puts the old one back afterwards.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,10 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.util._once import Once
 
 from secretcache import SecretCache, SecretNotFoundError, otel
+from secretcache._cache import store_of
+from secretcache._observe import Fetch
 from secretcache.otel import instrument
+from tests.conftest import wait_until
 from tests.test_cache import make_cache
 from tests.test_otel import NAME, VALUE, Telemetry, telemetry
 
@@ -208,3 +212,57 @@ def test_a_span_that_fails_to_take_attributes_or_status_is_still_ended_and_the_c
     [(attributes, point)] = telemetry.metrics()["secretcache.fetch.duration"]
     assert (attributes["secretcache.outcome"], point.count) == ("error", 1)
     remove()
+
+
+# -- uninstrument() with a fetch in flight ----------------------------------------------------------
+
+
+def test_uninstrument_with_a_fetch_in_flight_records_nothing_for_it_and_restores_the_callers_context(
+    client: Any, admin: Any, calls: Any, clock: Any, telemetry: Telemetry
+) -> None:
+    """A fetch held in Secrets Manager when uninstrument() is called exports no span and no duration when it ends."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    cache = make_cache(client, clock)
+    remove = telemetry.instrument(cache)
+    app = telemetry.tracers.get_tracer("app")
+    gate = calls.hold()
+    seen: dict[str, Any] = {}
+
+    def read() -> None:
+        with app.start_as_current_span("request") as request:
+            seen["value"] = cache.get_secret_string(NAME)
+            seen["current"] = trace.get_current_span() is request
+        with app.start_as_current_span("next") as following:
+            seen["next"] = following
+        seen["after"] = trace.get_current_span()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wait_until(lambda: calls["GetSecretValue"] == 1)  # the fetch's span is started and current
+    remove()
+    gate.set()
+    reader.join(timeout=20)
+    assert not reader.is_alive()
+    assert seen["value"] == VALUE
+    assert seen["current"]  # the fetch's context was detached on the reader's thread
+    assert seen["after"] is trace.INVALID_SPAN
+    assert telemetry.spans() == []  # no secretcache.fetch span exported
+    [following] = [span for span in telemetry.spans(None) if span.name == "next"]
+    assert following.parent is None
+    assert "secretcache.fetch.duration" not in telemetry.metrics()
+    assert cache.stats().misses == 1  # the read itself went on
+
+
+def test_a_fetch_that_picked_up_the_observer_just_before_uninstrument_records_nothing(
+    client: Any, clock: Any, telemetry: Telemetry
+) -> None:
+    """The observer a store read just before uninstrument() returned starts no span and records no duration."""
+    cache = make_cache(client, clock)
+    remove = telemetry.instrument(cache)
+    observer = store_of(cache).observer
+    assert observer is not None
+    remove()
+    with observer.observe(Fetch("GetSecretValue", (NAME,), refresh="foreground")):
+        assert trace.get_current_span() is trace.INVALID_SPAN
+    assert telemetry.spans() == []
+    assert "secretcache.fetch.duration" not in telemetry.metrics()
