@@ -43,8 +43,18 @@ try:
     from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 except ImportError as err:  # pragma: no cover - exercised only without the extra installed
     raise ImportError("secretcache.otel needs opentelemetry-api: pip install 'secretcache[otel]'") from err
+try:  # what the global meter provider is until one is set; private, so tolerate its absence
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+except ImportError:  # pragma: no cover - an opentelemetry-api that moved it
+
+    class _ProxyMeterProvider:  # type: ignore[no-redef]
+        """Stands for a proxy class this opentelemetry-api does not have: nothing is one."""
+
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
+    from opentelemetry.context import Context
     from opentelemetry.util.types import AttributeValue
 
     from secretcache._observe import Fetch
@@ -80,7 +90,8 @@ def instrument(
 
     Returns:
         A function that removes the instrumentation (idempotent): the cache's counts leave the
-        observable metrics, and fetches record nothing more. Instrumenting again later works.
+        observable metrics, and fetches record nothing more, not even one in flight (its span is
+        dropped unended, so never exported). Instrumenting again later works.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -101,19 +112,20 @@ def instrument(
         raise RuntimeError("this SecretCache is closed")
     if store.observer is not None:
         raise ValueError("this cache is instrumented already; call the function instrument() returned first")
-    instruments = _Instruments.of(meter_provider or metrics.get_meter_provider())
+    meters = meter_provider or metrics.get_meter_provider()
+    instruments = _Instruments.of(meters)
     tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(SCOPE, __version__)
-    observer = _Observer(tracer, instruments, target.clock, secret_names)
-    instruments.add(target)
-    store.observer = observer
     done = threading.Event()
+    observer = _Observer(tracer, instruments, target.clock, secret_names, done)
+    _join(target, meters)
+    store.observer = observer
 
     def uninstrument() -> None:
         """Stop recording ``cache``'s metrics and spans (idempotent)."""
         if done.is_set():
             return
-        done.set()
-        instruments.remove(target)
+        done.set()  # first: a fetch in flight now records nothing when it ends
+        _leave(target)
         if store.observer is observer:
             store.observer = None
 
@@ -121,24 +133,29 @@ def instrument(
 
 
 class _Instruments:
-    """The instruments of one meter provider, shared by every cache instrumented with it.
+    """The instruments made with one meter provider; each reports every cache that reaches its SDK.
 
-    OpenTelemetry keeps the first instrument registered under a name and ignores the callbacks
-    of later ones, so each provider gets one set, whose callbacks sum the caches it serves.
+    OpenTelemetry's SDK keeps the first instrument registered under a name in a meter and drops
+    the callbacks of later ones. Instruments made through the API's proxy provider (the global
+    one before the application sets its SDK provider) become the SDK's once it is set, so two sets
+    can land in one SDK meter, and only the first set's callbacks run. Every set's callbacks
+    therefore report all the caches whose provider resolves, at collection time, to the provider
+    their own set resolves to: whichever set the SDK kept, the sum is every cache's.
     """
 
     @classmethod
     def of(cls, provider: metrics.MeterProvider) -> _Instruments:
-        """The instruments of ``provider``, created on first use."""
+        """The instruments of ``provider`` (resolved through the global proxy), created on first use."""
+        provider = _resolved(provider)
         with _REGISTRY_LOCK:
             found = _REGISTRY.get(provider)
             if found is None:
-                found = _REGISTRY[provider] = cls(provider.get_meter(SCOPE, __version__))
+                found = _REGISTRY[provider] = cls(provider)
             return found
 
-    def __init__(self, meter: metrics.Meter) -> None:
-        self._caches: tuple[SecretCache, ...] = ()
-        self._lock = threading.Lock()
+    def __init__(self, provider: metrics.MeterProvider) -> None:
+        self._provider = weakref.ref(provider)  # a strong one would keep the registry's weak key alive
+        meter = provider.get_meter(SCOPE, __version__)
         observed = (
             ("secretcache.reads", self._reads, "{read}", "Reads, by what they returned."),
             ("secretcache.api_calls", self._api_calls, "{call}", "Secrets Manager calls, retries included."),
@@ -159,26 +176,27 @@ class _Instruments:
             explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
         )
 
-    def add(self, cache: SecretCache) -> None:
-        with self._lock:
-            self._caches = (*self._caches, cache)
-
-    def remove(self, cache: SecretCache) -> None:
-        with self._lock:
-            self._caches = tuple(item for item in self._caches if item is not cache)
+    def _caches(self) -> list[SecretCache]:
+        """The instrumented caches whose provider resolves to this set's, now."""
+        provider = self._provider()
+        if provider is None:
+            return []
+        target = _resolved(provider)
+        return [cache for cache, source in _MEMBERS if _resolved(source) is target]
 
     # -- callbacks, run by the SDK at collection time ------------------------------------------------
 
     def _reads(self, options: CallbackOptions) -> Iterable[Observation]:
+        caches = self._caches()
         totals: Counter[str] = Counter()
-        for cache in self._caches:
+        for cache in caches:
             store = store_of(cache)
             totals.update(store.counters.reads(store.hits_size_flying()[0]))
-        return _observations(totals, "secretcache.result") if self._caches else ()
+        return _observations(totals, "secretcache.result") if caches else ()
 
     def _api_calls(self, options: CallbackOptions) -> Iterable[Observation]:
         totals: Counter[tuple[tuple[str, AttributeValue], ...]] = Counter()
-        for cache in self._caches:
+        for cache in self._caches():
             calls, errors = store_of(cache).counters.api_outcomes()
             failed: Counter[str] = Counter()
             for (operation, kind), count in errors.items():
@@ -190,9 +208,7 @@ class _Instruments:
         return [Observation(count, dict(attributes)) for attributes, count in totals.items()]
 
     def _entries(self, options: CallbackOptions) -> Iterable[Observation]:
-        if not self._caches:
-            return ()
-        return [Observation(sum(store_of(cache).hits_size_flying()[1] for cache in self._caches))]
+        return self._total(lambda cache: store_of(cache).hits_size_flying()[1])
 
     def _evictions(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._total(lambda cache: cache.stats().evictions)
@@ -207,12 +223,37 @@ class _Instruments:
         return self._total(lambda cache: cache.stats().failovers)
 
     def _total(self, count: Callable[[SecretCache], int]) -> Iterable[Observation]:
-        caches = self._caches
+        caches = self._caches()
         return [Observation(sum(map(count, caches)))] if caches else ()
 
 
 _REGISTRY: weakref.WeakKeyDictionary[metrics.MeterProvider, _Instruments] = weakref.WeakKeyDictionary()
 _REGISTRY_LOCK = threading.Lock()
+_MEMBERS: tuple[tuple[SecretCache, metrics.MeterProvider], ...] = ()
+"""Every instrumented cache with the provider it was instrumented with; replaced, never mutated."""
+
+
+def _join(cache: SecretCache, provider: metrics.MeterProvider) -> None:
+    global _MEMBERS
+    with _REGISTRY_LOCK:
+        _MEMBERS = (*_MEMBERS, (cache, provider))
+
+
+def _leave(cache: SecretCache) -> None:
+    global _MEMBERS
+    with _REGISTRY_LOCK:
+        _MEMBERS = tuple(member for member in _MEMBERS if member[0] is not cache)
+
+
+def _resolved(provider: metrics.MeterProvider) -> metrics.MeterProvider:
+    """The provider that collects what is recorded through ``provider``.
+
+    The API's proxy provider (what the global provider is until the application sets one)
+    forwards to whatever is set globally later; any other provider is its own.
+    """
+    if isinstance(provider, _ProxyMeterProvider):
+        return metrics.get_meter_provider()
+    return provider
 
 
 def _observations(totals: Counter[str], attribute: str) -> list[Observation]:
@@ -220,15 +261,26 @@ def _observations(totals: Counter[str], attribute: str) -> list[Observation]:
 
 
 class _Observer:
-    """Wraps each fetch of one cache in a span and records its duration (:class:`secretcache._observe.Observer`)."""
+    """Wraps each fetch of one cache in a span and records its duration (:class:`secretcache._observe.Observer`).
+
+    Once ``stopped`` is set (``uninstrument()``), it starts no span, and a fetch in flight ends
+    without recording its duration or ending its span: an unended span is never exported. The
+    caller's context is restored all the same.
+    """
 
     def __init__(
-        self, tracer: trace.Tracer, instruments: _Instruments, clock: Callable[[], float], secret_names: bool
+        self,
+        tracer: trace.Tracer,
+        instruments: _Instruments,
+        clock: Callable[[], float],
+        secret_names: bool,
+        stopped: threading.Event,
     ) -> None:
         self._tracer = tracer
         self._instruments = instruments
         self._clock = clock
         self._secret_names = secret_names
+        self._stopped = stopped
 
     def origin(self) -> object:
         """The span whose read queued a background refresh, to link the refresh's span to."""
@@ -249,8 +301,10 @@ class _Observer:
         finally:
             self._finish(fetch, span, token, self._clock() - started, failure)
 
-    def _start(self, fetch: Fetch) -> tuple[trace.Span | None, object]:
-        """Start the fetch's span and make it current; ``(None, None)`` if the SDK fails."""
+    def _start(self, fetch: Fetch) -> tuple[trace.Span | None, Token[Context] | None]:
+        """Start the fetch's span and make it current; ``(None, None)`` if stopped or the SDK fails."""
+        if self._stopped.is_set():
+            return None, None
         attributes: dict[str, AttributeValue] = {"aws.operation": fetch.operation, "secretcache.refresh": fetch.refresh}
         if fetch.version_stage is not None:
             attributes["secretcache.version_stage"] = fetch.version_stage
@@ -275,9 +329,24 @@ class _Observer:
             return None, None
 
     def _finish(
-        self, fetch: Fetch, span: trace.Span | None, token: object, seconds: float, failure: str | None
+        self, fetch: Fetch, span: trace.Span | None, token: Token[Context] | None, seconds: float, failure: str | None
     ) -> None:
-        """End the span (status and ``error.type`` on failure, never the exception) and record the duration."""
+        """Record the duration, restore the caller's context, end the span: each whatever the others raise."""
+        if self._stopped.is_set():  # uninstrumented during the fetch: only the context is restored
+            if token is not None:
+                _detach(token)
+            return
+        try:
+            self._record(fetch, seconds, failure)  # while the fetch's span is current: an exemplar points at it
+        finally:
+            try:
+                if token is not None:
+                    _detach(token)
+            finally:
+                if span is not None:
+                    _end(span, fetch, failure)
+
+    def _record(self, fetch: Fetch, seconds: float, failure: str | None) -> None:
         try:
             sample: dict[str, AttributeValue] = {
                 "aws.operation": fetch.operation,
@@ -291,17 +360,33 @@ class _Observer:
             if self._secret_names and len(fetch.secret_ids) == 1:
                 sample["secretcache.secret.name"] = fetch.secret_ids[0]
             self._instruments.duration.record(max(0.0, seconds), sample)
-            if span is not None:
-                context.detach(token)  # type: ignore[arg-type]
-                span.set_attribute("secretcache.attempts", fetch.attempts)
-                if fetch.replica is not None:
-                    span.set_attribute("secretcache.replica.region", fetch.replica)
-                if failure is not None:
-                    span.set_attribute("error.type", failure)
-                    span.set_status(Status(StatusCode.ERROR, failure))  # the code only: a message names the secret
-                span.end()
         except Exception as err:
-            _failed("record a fetch", err)
+            _failed("record a fetch's duration", err)
+
+
+def _detach(token: Token[Context]) -> None:
+    try:
+        context.detach(token)
+    except Exception as err:  # the API logs and swallows its own failures; this is for a broken one
+        _failed("restore the caller's context", err)
+
+
+def _end(span: trace.Span, fetch: Fetch, failure: str | None) -> None:
+    """End ``span`` with its status and ``error.type`` on failure (never the exception), whatever raises."""
+    try:
+        span.set_attribute("secretcache.attempts", fetch.attempts)
+        if fetch.replica is not None:
+            span.set_attribute("secretcache.replica.region", fetch.replica)
+        if failure is not None:
+            span.set_attribute("error.type", failure)
+            span.set_status(Status(StatusCode.ERROR, failure))  # the code only: a message names the secret
+    except Exception as err:
+        _failed("describe a fetch's span", err)
+    finally:
+        try:
+            span.end()
+        except Exception as err:
+            _failed("end a fetch's span", err)
 
 
 def _failed(what: str, error: Exception) -> None:
