@@ -111,9 +111,9 @@ def number(cell: str) -> float | None:
 
 
 def show(value: float, like: str) -> str:
-    """``value`` with the decimals and thousands separators of ``like``."""
+    """``value`` with as many decimals as ``like``, thousands separated."""
     decimals = len(like.split(".")[1]) if "." in like else 0
-    return f"{value:,.{decimals}f}" if "," in like or abs(value) < 1000 else f"{value:.{decimals}f}"
+    return f"{value:,.{decimals}f}"
 
 
 def merge(samples: list[list[str]], spread: bool) -> list[str]:
