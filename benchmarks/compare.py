@@ -117,8 +117,8 @@ def show(value: float, like: str) -> str:
 
 
 def merge(samples: list[list[str]], spread: bool) -> list[str]:
-    merged = []
-    for column in zip(*samples, strict=False):
+    merged = [samples[0][0]]  # the row's key
+    for column in list(zip(*samples, strict=False))[1:]:
         values = [number(cell) for cell in column]
         if all(value is not None for value in values) and len(values) > 0:
             present = [value for value in values if value is not None]
