@@ -239,9 +239,9 @@ def main() -> None:
         print(f"Python {sys.version.split()[0]} on {sys.platform}; medians of {REPEATS} batches of {BATCH:,} reads\n")
         rows = hit_latency(client)
         reference = rows[0][1]
-        print(f"{'hit latency':<56} {'ns/get':>10} {'x reference':>12}")
+        print("| hit latency | ns/get | x reference |\n| --- | ---: | ---: |")
         for name, ns in rows:
-            print(f"{name:<56} {ns:>10,.1f} {ns / reference:>12.2f}")
+            print(f"| {name} | {ns:,.1f} | {ns / reference:.2f} |")
 
         cache = SecretCache(client)
         cache.get_secret_string(SECRET)
@@ -252,16 +252,20 @@ def main() -> None:
             for threads in (1, 4, 8):
                 for name, read in readers.items():
                     rates[name, threads].append(throughput(read, threads))
-        print(f"\n{'threads reading one warm key':<48} {'reads/s':>12} {'x 1 thread':>12} {'reference':>10}")
+        print("\n| threads reading one warm key | reads/s | x 1 thread | reference x 1 thread |")
+        print("| --- | ---: | ---: | ---: |")
         for threads in (1, 4, 8):
             ours = statistics.median(rates["secretcache", threads])
             floor = statistics.median(rates["reference", threads]) / statistics.median(rates["reference", 1])
             ratio = ours / statistics.median(rates["secretcache", 1])
-            print(f"{threads:<48} {ours:>12,.0f} {ratio:>12.2f} {floor:>10.2f}")
+            print(f"| {threads} | {ours:,.0f} | {ratio:.2f} | {floor:.2f} |")
 
-        print(f"\n32-thread cold stampede, 50 ms backend: {stampede(client)} GetSecretValue call(s)")
+        calls = stampede(client)
         per_entry, value_bytes = memory_per_entry(client)
-        print(f"memory per cached entry beyond its value: {per_entry:,.0f} bytes (value object: {value_bytes} bytes)")
+        print("\n| stampede and memory | value |\n| --- | ---: |")
+        print(f"| 32-thread cold stampede, 50 ms backend: GetSecretValue calls | {calls} |")
+        print(f"| memory per cached entry beyond its value, bytes | {per_entry:,.0f} |")
+        print(f"| value object, bytes | {value_bytes} |")
 
 
 if __name__ == "__main__":
