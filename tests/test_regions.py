@@ -37,37 +37,11 @@ from secretcache import _fetcher as fetcher_module
 from secretcache._fetcher import Fetcher, build_client
 from secretcache._regions import Regions, check_replicas, in_region
 from secretcache._stats import Counters
-from tests.conftest import FAST_RETRY, REGION, WATCHDOG, Calls, FakeClock, _reset, wait_until
+from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, _reset, wait_until
 from tests.faultproxy import THROTTLE, FaultProxy
 from tests.leaks import assert_value_absent
+from tests.regions import PRIMARY, REPLICA, THROTTLING, create, logged, regional
 from tests.test_cache import make_cache, rotate
-
-PRIMARY = REGION
-REPLICA = "us-west-2"
-THROTTLING = "ThrottlingException"
-
-
-@pytest.fixture
-def replica(aws: None) -> Any:
-    """The replica Region's client the cache fails over to."""
-    return boto3.client("secretsmanager", region_name=REPLICA)
-
-
-@pytest.fixture
-def replica_calls(replica: Any) -> Calls:
-    return Calls(replica)
-
-
-def create(admin: Any, name: str, value: str, *, replicated: bool = True) -> str:
-    """Create a secret in the primary Region, replicated to ``REPLICA`` unless told; return its ARN."""
-    arn: str = admin.create_secret(Name=name, SecretString=value)["ARN"]
-    if replicated:
-        admin.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": REPLICA}])
-    return arn
-
-
-def regional(client: Any, replica: Any, clock: FakeClock, **options: Any) -> SecretCache:
-    return make_cache(client, clock, replica_regions=[replica], **options)
 
 
 def sent_ids(client: Any) -> list[Any]:
@@ -75,10 +49,6 @@ def sent_ids(client: Any) -> list[Any]:
     seen: list[Any] = []
     Calls(client).add_fault(lambda _op, params: seen.append(params.get("SecretId", params.get("SecretIdList"))))
     return seen
-
-
-def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
-    return [record for record in caplog.records if text in record.getMessage()]
 
 
 # -- reads during an outage --------------------------------------------------------------------
