@@ -140,6 +140,9 @@ _TRANSIENT_CODES = frozenset(
     # TransientRetryableChecker._TRANSIENT_ERROR_CODES
     {"PriorRequestNotComplete", "RequestTimeout", "RequestTimeoutException"}
 )
+# Secrets Manager's own server-side fault. AWS's error lists give it HTTP 400 in some versions and
+# 500 in others, and botocore's shape for it carries no status, so it is known by its code alone.
+_SERVICE_FAULT_CODES = frozenset({"InternalServiceError"})
 # ThrottlingStatusCodeChecker._THROTTLING_STATUS_CODES; botocore's transient statuses
 # (500, 502, 503, 504) are covered by treating every 5xx as transient.
 _THROTTLING_STATUS = 429
@@ -195,12 +198,19 @@ def is_transient(err: BaseException) -> bool:
     """Whether ``err`` is worth retrying: throttling, 429, 5xx, timeouts, connection errors.
 
     The error codes and statuses are those botocore's "standard" retry mode retries, plus
-    every 5xx status; a 429 is transient whatever its error code.
+    every 5xx status; a 429 is transient whatever its error code, and Secrets Manager's
+    ``InternalServiceError`` whatever its status.
     """
     if isinstance(err, ClientError):
         code = err.response.get("Error", {}).get("Code", "")
         status = _status(err)
-        return code in _THROTTLING_CODES or code in _TRANSIENT_CODES or status == _THROTTLING_STATUS or status >= 500
+        return (
+            code in _THROTTLING_CODES
+            or code in _TRANSIENT_CODES
+            or code in _SERVICE_FAULT_CODES
+            or status == _THROTTLING_STATUS
+            or status >= 500
+        )
     return isinstance(err, (*_TRANSIENT_EXCEPTIONS, MalformedResponseError))
 
 
