@@ -93,7 +93,8 @@ class SecretCache:
         replica_ttl: Longest a value read from a replica is fresh (default 60 s), so the cache
             returns to the primary Region soon after it recovers.
         clock: Zero-argument function returning monotonic seconds (default
-            ``time.monotonic``); inject a fake one in tests.
+            ``time.monotonic``); inject a fake one in tests. TTLs, backoffs and the retry
+            deadline are measured on it.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -144,7 +145,7 @@ class SecretCache:
         if primary is not None and primary in {replica.region for replica in replicas}:
             raise ValueError(f"replica_regions names the primary Region {primary!r} (the client's own)")
         regions = Regions(replicas, retry, self._clock) if replicas else None
-        self._fetcher = Fetcher(client, retry, self._counters, regions=regions)
+        self._fetcher = Fetcher(client, retry, self._counters, regions=regions, clock=self._clock)
         self._pool = BackgroundPool(threads=REFRESH_THREADS, capacity=size)
         self._store = Store(
             max_size=size,

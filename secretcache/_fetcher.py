@@ -303,6 +303,20 @@ def to_secret_value(
     )
 
 
+class _StopBeforeDeadline(tenacity.stop.stop_base):
+    """tenacity's ``stop_before_delay`` on a given clock (tenacity's reads ``time.monotonic``).
+
+    Stops when the next attempt would start at or past ``deadline`` seconds from now.
+    """
+
+    def __init__(self, clock: Callable[[], float], deadline: float) -> None:
+        self._clock = clock
+        self._ends = clock() + deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self._clock() + retry_state.upcoming_sleep >= self._ends
+
+
 def _named_by(secret_ids: list[str], item: Any) -> list[str]:
     """The requested ids that name a batch item, by name, ARN or partial ARN."""
     found = aliases(item["ARN"]) | {item["Name"]}
@@ -313,7 +327,8 @@ class Fetcher:
     """Calls Secrets Manager for a cache, with retries, error mapping and call counting.
 
     Thread-safe: the lazily built client is created once under a private lock (boto3 clients
-    are themselves thread-safe) and no other state changes after construction.
+    are themselves thread-safe) and no other state changes after construction. Retry waits
+    go through ``sleep`` and deadlines are measured on ``clock`` (default ``time.monotonic``).
     """
 
     def __init__(
@@ -324,6 +339,7 @@ class Fetcher:
         *,
         sleep: Callable[[float], None] = time.sleep,
         regions: Regions | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._client = client
         self._owns_client = client is None
@@ -331,6 +347,7 @@ class Fetcher:
         self._counters = counters
         self._retry = retry
         self._sleep = sleep
+        self._clock: Callable[[], float] = clock or time.monotonic
         self.regions = regions
         """The replica Regions a transient failure of the primary fails over to, if any."""
 
@@ -482,8 +499,9 @@ class Fetcher:
         Without replicas: the primary under the retry policy. With replicas: the primary with
         its retries within half the deadline (one probe while an outage episode goes on, none
         while its backoff lasts), then each replica in order within what is left of the
-        deadline. ``region`` is ``None`` for the primary: ids are sent as given; for a replica,
-        ARNs are rewritten to its Region.
+        deadline: once an attempt was made, none starts at or past the deadline, so a primary
+        attempt that hangs that long leaves no replica attempt. ``region`` is ``None`` for the
+        primary: ids are sent as given; for a replica, ARNs are rewritten to its Region.
 
         Returns:
             The result, and the replica Region that gave it (``None`` for the primary).
@@ -495,7 +513,7 @@ class Fetcher:
         regions = self.regions
         if regions is None:
             return self._retrying(lambda: attempt(self.client, None)), None
-        started = time.monotonic()
+        started = self._clock()
         deadline = self._retry.deadline
         failure: Exception | None = None
         primary = self.client
@@ -519,9 +537,9 @@ class Fetcher:
             else:
                 regions.primary_answered(region_of(primary), operation)
                 return result, None
-        for index, replica in enumerate(regions.replicas):
-            left = deadline - (time.monotonic() - started)
-            if index > 0 and left <= 0:
+        for replica in regions.replicas:
+            left = deadline - (self._clock() - started)
+            if left <= 0 and (use_primary or failure is not None):  # the fetch's first attempt always starts
                 break
             try:
                 call = functools.partial(attempt, replica.client, replica.region)
@@ -565,7 +583,7 @@ class Fetcher:
         attempts = policy.attempts if attempts is None else attempts
         deadline = policy.deadline if deadline is None else deadline
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_before_delay(deadline),
+            stop=tenacity.stop_after_attempt(attempts) | _StopBeforeDeadline(self._clock, deadline),
             wait=tenacity.wait_random_exponential(multiplier=policy.initial_delay, max=policy.max_delay),
             retry=tenacity.retry_if_exception(is_transient),
             sleep=self._sleep,

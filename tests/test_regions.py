@@ -33,7 +33,6 @@ from secretcache import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
-from secretcache import _fetcher as fetcher_module
 from secretcache._fetcher import Fetcher, build_client
 from secretcache._regions import Regions, check_replicas, in_region
 from secretcache._stats import Counters
@@ -493,16 +492,6 @@ def test_the_primary_region_is_no_replica(client: Any) -> None:
 # -- the time budget ---------------------------------------------------------------------------
 
 
-class FakeTime:
-    """Stands in for the ``time`` module of tenacity and of the fetcher, so deadlines run on the fake
-    clock: neither takes a clock (tenacity's ``stop_before_delay`` reads ``time.monotonic``), and
-    :class:`SecretCache` passes no sleep to its fetcher, so this test drives a :class:`Fetcher`."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.monotonic = clock
-        self.sleep = clock.sleep
-
-
 @pytest.mark.parametrize(
     ("episode", "primary", "replica"), [(False, [0.0, 1.0], [1.0, 2.0, 3.0]), (True, [], [0.0, 1.0, 2.0, 3.0])]
 )
@@ -518,16 +507,16 @@ def test_a_fetch_keeps_within_the_deadline_across_regions(
 ) -> None:
     """Primary within half the deadline, replicas within what is left: no attempt starts past it.
 
-    Waits are their largest (1 s each) so the deadline, not the attempts, ends the retries.
+    Waits are their largest (1 s each) so the deadline, not the attempts, ends the retries; they
+    go through the fake clock (:class:`SecretCache` passes no sleep to its fetcher, so this test
+    drives a :class:`Fetcher`).
     """
-    monkeypatch.setattr(tenacity, "time", FakeTime(clock))
-    monkeypatch.setattr(fetcher_module, "time", FakeTime(clock))
     monkeypatch.setattr(tenacity.wait, "random", SimpleNamespace(uniform=lambda _low, high: high))
     policy = RetryPolicy(attempts=10, initial_delay=1.0, max_delay=1.0, deadline=4.0)
     replica_client = boto3.client("secretsmanager", region_name=REPLICA)
     create(admin, "db", "pw-1")
     regions = Regions(check_replicas([replica_client], build_client), policy, clock)
-    fetcher = Fetcher(client, policy, Counters(), sleep=clock.sleep, regions=regions)
+    fetcher = Fetcher(client, policy, Counters(), sleep=clock.sleep, regions=regions, clock=clock)
     if episode:  # the primary failed just now: it is skipped during its backoff
         regions.primary_failed(
             PRIMARY, ClientError({"Error": {"Code": THROTTLING}}, "GetSecretValue"), "GetSecretValue"
