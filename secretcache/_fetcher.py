@@ -519,18 +519,20 @@ class Fetcher:
         primary = self.client
         use_primary, with_retries = regions.primary_first()
         if use_primary:
+            last_start = [regions.now()]  # of the primary's latest attempt: its failure may be old news
+
+            def on_primary() -> _T:
+                last_start[0] = regions.now()
+                return attempt(primary, None)
+
             try:
-                result = self._retrying(
-                    lambda: attempt(primary, None),
-                    attempts=None if with_retries else 1,
-                    deadline=deadline / 2,
-                )
+                result = self._retrying(on_primary, attempts=None if with_retries else 1, deadline=deadline / 2)
             except _CALL_ERRORS as err:
                 if not is_transient(err):  # a definite answer: the primary is up, and no replica is asked
                     regions.primary_answered(region_of(primary), operation)
                     raise
                 failure = err
-                regions.primary_failed(region_of(primary), err, operation)
+                regions.primary_failed(region_of(primary), err, operation, last_start[0])
             except BaseException:
                 regions.abandoned()
                 raise

@@ -6,6 +6,8 @@ known to be failing, then each replica in order within what is left of the deadl
 outage *episode* starts when the primary fails transiently after its retries; during it,
 fetches go straight to the replicas, and the primary is probed again (one attempt) each time
 its backoff ends, until it answers. The start and the end of an episode are logged once each.
+Only a failure of an attempt that started after the primary last answered counts: a slow
+attempt that began before a probe found the primary healthy is old news.
 """
 
 from __future__ import annotations
@@ -126,6 +128,11 @@ class Regions:
         self._failures = 0  # failed backoff windows of the primary in a row: 0 = no episode
         self._retry_at = float("-inf")
         self._probing = False  # one fetch probes the primary when a backoff ends; the others skip it
+        self._answered_at = float("-inf")  # when the primary last answered, on the cache's clock
+
+    def now(self) -> float:
+        """The cache's clock: when an attempt on the primary starts, for :meth:`primary_failed`."""
+        return self._clock()
 
     def primary_first(self) -> tuple[bool, bool]:
         """Whether this fetch tries the primary, and whether with its retries (else one probe)."""
@@ -137,13 +144,17 @@ class Regions:
                 return True, False
             return False, False
 
-    def primary_failed(self, primary: str | None, error: BaseException, operation: str) -> None:
+    def primary_failed(self, primary: str | None, error: BaseException, operation: str, started: float) -> None:
         """The primary failed transiently: start the episode (logged), or extend it after a failed probe.
 
-        Fetches that were already under way when the episode started fail too; they count as
-        the same failure, so the backoff grows with failed probes, not with concurrency.
+        ``started`` is when the failed attempt started (:meth:`now`). An attempt that started
+        before the primary last answered says nothing new and is ignored. Fetches that were
+        already under way when the episode started fail too; they count as the same failure, so
+        the backoff grows with failed probes, not with concurrency.
         """
         with self._lock:
+            if started < self._answered_at:
+                return
             first = self._failures == 0
             if not first and not self._probing:
                 return
@@ -162,11 +173,12 @@ class Regions:
 
     def primary_answered(self, primary: str | None, operation: str) -> None:
         """The primary answered: end the episode, if one was going on (logged once)."""
-        if self._failures == 0:  # the common case, read without the lock
-            return
+        now = self._clock()
         with self._lock:
+            self._answered_at = max(self._answered_at, now)
             failures, self._failures = self._failures, 0
-            self._probing = False
+            if failures:
+                self._probing = False
         if failures:
             logger.info(
                 "Secrets Manager in %s answers again (it had failed %d time(s)); replicas no longer read",
@@ -186,5 +198,6 @@ class Regions:
         self._failures = 0
         self._retry_at = float("-inf")
         self._probing = False
+        self._answered_at = float("-inf")
         for replica in self.replicas:
             replica.reset_after_fork()

@@ -518,9 +518,8 @@ def test_a_fetch_keeps_within_the_deadline_across_regions(
     regions = Regions(check_replicas([replica_client], build_client), policy, clock)
     fetcher = Fetcher(client, policy, Counters(), sleep=clock.sleep, regions=regions, clock=clock)
     if episode:  # the primary failed just now: it is skipped during its backoff
-        regions.primary_failed(
-            PRIMARY, ClientError({"Error": {"Code": THROTTLING}}, "GetSecretValue"), "GetSecretValue"
-        )
+        error = ClientError({"Error": {"Code": THROTTLING}}, "GetSecretValue")
+        regions.primary_failed(PRIMARY, error, "GetSecretValue", regions.now())
     started = clock.now
     times: dict[str, list[float]] = {"primary": [], "replica": []}
     for name, target in (("primary", client), ("replica", replica_client)):

@@ -8,13 +8,16 @@ a fake clock, and tests assert counts and log records, never timings.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from secretcache import RetryPolicy, SecretUnavailableError
-from tests.conftest import FAST_RETRY, Calls, FakeClock
+from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock
 from tests.regions import PRIMARY, REPLICA, THROTTLING, create, logged, regional
 
 # -- which failures fail over ------------------------------------------------------------------
@@ -41,6 +44,59 @@ def test_internal_service_error_fails_over_whatever_its_status(
     assert (calls["GetSecretValue"], replica_calls["GetSecretValue"]) == (FAST_RETRY.attempts, 1)
     [warning] = logged(caplog, "is failing")
     assert f"in {PRIMARY} is failing (InternalServiceError)" in warning.getMessage()
+
+
+def throttled(operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": THROTTLING, "Message": "slow down"}}, operation)  # type: ignore[arg-type]
+
+
+# -- outage episodes ---------------------------------------------------------------------------
+
+
+def test_a_failure_of_an_attempt_started_before_the_primary_answered_starts_no_episode(
+    client: Any,
+    admin: Any,
+    calls: Calls,
+    replica: Any,
+    replica_calls: Calls,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A slow primary attempt that fails after a probe found the primary healthy is old news: no second
+    WARNING, and the next reads go to the primary."""
+    for name in ("slow", "db", "db2", "db3"):
+        create(admin, name, f"value-of-{name}")
+    tries: Counter[str] = Counter()
+    held, release = threading.Event(), threading.Event()
+    failing = {"db"}
+
+    def primary(operation: str, params: dict[str, Any]) -> None:
+        secret_id = params.get("SecretId")
+        tries[secret_id] += 1
+        if secret_id == "slow" and tries[secret_id] == FAST_RETRY.attempts:  # its last attempt hangs, then fails
+            held.set()
+            assert release.wait(WATCHDOG), "the held attempt was never released"
+            raise throttled(operation)
+        if secret_id in failing or secret_id == "slow":
+            raise throttled(operation)
+
+    calls.add_fault(primary)
+    cache = regional(client, replica, clock)
+    with caplog.at_level(logging.INFO, logger="secretcache"), ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(cache.get_secret, "slow")  # its last attempt starts at t=0 and hangs
+        assert held.wait(WATCHDOG)
+        assert cache.get_secret("db").region == REPLICA  # the episode starts at t=0
+        failing.clear()  # the primary recovers
+        clock.advance(FAST_RETRY.failure_backoff)
+        assert cache.get_secret("db2").region == PRIMARY  # the probe at t=1 finds it healthy: episode over
+        release.set()  # the attempt started at t=0 fails now
+        assert slow.result(WATCHDOG).region == REPLICA  # that fetch itself still fails over
+        db3 = cache.get_secret("db3")
+    assert (db3.secret_string, db3.region) == ("value-of-db3", PRIMARY)
+    assert (tries["db2"], tries["db3"]) == (1, 1)
+    assert replica_calls["GetSecretValue"] == 2  # db and slow only
+    assert len(logged(caplog, "is failing")) == 1
+    assert len(logged(caplog, "answers again")) == 1
 
 
 # -- the deadline ------------------------------------------------------------------------------
