@@ -14,6 +14,7 @@ from secretcache._errors import SecretCacheError
 from secretcache._fetcher import Fetcher, build_client
 from secretcache._fork import track
 from secretcache._keys import CacheKey, check_read, check_secret_id
+from secretcache._lazy import ClientUnusableError
 from secretcache._logs import facts
 from secretcache._policy import (
     Duration,
@@ -140,7 +141,7 @@ class SecretCache:
         self._retry = retry
         self._clock: Callable[[], float] = clock or time.monotonic
         self._counters = Counters()
-        replicas = check_replicas(replica_regions, build_client)
+        replicas = check_replicas(replica_regions, build_client, wait=retry.deadline)
         primary = region_of(client)
         if primary is not None and primary in {replica.region for replica in replicas}:
             raise ValueError(f"replica_regions names the primary Region {primary!r} (the client's own)")
@@ -191,8 +192,17 @@ class SecretCache:
 
     @property
     def client(self) -> SecretsManagerClient:
-        """The boto3 client in use (built on first access when none was given)."""
-        return self._fetcher.client
+        """The boto3 client in use (built on first access when none was given).
+
+        Raises:
+            SecretUnavailableError: Another thread has been building the client for longer than
+                the retry deadline, or this thread is already building it, nested too deep (a log
+                handler reading the cache while botocore logs the build).
+        """
+        try:
+            return self._fetcher.client
+        except ClientUnusableError as err:
+            raise err.kind(str(err)) from None
 
     @property
     def clock(self) -> Callable[[], float]:

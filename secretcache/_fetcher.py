@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -37,9 +36,10 @@ from secretcache._errors import (
     SecretUnavailableError,
 )
 from secretcache._keys import DEFAULT_STAGE, aliases
+from secretcache._lazy import ClientUnusableError, LazyClient
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
-from secretcache._regions import Regions, drop_connections, in_region, region_of
+from secretcache._regions import Regions, in_region, region_of
 from secretcache._stats import Counters
 from secretcache._value import SecretValue
 
@@ -154,7 +154,14 @@ _TRANSIENT_EXCEPTIONS = (
     ResponseParserError,
 )
 # What a call can fail with that map_error turns into a typed error.
-_CALL_ERRORS = (BotoCoreError, ClientError, ResponseParserError, MalformedResponseError, ReplicaFailedError)
+_CALL_ERRORS = (
+    BotoCoreError,
+    ClientError,
+    ResponseParserError,
+    MalformedResponseError,
+    ReplicaFailedError,
+    ClientUnusableError,
+)
 _PERMANENT_CODES: dict[str, type[SecretCacheError]] = {
     "ResourceNotFoundException": SecretNotFoundError,
     "AccessDeniedException": SecretAccessDeniedError,
@@ -217,6 +224,8 @@ def is_transient(err: BaseException) -> bool:
 def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheError:
     """Translate a botocore failure into the matching typed secretcache error."""
     where = f"{operation} for secret {secret_id!r}"
+    if isinstance(err, ClientUnusableError):  # no call was made: the client itself is not to be had
+        return err.kind(f"{where} failed: {err}", secret_id=secret_id)
     if isinstance(err, ClientError):
         error = err.response.get("Error", {})
         code = error.get("Code", "Unknown")
@@ -326,9 +335,9 @@ def _named_by(secret_ids: list[str], item: Any) -> list[str]:
 class Fetcher:
     """Calls Secrets Manager for a cache, with retries, error mapping and call counting.
 
-    Thread-safe: the lazily built client is created once under a private lock (boto3 clients
-    are themselves thread-safe) and no other state changes after construction. Retry waits
-    go through ``sleep`` and deadlines are measured on ``clock`` (default ``time.monotonic``).
+    Thread-safe: boto3 clients are, a client built on first use is built with no lock held
+    (:mod:`secretcache._lazy`), and no other state changes after construction. Retry waits go
+    through ``sleep`` and deadlines are measured on ``clock`` (default ``time.monotonic``).
     """
 
     def __init__(
@@ -341,9 +350,7 @@ class Fetcher:
         regions: Regions | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self._client = client
-        self._owns_client = client is None
-        self._client_lock = threading.Lock()
+        self._client = LazyClient(client, build_client, wait=retry.deadline)
         self._counters = counters
         self._retry = retry
         self._sleep = sleep
@@ -353,14 +360,14 @@ class Fetcher:
 
     @property
     def client(self) -> SecretsManagerClient:
-        """The client, built on first use when none was given."""
-        client = self._client
-        if client is None:
-            with self._client_lock:
-                client = self._client
-                if client is None:
-                    client = self._client = build_client()
-        return client
+        """The client, built on first use when none was given (no lock held meanwhile).
+
+        Raises:
+            ClientUnusableError: Another thread's build outlasted the retry deadline, or builds
+                nest too deep on this thread (:mod:`secretcache._lazy`).
+            Exception: What building the client raised (botocore's ``NoRegionError``, say).
+        """
+        return self._client.get()
 
     def get_secret_value(
         self, secret_id: str, version_stage: str | None, version_id: str | None, fetch: Fetch | None = None
@@ -472,13 +479,9 @@ class Fetcher:
         is kept (rebuilding it would lose its credentials and event hooks) but its connection
         pool is emptied, so the child opens its own connections.
         """
-        self._client_lock = threading.Lock()
+        self._client.reset_after_fork()
         if self.regions is not None:
             self.regions.reset_after_fork()
-        if self._owns_client:
-            self._client = None
-            return
-        drop_connections(self._client)
 
     def _send(self, operation: str, fetch: Fetch | None, call: Callable[[], _T]) -> _T:
         """Make one call, counting it (and its failure, by error type) and the fetch's attempt."""
@@ -512,7 +515,8 @@ class Fetcher:
         """
         regions = self.regions
         if regions is None:
-            return self._retrying(lambda: attempt(self.client, None)), None
+            client = self.client
+            return self._retrying(lambda: attempt(client, None)), None
         started = self._clock()
         deadline = self._retry.deadline
         failure: Exception | None = None
@@ -547,7 +551,7 @@ class Fetcher:
                 call = functools.partial(attempt, replica.client, replica.region)
                 result = self._retrying(call, deadline=max(left, 0.0))
             except _CALL_ERRORS as err:
-                if failure is None and not is_transient(err):
+                if failure is None and not is_transient(err) and not isinstance(err, ClientUnusableError):
                     # The primary is backing off: a replica's definite answer (the secret is not
                     # replicated there, say) is no verdict on the secret.
                     verdict = err

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from secretcache._lazy import LazyClient, drop_connections
 from secretcache._logs import facts
 
 if TYPE_CHECKING:
@@ -44,48 +45,32 @@ def region_of(client: Any) -> str | None:
     return region if isinstance(region, str) else None
 
 
-def drop_connections(client: Any) -> None:
-    """Close a boto3 client's pooled connections (in a forked child: never share the parent's)."""
-    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
-    close = getattr(session, "close", None)
-    if callable(close):
-        close()
-
-
 class Replica:
-    """One replica Region: its name and its client (built on first use when given by name)."""
+    """One replica Region: its name and its client (built on first use when given by name, no lock held meanwhile)."""
 
-    __slots__ = ("_build", "_client", "_lock", "_owned", "region")
+    __slots__ = ("_client", "region")
 
-    def __init__(self, region: str, client: SecretsManagerClient | None, build: Callable[[str], Any]) -> None:
+    def __init__(
+        self, region: str, client: SecretsManagerClient | None, build: Callable[[str], Any], *, wait: float
+    ) -> None:
         self.region = region
-        self._client = client
-        self._owned = client is None
-        self._build = build
-        self._lock = threading.Lock()
+        self._client = LazyClient(client, lambda: build(region), wait)
 
     @property
     def client(self) -> SecretsManagerClient:
-        """The client for this Region."""
-        client = self._client
-        if client is None:
-            with self._lock:
-                client = self._client
-                if client is None:
-                    client = self._client = self._build(self.region)
-        return client
+        """The client for this Region (see :meth:`secretcache._lazy.LazyClient.get` for what it raises)."""
+        return self._client.get()
 
     def reset_after_fork(self) -> None:
-        """In a forked child: a fresh lock; a client of our own building dropped, a given one's connections closed."""
-        self._lock = threading.Lock()
-        if self._owned:
-            self._client = None
-        else:
-            drop_connections(self._client)
+        """In a forked child: a client of our own building dropped, a given one's connections closed."""
+        self._client.reset_after_fork()
 
 
-def check_replicas(replica_regions: object, build: Callable[[str], Any]) -> tuple[Replica, ...]:
+def check_replicas(replica_regions: object, build: Callable[[str], Any], *, wait: float) -> tuple[Replica, ...]:
     """The replicas of ``replica_regions``: Region names, or ready clients for those Regions.
+
+    ``build(region)`` builds the client of a Region given by name, on first use; a thread
+    waits at most ``wait`` seconds for another thread's build.
 
     Raises:
         TypeError: Not a sequence of Region names and clients (a single string is refused).
@@ -101,12 +86,12 @@ def check_replicas(replica_regions: object, build: Callable[[str], Any]) -> tupl
         if isinstance(item, str):
             if not item.strip() or item != item.strip():
                 raise ValueError(f"replica_regions holds an invalid Region name: {item!r}")
-            replicas.append(Replica(item, None, build))
+            replicas.append(Replica(item, None, build, wait=wait))
         elif callable(getattr(item, "get_secret_value", None)):
             region = region_of(item)
             if region is None:
                 raise ValueError("a client in replica_regions must have a Region (client.meta.region_name)")
-            replicas.append(Replica(region, item, build))
+            replicas.append(Replica(region, item, build, wait=wait))
         else:
             raise TypeError(
                 f"replica_regions items must be Region names or secretsmanager clients, not {type(item).__name__}"

@@ -515,7 +515,7 @@ def test_a_fetch_keeps_within_the_deadline_across_regions(
     policy = RetryPolicy(attempts=10, initial_delay=1.0, max_delay=1.0, deadline=4.0)
     replica_client = boto3.client("secretsmanager", region_name=REPLICA)
     create(admin, "db", "pw-1")
-    regions = Regions(check_replicas([replica_client], build_client), policy, clock)
+    regions = Regions(check_replicas([replica_client], build_client, wait=policy.deadline), policy, clock)
     fetcher = Fetcher(client, policy, Counters(), sleep=clock.sleep, regions=regions, clock=clock)
     if episode:  # the primary failed just now: it is skipped during its backoff
         error = ClientError({"Error": {"Code": THROTTLING}}, "GetSecretValue")
