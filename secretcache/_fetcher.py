@@ -39,7 +39,7 @@ from secretcache._keys import DEFAULT_STAGE, aliases
 from secretcache._lazy import ClientUnusableError, LazyClient
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
-from secretcache._regions import Regions, in_region, region_of
+from secretcache._regions import Regions, check_primary, in_region, region_of
 from secretcache._stats import Counters
 from secretcache._value import SecretValue
 
@@ -100,6 +100,7 @@ __all__ = [
     "BatchRefusedError",
     "Fetcher",
     "build_client",
+    "default_region",
     "is_transient",
     "map_error",
 ]
@@ -194,6 +195,21 @@ def build_client(region: str | None = None) -> SecretsManagerClient:
     )
     # A fresh Session per client: boto3's default session is not thread-safe.
     return boto3.session.Session().client("secretsmanager", region_name=region, config=config)
+
+
+def default_region() -> str | None:
+    """The Region :func:`build_client` would call when given none: from the environment and config files.
+
+    No network I/O. ``None`` when no Region is configured, or the configuration cannot be read
+    (a missing profile, say: building the client fails the same way).
+    """
+    import boto3
+
+    try:
+        region = boto3.session.Session().region_name
+    except BotoCoreError:
+        return None
+    return region if isinstance(region, str) else None
 
 
 def _status(err: ClientError) -> int:
@@ -350,7 +366,7 @@ class Fetcher:
         regions: Regions | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self._client = LazyClient(client, build_client, wait=retry.deadline)
+        self._client = LazyClient(client, self._build, wait=retry.deadline)
         self._counters = counters
         self._retry = retry
         self._sleep = sleep
@@ -368,6 +384,16 @@ class Fetcher:
             Exception: What building the client raised (botocore's ``NoRegionError``, say).
         """
         return self._client.get()
+
+    def _build(self) -> SecretsManagerClient:
+        """Build the cache's own client, refusing it (before any call) if a replica Region is its Region."""
+        client = build_client()
+        if self.regions is not None:
+            try:
+                check_primary(region_of(client), self.regions.replicas, "the Region of the client the cache built")
+            except ValueError as err:
+                raise ClientUnusableError(str(err), InvalidSecretRequestError) from None
+        return client
 
     def get_secret_value(
         self, secret_id: str, version_stage: str | None, version_id: str | None, fetch: Fetch | None = None

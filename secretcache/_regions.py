@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from secretcache._policy import RetryPolicy
 
-__all__ = ["Regions", "Replica", "check_replicas", "drop_connections", "in_region", "region_of"]
+__all__ = ["Regions", "Replica", "check_primary", "check_replicas", "drop_connections", "in_region", "region_of"]
 
 logger = logging.getLogger("secretcache")
 
@@ -100,6 +100,21 @@ def check_replicas(replica_regions: object, build: Callable[[str], Any], *, wait
     if len(set(regions)) != len(regions):
         raise ValueError(f"replica_regions names a Region twice: {regions}")
     return tuple(replicas)
+
+
+def check_primary(primary: str | None, replicas: Sequence[Replica], whose: str) -> None:
+    """Refuse a replica in the primary's own Region; ``whose`` says where that Region comes from.
+
+    A fleet deploying one configuration to several Regions would otherwise fail over to itself.
+
+    Raises:
+        ValueError: ``primary`` is the Region of one of ``replicas``.
+    """
+    if primary is not None and primary in {replica.region for replica in replicas}:
+        raise ValueError(
+            f"replica_regions names the primary Region {primary!r} ({whose}): a replica there would only "
+            "repeat the primary's failures; list other Regions"
+        )
 
 
 class Regions:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from secretcache import RetryPolicy, SecretUnavailableError
+from secretcache import AsyncSecretCache, InvalidSecretRequestError, RetryPolicy, SecretCache, SecretUnavailableError
 from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock
 from tests.regions import PRIMARY, REPLICA, THROTTLING, create, logged, regional
 
@@ -135,3 +135,40 @@ def test_no_replica_attempt_starts_after_the_deadline(
     with pytest.raises(SecretUnavailableError, match="Read timeout"):
         cache.get_secret_string("db")
     assert starts == {"primary": [0.0], "replica": replica_starts}
+
+
+# -- the primary's own Region is no replica -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: SecretCache(replica_regions=[REPLICA, PRIMARY]), id="SecretCache"),
+        pytest.param(lambda: AsyncSecretCache(replica_regions=[PRIMARY]), id="AsyncSecretCache"),
+        pytest.param(SecretCache.from_env, id="SecretCache.from_env"),
+        pytest.param(AsyncSecretCache.from_env, id="AsyncSecretCache.from_env"),
+    ],
+)
+def test_the_default_regions_primary_is_no_replica(
+    build: Any, aws: None, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no client, the Region the cache would build its client for is refused as a replica, at construction."""
+    monkeypatch.setenv("SECRETCACHE_REPLICA_REGIONS", f"{REPLICA},{PRIMARY}")
+    with pytest.raises(ValueError, match=f"names the primary Region '{PRIMARY}'"):
+        build()
+
+
+def test_a_primary_region_known_only_when_the_client_is_built_is_refused_before_any_call(
+    aws: None, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no Region is configured until the first read, the read that builds the client refuses it,
+    as an InvalidSecretRequestError (a ValueError), before any call; and so does every later one."""
+    create(admin, "db", "pw-1")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    cache = SecretCache(replica_regions=[PRIMARY], retry=FAST_RETRY)  # the primary's Region is not known yet
+    monkeypatch.setenv("AWS_DEFAULT_REGION", PRIMARY)
+    for secret_id in ("db", "db", "other"):
+        with pytest.raises(InvalidSecretRequestError, match=f"names the primary Region '{PRIMARY}'") as info:
+            cache.get_secret_string(secret_id)
+        assert isinstance(info.value, ValueError)
+    assert cache.stats().api_calls == {}
