@@ -11,11 +11,13 @@ lock held, and:
   45 ms alone; 16 at once took 1.8 s each on two cores (they compete for the GIL), so readers
   share one build rather than race.
 * **Re-entrant reads build again, a bounded number of times.** The building thread cannot wait
-  for itself: if it needs the client again further up its stack (a log handler reading another
+  for itself: if it needs the client again while building it (a log handler reading another
   secret while botocore logs the build), it builds one of its own, at most
   :data:`MAX_NESTED_BUILDS` deep; the first build to finish is kept, later ones are dropped.
   Deeper than that its call fails fast, so a handler that logs while reading cannot recurse
-  forever.
+  forever. (Failing fast at once would be simpler, but the store remembers a failed fetch for
+  the failure backoff: the handler's secret would then be unreadable for a while after the
+  build, though nothing failed.)
 * **A failed build is no verdict.** Its error reaches its own caller; the threads waiting for it
   wake up, and the next one to need the client builds again.
 """
