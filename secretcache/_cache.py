@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from secretcache import redaction
 from secretcache._entry import Entry, binary_of, json_of, string_of, value_of
 from secretcache._errors import SecretCacheError
-from secretcache._fetcher import Fetcher, build_client
+from secretcache._fetcher import Fetcher, build_client, default_region
 from secretcache._fork import track
 from secretcache._keys import CacheKey, check_read, check_secret_id
+from secretcache._lazy import ClientUnusableError
 from secretcache._logs import facts
 from secretcache._policy import (
     Duration,
@@ -26,7 +27,7 @@ from secretcache._policy import (
     settings_from_env,
     to_seconds,
 )
-from secretcache._regions import Regions, check_replicas, region_of
+from secretcache._regions import Regions, check_primary, check_replicas, region_of
 from secretcache._stats import CacheStats, Counters
 from secretcache._store import Store
 from secretcache._value import ChangeListener, SecretValue
@@ -88,12 +89,16 @@ class SecretCache:
         replica_regions: Regions holding replicas of the secrets (``ReplicateSecretToRegions``),
             as Region names (a client is built for each like the default one) or ready
             ``secretsmanager`` clients, tried in order when a fetch from the primary fails
-            transiently after its retries. Definite errors never fail over. See the "Regions and
-            outages" guide.
+            transiently after its retries. Definite errors never fail over. Never the primary's
+            own Region: the client's, or without one the default Region (``ValueError`` here;
+            if no Region is configured yet, the read that builds the client raises
+            :class:`InvalidSecretRequestError` before any call). See the "Regions and outages"
+            guide.
         replica_ttl: Longest a value read from a replica is fresh (default 60 s), so the cache
             returns to the primary Region soon after it recovers.
         clock: Zero-argument function returning monotonic seconds (default
-            ``time.monotonic``); inject a fake one in tests.
+            ``time.monotonic``); inject a fake one in tests. TTLs, backoffs and the retry
+            deadline are measured on it.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -139,12 +144,13 @@ class SecretCache:
         self._retry = retry
         self._clock: Callable[[], float] = clock or time.monotonic
         self._counters = Counters()
-        replicas = check_replicas(replica_regions, build_client)
-        primary = region_of(client)
-        if primary is not None and primary in {replica.region for replica in replicas}:
-            raise ValueError(f"replica_regions names the primary Region {primary!r} (the client's own)")
+        replicas = check_replicas(replica_regions, build_client, wait=retry.deadline)
+        if replicas and client is not None:
+            check_primary(region_of(client), replicas, "the client's own")
+        elif replicas:  # the Region the client built on first use will call, if configured yet
+            check_primary(default_region(), replicas, "the default Region, which the client the cache builds calls")
         regions = Regions(replicas, retry, self._clock) if replicas else None
-        self._fetcher = Fetcher(client, retry, self._counters, regions=regions)
+        self._fetcher = Fetcher(client, retry, self._counters, regions=regions, clock=self._clock)
         self._pool = BackgroundPool(threads=REFRESH_THREADS, capacity=size)
         self._store = Store(
             max_size=size,
@@ -190,8 +196,17 @@ class SecretCache:
 
     @property
     def client(self) -> SecretsManagerClient:
-        """The boto3 client in use (built on first access when none was given)."""
-        return self._fetcher.client
+        """The boto3 client in use (built on first access when none was given).
+
+        Raises:
+            SecretUnavailableError: Another thread has been building the client for longer than
+                the retry deadline, or this thread is already building it, nested too deep (a log
+                handler reading the cache while botocore logs the build).
+        """
+        try:
+            return self._fetcher.client
+        except ClientUnusableError as err:
+            raise err.kind(str(err)) from None
 
     @property
     def clock(self) -> Callable[[], float]:

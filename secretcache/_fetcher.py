@@ -37,9 +37,10 @@ from secretcache._errors import (
     SecretUnavailableError,
 )
 from secretcache._keys import DEFAULT_STAGE, aliases
+from secretcache._lazy import ClientUnusableError, LazyClient
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
-from secretcache._regions import Regions, drop_connections, in_region, region_of
+from secretcache._regions import Regions, check_primary, in_region, region_of
 from secretcache._stats import Counters
 from secretcache._value import SecretValue
 
@@ -100,6 +101,7 @@ __all__ = [
     "BatchRefusedError",
     "Fetcher",
     "build_client",
+    "default_region",
     "is_transient",
     "map_error",
 ]
@@ -142,6 +144,9 @@ _TRANSIENT_CODES = frozenset(
     # TransientRetryableChecker._TRANSIENT_ERROR_CODES
     {"PriorRequestNotComplete", "RequestTimeout", "RequestTimeoutException"}
 )
+# Secrets Manager's own server-side fault. AWS's error lists give it HTTP 400 in some versions and
+# 500 in others, and botocore's shape for it carries no status, so it is known by its code alone.
+_SERVICE_FAULT_CODES = frozenset({"InternalServiceError"})
 # ThrottlingStatusCodeChecker._THROTTLING_STATUS_CODES; botocore's transient statuses
 # (500, 502, 503, 504) are covered by treating every 5xx as transient.
 _THROTTLING_STATUS = 429
@@ -153,7 +158,14 @@ _TRANSIENT_EXCEPTIONS = (
     ResponseParserError,
 )
 # What a call can fail with that map_error turns into a typed error.
-_CALL_ERRORS = (BotoCoreError, ClientError, ResponseParserError, MalformedResponseError, ReplicaFailedError)
+_CALL_ERRORS = (
+    BotoCoreError,
+    ClientError,
+    ResponseParserError,
+    MalformedResponseError,
+    ReplicaFailedError,
+    ClientUnusableError,
+)
 _PERMANENT_CODES: dict[str, type[SecretCacheError]] = {
     "ResourceNotFoundException": SecretNotFoundError,
     "AccessDeniedException": SecretAccessDeniedError,
@@ -188,6 +200,21 @@ def build_client(region: str | None = None) -> SecretsManagerClient:
     return boto3.session.Session().client("secretsmanager", region_name=region, config=config)
 
 
+def default_region() -> str | None:
+    """The Region :func:`build_client` would call when given none: from the environment and config files.
+
+    No network I/O. ``None`` when no Region is configured, or the configuration cannot be read
+    (a missing profile, say: building the client fails the same way).
+    """
+    import boto3
+
+    try:
+        region = boto3.session.Session().region_name
+    except BotoCoreError:
+        return None
+    return region if isinstance(region, str) else None
+
+
 def _status(err: ClientError) -> int:
     status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     return status if isinstance(status, int) else 0
@@ -197,7 +224,8 @@ def is_transient(err: BaseException) -> bool:
     """Whether ``err`` is worth retrying: throttling, 429, 5xx, timeouts, connection errors.
 
     The error codes and statuses are those botocore's "standard" retry mode retries, plus
-    every 5xx status; a 429 is transient whatever its error code.
+    every 5xx status; a 429 is transient whatever its error code, and Secrets Manager's
+    ``InternalServiceError`` whatever its status.
     """
     if isinstance(err, ClientError):
         return _transient_answer(err.response.get("Error", {}).get("Code", ""), _status(err))
@@ -206,7 +234,13 @@ def is_transient(err: BaseException) -> bool:
 
 def _transient_answer(code: object, status: int) -> bool:
     """Whether an error answer (its code and HTTP status) is transient; see :func:`is_transient`."""
-    return code in _THROTTLING_CODES or code in _TRANSIENT_CODES or status == _THROTTLING_STATUS or status >= 500
+    return (
+        code in _THROTTLING_CODES
+        or code in _TRANSIENT_CODES
+        or code in _SERVICE_FAULT_CODES
+        or status == _THROTTLING_STATUS
+        or status >= 500
+    )
 
 
 _ATTEMPT = threading.local()
@@ -237,6 +271,8 @@ def _attempt_failed(response: Any = None, caught_exception: BaseException | None
 def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheError:
     """Translate a botocore failure into the matching typed secretcache error."""
     where = f"{operation} for secret {secret_id!r}"
+    if isinstance(err, ClientUnusableError):  # no call was made: the client itself is not to be had
+        return err.kind(f"{where} failed: {err}", secret_id=secret_id)
     if isinstance(err, ClientError):
         error = err.response.get("Error", {})
         code = error.get("Code", "Unknown")
@@ -323,6 +359,20 @@ def to_secret_value(
     )
 
 
+class _StopBeforeDeadline(tenacity.stop.stop_base):
+    """tenacity's ``stop_before_delay`` on a given clock (tenacity's reads ``time.monotonic``).
+
+    Stops when the next attempt would start at or past ``deadline`` seconds from now.
+    """
+
+    def __init__(self, clock: Callable[[], float], deadline: float) -> None:
+        self._clock = clock
+        self._ends = clock() + deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self._clock() + retry_state.upcoming_sleep >= self._ends
+
+
 def _named_by(secret_ids: list[str], item: Any) -> list[str]:
     """The requested ids that name a batch item, by name, ARN or partial ARN."""
     found = aliases(item["ARN"]) | {item["Name"]}
@@ -332,8 +382,9 @@ def _named_by(secret_ids: list[str], item: Any) -> list[str]:
 class Fetcher:
     """Calls Secrets Manager for a cache, with retries, error mapping and call counting.
 
-    Thread-safe: the lazily built client is created once under a private lock (boto3 clients
-    are themselves thread-safe) and no other state changes after construction.
+    Thread-safe: boto3 clients are, a client built on first use is built with no lock held
+    (:mod:`secretcache._lazy`), and no other state changes after construction. Retry waits go
+    through ``sleep`` and deadlines are measured on ``clock`` (default ``time.monotonic``).
     """
 
     def __init__(
@@ -344,25 +395,35 @@ class Fetcher:
         *,
         sleep: Callable[[float], None] = time.sleep,
         regions: Regions | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        self._client = client
-        self._owns_client = client is None
-        self._client_lock = threading.Lock()
+        self._client = LazyClient(client, self._build, wait=retry.deadline)
         self._counters = counters
         self._retry = retry
         self._sleep = sleep
+        self._clock: Callable[[], float] = clock or time.monotonic
         self.regions = regions
         """The replica Regions a transient failure of the primary fails over to, if any."""
 
     @property
     def client(self) -> SecretsManagerClient:
-        """The client, built on first use when none was given."""
-        client = self._client
-        if client is None:
-            with self._client_lock:
-                client = self._client
-                if client is None:
-                    client = self._client = build_client()
+        """The client, built on first use when none was given (no lock held meanwhile).
+
+        Raises:
+            ClientUnusableError: Another thread's build outlasted the retry deadline, or builds
+                nest too deep on this thread (:mod:`secretcache._lazy`).
+            Exception: What building the client raised (botocore's ``NoRegionError``, say).
+        """
+        return self._client.get()
+
+    def _build(self) -> SecretsManagerClient:
+        """Build the cache's own client, refusing it (before any call) if a replica Region is its Region."""
+        client = build_client()
+        if self.regions is not None:
+            try:
+                check_primary(region_of(client), self.regions.replicas, "the Region of the client the cache built")
+            except ValueError as err:
+                raise ClientUnusableError(str(err), InvalidSecretRequestError) from None
         return client
 
     def get_secret_value(
@@ -477,13 +538,9 @@ class Fetcher:
         is kept (rebuilding it would lose its credentials and event hooks) but its connection
         pool is emptied, so the child opens its own connections.
         """
-        self._client_lock = threading.Lock()
+        self._client.reset_after_fork()
         if self.regions is not None:
             self.regions.reset_after_fork()
-        if self._owns_client:
-            self._client = None
-            return
-        drop_connections(self._client)
 
     def _send(self, client: Any, operation: str, fetch: Fetch | None, call: Callable[[], _T]) -> _T:
         """Make one call with ``client``, counting it (and its failure, by error type) and the fetch's attempt.
@@ -516,8 +573,9 @@ class Fetcher:
         Without replicas: the primary under the retry policy. With replicas: the primary with
         its retries within half the deadline (one probe while an outage episode goes on, none
         while its backoff lasts), then each replica in order within what is left of the
-        deadline. ``region`` is ``None`` for the primary: ids are sent as given; for a replica,
-        ARNs are rewritten to its Region.
+        deadline: once an attempt was made, none starts at or past the deadline, so a primary
+        attempt that hangs that long leaves no replica attempt. ``region`` is ``None`` for the
+        primary: ids are sent as given; for a replica, ARNs are rewritten to its Region.
 
         Returns:
             The result, and the replica Region that gave it (``None`` for the primary).
@@ -528,41 +586,43 @@ class Fetcher:
         """
         regions = self.regions
         if regions is None:
-            return self._retrying(lambda: attempt(self.client, None), fetch), None
-        started = time.monotonic()
+            client = self.client
+            return self._retrying(lambda: attempt(client, None), fetch), None
+        started = self._clock()
         deadline = self._retry.deadline
         failure: Exception | None = None
         primary = self.client
         use_primary, with_retries = regions.primary_first()
         if use_primary:
+            last_start = [regions.now()]  # of the primary's latest attempt: its failure may be old news
+
+            def on_primary() -> _T:
+                last_start[0] = regions.now()
+                return attempt(primary, None)
+
             try:
-                result = self._retrying(
-                    lambda: attempt(primary, None),
-                    fetch,
-                    attempts=None if with_retries else 1,
-                    deadline=deadline / 2,
-                )
+                result = self._retrying(on_primary, fetch, attempts=None if with_retries else 1, deadline=deadline / 2)
             except _CALL_ERRORS as err:
                 if not is_transient(err):  # a definite answer: the primary is up, and no replica is asked
                     regions.primary_answered(region_of(primary), operation)
                     raise
                 failure = err
-                regions.primary_failed(region_of(primary), err, operation)
+                regions.primary_failed(region_of(primary), err, operation, last_start[0])
             except BaseException:
                 regions.abandoned()
                 raise
             else:
                 regions.primary_answered(region_of(primary), operation)
                 return result, None
-        for index, replica in enumerate(regions.replicas):
-            left = deadline - (time.monotonic() - started)
-            if index > 0 and left <= 0:
+        for replica in regions.replicas:
+            left = deadline - (self._clock() - started)
+            if left <= 0 and (use_primary or failure is not None):  # the fetch's first attempt always starts
                 break
             try:
                 call = functools.partial(attempt, replica.client, replica.region)
                 result = self._retrying(call, fetch, deadline=max(left, 0.0))
             except _CALL_ERRORS as err:
-                if failure is None and not is_transient(err):
+                if failure is None and not is_transient(err) and not isinstance(err, ClientUnusableError):
                     # The primary is backing off: a replica's definite answer (the secret is not
                     # replicated there, say) is no verdict on the secret.
                     verdict = err
@@ -617,7 +677,7 @@ class Fetcher:
             return True
 
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_before_delay(deadline),
+            stop=tenacity.stop_after_attempt(attempts) | _StopBeforeDeadline(self._clock, deadline),
             wait=tenacity.wait_random_exponential(multiplier=policy.initial_delay, max=policy.max_delay),
             retry=tenacity.retry_if_exception(transient),
             sleep=self._sleep,

@@ -6,6 +6,8 @@ known to be failing, then each replica in order within what is left of the deadl
 outage *episode* starts when the primary fails transiently after its retries; during it,
 fetches go straight to the replicas, and the primary is probed again (one attempt) each time
 its backoff ends, until it answers. The start and the end of an episode are logged once each.
+Only a failure of an attempt that started after the primary last answered counts: a slow
+attempt that began before a probe found the primary healthy is old news.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from secretcache._lazy import LazyClient, drop_connections
 from secretcache._logs import facts
 
 if TYPE_CHECKING:
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
 
     from secretcache._policy import RetryPolicy
 
-__all__ = ["Regions", "Replica", "check_replicas", "drop_connections", "in_region", "region_of"]
+__all__ = ["Regions", "Replica", "check_primary", "check_replicas", "drop_connections", "in_region", "region_of"]
 
 logger = logging.getLogger("secretcache")
 
@@ -42,48 +45,32 @@ def region_of(client: Any) -> str | None:
     return region if isinstance(region, str) else None
 
 
-def drop_connections(client: Any) -> None:
-    """Close a boto3 client's pooled connections (in a forked child: never share the parent's)."""
-    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
-    close = getattr(session, "close", None)
-    if callable(close):
-        close()
-
-
 class Replica:
-    """One replica Region: its name and its client (built on first use when given by name)."""
+    """One replica Region: its name and its client (built on first use when given by name, no lock held meanwhile)."""
 
-    __slots__ = ("_build", "_client", "_lock", "_owned", "region")
+    __slots__ = ("_client", "region")
 
-    def __init__(self, region: str, client: SecretsManagerClient | None, build: Callable[[str], Any]) -> None:
+    def __init__(
+        self, region: str, client: SecretsManagerClient | None, build: Callable[[str], Any], *, wait: float
+    ) -> None:
         self.region = region
-        self._client = client
-        self._owned = client is None
-        self._build = build
-        self._lock = threading.Lock()
+        self._client = LazyClient(client, lambda: build(region), wait)
 
     @property
     def client(self) -> SecretsManagerClient:
-        """The client for this Region."""
-        client = self._client
-        if client is None:
-            with self._lock:
-                client = self._client
-                if client is None:
-                    client = self._client = self._build(self.region)
-        return client
+        """The client for this Region (see :meth:`secretcache._lazy.LazyClient.get` for what it raises)."""
+        return self._client.get()
 
     def reset_after_fork(self) -> None:
-        """In a forked child: a fresh lock; a client of our own building dropped, a given one's connections closed."""
-        self._lock = threading.Lock()
-        if self._owned:
-            self._client = None
-        else:
-            drop_connections(self._client)
+        """In a forked child: a client of our own building dropped, a given one's connections closed."""
+        self._client.reset_after_fork()
 
 
-def check_replicas(replica_regions: object, build: Callable[[str], Any]) -> tuple[Replica, ...]:
+def check_replicas(replica_regions: object, build: Callable[[str], Any], *, wait: float) -> tuple[Replica, ...]:
     """The replicas of ``replica_regions``: Region names, or ready clients for those Regions.
+
+    ``build(region)`` builds the client of a Region given by name, on first use; a thread
+    waits at most ``wait`` seconds for another thread's build.
 
     Raises:
         TypeError: Not a sequence of Region names and clients (a single string is refused).
@@ -99,12 +86,12 @@ def check_replicas(replica_regions: object, build: Callable[[str], Any]) -> tupl
         if isinstance(item, str):
             if not item.strip() or item != item.strip():
                 raise ValueError(f"replica_regions holds an invalid Region name: {item!r}")
-            replicas.append(Replica(item, None, build))
+            replicas.append(Replica(item, None, build, wait=wait))
         elif callable(getattr(item, "get_secret_value", None)):
             region = region_of(item)
             if region is None:
                 raise ValueError("a client in replica_regions must have a Region (client.meta.region_name)")
-            replicas.append(Replica(region, item, build))
+            replicas.append(Replica(region, item, build, wait=wait))
         else:
             raise TypeError(
                 f"replica_regions items must be Region names or secretsmanager clients, not {type(item).__name__}"
@@ -113,6 +100,21 @@ def check_replicas(replica_regions: object, build: Callable[[str], Any]) -> tupl
     if len(set(regions)) != len(regions):
         raise ValueError(f"replica_regions names a Region twice: {regions}")
     return tuple(replicas)
+
+
+def check_primary(primary: str | None, replicas: Sequence[Replica], whose: str) -> None:
+    """Refuse a replica in the primary's own Region; ``whose`` says where that Region comes from.
+
+    A fleet deploying one configuration to several Regions would otherwise fail over to itself.
+
+    Raises:
+        ValueError: ``primary`` is the Region of one of ``replicas``.
+    """
+    if primary is not None and primary in {replica.region for replica in replicas}:
+        raise ValueError(
+            f"replica_regions names the primary Region {primary!r} ({whose}): a replica there would only "
+            "repeat the primary's failures; list other Regions"
+        )
 
 
 class Regions:
@@ -126,6 +128,11 @@ class Regions:
         self._failures = 0  # failed backoff windows of the primary in a row: 0 = no episode
         self._retry_at = float("-inf")
         self._probing = False  # one fetch probes the primary when a backoff ends; the others skip it
+        self._answered_at = float("-inf")  # when the primary last answered, on the cache's clock
+
+    def now(self) -> float:
+        """The cache's clock: when an attempt on the primary starts, for :meth:`primary_failed`."""
+        return self._clock()
 
     def primary_first(self) -> tuple[bool, bool]:
         """Whether this fetch tries the primary, and whether with its retries (else one probe)."""
@@ -137,13 +144,17 @@ class Regions:
                 return True, False
             return False, False
 
-    def primary_failed(self, primary: str | None, error: BaseException, operation: str) -> None:
+    def primary_failed(self, primary: str | None, error: BaseException, operation: str, started: float) -> None:
         """The primary failed transiently: start the episode (logged), or extend it after a failed probe.
 
-        Fetches that were already under way when the episode started fail too; they count as
-        the same failure, so the backoff grows with failed probes, not with concurrency.
+        ``started`` is when the failed attempt started (:meth:`now`). An attempt that started
+        before the primary last answered says nothing new and is ignored. Fetches that were
+        already under way when the episode started fail too; they count as the same failure, so
+        the backoff grows with failed probes, not with concurrency.
         """
         with self._lock:
+            if started < self._answered_at:
+                return
             first = self._failures == 0
             if not first and not self._probing:
                 return
@@ -162,11 +173,12 @@ class Regions:
 
     def primary_answered(self, primary: str | None, operation: str) -> None:
         """The primary answered: end the episode, if one was going on (logged once)."""
-        if self._failures == 0:  # the common case, read without the lock
-            return
+        now = self._clock()
         with self._lock:
+            self._answered_at = max(self._answered_at, now)
             failures, self._failures = self._failures, 0
-            self._probing = False
+            if failures:
+                self._probing = False
         if failures:
             logger.info(
                 "Secrets Manager in %s answers again (it had failed %d time(s)); replicas no longer read",
@@ -186,5 +198,6 @@ class Regions:
         self._failures = 0
         self._retry_at = float("-inf")
         self._probing = False
+        self._answered_at = float("-inf")
         for replica in self.replicas:
             replica.reset_after_fork()

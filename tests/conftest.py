@@ -27,6 +27,7 @@ from secretcache import RetryPolicy
 from tests.servers import Server, mariadb, postgres
 
 REGION = "us-east-1"
+REPLICA_REGION = "us-west-2"  # where the Region tests replicate secrets to
 
 # No retry delays in tests: backoff timing is the fetcher's business, counts are ours.
 FAST_RETRY = RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0, deadline=30.0)
@@ -306,6 +307,17 @@ def admin(client: Any) -> Any:
 @pytest.fixture
 def calls(client: Any) -> Calls:
     return Calls(client)
+
+
+@pytest.fixture
+def replica(aws: None) -> Any:
+    """A client of the replica Region (in-process moto), for caches that fail over to it."""
+    return boto3.client("secretsmanager", region_name=REPLICA_REGION)
+
+
+@pytest.fixture
+def replica_calls(replica: Any) -> Calls:
+    return Calls(replica)
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from secretcache._entry import Entry, Failure
 from secretcache._fetcher import BatchFailedError, BatchRefusedError, Fetcher, is_transient, map_error
 from secretcache._stats import Counters
 from secretcache._store import Flight
-from tests.conftest import FAST_RETRY, REGION, Calls, FakeClock, wait_until
+from tests.conftest import FAST_RETRY, REGION, Calls, FakeClock, quiescent, wait_until
 from tests.test_cache import make_cache
 
 
@@ -54,6 +54,8 @@ def client_error(code: str, status: int) -> ClientError:
         (client_error("TooManyRequestsException", 429), True),
         (client_error("RequestTimeout", 408), True),
         (client_error("Whatever", 503), True),
+        (client_error("InternalServiceError", 400), True),
+        (client_error("InternalServiceError", 500), True),
         (client_error("ResourceNotFoundException", 400), False),
         (client_error("AccessDeniedException", 400), False),
         (EndpointConnectionError(endpoint_url="u"), True),
@@ -133,6 +135,23 @@ def test_botocore_standard_exceptions_are_transient(cls: type[Exception]) -> Non
 def test_definite_answers_are_not_transient(code: str) -> None:
     """A definite 4xx answer is never retried."""
     assert not is_transient(client_error(code, 400))
+
+
+@pytest.mark.parametrize("status", [400, 500])
+def test_internal_service_error_is_retried_whatever_its_status(
+    status: int, client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """Secrets Manager's InternalServiceError is retried by its code, then the stale value is served."""
+    admin.create_secret(Name="db", SecretString="pw")
+    cache = make_cache(client, clock)
+    assert cache.get_secret_string("db") == "pw"
+    calls.fail_with("InternalServiceError", status)
+    clock.advance(61)  # past the TTL
+    assert cache.get_secret_string("db") == "pw"  # at the first failed attempt
+    quiescent(cache)  # the retries go on behind the reader
+    assert calls["GetSecretValue"] == 1 + FAST_RETRY.attempts
+    stats = cache.stats()
+    assert (stats.stale_served, stats.api_errors["InternalServiceError"]) == (1, FAST_RETRY.attempts)
 
 
 def test_http_429_from_a_proxy_is_retried(client: Any, admin: Any, calls: Calls) -> None:

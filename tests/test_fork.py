@@ -56,7 +56,7 @@ SCRIPT = textwrap.dedent(
     if pid == 0:
         report = {
             "pools_after_fork": len(given._endpoint.http_session._manager.pools),
-            "built_client_dropped": built._fetcher._client is None,
+            "built_client_dropped": built._fetcher._client.peek() is None,
             "flights_inherited": cache.stats().in_flight,
             "lock_free": cache._store._lock.acquire(timeout=5) and (cache._store._lock.release() or True),
             "warm_hit": cache.get_secret_string("fork/db"),

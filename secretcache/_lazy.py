@@ -1,0 +1,168 @@
+"""Clients a cache builds itself: built on first use, with no lock held while botocore builds.
+
+Building a boto3 client resolves credentials, and botocore logs that ("Found credentials in
+environment variables." at INFO); credential providers and event handlers may run user code
+there too, and a log handler may read the cache on the building thread. So a build runs with no
+lock held, and:
+
+* **One build for concurrent first readers.** A thread that needs the client while another
+  thread builds it waits for that build, at most ``wait`` seconds (the retry deadline), then
+  fails its call (:class:`ClientUnusableError`, an outage), never hangs. A build takes about
+  45 ms alone; 16 at once took 1.8 s each on two cores (they compete for the GIL), so readers
+  share one build rather than race.
+* **Re-entrant reads build again, a bounded number of times.** The building thread cannot wait
+  for itself: if it needs the client again while building it (a log handler reading another
+  secret while botocore logs the build), it builds one of its own, at most
+  :data:`MAX_NESTED_BUILDS` deep; the first build to finish is kept, later ones are dropped.
+  Deeper than that its call fails fast, so a handler that logs while reading cannot recurse
+  forever. (Failing fast at once would be simpler, but the store remembers a failed fetch for
+  the failure backoff: the handler's secret would then be unreadable for a while after the
+  build, though nothing failed.)
+* **A failed build is no verdict.** Its error reaches its own caller; the threads waiting for it
+  wake up, and the next one to need the client builds again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from secretcache._errors import SecretCacheError, SecretUnavailableError
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+__all__ = ["MAX_NESTED_BUILDS", "ClientUnusableError", "LazyClient", "drop_connections"]
+
+MAX_NESTED_BUILDS = 3
+"""Builds a thread may start while it is already building the same client, further down its stack."""
+
+
+class ClientUnusableError(Exception):
+    """No client for this call: another thread's build is stuck, builds nest too deep, or it was refused.
+
+    Attributes:
+        kind: The typed error a call failing with this raises (the fetcher names the secret).
+    """
+
+    def __init__(self, message: str, kind: type[SecretCacheError] = SecretUnavailableError) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.kind))
+
+
+def drop_connections(client: Any) -> None:
+    """Close a boto3 client's pooled connections (in a forked child: never share the parent's)."""
+    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    close = getattr(session, "close", None)
+    if callable(close):
+        close()
+
+
+class _Build:
+    """A build in progress: the thread running it, how deep it nests there, and its end."""
+
+    __slots__ = ("depth", "done", "thread")
+
+    def __init__(self, thread: int) -> None:
+        self.thread = thread
+        self.depth = 1
+        self.done = threading.Event()
+
+
+class LazyClient:
+    """A client given at construction, or built by ``build`` on first use (see the module docstring).
+
+    Thread-safe. Under its lock runs only attribute work; ``build`` runs with no lock held.
+
+    Args:
+        client: A ready client, used as is; ``None`` to build one on first use.
+        build: Builds the client; its exceptions reach the caller of :meth:`get` that ran it.
+        wait: Longest a thread waits for another thread's build, in seconds.
+    """
+
+    __slots__ = ("_build", "_building", "_client", "_lock", "_owned", "wait")
+
+    def __init__(self, client: SecretsManagerClient | None, build: Callable[[], Any], wait: float) -> None:
+        self._client = client
+        self._owned = client is None
+        self._build = build
+        self._building: _Build | None = None
+        self._lock = threading.Lock()
+        self.wait = wait
+
+    def peek(self) -> SecretsManagerClient | None:
+        """The client if there is one yet; never builds."""
+        return self._client
+
+    def get(self) -> SecretsManagerClient:
+        """The client: the one there is, the one another thread is building, or one built now.
+
+        Raises:
+            ClientUnusableError: Another thread's build outlasted :attr:`wait`, or builds nest
+                deeper than :data:`MAX_NESTED_BUILDS` on this thread.
+            Exception: Whatever the build raised (botocore's ``NoRegionError``, say).
+        """
+        client = self._client
+        if client is not None:
+            return client
+        me = threading.get_ident()
+        while True:
+            with self._lock:
+                client = self._client
+                if client is not None:
+                    return client
+                build = self._building
+                outer = build is None
+                if build is None:  # nobody builds: this thread does
+                    build = self._building = _Build(me)
+                nested = not outer and build.thread == me
+                too_deep = nested and build.depth > MAX_NESTED_BUILDS
+                if nested and not too_deep:
+                    build.depth += 1
+            if outer:
+                return self._run(build, outer=True)
+            if too_deep:
+                raise ClientUnusableError(
+                    f"the Secrets Manager client is being built further up this thread's stack "
+                    f"({build.depth} builds deep, reading the cache from a log handler?)"
+                )
+            if nested:
+                return self._run(build, outer=False)
+            if not build.done.wait(self.wait):
+                raise ClientUnusableError(
+                    f"the Secrets Manager client is still being built by another thread after {self.wait:g} s"
+                )
+            # Built (the loop returns it), or that build failed: build again unless another thread does.
+
+    def _run(self, build: _Build, *, outer: bool) -> SecretsManagerClient:
+        """Build with no lock held; keep the first client built; wake the waiters once one is."""
+        made: SecretsManagerClient | None = None
+        client: SecretsManagerClient | None = None
+        try:
+            made = self._build()
+        finally:
+            with self._lock:
+                if made is not None and self._client is None:
+                    self._client = made
+                client = self._client
+                if outer:
+                    self._building = None
+                else:
+                    build.depth -= 1
+            if outer or client is not None:
+                build.done.set()
+        assert client is not None  # the build returned, so a client is kept: this one or an earlier one
+        return client
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock, no build; a client built here dropped, a given one's connections closed."""
+        self._lock = threading.Lock()
+        self._building = None
+        if self._owned:
+            self._client = None
+        else:
+            drop_connections(self._client)
