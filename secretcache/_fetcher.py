@@ -37,7 +37,7 @@ from secretcache._errors import (
     SecretUnavailableError,
 )
 from secretcache._keys import DEFAULT_STAGE, aliases
-from secretcache._lazy import ClientUnusableError, LazyClient
+from secretcache._lazy import ClientUnusableError, Lazy
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
 from secretcache._regions import Regions, check_primary, in_region, region_of
@@ -397,7 +397,7 @@ class Fetcher:
         regions: Regions | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self._client = LazyClient(client, self._build, wait=retry.deadline)
+        self._client: Lazy[SecretsManagerClient] = Lazy(client, self._build, wait=retry.deadline)
         self._counters = counters
         self._retry = retry
         self._sleep = sleep

@@ -1,9 +1,10 @@
-"""Clients a cache builds itself: built on first use, with no lock held while botocore builds.
+"""Things built on first use with no lock held: a cache's clients, and the Lambda default cache.
 
 Building a boto3 client resolves credentials, and botocore logs that ("Found credentials in
 environment variables." at INFO); credential providers and event handlers may run user code
-there too, and a log handler may read the cache on the building thread. So a build runs with no
-lock held, and:
+there too, and a log handler may read the cache on the building thread (building a cache logs
+too, through botocore, when it looks up the default Region). So a build runs with no lock held,
+and:
 
 * **One build for concurrent first readers.** A thread that needs the client while another
   thread builds it waits for that build, at most ``wait`` seconds (the retry deadline), then
@@ -26,14 +27,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
 from secretcache._errors import SecretCacheError, SecretUnavailableError
 
-if TYPE_CHECKING:
-    from mypy_boto3_secretsmanager import SecretsManagerClient
+__all__ = ["MAX_NESTED_BUILDS", "ClientUnusableError", "Lazy", "drop_connections"]
 
-__all__ = ["MAX_NESTED_BUILDS", "ClientUnusableError", "LazyClient", "drop_connections"]
+T = TypeVar("T")
 
 MAX_NESTED_BUILDS = 3
 """Builds a thread may start while it is already building the same client, further down its stack."""
@@ -73,33 +73,37 @@ class _Build:
         self.done = threading.Event()
 
 
-class LazyClient:
-    """A client given at construction, or built by ``build`` on first use (see the module docstring).
+class Lazy(Generic[T]):
+    """A thing (a client) given at construction, or built by ``build`` on first use (see the module docstring).
 
     Thread-safe. Under its lock runs only attribute work; ``build`` runs with no lock held.
 
     Args:
-        client: A ready client, used as is; ``None`` to build one on first use.
-        build: Builds the client; its exceptions reach the caller of :meth:`get` that ran it.
+        client: A ready one, used as is; ``None`` to build one on first use.
+        build: Builds it; its exceptions reach the caller of :meth:`get` that ran it.
         wait: Longest a thread waits for another thread's build, in seconds.
+        what: What it is, for error messages.
     """
 
-    __slots__ = ("_build", "_building", "_client", "_lock", "_owned", "wait")
+    __slots__ = ("_build", "_building", "_client", "_lock", "_owned", "wait", "what")
 
-    def __init__(self, client: SecretsManagerClient | None, build: Callable[[], Any], wait: float) -> None:
+    def __init__(
+        self, client: T | None, build: Callable[[], T], wait: float, what: str = "the Secrets Manager client"
+    ) -> None:
         self._client = client
         self._owned = client is None
         self._build = build
         self._building: _Build | None = None
         self._lock = threading.Lock()
         self.wait = wait
+        self.what = what
 
-    def peek(self) -> SecretsManagerClient | None:
-        """The client if there is one yet; never builds."""
+    def peek(self) -> T | None:
+        """The thing if there is one yet; never builds."""
         return self._client
 
-    def get(self) -> SecretsManagerClient:
-        """The client: the one there is, the one another thread is building, or one built now.
+    def get(self) -> T:
+        """The thing: the one there is, the one another thread is building, or one built now.
 
         Raises:
             ClientUnusableError: Another thread's build outlasted :attr:`wait`, or builds nest
@@ -127,21 +131,19 @@ class LazyClient:
                 return self._run(build, outer=True)
             if too_deep:
                 raise ClientUnusableError(
-                    f"the Secrets Manager client is being built further up this thread's stack "
+                    f"{self.what} is being built further up this thread's stack "
                     f"({build.depth} builds deep, reading the cache from a log handler?)"
                 )
             if nested:
                 return self._run(build, outer=False)
             if not build.done.wait(self.wait):
-                raise ClientUnusableError(
-                    f"the Secrets Manager client is still being built by another thread after {self.wait:g} s"
-                )
+                raise ClientUnusableError(f"{self.what} is still being built by another thread after {self.wait:g} s")
             # Built (the loop returns it), or that build failed: build again unless another thread does.
 
-    def _run(self, build: _Build, *, outer: bool) -> SecretsManagerClient:
-        """Build with no lock held; keep the first client built; wake the waiters once one is."""
-        made: SecretsManagerClient | None = None
-        client: SecretsManagerClient | None = None
+    def _run(self, build: _Build, *, outer: bool) -> T:
+        """Build with no lock held; keep the first one built; wake the waiters once one is."""
+        made: T | None = None
+        client: T | None = None
         try:
             made = self._build()
         finally:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from secretcache._lazy import LazyClient, drop_connections
+from secretcache._lazy import Lazy, drop_connections
 from secretcache._logs import facts
 
 if TYPE_CHECKING:
@@ -54,11 +54,11 @@ class Replica:
         self, region: str, client: SecretsManagerClient | None, build: Callable[[str], Any], *, wait: float
     ) -> None:
         self.region = region
-        self._client = LazyClient(client, lambda: build(region), wait)
+        self._client: Lazy[SecretsManagerClient] = Lazy(client, lambda: build(region), wait)
 
     @property
     def client(self) -> SecretsManagerClient:
-        """The client for this Region (see :meth:`secretcache._lazy.LazyClient.get` for what it raises)."""
+        """The client for this Region (see :meth:`secretcache._lazy.Lazy.get` for what it raises)."""
         return self._client.get()
 
     def reset_after_fork(self) -> None:

@@ -47,7 +47,7 @@ Invariants, kept by every method of :class:`Store`; no code outside this module 
    entry of the label holding another one (under any spelling, and the entries flights keep to
    serve stale), and is reported to ``on_change`` once. An answer not admitted is stale
    information, never news: from the primary, the flight is answered with the newer value an
-   entry of the label holds (with that entry's deadlines), or, when none does, fetches again
+   entry of the label holds fresh (with that entry's deadlines), or, when none does, fetches again
    (its new fetch starts after the mark, so its answer is admitted unless the mark moved again
    meanwhile; after ``AGAIN_LIMIT`` such rounds the fetch fails); from a replica, the fetch
    counts as failed (the primary is failing), so the value served so far stays served.
@@ -539,7 +539,7 @@ class Store:
                 return self._fresh(flight, answer, replica), False
             if not replica:  # the service answers, but a newer version was served meanwhile
                 holder = self._table.holder(flight.key, answer.arn)
-                if holder is not None and holder.value is not None:
+                if holder is not None and holder.value is not None and holder.is_fresh(self._clock()):
                     return Entry(
                         holder.value,
                         ttl=holder.ttl,

@@ -185,16 +185,19 @@ class Table:
                     self.pop(other)
 
     def holder(self, key: CacheKey, arn: str) -> Entry | None:
-        """An entry holding the newest version served of ``key``'s label (ARN ``arn``), if any."""
+        """The entry holding the newest version served of ``key``'s label (ARN ``arn``) longest, if any."""
         label = (arn, _stage_of(key))
         mark = self._marks.get(label)
         if mark is None:
             return None
-        for other, entry in self.entries.items():
-            held = entry.value
-            if held is not None and held.version_id == mark.version_id and _label(other, held) == label:
-                return entry
-        return None
+        holders = [
+            entry
+            for other, entry in self.entries.items()
+            if entry.value is not None
+            and entry.value.version_id == mark.version_id
+            and _label(other, entry.value) == label
+        ]
+        return max(holders, key=lambda entry: entry.fresh_until, default=None)
 
     def _forget_marks(self) -> None:
         """Forget the oldest marks that no entry holds, down to ``max_size`` marks where possible."""

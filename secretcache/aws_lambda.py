@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from secretcache._cache import SecretCache
 from secretcache._keys import make_key
+from secretcache._lazy import ClientUnusableError, Lazy
 
 __all__ = ["SecretSpec", "default_cache", "handle_rotation_event", "inject_secrets", "reset_default_cache", "secret"]
 
@@ -32,26 +33,35 @@ logger = logging.getLogger("secretcache")
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-_default: SecretCache | None = None
-_default_lock = threading.Lock()
+DEFAULT_CACHE_WAIT = 30.0
+"""Longest a thread waits, in seconds, for another thread building the default cache."""
+
+
+def _lazy_default() -> Lazy[SecretCache]:
+    return Lazy(None, SecretCache.from_env, wait=DEFAULT_CACHE_WAIT, what="the default secretcache cache")
+
+
+_default = _lazy_default()
+_default_lock = threading.Lock()  # guards swapping ``_default`` only; no cache is built under it
 
 
 def default_cache() -> SecretCache:
     """The process-wide cache, built once from ``SECRETCACHE_*`` variables on first use.
 
-    Thread-safe. Warm Lambda invocations reuse it, which is what makes them free.
+    Thread-safe. Warm Lambda invocations reuse it, which is what makes them free. Concurrent
+    first calls share one build; no lock is held while it runs (building may log through
+    botocore, and a log handler may call this function on the same thread: it then gets a cache
+    of its own building, the first one built being the default).
 
     Raises:
         ValueError: A ``SECRETCACHE_*`` variable is invalid (see :meth:`SecretCache.from_env`).
+        RuntimeError: Another thread has been building the cache for 30 s, or calls nest more
+            than three deep on one thread while it is built.
     """
-    global _default
-    cache = _default
-    if cache is None:
-        with _default_lock:
-            cache = _default
-            if cache is None:
-                cache = _default = SecretCache.from_env()
-    return cache
+    try:
+        return _default.get()
+    except ClientUnusableError as err:
+        raise RuntimeError(str(err)) from None
 
 
 def reset_default_cache() -> None:
@@ -61,7 +71,8 @@ def reset_default_cache() -> None:
     """
     global _default
     with _default_lock:
-        cache, _default = _default, None
+        old, _default = _default, _lazy_default()
+    cache = old.peek()
     if cache is not None:
         cache.close()
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,7 +15,8 @@ import pytest
 
 from secretcache import InvalidSecretRequestError, SecretCache, SecretNotFoundError
 from secretcache.aws_lambda import default_cache, handle_rotation_event, inject_secrets, reset_default_cache, secret
-from tests.conftest import Calls, FakeClock
+from tests.conftest import WATCHDOG, Calls, FakeClock
+from tests.test_model import start
 
 
 @pytest.fixture(autouse=True)
@@ -213,3 +217,43 @@ def test_rotation_event_handler_invalidates(client: Any, admin: Any, calls: Call
     assert cache.get_secret_string("prod/db") == "pw-2"
     assert handle_rotation_event({"unexpected": True}, cache) == []
     assert handle_rotation_event("not json", cache) == []  # type: ignore[arg-type]
+
+
+def test_a_log_handler_reading_the_default_cache_while_it_is_built_does_not_hang(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler on botocore's logger that calls default_cache() while it is being built gets the one cache."""
+    monkeypatch.setenv("SECRETCACHE_REPLICA_REGIONS", "us-west-2")  # building looks up the Region: botocore logs
+    seen: list[SecretCache] = []
+
+    class Reading(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if not reading:
+                reading.append(True)
+                seen.append(default_cache())
+
+    reading: list[bool] = []
+    botocore_logger = logging.getLogger("botocore")
+    handler, level = Reading(logging.DEBUG), botocore_logger.level
+    botocore_logger.addHandler(handler)
+    botocore_logger.setLevel(logging.DEBUG)
+    try:
+        cache = start(default_cache, "build-default").result(timeout=WATCHDOG)  # a daemon thread: a hang fails
+    finally:
+        botocore_logger.removeHandler(handler)
+        botocore_logger.setLevel(level)
+    assert seen == [cache]
+    assert default_cache() is cache
+
+
+def test_concurrent_first_calls_of_default_cache_share_one_cache() -> None:
+    """Eight threads calling default_cache() at once on a cold process get one and the same cache."""
+    barrier = threading.Barrier(8)
+
+    def first() -> SecretCache:
+        barrier.wait(WATCHDOG)
+        return default_cache()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        caches = [future.result(timeout=WATCHDOG) for future in [pool.submit(first) for _ in range(8)]]
+    assert len({id(cache) for cache in caches}) == 1

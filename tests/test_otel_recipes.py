@@ -27,7 +27,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 import secretcache.aws_lambda
-from secretcache import CacheStats, SecretNotFoundError, SecretUnavailableError
+from secretcache import CacheStats, SecretCache, SecretNotFoundError, SecretUnavailableError
+from secretcache._lazy import Lazy
 from secretcache.aws_lambda import reset_default_cache
 from secretcache.otel import instrument
 from tests.conftest import Calls, FakeClock, quiescent
@@ -299,7 +300,7 @@ def test_lambda_recipe_publishes_stats_deltas_and_logs_library_records_as_json(
     admin.create_secret(Name="prod/orders/db", SecretString=json.dumps({"password": VALUE}))
     cache = make_cache(client, clock)  # ttl 60, max_stale 3600, three attempts without delays
     # The process-wide cache the handler reads through, with a clock the test moves.
-    monkeypatch.setattr(secretcache.aws_lambda, "_default", cache)
+    monkeypatch.setattr(secretcache.aws_lambda, "_default", Lazy(cache, SecretCache.from_env, wait=1.0))
     recipe = load_recipe()
     assert recipe.handler.get_cache() is cache  # functools.wraps carries it up the decorators
     capsys.readouterr()
