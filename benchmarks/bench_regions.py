@@ -64,7 +64,7 @@ class Backend:
         self.down = False
         self.calls = 0
         self.failed = 0
-        self.log: list[tuple[float, str]] = []  # (monotonic time, thread name) of every call
+        self.log: list[tuple[float, str]] = []  # (monotonic time, thread name/id) of every call
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
@@ -74,7 +74,9 @@ class Backend:
         time.sleep(delay)
         with self._lock:
             self.calls += 1
-            self.log.append((time.monotonic(), threading.current_thread().name))
+            # The name and the id: every reader's handed-off fetch runs on a thread named "secretcache-fetch".
+            thread = threading.current_thread()
+            self.log.append((time.monotonic(), f"{thread.name}/{thread.ident}"))
             if not self.down:
                 return
             self.failed += 1

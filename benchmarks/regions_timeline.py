@@ -96,7 +96,8 @@ class Attempt:
 
     @property
     def background(self) -> bool:
-        return self.thread.startswith("secretcache")
+        # The refresh pool's threads; a reader's fetch handed off to "secretcache-fetch" is foreground.
+        return self.thread.startswith("secretcache-refresh")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,8 @@ class Backend:
         time.sleep(DELAYS[self.region])
         down = self.region == PRIMARY and OUTAGE_START <= start < OUTAGE_END
         end = time.monotonic() - self.origin
-        attempt = Attempt(self.process, self.region, start, end, not down, threading.current_thread().name)
+        thread = threading.current_thread()
+        attempt = Attempt(self.process, self.region, start, end, not down, f"{thread.name}/{thread.ident}")
         with self._lock:
             self._attempts.append(attempt)
         self._current.attempt = attempt

@@ -139,6 +139,9 @@ class Backend:
 
     def before_call(self, **_: Any) -> None:
         start = time.monotonic() - self.origin
+        # Background: the refresh pool's threads. A reader's fetch is foreground wherever it runs:
+        # on the reader's thread, or handed off to a "secretcache-fetch" thread when the reader
+        # holds a value it may serve stale (it then waits only for the first failed attempt).
         background = threading.current_thread().name.startswith("secretcache-refresh")
         time.sleep(BACKEND_DELAY)
         down = OUTAGE_START <= start < OUTAGE_END
@@ -453,14 +456,14 @@ def notes(result: Run, fetches: list[Fetch]) -> list[tuple[float, float, str]]:
         expiry = held[-1] + TTL
         events += [
             (failures[0].start, high, f"refresh fails:\nbackoff {RETRY.failure_backoff:g} s,\nvalue still fresh"),
-            (expiry, low, "TTL expiry: stale value\nserved only while\nbacking off"),
+            (expiry, low, "TTL expiry: stale value\nserved only while\nfetching fails"),
             (expiry + MAX_STALE, high, "ttl + max_stale:\nreads raise\nSecretUnavailableError"),
         ]
         foreground = [fetch for fetch in failures if not fetch.background]
         stale = [fetch for fetch in foreground if expiry <= fetch.start < expiry + MAX_STALE]
         if stale:
             at = stale[1 if len(stale) > 1 else 0].start
-            events.append((at, high, "past the TTL: readers\nwait for a fetch that\nfails, then get v2"))
+            events.append((at, high, "past the TTL: readers\nwait for 1 failed\nattempt, get v2"))
         gone = [fetch for fetch in foreground if fetch.start >= expiry + MAX_STALE]
         if gone:
             events.append((gone[0].start, low, "backoff over, no value:\nreaders wait for a\nfetch, which fails"))
