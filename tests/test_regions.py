@@ -288,7 +288,7 @@ def test_cold_read_with_every_region_failing_is_unavailable_without_the_value(
 def test_warm_read_with_every_region_failing_serves_the_stale_value(
     client: Any, admin: Any, calls: Calls, replica: Any, replica_calls: Calls, clock: FakeClock
 ) -> None:
-    """Stale-on-error comes after the replicas: the primary's last value, marked as such."""
+    """Every Region failing: the primary's last value, marked as such, at the primary's first failed attempt."""
     create(admin, "db", "pw-1")
     cache = regional(client, replica, clock)
     assert cache.get_secret_string("db") == "pw-1"
