@@ -203,9 +203,12 @@ def _tell(
     before = calls["GetSecretValue"]
     stale_before = cache.stats().stale_served
     value = cache.get_secret_string(SECRET)
+    stale = cache.stats().stale_served - stale_before
     _say(f"   {TTL * 0.2:.0f}s later the TTL has passed and the backoff is over. The TTL is a bound, so a read")
-    _say(f"   fetches first ({calls['GetSecretValue'] - before} failed attempts), and only then returns the last good")
-    _say(f"   value {value!r} (stale_served +{cache.stats().stale_served - stale_before}; allowed up to max_stale)")
+    _say("   fetches first; its first attempt fails, and it returns the last good value at once:")
+    _say(f"   {value!r} (stale_served +{stale}; allowed up to max_stale), while the retries go on behind it")
+    _wait_for(lambda: cache.stats().in_flight == 0)
+    _say(f"   the retries failed too ({calls['GetSecretValue'] - before} attempts in all); the key backs off again")
     clock.now += 3600.0
     try:
         cache.get_secret_string(SECRET)

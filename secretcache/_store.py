@@ -477,10 +477,12 @@ class Store:
 
         ``answer`` is the value fetched or the typed error of the fetch (``None`` with an
         ``unexpected`` exception). An answer older than a version of its label served since
-        the fetch started is not served (invariant 6): from the primary Region the flight is
-        left running and ``False`` returned, for the caller to fetch again; from a replica
-        (``fetch.replica``) it is a failure of the fetch. Logs and changes go to ``effects``
-        (announced here when ``None``).
+        the fetch started is not served (invariant 6): from the primary Region the flight gets
+        the newer value an entry holds fresh, or is left running and ``False`` returned, for the
+        caller to fetch again; from a replica (``fetch.replica``) it is a failure of the fetch.
+        If the reader that handed this fetch off still waits and it never faltered, its logs and
+        changes are left to that reader (:meth:`read`); else they go to ``effects`` (announced
+        here when ``None``).
 
         Returns:
             Whether the flight completed.

@@ -116,6 +116,8 @@ def test_demo_tells_the_story(
     assert "'correct-horse-2', while the background refresh fails" in out
     assert "1,000 more reads during the outage made 0 calls" in out
     assert "(failed fetches back off: a pause of 30 s, then 60 s, then 120 s after every further failure)\n" in out
+    assert "its first attempt fails, and it returns the last good value at once:\n   'correct-horse-2'" in out
+    assert "the retries failed too (3 attempts in all)" in out
     assert "SecretUnavailableError" in out
     assert "hits=" in out
     assert "Traceback" not in out
