@@ -87,10 +87,24 @@ _REQUIRED = ("Name", "ARN", "VersionId")
 
 
 def _check_fields(item: Any, operation: str) -> None:
-    # botocore turns a body that is not valid JSON (say, cut off mid-way) into {"message": ...}
-    # instead of raising, so a missing field is the sign of a broken response.
-    if not isinstance(item, dict) or any(not isinstance(item.get(field), str) for field in _REQUIRED):
-        raise MalformedResponseError(f"{operation} returned a response without Name, ARN and VersionId")
+    """Refuse a broken answer: a batch item without its ids, or an answer without a value.
+
+    A ``GetSecretValue`` answer whose ``Name``, ``ARN`` or ``VersionId`` is not a string is
+    broken too. botocore turns a body that is not valid JSON (say, cut off mid-way) into ``{"message": ...}``
+    instead of raising, so a missing field is the sign of a broken response. A ``GetSecretValue``
+    answer holding a value but no ``Name``, ``ARN`` or ``VersionId`` is accepted: real answers
+    always carry them, test stubs often do not (see :func:`to_secret_value`).
+    """
+    if not isinstance(item, dict):
+        raise MalformedResponseError(f"{operation} returned a response that is not an object")
+    if operation == "BatchGetSecretValue":
+        if any(not isinstance(item.get(field), str) for field in _REQUIRED):
+            raise MalformedResponseError(f"{operation} returned an item without Name, ARN and VersionId")
+        return
+    if item.get("SecretString") is None and item.get("SecretBinary") is None:
+        raise MalformedResponseError(f"{operation} returned a response without SecretString or SecretBinary")
+    if any(field in item and not isinstance(item[field], str) for field in _REQUIRED):
+        raise MalformedResponseError(f"{operation} returned a Name, ARN or VersionId that is not a string")
 
 
 __all__ = [
@@ -336,6 +350,9 @@ def to_secret_value(
     Kept small, since it lives as long as its cache entry: the creation date is moved to UTC
     (botocore gives each parsed date its own ``tzlocal`` object, several hundred bytes),
     staging labels are interned, and the name reuses the requested id's string when equal.
+    A minimal answer (a test stub's ``{"SecretString": ...}``) gets the requested id as its
+    name and empty ``arn`` and ``version_id``: unknown, so never a change and outside monotonic
+    reads.
 
     Raises:
         SecretFormatError: A value field has the wrong type (the message names the field and
@@ -347,11 +364,11 @@ def to_secret_value(
         raise _format_error(operation, secret_id, problem)
     binary = response.get("SecretBinary")
     created = response.get("CreatedDate")
-    name = response["Name"]
+    name = response.get("Name", secret_id)
     return SecretValue(
         name=secret_id if name == secret_id else name,
-        arn=response["ARN"],
-        version_id=response["VersionId"],
+        arn=response.get("ARN", ""),
+        version_id=response.get("VersionId", ""),
         version_stages=tuple(sys.intern(stage) for stage in response.get("VersionStages", ())),
         created_date=created.astimezone(timezone.utc) if created is not None else None,
         secret_string=response.get("SecretString"),

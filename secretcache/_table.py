@@ -254,8 +254,12 @@ def _stage_of(key: CacheKey) -> str:
 
 
 def _label(key: CacheKey, value: SecretValue | None) -> Label | None:
-    """The label a value read under ``key`` is a version of; ``None`` without a value or for a version id lookup."""
-    if value is None or (isinstance(key, Key) and key.version_id is not None):
+    """The label a value read under ``key`` is a version of.
+
+    ``None`` without a value, for a version id lookup, or for a value whose ARN or version id
+    is unknown (a minimal answer, as test stubs give): such a value is never a change.
+    """
+    if value is None or not value.arn or not value.version_id or (isinstance(key, Key) and key.version_id is not None):
         return None
     return value.arn, _stage_of(key)
 

@@ -17,9 +17,10 @@ class SecretValue:
     and whether a value is present, never the value itself.
 
     Attributes:
-        name: The secret's friendly name.
-        arn: The secret's full ARN.
-        version_id: The id of this version.
+        name: The secret's friendly name (the id requested, if the answer did not say).
+        arn: The secret's full ARN; empty if the answer did not carry one (real answers always
+            do; a test stub's ``{"SecretString": ...}`` does not).
+        version_id: The id of this version; empty if the answer did not carry one (as above).
         version_stages: The staging labels attached to this version when it was fetched
             (for example ``("AWSCURRENT",)``); labels move, so this is a snapshot.
         created_date: When this version was created, as reported by Secrets Manager.
