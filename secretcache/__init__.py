@@ -20,7 +20,7 @@ from secretcache._policy import RetryPolicy
 from secretcache._public import lazy as _lazy
 from secretcache._public import publish as _publish
 from secretcache._stats import CacheStats
-from secretcache._value import SecretChange, SecretValue
+from secretcache._value import RefreshResult, SecretChange, SecretValue
 
 if _typing.TYPE_CHECKING:
     from secretcache._aio import AsyncSecretCache
@@ -38,6 +38,7 @@ __all__ = [
     "CacheStats",
     "ChangeListener",
     "InvalidSecretRequestError",
+    "RefreshResult",
     "RetryPolicy",
     "SecretAccessDeniedError",
     "SecretCache",

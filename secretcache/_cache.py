@@ -30,7 +30,7 @@ from secretcache._policy import (
 from secretcache._regions import Regions, check_primary, check_replicas, region_of
 from secretcache._stats import CacheStats, Counters
 from secretcache._store import Store
-from secretcache._value import ChangeListener, SecretValue
+from secretcache._value import ChangeListener, RefreshResult, SecretValue
 from secretcache._worker import BackgroundPool
 
 if TYPE_CHECKING:
@@ -207,6 +207,11 @@ class SecretCache:
             return self._fetcher.client
         except ClientUnusableError as err:
             raise err.kind(str(err)) from None
+
+    @property
+    def max_size(self) -> int:
+        """Most entries this cache holds (one per secret and staging label or version id)."""
+        return self._store.max_size
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -390,6 +395,29 @@ class SecretCache:
             SecretCacheError: See :class:`SecretCache`.
         """
         return self.get_secret(secret_id, version_stage=version_stage, version_id=version_id, force_refresh=True)
+
+    def try_refresh(
+        self, secret_id: str, *, version_stage: str | None = None, version_id: str | None = None
+    ) -> RefreshResult:
+        """Fetch a secret now, like :meth:`refresh`, and say what the fetch found.
+
+        The result tells a new version from the same one (:attr:`RefreshResult.changed`) and a
+        failed fetch whose last good value is served (:attr:`RefreshResult.stale`), for callers
+        that report whether a refresh worked (the drop-in adapters do).
+
+        Raises:
+            SecretCacheError: See :class:`SecretCache`; a transient failure raises only when no
+                value can be served.
+        """
+        key, _, _ = check_read(secret_id, version_stage, version_id, True, None)
+        before = self._entries.get(key)
+        previous = before.value if before is not None else None
+        entry = self._store.read(key, True, None)
+        return RefreshResult(
+            value=value_of(entry),
+            stale=entry.failure is not None,
+            previous_version_id=None if previous is None else previous.version_id,
+        )
 
     def invalidate(self, secret_id: str | None = None) -> int:
         """Drop every cached entry of a secret, or of all secrets when called without one.

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["ChangeListener", "SecretChange", "SecretValue"]
+__all__ = ["ChangeListener", "RefreshResult", "SecretChange", "SecretValue"]
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -68,6 +68,32 @@ class SecretChange:
     version_stage: str
     old_version_id: str
     new_version_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    """What a forced fetch found (:meth:`SecretCache.try_refresh`): a new version, the same one, or none.
+
+    Immutable; its ``repr`` shows the value's metadata only, never the value.
+
+    Attributes:
+        value: The value now served for the key: the fetched one, or the last good one when
+            ``stale``.
+        stale: The fetch failed transiently (after its retries) and ``value`` is the last good
+            value, served because it is within ``max_stale``.
+        previous_version_id: The version id cached for the key before the refresh; ``None`` if
+            nothing was cached (or only a remembered failure).
+    """
+
+    value: SecretValue
+    stale: bool
+    previous_version_id: str | None
+
+    @property
+    def changed(self) -> bool:
+        """Whether the fetch succeeded and found another version than the one cached before it."""
+        previous = self.previous_version_id
+        return not self.stale and previous is not None and previous != self.value.version_id
 
 
 class ChangeListener(Protocol):

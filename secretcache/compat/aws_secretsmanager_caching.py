@@ -34,11 +34,10 @@ Where the original behaves differently (its defects are not inherited):
 | `refresh_secret_now` | sleeps 2.5 to 5 s before fetching, or what is left of a failure backoff up to 10 s, holding up the caller | no sleep: fetches at once the default label and each other label of the secret read so far (joining a fetch already running); `True` only if every fetch succeeded |
 | refreshes keep failing | serves the last value forever, also after the secret was deleted or access to it revoked | serves the last good value through an outage (throttling, 5xx, timeouts) up to `max_stale` (3600 s) past its TTL, then raises; a definite answer (deleted, access denied) stops serving it at the next fetch |
 | reads while a secret is refreshed | a per-secret lock is held across `DescribeSecret` and `GetSecretValue`: every reader of that secret waits | a hit takes no lock; a secret read regularly is refreshed in the background before it expires, so its reads never wait once warm; readers of a cold or expired key share one fetch |
-| API calls | `DescribeSecret` per refresh, plus `GetSecretValue` per new version | one `GetSecretValue` per staging label per TTL |
-| `InjectSecretString` on a method | guesses: injects after the first argument whenever that argument's class has an attribute named like the function, so `def upper(secret, text)` called with a `str` gets its arguments swapped | knows: injects after `self` only when the function is called as a method |
-| a staging label no version carries | returns `None` | raises `ResourceNotFoundException`, like a missing secret |
+| API calls | `DescribeSecret` per refresh, plus `GetSecretValue` by `VersionId` per new version | one `GetSecretValue` by `VersionStage` per staging label per TTL; one `DescribeSecret` when it answers `ResourceNotFoundException`, to tell a missing label (`None`) from a missing secret (raises) |
+| `InjectSecretString` on a method | guesses: injects after the first argument whenever that argument's class has an attribute named like the function, so `def upper(secret, text)` called with a `str` gets its arguments swapped | knows: injects after `self` only when the function is called as a method, also through decorators stacked over it (`functools.wraps` wrappers, `functools.lru_cache`, `property`) |
 | `InjectKeywordedSecretString` on a binary secret, or JSON that is not an object | `TypeError` | `RuntimeError`, like invalid JSON |
-| errors | the `DescribeSecret` error; one exception object re-raised to every reader | the `GetSecretValue` error, a new object per raise; a failure with no botocore error behind it (an empty secret id, a fetch interrupted, a wait past its bound) raises secretcache's typed error |
+| errors | the `DescribeSecret` error; one exception object re-raised to every reader | the `GetSecretValue` error, a new object per raise; a failure with no botocore error behind it (a blank or over-long secret id, a fetch interrupted, a wait past its bound) raises secretcache's typed error |
 | no `client` given | built at construction, with botocore's default retries | built on first read, botocore's retries off; secretcache's retry policy (3 attempts, jittered backoff, 10 s deadline) instead |
 
 Everything here is thread-safe, like the :class:`secretcache.SecretCache` underneath.
@@ -47,18 +46,20 @@ Everything here is thread-safe, like the :class:`secretcache.SecretCache` undern
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import threading
 import types
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar, cast
 
-from botocore.exceptions import BotoCoreError, ClientError
+import botocore.session
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.validate import ParamValidator
 
 import secretcache
-from secretcache._cache import store_of
-from secretcache._keys import DEFAULT_STAGE, check_read
 from secretcache._policy import check_size, to_seconds
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ if TYPE_CHECKING:
 __all__ = ["CompatWarning", "InjectKeywordedSecretString", "InjectSecretString", "SecretCache", "SecretCacheConfig"]
 
 _R = TypeVar("_R")
+
+_CURRENT = "AWSCURRENT"
 
 
 class CompatWarning(UserWarning):
@@ -214,7 +217,11 @@ class SecretCache:
         # what the original's refresh (of the whole label-to-version map) would; oldest dropped first.
         self._labels: dict[tuple[str, str], None] = {}
         self._labels_lock = threading.Lock()
-        self._labels_max = store_of(cache).max_size
+        self._labels_max = cache.max_size
+        # GetSecretValue's ResourceNotFoundException does not say whether the secret or only the
+        # label is missing: DescribeSecret tells, once per remembered error (the cache re-raises
+        # a remembered failure with the same botocore error as cause until it fetches again).
+        self._secret_exists: weakref.WeakKeyDictionary[BaseException, bool] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"SecretCache(default_version_stage={self._stage!r}, cache={self._cache!r})"
@@ -229,21 +236,27 @@ class SecretCache:
 
         Args:
             secret_id: The secret's name, full ARN or partial ARN.
-            version_stage: Staging label to read (default: ``default_version_stage``).
+            version_stage: Staging label to read (default: ``default_version_stage``, also for
+                ``""``). ``None`` is returned when no version of the secret carries the label, or
+                when it is not a str (as the original, whose lookup then finds no version).
 
         Raises:
-            botocore.exceptions.ClientError: Secrets Manager refused the read (the secret or the
-                label does not exist, access denied, ...), or kept failing past ``max_stale``.
+            botocore.exceptions.ParamValidationError: ``secret_id`` is not a str, or is empty
+                (botocore's own check, before any call, as the original).
+            botocore.exceptions.ClientError: Secrets Manager refused the read (the secret does
+                not exist, access denied, ...), or kept failing past ``max_stale``.
             secretcache.SecretCacheError: A failure that involves no botocore error.
         """
-        return self._read(secret_id, version_stage).secret_string
+        value = self._read(secret_id, version_stage)
+        return None if value is None else value.secret_string
 
     def get_secret_binary(self, secret_id: str, version_stage: str | None = None) -> bytes | None:
         """Return the secret's ``SecretBinary``, or ``None`` if it holds a string (as the original).
 
         Takes the same arguments and raises the same errors as :meth:`get_secret_string`.
         """
-        return self._read(secret_id, version_stage).secret_binary
+        value = self._read(secret_id, version_stage)
+        return None if value is None else value.secret_binary
 
     def refresh_secret_now(self, secret_id: str) -> bool:
         """Fetch the secret now, without sleeping, and report whether that worked.
@@ -256,35 +269,63 @@ class SecretCache:
         value as usual.
 
         Returns:
-            ``True`` if every fetch succeeded, else ``False`` (never raises for a failed fetch).
-
-        Raises:
-            TypeError: ``secret_id`` is not a str.
+            ``True`` if every fetch succeeded, else ``False``: never raises for a failed fetch,
+            nor for a ``secret_id`` that is not a usable id (as the original).
         """
+        if not isinstance(secret_id, str):
+            return False
         with self._labels_lock:
             labels = [label for name, label in self._labels if name == secret_id]
-        store = store_of(self._cache)
         refreshed = True
         for label in [self._stage, *labels]:
             try:
-                entry = store.read(*check_read(secret_id, label, None, True, None))
+                result = self._cache.try_refresh(secret_id, version_stage=None if label == _CURRENT else label)
             except secretcache.SecretNotFoundError:
                 refreshed = refreshed and label != self._stage
             except secretcache.SecretCacheError:
                 refreshed = False
             else:
-                refreshed = refreshed and entry.failure is None  # else the fetch failed and a stale value was kept
+                refreshed = refreshed and not result.stale  # a failed fetch whose last good value is kept
         return refreshed
 
-    def _read(self, secret_id: str, version_stage: str | None) -> secretcache.SecretValue:
+    def _read(self, secret_id: str, version_stage: str | None) -> secretcache.SecretValue | None:
         label = version_stage or self._stage
-        if label != self._stage and isinstance(secret_id, str):
+        if not isinstance(secret_id, str) or not secret_id:
+            _check_params(secret_id)  # raises ParamValidationError, as botocore does for the original
+        if not isinstance(label, str):
+            return None  # the original looks the label up among the version's labels and finds nothing
+        if label != self._stage:
             self._remember(secret_id, label)
         try:
             # AWSCURRENT is passed as None: that read takes the cache's lock-free hit path.
-            return self._cache.get_secret(secret_id, version_stage=None if label == DEFAULT_STAGE else label)
+            return self._cache.get_secret(secret_id, version_stage=None if label == _CURRENT else label)
+        except secretcache.SecretNotFoundError as err:
+            if self._exists(secret_id, err.__cause__):
+                return None  # the secret exists and no version carries the label: the original returns None
+            _raise_as_original(err)
+        except secretcache.InvalidSecretRequestError as err:
+            if label != self._stage and len(label) > _MAX_LABEL:
+                return None  # too long for a label: no version carries it
+            _raise_as_original(err)
         except secretcache.SecretCacheError as err:
             _raise_as_original(err)
+
+    def _exists(self, secret_id: str, cause: BaseException | None) -> bool:
+        """Whether the secret of a ``ResourceNotFoundException`` exists (``DescribeSecret``, once per error)."""
+        if not isinstance(cause, ClientError):
+            return False
+        with self._labels_lock:
+            known = self._secret_exists.get(cause)
+        if known is None:
+            try:
+                self._cache.client.describe_secret(SecretId=secret_id)
+            except (ClientError, BotoCoreError, secretcache.SecretCacheError):
+                known = False  # missing, or DescribeSecret not allowed: the GetSecretValue error stands
+            else:
+                known = True
+            with self._labels_lock:
+                self._secret_exists[cause] = known
+        return known
 
     def _remember(self, secret_id: str, label: str) -> None:
         pair = (secret_id, label)
@@ -306,6 +347,24 @@ def _settings(config: SecretCacheConfig) -> dict[str, Any]:
         # The original caps the first pause at the maximum too.
         "retry": secretcache.RetryPolicy(failure_backoff=min(delay, delay_max), max_failure_backoff=delay_max),
     }
+
+
+_MAX_LABEL = 256
+_MAX_UNWRAP = 32  # decorators followed down from a class attribute to find an injected function
+
+
+@functools.lru_cache(maxsize=1)
+def _get_secret_value_input() -> Any:
+    """The input shape of ``GetSecretValue``, from botocore's bundled service model (loaded once)."""
+    model = botocore.session.get_session().get_service_model("secretsmanager")
+    return model.operation_model("GetSecretValue").input_shape
+
+
+def _check_params(secret_id: object) -> None:
+    """Raise botocore's ``ParamValidationError`` if it refuses ``secret_id``, as it does for the original."""
+    report = ParamValidator().validate({"SecretId": secret_id}, _get_secret_value_input())
+    if report.has_errors():
+        raise ParamValidationError(report=report.generate_report())
 
 
 def _check_wrapping(
@@ -380,7 +439,36 @@ class _Injected(Generic[_R]):
         self._method = method
 
     def __call__(self, *args: Any, **kwargs: Any) -> _R:
+        if args and self._is_method_of(args[0]):  # called through a decorator stacked over this one
+            return self._func(args[0], self._read(), *args[1:], **kwargs)
         return self._func(self._read(), *args, **kwargs)
+
+    def _is_method_of(self, instance: object) -> bool:
+        """Whether ``instance``'s class holds this very function under its name, inside other decorators.
+
+        A decorator stacked over this one (a ``functools.wraps`` wrapper, ``functools.lru_cache``,
+        ``property``) is looked up on the class instead and calls this object directly with
+        ``self`` first. The original guesses from the name alone; this follows the wrappers down
+        (``__wrapped__``, ``fget``, ``__func__``, ``func``) and must find this object.
+        """
+        try:
+            found: object = inspect.getattr_static(type(instance), self.__dict__["__name__"])
+        except (AttributeError, KeyError, TypeError):
+            return False
+        for _ in range(_MAX_UNWRAP):
+            if found is self:
+                return True
+            if isinstance(found, property):
+                found = found.fget
+            elif isinstance(found, (staticmethod, classmethod)):
+                found = found.__func__
+            elif isinstance(found, (functools.cached_property, functools.partialmethod)):
+                found = found.func
+            else:
+                found = inspect.getattr_static(found, "__wrapped__", None)
+            if found is None:
+                return False
+        return False
 
     def __get__(self, instance: object, owner: type[Any] | None = None) -> Callable[..., _R]:
         # Looked up on a class, like a function: the instance then comes as the first argument.

@@ -9,6 +9,7 @@ import boto3
 
 from secretcache import (
     CacheStats,
+    RefreshResult,
     RetryPolicy,
     SecretCache,
     SecretCacheError,
@@ -35,6 +36,14 @@ def use_cache() -> None:
     value: SecretValue = cache.get_secret("db")
     refreshed: SecretValue = cache.refresh("db", version_stage="AWSPREVIOUS")
     dropped: int = cache.invalidate("db") + cache.invalidate()
+    result: RefreshResult = cache.try_refresh("db", version_stage="AWSPENDING")
+    found: tuple[SecretValue, bool, bool, str | None] = (
+        result.value,
+        result.stale or result.changed,
+        cache.max_size > 0,
+        result.previous_version_id,
+    )
+    print(found)
 
     def listener(change: SecretChange) -> None:
         print(change.name, change.version_stage, change.old_version_id, change.new_version_id)
