@@ -15,6 +15,7 @@ docs/migrating.md); the script exits non-zero when another test fails, or when a
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -27,15 +28,74 @@ PEER = "aws-secretsmanager-caching==1.2.0"
 INTERNALS = "tests the original's internals (`cache.items`, `cache.lru`, `_client`, `_get_cached_secret`)"
 HOOK = "tests `secret_cache_hook`, which the adapter does not support (values are immutable `SecretValue`s)"
 
-# Adapter tests that do not pass, by "file::class::test" (or "file" for a whole module that cannot
-# import), with the reason; docs/migrating.md has the same table.
-EXPECTED: dict[str, str] = {
+CALL_PATTERN = (
+    "its Stubber expects `DescribeSecret`, then `GetSecretValue` by `VersionId`; the adapter calls "
+    "`GetSecretValue` by `VersionStage` (one call per label per TTL): apply the Stubber recipe"
+)
+NO_VALUE = (
+    "a stubbed `GetSecretValue` answer without `SecretString` or `SecretBinary` (which Secrets Manager "
+    "never sends) is refused as malformed; the original returns `None`"
+)
+_T = "test_aws_secretsmanager_caching.py::TestAwsSecretsManagerCaching::"
+_K = "test_decorators.py::TestAwsSecretsManagerCachingInjectKeywordedSecretStringDecorator::"
+_S = "test_decorators.py::TestAwsSecretsManagerCachingInjectSecretStringDecorator::"
+
+# Adapter tests that do not pass, by "file::class::test" (or "file" for a module that cannot
+# import), with the reason; docs/migrating.md has the same table. The first run uses the peer's
+# tests unchanged, the second with docs/migrating.md's Stubber recipe applied (RECIPE below).
+EXPECTED_WITH_RECIPE: dict[str, str] = {
     "test_items.py": INTERNALS,
     "test_lru.py": INTERNALS,
     "test_cache_hook.py": HOOK,
-    "test_aws_secretsmanager_caching.py::TestAwsSecretsManagerCaching::test_default_session": INTERNALS,
-    "test_aws_secretsmanager_caching.py::TestAwsSecretsManagerCaching::test_refresh_secret_now": INTERNALS,
+    _T + "test_default_session": INTERNALS,
+    _T + "test_refresh_secret_now": INTERNALS,
+    _T + "test_get_secret_string_empty": NO_VALUE,
+    _T + "test_get_secret_string_missing": NO_VALUE,
 }
+EXPECTED: dict[str, str] = {
+    **EXPECTED_WITH_RECIPE,
+    **{
+        _T + name: CALL_PATTERN
+        for name in (
+            "test_get_secret_binary",
+            "test_get_secret_binary_no_versions",
+            "test_get_secret_string",
+            "test_get_secret_string_exception",
+            "test_get_secret_string_multiple",
+            "test_get_secret_string_no_current",
+            "test_get_secret_string_no_versions",
+            "test_get_secret_string_none",
+            "test_get_secret_string_refresh",
+            "test_get_secret_string_stage",
+        )
+    },
+    **{_K + name: CALL_PATTERN for name in ("test_invalid_json", "test_missing_key", "test_valid_json")},
+    **{_K + name: CALL_PATTERN for name in ("test_valid_json_with_mixed_args", "test_valid_json_with_no_secret_kwarg")},
+    **{_S + name: CALL_PATTERN for name in ("test_string", "test_string_with_additional_kwargs")},
+    _S + "test_string_with_class_method": CALL_PATTERN,
+    _T + "test_get_secret_string_empty": f"{CALL_PATTERN}; then: {NO_VALUE}",
+    _T + "test_get_secret_string_missing": f"{CALL_PATTERN}; then: {NO_VALUE}",
+}
+RECIPE = [
+    (
+        "        stubber.add_response('describe_secret', response, expected_params)\n"
+        "        if version_response is not None:\n"
+        "            stubber.add_response('get_secret_value', version_response)\n",
+        "        current = {'SecretId': 'test', 'VersionStage': 'AWSCURRENT'}\n"
+        "        labels = [stages for stages in response.get('VersionIdsToStages', {}).values()]\n"
+        "        if version_response is not None and any('AWSCURRENT' in stages for stages in labels):\n"
+        "            stubber.add_response('get_secret_value', version_response, current)\n"
+        "        else:\n"
+        "            stubber.add_client_error(\n"
+        "                'get_secret_value', 'ResourceNotFoundException', expected_params=current)\n"
+        "            stubber.add_response('describe_secret', response, expected_params)\n",
+        4,  # test_aws_secretsmanager_caching.py, test_decorators.py (2) and test_cache_hook.py
+    ),
+    ("stubber.add_client_error('describe_secret')", "stubber.add_client_error('get_secret_value')", 1),
+]
+
+ADAPTER = "secretcache.compat.aws_secretsmanager_caching"
+RECIPE_RUN = "the adapter, with docs/migrating.md's Stubber recipe applied to the peer's stubs"
 
 SHIM = {
     "__init__.py": (
@@ -69,6 +129,21 @@ def download(into: Path) -> Path:
     return source
 
 
+def apply_recipe(source: Path, into: Path) -> Path:
+    """A copy of the peer's tests with the Stubber recipe applied; fails if the peer's code moved."""
+    shutil.copytree(source / "test", into / "test")
+    counts = [0] * len(RECIPE)
+    for path in (into / "test" / "unit").glob("test_*.py"):
+        text = path.read_text()
+        for number, (old, new, _) in enumerate(RECIPE):
+            counts[number] += text.count(old)
+            text = text.replace(old, new)
+        path.write_text(text)
+    if counts != [expected for _, _, expected in RECIPE]:
+        raise SystemExit(f"PEER-SUITES ERROR: the recipe matched {counts} times, not as expected: update RECIPE")
+    return into
+
+
 def run(source: Path, label: str, pythonpath: list[Path]) -> dict[str, tuple[str, str]]:
     """Run ``test/unit`` under ``source``; return each test's outcome and first message line."""
     report = source / f"{label}.xml"
@@ -86,9 +161,10 @@ def run(source: Path, label: str, pythonpath: list[Path]) -> dict[str, tuple[str
     )  # fmt: skip
     outcomes: dict[str, tuple[str, str]] = {}
     for case in ET.parse(report).getroot().iter("testcase"):  # noqa: S314 - our own report
-        parts = [*case.get("classname", "").split("."), case.get("name", "")]
-        first = next(i for i, part in enumerate(parts) if part.startswith("test_"))  # test.unit.test_x...
-        key = "::".join([f"{parts[first]}.py", *parts[first + 1 :]]) if parts[first] != parts[-1] else f"{parts[-1]}.py"
+        # "test.unit.test_x.TestClass" + "test_y"; a module that failed to import: "" + "test.unit.test_x"
+        parts = ".".join(filter(None, [case.get("classname"), case.get("name")])).split(".")
+        first = next(i for i, part in enumerate(parts) if part.startswith("test_"))
+        key = "::".join([f"{parts[first]}.py", *parts[first + 1 :]])
         outcome, message = "passed", ""
         for tag in ("failure", "error", "skipped"):
             found = case.find(tag)
@@ -101,9 +177,16 @@ def run(source: Path, label: str, pythonpath: list[Path]) -> dict[str, tuple[str
     return outcomes
 
 
-def expected_reason(key: str) -> str | None:
-    """The listed reason a test does not pass, by its id or its module."""
-    return EXPECTED.get(key) or EXPECTED.get(key.split("::")[0])
+def check(outcomes: dict[str, tuple[str, str]], expected: dict[str, str]) -> list[str]:
+    """Each test that fails without a listed reason, or passes despite one."""
+    problems = []
+    for key, (outcome, _) in sorted(outcomes.items()):
+        reason = expected.get(key) or expected.get(key.split("::")[0])
+        if outcome != "passed" and reason is None:
+            problems.append(f"unexpected {outcome}: {key}")
+        elif outcome == "passed" and reason is not None:
+            problems.append(f"passes now, remove it from the expected failures and docs/migrating.md: {key}")
+    return problems
 
 
 def main() -> int:
@@ -116,24 +199,24 @@ def main() -> int:
         shim.mkdir(parents=True)
         for name, text in SHIM.items():
             (shim / name).write_text(text)
+        adapter_path = [shim.parent, root]
+        recipe = apply_recipe(source, work / "recipe")
         results = {
             "aws-secretsmanager-caching 1.2.0 itself": run(source, "peer", []),
-            "secretcache.compat.aws_secretsmanager_caching": run(source, "adapter", [shim.parent, root]),
+            ADAPTER: run(source, "adapter", adapter_path),
+            RECIPE_RUN: run(recipe, "recipe", adapter_path),
         }
-    problems = []
     for label, outcomes in results.items():
         passed = sum(outcome == "passed" for outcome, _ in outcomes.values())
         print(f"== {label}: {passed} of {len(outcomes)} passed")
         for key, (outcome, message) in sorted(outcomes.items()):
             if outcome != "passed":
                 print(f"   {outcome}: {key}: {message}")
-    adapter = results["secretcache.compat.aws_secretsmanager_caching"]
-    for key, (outcome, _) in sorted(adapter.items()):
-        reason = expected_reason(key)
-        if outcome != "passed" and reason is None:
-            problems.append(f"unexpected {outcome}: {key}")
-        elif outcome == "passed" and reason is not None:
-            problems.append(f"passes now, remove it from EXPECTED and docs/migrating.md: {key}")
+    problems = [
+        f"{label}: {problem}"
+        for label, expected in ((ADAPTER, EXPECTED), (RECIPE_RUN, EXPECTED_WITH_RECIPE))
+        for problem in check(results[label], expected)
+    ]
     for problem in problems:
         print(f"PEER-SUITES ERROR: {problem}", file=sys.stderr)
     return 1 if problems else 0

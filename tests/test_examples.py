@@ -33,6 +33,7 @@ EXPECTED = {
         'secretcache_api_calls_total{aws_operation="GetSecretValue",error_type="ResourceNotFoundException"',
         "secretcache_fetch_duration_seconds_count{",
     ],
+    "official_stubber.py": ["10 reads, 1 call: True", "AWSPENDING: None", "error: AccessDeniedException", "every stub"],
     "lambda_powertools_observability.py": [
         '"Namespace":"MyApp"',
         '"SecretCacheHits":[2.0],"SecretCacheMisses":[0.0],"SecretsManagerCalls":[1.0]',  # cold start
