@@ -11,8 +11,10 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import botocore.session
 import pytest
 from botocore.exceptions import BotoCoreError, ParamValidationError
+from botocore.stub import Stubber
 
 from secretcache.compat import aws_secretsmanager_caching as adapter
 from tests.conftest import Calls
@@ -154,3 +156,16 @@ def test_a_missing_label_costs_one_describe_per_fetch(admin: Any, client: Any, c
     calls.add_fault(refuse_describe)  # DescribeSecret not allowed: the GetSecretValue error stands
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         build(adapter, client).get_secret_string("db", "AWSPENDING")
+
+
+def test_reads_name_the_staging_label_even_for_awscurrent() -> None:
+    """The adapter always sends VersionStage (AWSCURRENT too): a Stubber must expect exactly that."""
+    client = botocore.session.get_session().create_client("secretsmanager", region_name="us-west-2")
+    stubber = Stubber(client)
+    for label in ("AWSCURRENT", "AWSPREVIOUS"):
+        stubber.add_response("get_secret_value", {"SecretString": SECRET}, {"SecretId": "db", "VersionStage": label})
+    with stubber:
+        cache = adapter.SecretCache(client=client)
+        assert [cache.get_secret_string("db") for _ in range(3)] == [SECRET] * 3
+        assert cache.get_secret_string("db", "AWSPREVIOUS") == SECRET
+        stubber.assert_no_pending_responses()

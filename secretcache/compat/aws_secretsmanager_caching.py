@@ -36,6 +36,8 @@ Where the original behaves differently (its defects are not inherited):
 | reads while a secret is refreshed | a per-secret lock is held across `DescribeSecret` and `GetSecretValue`: every reader of that secret waits | a hit takes no lock; a secret read regularly is refreshed in the background before it expires, so its reads never wait once warm; readers of a cold or expired key share one fetch |
 | API calls | `DescribeSecret` per refresh, plus `GetSecretValue` by `VersionId` per new version | one `GetSecretValue` by `VersionStage` per staging label per TTL; one `DescribeSecret` when it answers `ResourceNotFoundException`, to tell a missing label (`None`) from a missing secret (raises) |
 | `InjectSecretString` on a method | guesses: injects after the first argument whenever that argument's class has an attribute named like the function, so `def upper(secret, text)` called with a `str` gets its arguments swapped | knows: injects after `self` only when the function is called as a method, also through decorators stacked over it (`functools.wraps` wrappers, `functools.lru_cache`, `property`) |
+| a secret id that is blank, over 2048 characters or holds a control character | sends it; Secrets Manager refuses it | `InvalidSecretRequestError` before any call (`None`, a non-str and `""` raise botocore's `ParamValidationError`, as in the original) |
+| a stubbed answer without `SecretString` or `SecretBinary` | returns `None` | refused as malformed (Secrets Manager always sends a value) |
 | `InjectKeywordedSecretString` on a binary secret, or JSON that is not an object | `TypeError` | `RuntimeError`, like invalid JSON |
 | errors | the `DescribeSecret` error; one exception object re-raised to every reader | the `GetSecretValue` error, a new object per raise; a failure with no botocore error behind it (a blank or over-long secret id, a fetch interrupted, a wait past its bound) raises secretcache's typed error |
 | no `client` given | built at construction, with botocore's default retries | built on first read, botocore's retries off; secretcache's retry policy (3 attempts, jittered backoff, 10 s deadline) instead |
@@ -405,7 +407,9 @@ class InjectSecretString:
     ``@InjectSecretString("id", cache)`` on ``def f(secret, a, b)`` makes ``f(a, b)`` call
     ``f(<string of "id">, a, b)``; the secret is read from ``cache`` at each call. Unlike the
     original, which guesses from the first argument's class, the wrapper knows when it is called
-    as a method (it is a descriptor, like a function). Thread-safe.
+    as a method (it is a descriptor, like a function), and, under another decorator that is looked
+    up on the class instead (``functools.wraps`` wrapper, ``functools.lru_cache``, ``property``),
+    when the first argument's class holds it under those decorators. Thread-safe.
 
     Args:
         secret_id: The secret to read.
