@@ -48,14 +48,12 @@ Everything here is thread-safe, like the :class:`secretcache.SecretCache` undern
 from __future__ import annotations
 
 import functools
-import inspect
-import json
 import threading
 import types
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
@@ -63,14 +61,14 @@ from botocore.validate import ParamValidator
 
 import secretcache
 from secretcache._policy import check_size, to_seconds
+from secretcache._public import publish
+from secretcache.compat._official_decorators import InjectKeywordedSecretString, InjectSecretString
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 __all__ = ["CompatWarning", "InjectKeywordedSecretString", "InjectSecretString", "SecretCache", "SecretCacheConfig"]
-
-_R = TypeVar("_R")
 
 _CURRENT = "AWSCURRENT"
 
@@ -158,13 +156,6 @@ def _unsupported(config: SecretCacheConfig) -> list[str]:
             "and never passes values through a hook"
         )
     return reasons
-
-
-class _SecretSource(Protocol):
-    """What the decorators read from: this module's :class:`SecretCache`, the original's, or a test double."""
-
-    def get_secret_string(self, secret_id: str, version_stage: str | None = None) -> str | None:
-        """Return the secret's string."""
 
 
 class SecretCache:
@@ -352,7 +343,6 @@ def _settings(config: SecretCacheConfig) -> dict[str, Any]:
 
 
 _MAX_LABEL = 256
-_MAX_UNWRAP = 32  # decorators followed down from a class attribute to find an injected function
 
 
 @functools.lru_cache(maxsize=1)
@@ -401,134 +391,4 @@ def _raise_as_original(err: secretcache.SecretCacheError) -> NoReturn:
     raise original from err
 
 
-class InjectSecretString:
-    """Decorator: pass a secret's string as the function's first argument (after ``self`` in a method).
-
-    ``@InjectSecretString("id", cache)`` on ``def f(secret, a, b)`` makes ``f(a, b)`` call
-    ``f(<string of "id">, a, b)``; the secret is read from ``cache`` at each call. Unlike the
-    original, which guesses from the first argument's class, the wrapper knows when it is called
-    as a method (it is a descriptor, like a function), and, under another decorator that is looked
-    up on the class instead (``functools.wraps`` wrapper, ``functools.lru_cache``, ``property``),
-    when the first argument's class holds it under those decorators. Thread-safe.
-
-    Args:
-        secret_id: The secret to read.
-        cache: A :class:`SecretCache` (anything with ``get_secret_string(secret_id=...)``).
-    """
-
-    def __init__(self, secret_id: str, cache: _SecretSource) -> None:
-        self.cache = cache
-        self.secret_id = secret_id
-
-    def __call__(self, func: Callable[..., _R]) -> Callable[..., _R]:
-        """Return ``func`` with the secret injected; its name, docstring and signature are kept."""
-        return _Injected(func, self._read)
-
-    def _read(self) -> str | None:
-        return self.cache.get_secret_string(secret_id=self.secret_id)
-
-
-class _Injected(Generic[_R]):
-    """A function with a secret injected first, or after ``self`` when it is called as a method."""
-
-    def __init__(self, func: Callable[..., _R], read: Callable[[], str | None]) -> None:
-        self._func = func
-        self._read = read
-        functools.update_wrapper(self, func)
-
-        @functools.wraps(func)
-        def method(instance: object, *args: Any, **kwargs: Any) -> _R:
-            return func(instance, read(), *args, **kwargs)
-
-        self._method = method
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _R:
-        if args and self._is_method_of(args[0]):  # called through a decorator stacked over this one
-            return self._func(args[0], self._read(), *args[1:], **kwargs)
-        return self._func(self._read(), *args, **kwargs)
-
-    def _is_method_of(self, instance: object) -> bool:
-        """Whether ``instance``'s class holds this very function under its name, inside other decorators.
-
-        A decorator stacked over this one (a ``functools.wraps`` wrapper, ``functools.lru_cache``,
-        ``property``) is looked up on the class instead and calls this object directly with
-        ``self`` first. The original guesses from the name alone; this follows the wrappers down
-        (``__wrapped__``, ``fget``, ``__func__``, ``func``) and must find this object.
-        """
-        try:
-            found: object = inspect.getattr_static(type(instance), self.__dict__["__name__"])
-        except (AttributeError, KeyError, TypeError):
-            return False
-        for _ in range(_MAX_UNWRAP):
-            if found is self:
-                return True
-            if isinstance(found, property):
-                found = found.fget
-            elif isinstance(found, (staticmethod, classmethod)):
-                found = found.__func__
-            elif isinstance(found, (functools.cached_property, functools.partialmethod)):
-                found = found.func
-            else:
-                found = inspect.getattr_static(found, "__wrapped__", None)
-            if found is None:
-                return False
-        return False
-
-    def __get__(self, instance: object, owner: type[Any] | None = None) -> Callable[..., _R]:
-        # Looked up on a class, like a function: the instance then comes as the first argument.
-        return self._method if instance is None else types.MethodType(self._method, instance)
-
-    def __reduce__(self) -> str:
-        return str(self.__dict__["__qualname__"])  # pickled by name, as a function is
-
-
-class InjectKeywordedSecretString:
-    """Decorator: pass keys of a JSON secret as keyword arguments.
-
-    ``@InjectKeywordedSecretString("id", cache, user="username", pw="password")`` makes each call
-    of the function pass ``user=`` and ``pw=`` from the secret's ``username`` and ``password``
-    keys, read from ``cache`` at each call, plus the caller's own arguments. Thread-safe.
-
-    Args:
-        secret_id: The secret to read; its string must be a JSON object.
-        cache: A :class:`SecretCache` (anything with ``get_secret_string(secret_id=...)``).
-        **kwargs: Keyword argument of the function -> key of the JSON object.
-
-    The wrapper raises ``RuntimeError`` when the secret is not valid JSON, is not a JSON object,
-    holds binary data, or lacks a key (the original's messages; it raises ``TypeError`` for the
-    middle two). The messages name the secret id and the key, never a value.
-    """
-
-    def __init__(self, secret_id: str, cache: _SecretSource, **kwargs: str) -> None:
-        self.cache = cache
-        self.kwarg_map = kwargs
-        self.secret_id = secret_id
-
-    def __call__(self, func: Callable[..., _R]) -> Callable[..., _R]:
-        """Return ``func`` with the keyword arguments injected; its name, docstring and signature are kept."""
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> _R:
-            return func(*args, **self._resolve(), **kwargs)
-
-        return wrapper
-
-    def _resolve(self) -> dict[str, Any]:
-        secret_id = self.secret_id
-        text = self.cache.get_secret_string(secret_id=secret_id)
-        if text is None:
-            raise RuntimeError(f"Cached secret is not valid JSON: secret {secret_id!r} holds binary data")
-        try:
-            document = json.loads(text)
-        except (ValueError, RecursionError):
-            # Not chained: json's error carries the secret's text in its ``doc`` attribute.
-            raise RuntimeError(f"Cached secret is not valid JSON (secret {secret_id!r})") from None
-        if not isinstance(document, dict):
-            raise RuntimeError(f"Cached secret is not a JSON object (secret {secret_id!r})")
-        resolved = {}
-        for name, key in self.kwarg_map.items():
-            try:
-                resolved[name] = document[key]
-            except KeyError as err:
-                raise RuntimeError(f"Cached secret does not contain key {key} (secret {secret_id!r})") from err
-        return resolved
+publish(globals(), ["InjectKeywordedSecretString", "InjectSecretString"])  # defined in _official_decorators
