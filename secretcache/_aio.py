@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from secretcache._cache import ChangeListener, SecretCache, store_of
-from secretcache._entry import Entry, binary_of, json_of, string_of, value_of
+from secretcache._entry import Entry, binary_of, json_of, refresh_result, string_of, value_of
 from secretcache._keys import check_read
 from secretcache._policy import Duration, RetryPolicy
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from secretcache._errors import SecretCacheError
     from secretcache._stats import CacheStats
-    from secretcache._value import SecretValue
+    from secretcache._value import RefreshResult, SecretValue
 
 __all__ = ["AsyncSecretCache", "wake"]
 
@@ -188,6 +188,14 @@ class AsyncSecretCache:
         """Fetch a secret now, whatever its age; see :meth:`SecretCache.refresh`."""
         return await self.get_secret(secret_id, version_stage=version_stage, version_id=version_id, force_refresh=True)
 
+    async def try_refresh(
+        self, secret_id: str, *, version_stage: str | None = None, version_id: str | None = None
+    ) -> RefreshResult:
+        """Fetch a secret now and say what the fetch found; see :meth:`SecretCache.try_refresh`."""
+        key, _, _ = check_read(secret_id, version_stage, version_id, True, None)
+        before = self._store.entries.get(key)
+        return refresh_result(before, await self._get(secret_id, version_stage, version_id, True, None))
+
     async def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
         """Warm many secrets with batch calls, in a worker thread; see :meth:`SecretCache.prefetch`."""
         if isinstance(secret_ids, (str, bytes)):
@@ -205,6 +213,11 @@ class AsyncSecretCache:
     def stats(self) -> CacheStats:
         """Return a snapshot of the counters; see :meth:`SecretCache.stats`."""
         return self._cache.stats()
+
+    @property
+    def max_size(self) -> int:
+        """Most entries the wrapped cache holds; see :attr:`SecretCache.max_size`."""
+        return self._cache.max_size
 
     @property
     def clock(self) -> Callable[[], float]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from secretcache import redaction
-from secretcache._entry import Entry, binary_of, json_of, string_of, value_of
+from secretcache._entry import Entry, binary_of, json_of, refresh_result, string_of, value_of
 from secretcache._errors import SecretCacheError
 from secretcache._fetcher import Fetcher, build_client, default_region
 from secretcache._fork import track
@@ -30,7 +30,7 @@ from secretcache._policy import (
 from secretcache._regions import Regions, check_primary, check_replicas, region_of
 from secretcache._stats import CacheStats, Counters
 from secretcache._store import Store
-from secretcache._value import ChangeListener, RefreshResult, SecretValue
+from secretcache._value import ChangeListener, SecretValue
 from secretcache._worker import BackgroundPool
 
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from typing_extensions import Self
+
+    from secretcache._value import RefreshResult
 
 __all__ = ["DEFAULT_RETRY", "ChangeListener", "SecretCache", "dropped_keys", "store_of"]
 
@@ -411,13 +413,7 @@ class SecretCache:
         """
         key, _, _ = check_read(secret_id, version_stage, version_id, True, None)
         before = self._entries.get(key)
-        previous = before.value if before is not None else None
-        entry = self._store.read(key, True, None)
-        return RefreshResult(
-            value=value_of(entry),
-            stale=entry.failure is not None,
-            previous_version_id=None if previous is None else previous.version_id,
-        )
+        return refresh_result(before, self._store.read(key, True, None))
 
     def invalidate(self, secret_id: str | None = None) -> int:
         """Drop every cached entry of a secret, or of all secrets when called without one.

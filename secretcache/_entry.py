@@ -9,12 +9,23 @@ from typing import TYPE_CHECKING, Any
 from secretcache._errors import SecretCacheError, SecretFormatError, SecretUnavailableError
 from secretcache._json import parse_document, select_key, thaw
 from secretcache._logs import LogLine
-from secretcache._value import SecretValue
+from secretcache._value import RefreshResult, SecretValue
 
 if TYPE_CHECKING:
     from secretcache._policy import RetryPolicy, Timing
 
-__all__ = ["Entry", "Failure", "binary_of", "failed_entry", "fresh_entry", "json_of", "string_of", "thaw", "value_of"]
+__all__ = [
+    "Entry",
+    "Failure",
+    "binary_of",
+    "failed_entry",
+    "fresh_entry",
+    "json_of",
+    "refresh_result",
+    "string_of",
+    "thaw",
+    "value_of",
+]
 
 _UNPARSED: Any = object()
 
@@ -162,6 +173,16 @@ def value_of(entry: Entry) -> SecretValue:
     """The entry's :class:`SecretValue` (entries handed to readers always hold one)."""
     assert entry.value is not None
     return entry.value
+
+
+def refresh_result(before: Entry | None, entry: Entry) -> RefreshResult:
+    """What a forced fetch found: ``entry`` is its outcome, ``before`` the key's entry when it started."""
+    previous = before.value if before is not None else None
+    return RefreshResult(
+        value=value_of(entry),
+        stale=entry.failure is not None,  # the fetch failed and the last good value was kept
+        previous_version_id=None if previous is None else previous.version_id,
+    )
 
 
 def json_of(entry: Entry, secret_id: str, key: str | None) -> Any:

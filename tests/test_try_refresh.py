@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from secretcache import RefreshResult, SecretCache, SecretNotFoundError
+from secretcache import AsyncSecretCache, RefreshResult, SecretCache, SecretNotFoundError
 from tests.conftest import Calls, FakeClock
 from tests.test_cache import make_cache, rotate
 
@@ -56,3 +56,18 @@ def test_max_size_reads_the_setting(client: Any) -> None:
     assert cache.max_size == 7
     with pytest.raises(AttributeError):
         cache.max_size = 8  # type: ignore[misc]
+
+
+async def test_the_async_twin_reports_the_same(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """AsyncSecretCache.try_refresh and max_size behave as the thread-safe cache's."""
+    admin.create_secret(Name="db", SecretString=SECRET)
+    cache = AsyncSecretCache(cache=make_cache(client, clock, max_size=5))
+    assert cache.max_size == 5
+    first = await cache.try_refresh("db")
+    old, new = rotate(admin, "db", "pw-2")
+    moved = await cache.try_refresh("db")
+    assert (first.previous_version_id, first.value.version_id) == (None, old)
+    assert (moved.previous_version_id, moved.value.version_id, moved.changed, moved.stale) == (old, new, True, False)
+    calls.fail_with("InternalServiceError", status=500)
+    failed = await cache.try_refresh("db")
+    assert (failed.stale, failed.changed, failed.value.version_id) == (True, False, new)

@@ -72,6 +72,9 @@ async def use_async_cache() -> None:
     blob: bytes = await cache.get_secret_binary("key")
     document: Any = await cache.get_secret_json("db", "user")
     value: SecretValue = await cache.refresh("db")
+    result: RefreshResult = await cache.try_refresh("db", version_id="v1")
+    size: int = cache.max_size
+    print(result.changed, size)
     failures: dict[str, SecretCacheError] = await cache.prefetch(["a", "b"])
     dropped: int = cache.invalidate()
     stats: CacheStats = cache.stats()
