@@ -124,6 +124,8 @@ def test_a_stage_that_is_not_a_string_reads_none(lib: ModuleType, admin: Any, cl
     assert cache.get_secret_string("db", stage) is None
     assert cache.get_secret_binary("db", stage) is None
     assert cache.get_secret_string("db", 0) == SECRET  # a falsy stage means the default, in both
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        cache.get_secret_string("nosuch", stage)  # the secret itself is still looked up
 
 
 def test_a_missing_label_reads_none_and_a_missing_secret_raises(admin: Any) -> None:
@@ -153,9 +155,13 @@ def test_a_missing_label_costs_one_describe_per_fetch(admin: Any, client: Any, c
         if operation == "DescribeSecret":
             raise client.exceptions.ClientError({"Error": {"Code": "AccessDeniedException"}}, operation)
 
-    calls.add_fault(refuse_describe)  # DescribeSecret not allowed: the GetSecretValue error stands
-    with pytest.raises(client.exceptions.ResourceNotFoundException):
-        build(adapter, client).get_secret_string("db", "AWSPENDING")
+    remove = calls.add_fault(refuse_describe)  # DescribeSecret not allowed: the GetSecretValue error stands
+    other = build(adapter, client)
+    for _ in range(2):
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            other.get_secret_string("db", "AWSPENDING")
+    remove()  # allowed again: that answer was not kept, the next read asks again
+    assert other.get_secret_string("db", "AWSPENDING") is None
 
 
 def test_reads_name_the_staging_label_even_for_awscurrent() -> None:

@@ -212,8 +212,7 @@ class SecretCache:
         self._labels_lock = threading.Lock()
         self._labels_max = cache.max_size
         # GetSecretValue's ResourceNotFoundException does not say whether the secret or only the
-        # label is missing: DescribeSecret tells, once per remembered error (the cache re-raises
-        # a remembered failure with the same botocore error as cause until it fetches again).
+        # label is missing: DescribeSecret tells, about once per fetch (see _exists).
         self._secret_exists: weakref.WeakKeyDictionary[BaseException, bool] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
@@ -286,7 +285,10 @@ class SecretCache:
         if not isinstance(secret_id, str) or not secret_id:
             _check_params(secret_id)  # raises ParamValidationError, as botocore does for the original
         if not isinstance(label, str):
-            return None  # the original looks the label up among the version's labels and finds nothing
+            # The original describes the secret (raising if that fails), then finds no version
+            # carrying such a label: the default label's read stands for the description.
+            self._read(secret_id, None)
+            return None
         if label != self._stage:
             self._remember(secret_id, label)
         try:
@@ -304,20 +306,31 @@ class SecretCache:
             _raise_as_original(err)
 
     def _exists(self, secret_id: str, cause: BaseException | None) -> bool:
-        """Whether the secret of a ``ResourceNotFoundException`` exists (``DescribeSecret``, once per error)."""
+        """Whether the secret of a ``ResourceNotFoundException`` exists, by ``DescribeSecret``.
+
+        A definite answer is kept for ``cause``, the botocore error the cache re-raises until it
+        fetches again; a failed ``DescribeSecret`` (not allowed, throttled) counts as "missing"
+        for this read only, so the ``GetSecretValue`` error stands. Readers that meet a new
+        ``cause`` at the same moment may each ask.
+        """
         if not isinstance(cause, ClientError):
             return False
         with self._labels_lock:
             known = self._secret_exists.get(cause)
-        if known is None:
-            try:
-                self._cache.client.describe_secret(SecretId=secret_id)
-            except (ClientError, BotoCoreError, secretcache.SecretCacheError):
-                known = False  # missing, or DescribeSecret not allowed: the GetSecretValue error stands
-            else:
-                known = True
-            with self._labels_lock:
-                self._secret_exists[cause] = known
+        if known is not None:
+            return known
+        try:
+            self._cache.client.describe_secret(SecretId=secret_id)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                return False
+            known = False
+        except (BotoCoreError, secretcache.SecretCacheError):
+            return False
+        else:
+            known = True
+        with self._labels_lock:
+            self._secret_exists[cause] = known
         return known
 
     def _remember(self, secret_id: str, label: str) -> None:
