@@ -94,6 +94,7 @@ RECIPE = [
     ("stubber.add_client_error('describe_secret')", "stubber.add_client_error('get_secret_value')", 1),
 ]
 
+PEER_RUN = "aws-secretsmanager-caching 1.2.0 itself"
 ADAPTER = "secretcache.compat.aws_secretsmanager_caching"
 RECIPE_RUN = "the adapter, with docs/migrating.md's Stubber recipe applied to the peer's stubs"
 
@@ -159,6 +160,14 @@ def run(source: Path, label: str, pythonpath: list[Path]) -> dict[str, tuple[str
          "--continue-on-collection-errors", "-o", "addopts=", f"--junitxml={report}"],
         cwd=source, env=env, check=False, stdout=subprocess.DEVNULL,
     )  # fmt: skip
+    return outcomes_of(report)
+
+
+def outcomes_of(report: Path) -> dict[str, tuple[str, str]]:
+    """Each test's outcome and first message line in a junit report.
+
+    Keyed ``file::class::test``, or ``file`` for a module that failed to import.
+    """
     outcomes: dict[str, tuple[str, str]] = {}
     for case in ET.parse(report).getroot().iter("testcase"):  # noqa: S314 - our own report
         # "test.unit.test_x.TestClass" + "test_y"; a module that failed to import: "" + "test.unit.test_x"
@@ -202,17 +211,22 @@ def main() -> int:
         adapter_path = [shim.parent, root]
         recipe = apply_recipe(source, work / "recipe")
         results = {
-            "aws-secretsmanager-caching 1.2.0 itself": run(source, "peer", []),
+            PEER_RUN: run(source, "peer", []),
             ADAPTER: run(source, "adapter", adapter_path),
             RECIPE_RUN: run(recipe, "recipe", adapter_path),
         }
     for label, outcomes in results.items():
         passed = sum(outcome == "passed" for outcome, _ in outcomes.values())
-        print(f"== {label}: {passed} of {len(outcomes)} passed")
+        modules = sum("::" not in key for key in outcomes)
+        unimported = f"; {modules} test modules could not be imported" if modules else ""
+        print(f"== {label}: {passed} of {len(outcomes) - modules} tests passed{unimported}")
         for key, (outcome, message) in sorted(outcomes.items()):
             if outcome != "passed":
                 print(f"   {outcome}: {key}: {message}")
-    problems = [
+    peer = results[PEER_RUN]
+    broken = [key for key in sorted(peer) if peer[key][0] != "passed"]
+    problems = [f"{PEER_RUN}: {key} does not pass: the environment is broken" for key in broken]
+    problems += [
         f"{label}: {problem}"
         for label, expected in ((ADAPTER, EXPECTED), (RECIPE_RUN, EXPECTED_WITH_RECIPE))
         for problem in check(results[label], expected)
