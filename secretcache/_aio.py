@@ -62,6 +62,7 @@ class AsyncSecretCache:
         replica_regions: See :class:`SecretCache` (default none).
         replica_ttl: See :class:`SecretCache` (default 60 s).
         clock: See :class:`SecretCache`.
+        send_current_stage: See :class:`SecretCache` (default ``True``).
         cache: Wrap this existing :class:`SecretCache` instead of building one; then no other
             argument may be given.
 
@@ -86,6 +87,7 @@ class AsyncSecretCache:
         replica_regions: Sequence[str | SecretsManagerClient] = DEFAULT,
         replica_ttl: Duration = DEFAULT,
         clock: Callable[[], float] | None = None,
+        send_current_stage: bool = DEFAULT,
         cache: SecretCache | None = None,
     ) -> None:
         settings: dict[str, Any] = {
@@ -98,6 +100,7 @@ class AsyncSecretCache:
             "retry": retry,
             "replica_regions": replica_regions,
             "replica_ttl": replica_ttl,
+            "send_current_stage": send_current_stage,
         }
         given = {name: value for name, value in settings.items() if value is not DEFAULT}
         for name, value in (("ttl_overrides", ttl_overrides), ("clock", clock)):

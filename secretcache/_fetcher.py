@@ -413,7 +413,11 @@ class Fetcher:
         sleep: Callable[[float], None] = time.sleep,
         regions: Regions | None = None,
         clock: Callable[[], float] | None = None,
+        send_current_stage: bool = True,
     ) -> None:
+        if not isinstance(send_current_stage, bool):
+            raise TypeError(f"send_current_stage must be a bool, not {type(send_current_stage).__name__}")
+        self._send_current_stage = send_current_stage
         self._client: Lazy[SecretsManagerClient] = Lazy(client, self._build, wait=retry.deadline)
         self._counters = counters
         self._retry = retry
@@ -448,8 +452,10 @@ class Fetcher:
     ) -> SecretValue:
         """Fetch one version of a secret; AWSCURRENT when neither stage nor version id is given.
 
-        ``VersionStage`` is always sent when no version id is asked for, so the label is never
-        left for the service to default. ``fetch``, when given, counts the attempts.
+        ``VersionStage`` is sent whenever no version id is asked for, so the label is never left
+        for the service to default, unless the cache was built with ``send_current_stage=False``:
+        then a read of AWSCURRENT sends only ``SecretId``, as plain boto3 code does. ``fetch``,
+        when given, counts the attempts.
 
         Raises:
             SecretCacheError: The typed error matching the failure, the botocore error chained.
@@ -457,7 +463,7 @@ class Fetcher:
         kwargs: dict[str, Any] = {}
         if version_id is not None:
             kwargs["VersionId"] = version_id
-        if version_stage is not None or version_id is None:
+        if version_stage is not None or (version_id is None and self._send_current_stage):
             kwargs["VersionStage"] = version_stage or DEFAULT_STAGE
 
         def attempt(client: SecretsManagerClient, region: str | None) -> GetSecretValueResponseTypeDef:

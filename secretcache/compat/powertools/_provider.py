@@ -1,87 +1,51 @@
-"""A Powertools ``parameters`` provider whose values come from a :class:`~secretcache.SecretCache`.
+"""``SecretCacheProvider``: a Powertools secrets provider whose values come from a ``SecretCache``.
 
-Install the extra (``pip install 'secretcache[powertools]'``) and add one line before the
-handler; code written for Powertools keeps working, with single flight, refresh-ahead and
-stale-on-error underneath::
-
-    from aws_lambda_powertools.utilities import parameters
-    from secretcache.compat.powertools import install
-
-    install()  # parameters.get_secret() now reads through secretcache's process-wide cache
-
-    def handler(event, context):
-        api_key = parameters.get_secret("prod/payments/api-key")
-        db = parameters.get_secret("prod/orders/db", transform="json")
-
-:func:`install` makes a :class:`SecretCacheProvider` the default secrets provider of
-``parameters.get_secret``, ``get_secrets_by_name`` and ``set_secret``; :func:`uninstall` gives
-them back to Powertools. A provider can also be passed wherever Powertools takes one.
-
-How Powertools' arguments map to the cache:
-
-============================  ==================================================================
-Powertools                    secretcache
-============================  ==================================================================
-``name``                      ``secret_id`` (a name, full ARN or partial ARN)
-``max_age=None``              resolved as Powertools does: ``POWERTOOLS_PARAMETERS_MAX_AGE``,
-                              else 300 s
-``max_age=N``                 ``ttl=N`` for the fetch this read causes and the refreshes that
-                              follow it; a value already cached is served until its own TTL
-                              (as in Powertools, where ``max_age`` is stored with the value)
-``max_age<=0``                ``ttl=0``: every read fetches (concurrent reads share the fetch)
-``force_fetch=True``          ``force_refresh=True`` (during an outage the cached value is served)
-``transform``                 applied to the cached value like Powertools does; JSON is parsed
-                              once per version and each read gets its own copy
-``VersionId=``,               ``version_id=``, ``version_stage=``, cached per version
-``VersionStage=``
-``get_multiple(names)``       :meth:`SecretCache.prefetch` (one ``BatchGetSecretValue`` per 20
-                              secrets not fresh), then one read per name
-============================  ==================================================================
-
-Errors keep Powertools' types: :class:`GetParameterError` for a failed read (chained from the
-typed secretcache error), :class:`TransformParameterError` for a failed transform,
-``GetSecretError`` for ``get_multiple``. Unlike Powertools' messages, none holds or chains a
-secret value. The cache's own ``ttl``/``ttl_overrides`` (``SECRETCACHE_TTL``) apply to reads
-made on the cache directly and to values warmed by ``get_multiple``'s batch; ``max_age`` to
-values fetched through :meth:`SecretCacheProvider.get`.
+Public API of the cache only: every read is one of :class:`~secretcache.SecretCache`'s getters.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from secretcache._cache import SecretCache, store_of
-from secretcache._entry import Entry, json_of, value_of
-from secretcache._errors import SecretCacheError, SecretFormatError, SecretUnavailableError
-from secretcache._json import parse_document
-from secretcache._keys import check_read
+import boto3
+
+from secretcache import SecretCache, SecretCacheError, SecretFormatError, SecretUnavailableError, SecretValue
 from secretcache.aws_lambda import default_cache
 
 try:
     from aws_lambda_powertools.shared.constants import PARAMETERS_MAX_AGE_ENV
     from aws_lambda_powertools.utilities.parameters import BaseProvider, SecretsProvider
     from aws_lambda_powertools.utilities.parameters import exceptions as _powertools_errors
-    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_MAX_AGE_SECS, DEFAULT_PROVIDERS
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_MAX_AGE_SECS
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 except ImportError as err:  # pragma: no cover - exercised only without the extra installed
     raise ImportError(
         "secretcache.compat.powertools needs aws-lambda-powertools: pip install 'secretcache[powertools]'"
     ) from err
 
-_GetSecretError: type[Exception] = getattr(_powertools_errors, "GetSecretError", GetParameterError)
+try:
+    from aws_lambda_powertools.warnings import PowertoolsDeprecationWarning as _ConfigWarning
+except ImportError:  # pragma: no cover - Powertools 2.x, before its own warning class
+    _ConfigWarning = DeprecationWarning  # type: ignore[assignment,misc]
+
+GetSecretError: type[Exception] = getattr(_powertools_errors, "GetSecretError", GetParameterError)
 """What ``get_multiple`` raises: Powertools' ``GetSecretError``, new with its batch secret reads
 (``get_secrets_by_name``, 2025); before them, ``GetParameterError`` as Powertools then raised."""
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters.types import TransformOptions
+    from botocore.config import Config
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_secretsmanager.type_defs import CreateSecretResponseTypeDef
 
-__all__ = ["SecretCacheProvider", "install", "uninstall"]
+__all__ = ["GetSecretError", "SecretCacheProvider"]
 
 _TRANSFORMS = {"json": "json", ".json": "json", "binary": "binary", ".binary": "binary", "auto": "auto"}
 """Transform names Powertools accepts (its ``TRANSFORM_METHOD_MAPPING``) -> what they do."""
@@ -93,35 +57,83 @@ _READ_OPTIONS = frozenset({"SecretId", "VersionId", "VersionStage"})
 class SecretCacheProvider(BaseProvider):
     """A Powertools secrets provider that reads through a :class:`~secretcache.SecretCache`.
 
-    Use it wherever Powertools takes a provider, or make it the default of
-    ``parameters.get_secret`` with :func:`install`. ``get`` and ``get_multiple`` keep the
-    signatures, return values and exception types of Powertools' ``SecretsProvider``; the values
-    come from the cache, so concurrent reads of a cold secret make one call, secrets read
+    Use it wherever Powertools takes a provider, in place of ``SecretsProvider``, or through
+    :mod:`secretcache.compat.powertools.parameters`. ``get``, ``get_multiple`` and ``set`` keep
+    the signatures, return values and exception types of Powertools' ``SecretsProvider``; the
+    values come from the cache, so concurrent reads of a cold secret make one call, secrets read
     regularly are refreshed in the background, and the last good value is served through an
     outage. Powertools' per-provider store (``self.store``) is bypassed and stays empty: the
     cache is the only copy, shared by every transform and every provider over the same cache.
 
-    Safe to share across threads. It holds no resources of its own: closing is the cache's
-    business.
+    Safe to share across threads. It holds no resources of its own beyond the cache it builds
+    when given Powertools' client arguments (closed with :meth:`SecretCache.close` via
+    :attr:`cache`).
 
     Args:
-        cache: The cache to read through; by default the process-wide
+        cache: The cache to read through. By default the process-wide
             :func:`secretcache.aws_lambda.default_cache`, looked up on each read (so it follows
             :func:`~secretcache.aws_lambda.reset_default_cache`) and built here once, so that
             invalid ``SECRETCACHE_*`` variables fail now rather than at the first read.
+        config: Powertools' deprecated name of ``boto_config`` (warns as Powertools does).
+        boto_config: A botocore ``Config`` for the client built from ``boto3_session``.
+        boto3_session: The boto3 session to build the ``secretsmanager`` client from.
+        boto3_client: The ``secretsmanager`` client to call (``boto3_session`` is then ignored).
+
+    Given any of the last four, as to ``SecretsProvider``, the provider builds its own
+    ``SecretCache`` over that client (default settings, ``send_current_stage=False``: a read of
+    the current version sends only ``SecretId``, like Powertools), and :attr:`client` is that
+    client, so a botocore ``Stubber`` on it sees the calls Powertools would make.
 
     Raises:
-        TypeError: ``cache`` is not a :class:`~secretcache.SecretCache` or ``None``.
-        ValueError: A ``SECRETCACHE_*`` variable is invalid (``cache=None`` only).
+        TypeError: ``cache`` is not a :class:`~secretcache.SecretCache` or ``None``, or comes
+            with Powertools' client arguments.
+        ValueError: A ``SECRETCACHE_*`` variable is invalid (default cache only).
     """
 
-    def __init__(self, cache: SecretCache | None = None) -> None:
+    def __init__(
+        self,
+        cache: SecretCache | None = None,
+        *,
+        config: Config | None = None,
+        boto_config: Config | None = None,
+        boto3_session: boto3.session.Session | None = None,
+        boto3_client: SecretsManagerClient | None = None,
+    ) -> None:
         if cache is not None and not isinstance(cache, SecretCache):
-            raise TypeError(f"cache must be a SecretCache or None, not {type(cache).__name__}")
-        if cache is None:
+            hint = " (pass Powertools' arguments by keyword: config=, boto_config=, ...)" if _is_boto(cache) else ""
+            raise TypeError(f"cache must be a SecretCache or None, not {type(cache).__name__}{hint}")
+        given = [
+            name
+            for name, value in (
+                ("config", config),
+                ("boto_config", boto_config),
+                ("boto3_session", boto3_session),
+                ("boto3_client", boto3_client),
+            )
+            if value is not None
+        ]
+        if cache is not None and given:
+            raise TypeError(
+                f"cache= cannot be combined with {', '.join(given)}: those build the provider's own cache; "
+                "give the SecretCache its client instead"
+            )
+        if config is not None:
+            warnings.warn(
+                "The 'config' parameter is deprecated in V3 and will be removed in V4. "
+                "Please use 'boto_config' instead.",
+                category=_ConfigWarning,
+                stacklevel=2,
+            )
+        if given:
+            if boto3_client is None:
+                session = boto3_session or boto3.session.Session()
+                boto3_client = session.client("secretsmanager", config=boto_config or config)
+            cache = SecretCache(boto3_client, send_current_stage=False)
+        elif cache is None:
             default_cache()
-        # No client for Powertools to tag with its user agent: the cache owns the client.
-        super().__init__()  # type: ignore[no-untyped-call]  # Powertools leaves BaseProvider.__init__ unannotated
+        # Powertools tags the client it was given or built with its user agent; a cache's own
+        # client is the cache's business.
+        super().__init__(client=boto3_client)  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
         self._cache = cache
         self._writer: SecretsProvider | None = None
 
@@ -130,8 +142,17 @@ class SecretCacheProvider(BaseProvider):
 
     @property
     def cache(self) -> SecretCache:
-        """The cache values come from: the one given, else :func:`~secretcache.aws_lambda.default_cache`."""
+        """The cache values come from: the one given or built, else :func:`~secretcache.aws_lambda.default_cache`."""
         return self._cache if self._cache is not None else default_cache()
+
+    @property
+    def client(self) -> SecretsManagerClient:
+        """The ``secretsmanager`` client the cache calls, as Powertools' ``SecretsProvider.client``.
+
+        Attach a botocore ``Stubber`` to it to script answers. Built on first access when the
+        cache builds its own.
+        """
+        return self.cache.client
 
     @overload
     def get(
@@ -174,8 +195,8 @@ class SecretCacheProvider(BaseProvider):
     ) -> Any:
         """Return a secret's value from the cache, fetching it only when the cache must.
 
-        Arguments may be positional, in Powertools' order. A hit takes no lock and makes no
-        call, whatever the arguments; a miss joins the fetch another thread is making.
+        Arguments may be positional, in Powertools' order. A miss joins the fetch another
+        thread is making.
 
         Args:
             name: The secret's name, full ARN or partial ARN.
@@ -188,7 +209,8 @@ class SecretCacheProvider(BaseProvider):
                 text), exactly as Powertools transforms.
             force_fetch: Fetch now even if a fresh value is cached (``force_refresh``); if
                 the fetch fails transiently, the cached value is served.
-            **sdk_options: ``VersionId`` and/or ``VersionStage`` to read another version.
+            **sdk_options: ``VersionId`` and/or ``VersionStage`` to read another version
+                (``SecretId`` is ignored: ``name`` wins, as in Powertools).
 
         Raises:
             GetParameterError: The secret could not be read (not found, access denied, Secrets
@@ -200,19 +222,14 @@ class SecretCacheProvider(BaseProvider):
             ValueError: ``POWERTOOLS_PARAMETERS_MAX_AGE`` is not an integer.
         """
         _check_transform(transform)
-        store = store_of(self.cache)
-        force = bool(force_fetch)  # Powertools tests truthiness
-        if not force and not sdk_options:
-            entry = store.hit(name)  # a non-str misses; check_read then says why
-            if entry is not None:  # fresh: max_age would only matter to a fetch
-                return _transform(entry, name, transform)
         ttl = _ttl(max_age)
         version_stage, version_id = _version_options(sdk_options)
         try:
-            entry = store.read(*check_read(name, version_stage, version_id, force, ttl))
+            return _read(self.cache, name, transform, version_stage, version_id, bool(force_fetch), ttl)
+        except TransformParameterError:
+            raise
         except Exception as err:  # Powertools wraps every failed read in GetParameterError
             raise GetParameterError(str(err)) from err
-        return _transform(entry, name, transform)
 
     def get_multiple(  # type: ignore[override]  # SecretsProvider's signature: names, not a path
         self,
@@ -253,25 +270,40 @@ class SecretCacheProvider(BaseProvider):
             TypeError: ``max_age`` is not a number (before any call).
         """
         if not names:
-            raise _GetSecretError("You must provide at least one secret name")
+            raise GetSecretError("You must provide at least one secret name")
         if isinstance(names, (str, bytes)) or not all(isinstance(name, str) for name in names):
-            raise _GetSecretError(f"names must be a list of secret names, not {type(names).__name__}")
+            raise GetSecretError(f"names must be a list of secret names, not {type(names).__name__}")
         if sdk_options:
-            raise _GetSecretError(
+            raise GetSecretError(
                 f"unsupported option(s) {', '.join(sorted(sdk_options))}: SecretCacheProvider.get_multiple() "
                 "reads the named secrets only"
             )
         ttl = _ttl(max_age)
         _check_transform(transform)
-        entries = self._entries(list(dict.fromkeys(names)), bool(force_fetch), ttl)
+        unique = list(dict.fromkeys(names))
+        force = bool(force_fetch)
+        cache = self.cache
+        try:
+            if not force and ttl > 0:  # a batch cannot force, nor give its values this read's TTL
+                cache.prefetch(unique)
+        except Exception as err:
+            raise GetSecretError(f"Failed to retrieve secrets: {err}") from err
         values: dict[str, Any] = {}
-        for name, entry in entries.items():
+        for name in unique:
             try:
-                values[name] = _transform(entry, name, transform)
+                values[name] = _read(cache, name, transform, None, None, force, ttl)
             except TransformParameterError:
                 if raise_on_transform_error:
                     raise
                 values[name] = None
+            except SecretUnavailableError as err:  # an outage: Powertools' batch call would fail too
+                raise GetSecretError(f"Failed to retrieve secrets: {err}") from err
+            except SecretCacheError:  # one secret's answer (not found, denied, ...): left out
+                continue
+            except Exception as err:
+                raise GetSecretError(f"Failed to retrieve secrets: {err}") from err
+        if not values:
+            raise GetSecretError(f"No secrets found matching the provided names: {names}")
         return values
 
     def set(
@@ -285,8 +317,8 @@ class SecretCacheProvider(BaseProvider):
         """Write a secret with Powertools' ``SecretsProvider.set``, then drop it from the cache.
 
         The write goes through the cache's client (``PutSecretValue``, else ``CreateSecret``),
-        so ``parameters.set_secret`` keeps working after :func:`install`; once it succeeded,
-        the next read fetches the new value.
+        so ``parameters.set_secret`` keeps working; once it succeeded, the next read fetches the
+        new value.
 
         Raises:
             SetSecretError: The write failed (from Powertools).
@@ -317,88 +349,77 @@ class SecretCacheProvider(BaseProvider):
     def _get(self, name: str, **sdk_options: Any) -> str | bytes:
         """The raw value (``SecretString`` or ``SecretBinary``), for Powertools' own code paths."""
         version_stage, version_id = _version_options(sdk_options)
-        return _raw(_read(self.cache, name, version_stage, version_id, False, None))
+        return _raw(self.cache.get_secret(name, version_stage=version_stage, version_id=version_id))
 
     def _get_multiple(self, names: list[str], **sdk_options: Any) -> dict[str, Any]:  # type: ignore[override]
         """The raw values of ``names``, for Powertools' own code paths (see :meth:`get_multiple`)."""
         return self.get_multiple(names, **sdk_options)
 
-    def _entries(self, names: list[str], force: bool, ttl: float) -> dict[str, Entry]:
-        """Read ``names``, warming them with one batch call per 20 first when that is allowed."""
-        cache = self.cache
-        try:
-            if not force and ttl > 0:  # a batch cannot force, nor give its values this read's TTL
-                cache.prefetch(names)
-        except Exception as err:
-            raise _GetSecretError(f"Failed to retrieve secrets: {err}") from err
-        entries: dict[str, Entry] = {}
-        for name in names:
-            try:
-                entries[name] = _read(cache, name, None, None, force, ttl)
-            except SecretUnavailableError as err:  # an outage: Powertools' batch call would fail too
-                raise _GetSecretError(f"Failed to retrieve secrets: {err}") from err
-            except SecretCacheError:  # one secret's answer (not found, denied, ...): left out
-                continue
-            except Exception as err:
-                raise _GetSecretError(f"Failed to retrieve secrets: {err}") from err
-        if not entries:
-            raise _GetSecretError(f"No secrets found matching the provided names: {names}")
-        return entries
 
-
-def install(cache: SecretCache | None = None) -> SecretCacheProvider:
-    """Make a :class:`SecretCacheProvider` the default secrets provider of Powertools.
-
-    ``parameters.get_secret``, ``get_secrets_by_name`` and ``set_secret`` then go through it.
-    Call it once, at import time of the handler's module. Powertools' ``clear_caches()``
-    forgets every default provider, this one included: call ``install()`` again after it.
-
-    Args:
-        cache: The cache to read through; by default the process-wide
-            :func:`secretcache.aws_lambda.default_cache`.
-
-    Returns:
-        The provider installed.
-
-    Raises:
-        TypeError: ``cache`` is not a :class:`~secretcache.SecretCache` or ``None``.
-        ValueError: A ``SECRETCACHE_*`` variable is invalid (``cache=None`` only).
-    """
-    provider = SecretCacheProvider(cache)
-    DEFAULT_PROVIDERS["secrets"] = provider
-    return provider
-
-
-def uninstall() -> bool:
-    """Undo :func:`install`: Powertools builds its own ``SecretsProvider`` again on next use.
-
-    Returns:
-        Whether a :class:`SecretCacheProvider` was the default and has been removed (a provider
-        of any other class is left in place).
-    """
-    if isinstance(DEFAULT_PROVIDERS.get("secrets"), SecretCacheProvider):
-        DEFAULT_PROVIDERS.pop("secrets", None)
-        return True
-    return False
+def _is_boto(value: object) -> bool:
+    """Whether ``value`` is one of Powertools' client arguments given positionally by mistake."""
+    return type(value).__module__.split(".")[0] in ("botocore", "boto3")
 
 
 def _read(
-    cache: SecretCache, name: object, version_stage: object, version_id: object, force: bool, ttl: float | None
-) -> Entry:
-    """The cache entry for one read: the lock-free hit when possible, else the store's slow path.
+    cache: SecretCache,
+    name: str,
+    transform: str | None,
+    version_stage: str | None,
+    version_id: str | None,
+    force: bool,
+    ttl: float,
+) -> Any:
+    """One read through the cache's public getters, transformed as Powertools' ``transform_value``.
 
-    A per-read TTL only matters to the fetch a read causes, so a fresh cached value is served
-    from the hot path even though Powertools passes ``max_age`` on every read.
+    JSON is parsed by :meth:`SecretCache.get_secret_json`, once per version, a private copy
+    each time. Powertools decodes binary values as UTF-8 before any transform, and picks the
+    ``"auto"`` transform from the text after the name's last dot. A transform error is raised
+    outside any ``except`` block and chained only from a secretcache error: nothing reachable
+    from it holds the value (``UnicodeDecodeError`` holds the bytes, ``JSONDecodeError`` the
+    document).
 
     Raises:
-        SecretCacheError: The typed error of the read (TypeError for an argument of the wrong type).
+        SecretCacheError: The read failed (``TypeError`` for an argument of the wrong type).
+        TransformParameterError: The value does not transform.
     """
-    store = store_of(cache)
-    if not force and version_stage is None and version_id is None:
-        entry = store.hit(name)  # type: ignore[arg-type]  # a non-key misses; check_read then says why
-        if entry is not None:
-            return entry
-    return store.read(*check_read(name, version_stage, version_id, force, ttl))
+    kind = _TRANSFORMS[transform] if transform else None
+    if kind == "auto":
+        suffix = name.rsplit(".", maxsplit=1)[-1]
+        kind = suffix if suffix in ("json", "binary") else None
+    cause: SecretFormatError | None = None
+    if kind == "json":
+        try:
+            return cache.get_secret_json(
+                name, version_stage=version_stage, version_id=version_id, force_refresh=force, ttl=ttl
+            )
+        except SecretFormatError as err:  # not JSON, or binary data: which one, the value says
+            cause = err
+        # The value is cached by now (with max_age <= 0 this reads it again).
+    value = cache.get_secret(name, version_stage=version_stage, version_id=version_id, force_refresh=force, ttl=ttl)
+    if not transform:
+        return _raw(value)
+    if cause is not None and value.secret_string is not None:
+        raise TransformParameterError(f"Unable to transform value using '{transform}' transform: {cause}") from cause
+    try:
+        text = value.secret_string if value.secret_string is not None else (value.secret_binary or b"").decode()
+        if kind is None:  # "auto" on a name without a known suffix: the value as text
+            return text
+        return json.loads(text) if kind == "json" else base64.b64decode(text)
+    except json.JSONDecodeError as err:  # its message gives a position, never the document
+        problem = f"{err.msg}: line {err.lineno} column {err.colno} (char {err.pos})"
+    except UnicodeDecodeError as err:
+        problem = f"secret {name!r} holds binary data that is not UTF-8 text (byte {err.start})"
+    except (binascii.Error, ValueError) as err:  # base64: the message never quotes the input
+        problem = str(err)
+    raise TransformParameterError(f"Unable to transform value using '{transform}' transform: {problem}")
+
+
+def _raw(value: SecretValue) -> str | bytes:
+    """The ``SecretString``, or the ``SecretBinary`` bytes, as Powertools' ``SecretsProvider`` returns."""
+    if value.secret_string is not None:
+        return value.secret_string
+    return value.secret_binary if value.secret_binary is not None else b""
 
 
 def _ttl(max_age: object) -> float:
@@ -443,49 +464,3 @@ def _version_options(sdk_options: Mapping[str, Any]) -> tuple[Any, Any]:
             f"unsupported option(s) {', '.join(unknown)}: SecretCacheProvider.get() takes VersionId and VersionStage"
         )
     return sdk_options.get("VersionStage"), sdk_options.get("VersionId")
-
-
-def _raw(entry: Entry) -> str | bytes:
-    """The ``SecretString``, or the ``SecretBinary`` bytes, as Powertools' ``SecretsProvider`` returns."""
-    value = value_of(entry)
-    if value.secret_string is not None:
-        return value.secret_string
-    return value.secret_binary if value.secret_binary is not None else b""
-
-
-def _transform(entry: Entry, name: str, transform: str | None) -> Any:
-    """The entry's value transformed exactly as Powertools' ``transform_value`` would.
-
-    Powertools decodes binary values as UTF-8 before any transform, and picks the ``"auto"``
-    transform from the text after the name's last dot. The error is raised after the ``except``
-    block, chained only from a secretcache error: nothing reachable from it holds the value
-    (``UnicodeDecodeError`` holds the bytes, ``JSONDecodeError`` the document).
-
-    Raises:
-        TransformParameterError: The value does not transform.
-    """
-    if not transform:
-        string = entry.string
-        return string if string is not None else _raw(entry)
-    kind: str | None = _TRANSFORMS[transform]
-    if kind == "auto":
-        suffix = name.rsplit(".", maxsplit=1)[-1]
-        kind = suffix if suffix in ("json", "binary") else None
-    value = value_of(entry)
-    cause: SecretFormatError | None = None
-    try:
-        if value.secret_string is not None:
-            if kind == "json":
-                return json_of(entry, name, None)  # parsed once per version; a private copy each time
-            return value.secret_string if kind is None else base64.b64decode(value.secret_string)
-        text = (value.secret_binary or b"").decode("utf-8")
-        if kind == "json":
-            return parse_document(text, name)
-        return text if kind is None else base64.b64decode(text)
-    except SecretFormatError as err:  # its message gives a position, never the value
-        cause, problem = err, str(err)
-    except UnicodeDecodeError as err:
-        problem = f"secret {name!r} holds binary data that is not UTF-8 text (byte {err.start})"
-    except (binascii.Error, ValueError) as err:  # base64: the message never quotes the input
-        problem = str(err)
-    raise TransformParameterError(f"Unable to transform value using '{transform}' transform: {problem}") from cause
