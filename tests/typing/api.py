@@ -127,6 +127,7 @@ def use_observability_regions_and_compat(cache: SecretCache) -> None:
     )
     from secretcache.compat.aws_secretsmanager_caching import SecretCache as OfficialShapedCache
     from secretcache.compat.powertools import SecretCacheProvider, install, uninstall
+    from secretcache.compat.powertools import parameters as our_parameters
     from secretcache.otel import instrument
 
     uninstrument = instrument(cache, secret_names=False)
@@ -150,4 +151,10 @@ def use_observability_regions_and_compat(cache: SecretCache) -> None:
     provider: SecretCacheProvider = install(cache)
     raw = parameters.get_secret("db", transform="json")
     removed: bool = uninstall()
-    print(region, failovers, text, refreshed, positional, keyworded, provider.cache, raw, removed)
+    stubbable = SecretCacheProvider(boto3_client=cache.client).client
+    by_name: dict[str, Any] = our_parameters.get_secrets_by_name(["db"], transform="json", max_age=60)
+    one = our_parameters.get_secret("db", "json", False, 60, VersionStage="AWSPENDING")
+    our_parameters.clear_caches()
+    plain = SecretCache(send_current_stage=False)
+    print(region, failovers, text, refreshed, positional, keyworded, provider.cache, raw, removed, stubbable)
+    print(by_name, one, plain)
