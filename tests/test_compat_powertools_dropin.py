@@ -35,6 +35,7 @@ from secretcache.aws_lambda import reset_default_cache
 from secretcache.compat.powertools import SecretCacheProvider
 from secretcache.compat.powertools import parameters as our_parameters
 from tests.conftest import REGION
+from tests.leaks import assert_value_absent
 
 NAME = "app/db-pass_1.x"
 VALUE = "s3cr3t-value-7f2e"
@@ -334,3 +335,18 @@ def test_adapter_uses_only_the_public_api() -> None:
                 parts = (node.module or "").split(".")
                 inside = parts[:3] == ["secretcache", "compat", "powertools"]
                 assert inside or not any(part.startswith("_") for part in parts), f"{path.name}: {node.module}"
+
+
+def test_transform_errors_through_the_switch_hold_no_value() -> None:
+    """Binary data that is not JSON, and text that is not base64, fail as TransformParameterError with no value."""
+    admin = boto3.client("secretsmanager", region_name=REGION)
+    admin.create_secret(Name="blob.json", SecretBinary=b"{not json: 9c3d")
+    admin.create_secret(Name="text", SecretString="not base64 9c3d!")
+    for name, transform in (("blob.json", "json"), ("blob.json", "auto"), ("text", "binary")):
+        with pytest.raises(our_parameters.TransformParameterError) as got:
+            our_parameters.get_secret(name, transform=transform)
+        assert_value_absent(got.value, "9c3d")
+    assert our_parameters.get_secrets_by_name(["blob.json", "text"], transform="json") == {
+        "blob.json": None,
+        "text": None,
+    }
