@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import ast
 import json
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -34,7 +36,7 @@ from secretcache import SecretCache
 from secretcache.aws_lambda import reset_default_cache
 from secretcache.compat.powertools import SecretCacheProvider
 from secretcache.compat.powertools import parameters as our_parameters
-from tests.conftest import REGION
+from tests.conftest import REGION, WATCHDOG, Calls, wait_until
 from tests.leaks import assert_value_absent
 
 NAME = "app/db-pass_1.x"
@@ -350,3 +352,25 @@ def test_transform_errors_through_the_switch_hold_no_value() -> None:
         "blob.json": None,
         "text": None,
     }
+
+
+def test_cold_stampede_through_the_switch_makes_one_call() -> None:
+    """16 threads calling get_secret on a cold secret through a boto3_client provider share one GetSecretValue."""
+    client = boto3.client("secretsmanager", region_name=REGION)
+    boto3.client("secretsmanager", region_name=REGION).create_secret(Name=NAME, SecretString=VALUE)
+    provider = our_parameters.SecretsProvider(boto3_client=client)
+    DEFAULT_PROVIDERS["secrets"] = provider
+    calls = Calls(client)
+    gate = calls.hold()
+    barrier = threading.Barrier(16)
+
+    def read() -> Any:
+        barrier.wait(timeout=WATCHDOG)
+        return our_parameters.get_secret(NAME)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        futures = [pool.submit(read) for _ in range(16)]
+        wait_until(lambda: provider.cache.stats().misses == 16)
+        gate.set()
+        assert [future.result(timeout=WATCHDOG) for future in futures] == [VALUE] * 16
+    assert calls["GetSecretValue"] == 1
