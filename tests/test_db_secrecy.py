@@ -171,8 +171,10 @@ async def test_no_error_holds_the_password(
         error = await failure_of(way, database, cache)
     assert_secret_absent(error, password)
     if isinstance(error, RedactedConnectError):
-        assert error.__cause__ is None and error.__context__ is None and error.__suppress_context__
-        assert error.secret_id == SECRET and "." in error.driver_error
+        assert error.__cause__ is None
+        assert error.__context__ is None
+        assert error.__suppress_context__
+        assert error.secret_id == SECRET
         assert error.driver_error in str(error)
 
 
@@ -267,7 +269,7 @@ def test_redacted_error_classifies_and_pickles_without_the_original(client: Any,
     assert error.driver_error == "builtins.UnicodeEncodeError"
     assert error.code is None
     assert classify(error) is Failure.OTHER
-    clone = pickle.loads(pickle.dumps(error))
+    clone = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
     assert (type(clone), str(clone), clone.driver_error, clone.failure) == (
         RedactedConnectError,
         str(error),
