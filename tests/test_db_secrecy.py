@@ -5,7 +5,8 @@ PostgreSQL and MariaDB servers of the suite with passwords drivers choke on (out
 lone surrogate, NUL, newline, quotes, 10 KB, text that looks like a connection string). The
 user's real password differs, so each connect fails, at the server or while the driver encodes
 the password; the error that leaves the library is searched for the password in every form
-(:func:`assert_secret_absent`). Passwords a server accepts are shown to log in.
+(:func:`assert_secret_absent`). Passwords a server accepts are shown to log in. The Django
+backend, whose settings are process-wide, is tried in a subprocess.
 """
 
 from __future__ import annotations
@@ -277,3 +278,53 @@ def test_redacted_error_classifies_and_pickles_without_the_original(client: Any,
         error.failure,
     )
     assert_secret_absent(error, "Zürich-漢字")
+
+
+# Django settings are process-wide: the backend is tried in its own interpreter.
+DJANGO_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, os.environ["REPO"])
+import boto3
+from moto import mock_aws
+from secretcache import SecretCache
+from tests.leaks import leaks_of
+
+password = json.loads(os.environ["SECRET"])["password"]
+with mock_aws():
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    sm.create_secret(Name="django/db", SecretString=os.environ["SECRET"])
+    import django
+    from django.conf import settings
+    settings.configure(DATABASES={"default": {"ENGINE": "secretcache.db.django.postgresql",
+                                              "SECRET_ID": "django/db", "SECRET_CACHE": SecretCache(sm)}})
+    django.setup()
+    from django.db import connection
+    try:
+        connection.ensure_connection()
+    except Exception as error:
+        found = [path for form in (password, repr(password)[1:-1], password.encode("utf-8", "surrogatepass"))
+                 for path in leaks_of(error, form)]
+        print(json.dumps({"type": type(error).__module__ + "." + type(error).__qualname__, "found": found}))
+"""
+
+
+def test_django_backend_error_holds_no_password(users: dict[str, Database], tmp_path: Any) -> None:
+    """The Django backend lets out no error holding the password (psycopg's UnicodeEncodeError for a surrogate)."""
+    pytest.importorskip("django", reason="Django is not installed; pip install django")
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    database = users["postgres"]
+    script = tmp_path / "django_secrecy.py"
+    script.write_text(DJANGO_SCRIPT)
+    secret = database.secret(database.user, PASSWORDS["lone-surrogate"])
+    env = {**os.environ, "REPO": str(Path(__file__).resolve().parent.parent), "SECRET": secret}
+    result = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=WATCHDOG * 3, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"type": "secretcache.db.RedactedConnectError", "found": []}
