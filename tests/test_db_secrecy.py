@@ -328,3 +328,25 @@ def test_django_backend_error_holds_no_password(users: dict[str, Database], tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"type": "secretcache.db.RedactedConnectError", "found": []}
+
+
+def test_an_error_that_breaks_the_search_is_redacted(client: Any, admin: Any) -> None:
+    """An error whose attributes cannot even be read is replaced, not let out with the search's error chained."""
+    password = f"pw-{TOKEN}-opaque"
+
+    class Opaque(Exception):
+        def __getattribute__(self, name: str) -> Any:
+            if name == "__dict__":
+                raise KeyError(password)
+            return super().__getattribute__(name)
+
+    def connect(**kwargs: Any) -> Any:
+        raise Opaque("no")
+
+    admin.create_secret(Name=SECRET, SecretString=f'{{"username": "u", "password": "{password}"}}')
+    with SecretCache(client, ttl=3600) as cache:
+        factory = connection_factory(cache, SECRET, connect, mapping="psycopg", rotation_grace=0)
+        with pytest.raises(RedactedConnectError) as info:
+            factory()
+    assert info.value.driver_error.endswith("Opaque")
+    assert info.value.__context__ is None

@@ -176,10 +176,9 @@ def holds(error: BaseException, values: Iterable[str]) -> bool:
                     return True
             except Exception:
                 return True  # an error that cannot be printed cannot be vouched for
-        if exception:
+        if isinstance(item, BaseException):
             depth = 0  # every error of the chain is searched as deeply as the first
-            stack.append((item.args, 0))  # type: ignore[attr-defined]
-            stack.extend((link, 0) for link in (item.__cause__, item.__context__))  # type: ignore[attr-defined]
+            stack.extend((part, 0) for part in (item.args, item.__cause__, item.__context__))
         elif depth >= _DEPTH:
             continue
         stack.extend((member, depth + 1) for member in _attributes(item, exception))
@@ -224,7 +223,13 @@ class Witness:
 
     def redacted(self, error: BaseException) -> RedactedConnectError | None:
         """The error to raise instead of ``error``, or ``None`` when ``error`` holds no password."""
-        if not isinstance(error, Exception) or not holds(error, self._values):
+        if not isinstance(error, Exception):
+            return None
+        try:
+            found = holds(error, self._values)
+        except Exception:  # a search that fails cannot vouch for the error (and must not chain it)
+            found = True
+        if not found:
             return None
         try:
             failure = self._classify(error)
