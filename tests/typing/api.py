@@ -99,7 +99,15 @@ def use_listener(cache: SecretCache, other: SecretCache) -> None:
 
 async def use_async_db(cache: SecretCache) -> None:
     from secretcache import AsyncSecretCache
-    from secretcache.db import AsyncConnectionFactory, async_connection_factory, async_credentials, connection_factory
+    from secretcache.db import (
+        AsyncConnectionFactory,
+        Failure,
+        RedactedConnectError,
+        async_connection_factory,
+        async_credentials,
+        classify,
+        connection_factory,
+    )
 
     async def connect(*args: Any, **kwargs: Any) -> str:
         return "connection"
@@ -115,6 +123,12 @@ async def use_async_db(cache: SecretCache) -> None:
     creds = await async_credentials(async_cache, "db", version_stage="AWSPENDING")
     blocking = connection_factory(cache, "db", lambda **kwargs: "sync", mapping="pymysql", rotation_grace=0)
     print(connection, creds.username, blocking(), async_cache.clock())
+    try:
+        blocking()
+    except RedactedConnectError as error:
+        code: int | str | None = error.code
+        failure: Failure = classify(error)
+        print(error.driver_error, code, failure is error.failure, error.secret_id)
 
 
 def use_observability_regions_and_compat(cache: SecretCache) -> None:
