@@ -318,7 +318,7 @@ def _type_problem(response: Any) -> str | None:
     if string is not None and not isinstance(string, str):
         return f"SecretString of type {type(string).__name__}, not str"
     binary = response.get("SecretBinary")
-    if binary is not None and not isinstance(binary, (bytes, bytearray)):
+    if binary is not None and not isinstance(binary, (bytes, bytearray, str)):
         return f"SecretBinary of type {type(binary).__name__}, not bytes"
     stages = response.get("VersionStages", [])
     if not isinstance(stages, (list, tuple)):
@@ -352,7 +352,8 @@ def to_secret_value(
     staging labels are interned, and the name reuses the requested id's string when equal.
     A minimal answer (a test stub's ``{"SecretString": ...}``) gets the requested id as its
     name and empty ``arn`` and ``version_id``: unknown, so never a change and outside monotonic
-    reads.
+    reads. A ``SecretBinary`` given as ``str`` (botocore's ``Stubber`` accepts one; a real
+    answer is always bytes) is kept as its UTF-8 bytes, what botocore would send for that str.
 
     Raises:
         SecretFormatError: A value field has the wrong type (the message names the field and
@@ -372,8 +373,13 @@ def to_secret_value(
         version_stages=tuple(sys.intern(stage) for stage in response.get("VersionStages", ())),
         created_date=created.astimezone(timezone.utc) if created is not None else None,
         secret_string=response.get("SecretString"),
-        secret_binary=bytes(binary) if binary is not None else None,
+        secret_binary=_as_bytes(binary) if binary is not None else None,
     )
+
+
+def _as_bytes(binary: bytes | bytearray | str) -> bytes:
+    """A ``SecretBinary`` as bytes; a stub's str as UTF-8 (lone surrogates kept, never an error holding it)."""
+    return binary.encode("utf-8", "surrogatepass") if isinstance(binary, str) else bytes(binary)
 
 
 class _StopBeforeDeadline(tenacity.stop.stop_base):
