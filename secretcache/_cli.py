@@ -30,6 +30,7 @@ from secretcache._check import CHECK_DESCRIPTION, CHECK_EPILOG, EXIT_CODES, chec
 from secretcache._errors import SecretCacheError
 from secretcache._fetcher import CONNECT_TIMEOUT, READ_TIMEOUT
 from secretcache._policy import RetryPolicy, settings_from_env
+from secretcache._regions import env_region
 from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
@@ -175,7 +176,9 @@ def make_client(*, region: str | None, profile: str | None, endpoint_url: str | 
         read_timeout=READ_TIMEOUT,
         user_agent_extra="secretcache-cli",
     )
-    session = boto3.session.Session(profile_name=profile, region_name=region)
+    # AWS_REGION wins over AWS_DEFAULT_REGION and the profile, as in the AWS CLI v2 (botocore
+    # reads it only inside Lambda).
+    session = boto3.session.Session(profile_name=profile, region_name=region or env_region())
     return session.client("secretsmanager", endpoint_url=endpoint_url, config=config)
 
 

@@ -40,7 +40,7 @@ from secretcache._keys import DEFAULT_STAGE, aliases
 from secretcache._lazy import ClientUnusableError, Lazy
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
-from secretcache._regions import Regions, check_primary, in_region, region_of
+from secretcache._regions import Regions, check_primary, env_region, in_region, region_of
 from secretcache._stats import Counters
 from secretcache._value import SecretValue
 
@@ -198,8 +198,8 @@ def build_client(region: str | None = None) -> SecretsManagerClient:
     """Build the ``secretsmanager`` client a cache uses when none is given (or for a replica ``region``).
 
     Botocore's retries are off (the cache's :class:`RetryPolicy` is the one policy) and
-    connect/read timeouts are bounded. Region (unless given) and credentials come from the usual
-    boto3 chain.
+    connect/read timeouts are bounded. Region (unless given): ``AWS_REGION``, then botocore's
+    chain (``AWS_DEFAULT_REGION``, the profile); credentials from the usual boto3 chain.
     """
     import boto3
     from botocore.config import Config
@@ -211,17 +211,20 @@ def build_client(region: str | None = None) -> SecretsManagerClient:
         user_agent_extra="secretcache",
     )
     # A fresh Session per client: boto3's default session is not thread-safe.
+    region = region or env_region()
     return boto3.session.Session().client("secretsmanager", region_name=region, config=config)
 
 
 def default_region() -> str | None:
-    """The Region :func:`build_client` would call when given none: from the environment and config files.
+    """The Region :func:`build_client` would call when given none: ``AWS_REGION``, else botocore's chain.
 
     No network I/O. ``None`` when no Region is configured, or the configuration cannot be read
     (a missing profile, say: building the client fails the same way).
     """
     import boto3
 
+    if env_region() is not None:
+        return env_region()
     try:
         region = boto3.session.Session().region_name
     except BotoCoreError:
