@@ -29,6 +29,7 @@ from secretcache._cache import DEFAULT_RETRY, SecretCache
 from secretcache._check import CHECK_DESCRIPTION, CHECK_EPILOG, EXIT_CODES, check_secrets, one_line, print_report
 from secretcache._errors import SecretCacheError
 from secretcache._fetcher import CONNECT_TIMEOUT, READ_TIMEOUT
+from secretcache._output import OutputError, discard_stdout, flush, out, out_bytes, printable, say
 from secretcache._policy import RetryPolicy, settings_from_env
 from secretcache._regions import env_region
 from secretcache._value import SecretValue
@@ -40,8 +41,9 @@ __all__ = ["EXIT_CODES", "main", "make_client"]
 
 _MAIN_EPILOG = """\
 exit status: 0 on success; 1 when the command fails (one line on standard error, never a
-traceback or a value); 2 for usage errors; 141 when standard output is closed before everything
-was written (e.g. piped into head); `check` has its own table (secretcache check --help).
+traceback or a value); 2 for usage errors; 74 when standard output cannot be written (closed,
+full); 130 after Ctrl-C; 141 when a pipe's reader exits before everything was written (e.g.
+piped into head); `check` has its own table (secretcache check --help).
 """
 
 
@@ -250,17 +252,15 @@ def _get(args: argparse.Namespace) -> int:
             value = cache.get_secret_json(
                 args.secret_id, args.key, version_stage=args.version_stage, version_id=args.version_id
             )
-            print(value if isinstance(value, str) else json.dumps(value))
+            out(value if isinstance(value, str) else json.dumps(value))
             return 0
         secret = _read(cache, args)
     if args.json:
-        print(json.dumps(_document(secret, with_value=True), indent=2))
+        out(json.dumps(_document(secret, with_value=True), indent=2))
     elif secret.secret_string is not None:
-        print(secret.secret_string)
+        out(secret.secret_string)
     elif secret.secret_binary is not None:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(secret.secret_binary)
-        sys.stdout.buffer.flush()
+        out_bytes(secret.secret_binary)
     return 0
 
 
@@ -269,11 +269,11 @@ def _describe(args: argparse.Namespace) -> int:
         secret = _read(cache, args)
     document = _document(secret, with_value=args.show_value)
     if args.json:
-        print(json.dumps(document, indent=2))
+        out(json.dumps(document, indent=2))
         return 0
     for name, item in document.items():
         shown = " ".join(item) if isinstance(item, list) else item
-        print(f"{name}: {'' if shown is None else shown}")
+        out(printable(f"{name}: {'' if shown is None else shown}"))
     return 0
 
 
@@ -308,23 +308,6 @@ def _output(verbose: bool) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _discard_stdout() -> None:
-    """Point standard output's descriptor at devnull, after a write to it failed with a broken pipe.
-
-    What the Python docs advise (library/signal.html, "Note on SIGPIPE"): the interpreter flushes
-    ``sys.stdout`` at exit, and that flush would fail again and print "Exception ignored ...".
-    """
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # replaced by an object without one (in-process callers)
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-    finally:
-        os.close(devnull)
-
-
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"get": _get, "describe": _describe, "check": _check}
 
 
@@ -341,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Exit status: 0 on success, 1 when a secret cannot be read or the AWS configuration is
     unusable (one line on standard error, never a traceback or a value), 2 for usage errors,
-    141 (128 + SIGPIPE) when standard output is closed before everything was written (a pipe's
+    74 when standard output cannot be written (closed, full, an I/O error: one line on standard
+    error), 130 after Ctrl-C, 141 (128 + SIGPIPE) when standard output is closed before everything was written (a pipe's
     reader exited: ``secretcache get ID | head -c1``), silently; ``check`` uses the table in
     :data:`EXIT_CODES` (highest applicable wins).
     """
@@ -351,15 +335,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             "demo runs against an embedded local Secrets Manager; --region, --profile and --endpoint-url do not apply"
         )
+    if sys.stdout is None:  # started with standard output closed (`>&-`): read nothing
+        say("secretcache: error: standard output is closed: there is nowhere to write to")
+        return EXIT_CODES["output_failed"]
     with _output(args.verbose):
         try:
             code = _run(args)
-            sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's flush at exit
+            flush()  # a closed pipe or a full disk fails here, not in the interpreter's flush at exit
         except (SecretCacheError, _CliError) as err:
-            print(f"secretcache: error: {one_line(err)}", file=sys.stderr)
+            say(f"secretcache: error: {printable(one_line(err))}")
             return EXIT_CODES["error"]
+        except OutputError as err:
+            discard_stdout()
+            say(f"secretcache: error: {err}")
+            return EXIT_CODES["output_failed"]
         except BrokenPipeError:
-            _discard_stdout()
+            discard_stdout()
             return EXIT_CODES["broken_pipe"]
         except KeyboardInterrupt:
             return 130
