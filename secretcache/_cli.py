@@ -32,6 +32,7 @@ from secretcache._fetcher import CONNECT_TIMEOUT, READ_TIMEOUT
 from secretcache._output import OutputError, discard_stdout, flush, out, out_bytes, printable, say
 from secretcache._policy import RetryPolicy, settings_from_env
 from secretcache._regions import env_region
+from secretcache._startup import release
 from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
@@ -329,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reader exited: ``secretcache get ID | head -c1``), silently; ``check`` uses the table in
     :data:`EXIT_CODES` (highest applicable wins).
     """
+    release()  # a Ctrl-C from here on closes what the command opened, then exits 130
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "demo" and (args.region or args.profile or args.endpoint_url):
