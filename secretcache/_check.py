@@ -9,8 +9,7 @@ version id, the batch call only how many secrets it returned. This module import
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -163,8 +162,14 @@ def check_secrets(
     return results, _check_batch(client, retry, valid)
 
 
-def print_report(results: list[Outcome], batch: Outcome, *, require_batch: bool, as_json: bool) -> int:
-    """Print one line per outcome (or one JSON document) on standard output; return the exit status.
+def print_report(
+    results: list[Outcome],
+    batch: Outcome,
+    *,
+    require_batch: bool,
+    show: Callable[[dict[str, object]], None] | None = None,
+) -> int:
+    """Print one line per outcome on standard output, or hand ``show`` the JSON document; return the exit status.
 
     In the lines, an id that is not a plain name or ARN is quoted and escaped (``'': invalid``),
     so that no id can forge a line or send escape sequences to the terminal.
@@ -173,8 +178,8 @@ def print_report(results: list[Outcome], batch: Outcome, *, require_batch: bool,
     if require_batch and batch.status in ("refused", "failed"):
         codes.append(EXIT_CODES["batch_refused" if batch.status == "refused" else "unavailable"])
     code = max(codes)
-    if as_json:
-        out(json.dumps(_document(results, batch, code), indent=2))
+    if show is not None:
+        show(_document(results, batch, code))
         return code
     for outcome in [*results, batch]:
         label = outcome.status.replace("_", " ")

@@ -9,11 +9,13 @@ so that an id holding a newline or an ESC sequence cannot forge a line or reach 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
+from typing import Any
 
-__all__ = ["OutputError", "discard_stdout", "flush", "out", "out_bytes", "printable", "say", "shown_id"]
+__all__ = ["OutputError", "discard_stdout", "flush", "out", "out_bytes", "printable", "render", "say", "shown_id"]
 
 # What Secrets Manager allows in a name, plus the ARN's colons: shown bare, anything else quoted.
 _PLAIN_ID = re.compile(r"[A-Za-z0-9/_+=.@:-]+")
@@ -33,6 +35,25 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def render(document: dict[str, object], *, query: Any = None, as_text: bool = False) -> str:
+    """A command's JSON document, or what the compiled JMESPath ``query`` selects of it, as JSON or text.
+
+    Text is the AWS CLI's: a string as it is, ``None``/``True``/``False``, a list or object of
+    scalars on one tab-separated line, one line per element otherwise.
+    """
+    selected = document if query is None else query.search(document)
+    return _text(selected) if as_text else json.dumps(selected, indent=2)
+
+
+def _text(value: object) -> str:
+    items = list(value.values()) if isinstance(value, dict) else value
+    if isinstance(items, list):
+        if all(not isinstance(item, (list, dict)) for item in items):
+            return "\t".join(_text(item) for item in items)
+        return "\n".join(_text(item) for item in items)
+    return value if isinstance(value, str) else str(value)
 
 
 def _failed(err: BaseException) -> OutputError:
