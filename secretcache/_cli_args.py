@@ -10,12 +10,16 @@ an unknown option included, prints the usage of the command it was given to and 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secretcache import __version__
-from secretcache._check import CHECK_DESCRIPTION, CHECK_EPILOG
-from secretcache._output import shown_id
+from secretcache._check import CHECK_DESCRIPTION, CHECK_EPILOG, EXIT_CODES
+from secretcache._output import OutputError, discard_stdout, flush, out, say, shown_id
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 __all__ = ["parse"]
 
@@ -31,6 +35,45 @@ _AWS_FLAGS = (
     ("--profile", "PROFILE", "named profile of the AWS config/credentials files; overrides AWS_PROFILE"),
     ("--endpoint-url", "URL", "Secrets Manager endpoint; overrides AWS_ENDPOINT_URL (e.g. a local emulator)"),
 )
+
+
+def _print_or_exit(text: str) -> None:
+    """Print ``--help`` or ``--version`` text; a failure to write is one error line and exit 74 (or 141).
+
+    argparse itself ignores a failed write, and the text would be lost with status 0.
+    """
+    try:
+        out(text.rstrip("\n"))
+        flush()
+    except OutputError as err:
+        discard_stdout()
+        say(f"secretcache: error: {err}")
+        raise SystemExit(EXIT_CODES["output_failed"]) from None
+    except BrokenPipeError:
+        discard_stdout()
+        raise SystemExit(EXIT_CODES["broken_pipe"]) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose help goes through :func:`_print_or_exit` (its subparsers too)."""
+
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
+        """Print the help on standard output (or ``file``)."""
+        if file is None or file is sys.stdout:
+            _print_or_exit(self.format_help())
+        else:
+            super().print_help(file)
+
+
+class _Version(argparse.Action):
+    """``--version``: print the version through :func:`_print_or_exit`, then exit 0."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **_: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        _print_or_exit(f"secretcache {__version__}")
+        parser.exit()
 
 
 def _non_empty(text: str) -> str:
@@ -87,7 +130,7 @@ def _read_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="secretcache",
         description=(
             "Read AWS Secrets Manager secrets through secretcache. Region, credentials and endpoint "
@@ -96,7 +139,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         ),
         epilog=_MAIN_EPILOG,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_Version)
     _aws_options(parser, in_command=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     get = commands.add_parser(

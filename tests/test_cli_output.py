@@ -68,7 +68,7 @@ def test_closed_stdout_and_stderr_exit_74_silently(served: dict[str, str]) -> No
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
-@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("argv", [*COMMANDS, ["--version"], ["check", "--help"]], ids=" ".join)
 def test_full_device_is_one_line_exit_74(served: dict[str, str], argv: list[str]) -> None:
     """`secretcache ... > /dev/full`: exit 74 and one line (was an OSError traceback; check exited 1)."""
     with open("/dev/full", "wb") as full:
