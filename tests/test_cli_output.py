@@ -7,6 +7,7 @@ traceback; ``check`` lines show an id that is not a plain name or ARN quoted and
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -116,3 +117,13 @@ def test_error_line_escapes_control_characters(cli_secrets: Any, capsys: pytest.
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "\x1b" not in err
+
+
+def test_verbose_log_lines_are_one_escaped_line(cli_secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """With -v, a library log line holding a newline or ESC (say, from a service message) stays one line."""
+    from secretcache._cli import _output  # the -v set-up main() runs each command under
+
+    with _output(True):
+        logging.getLogger("secretcache").warning("service said: %s", "x\nsecretcache: error: forged\x1b[2J")
+    err = capsys.readouterr().err
+    assert err == "secretcache: WARNING: service said: x\\nsecretcache: error: forged\\x1b[2J\n"
