@@ -12,6 +12,7 @@ importing the package keeps its SIGINT handling untouched. Standard library only
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -61,7 +62,8 @@ def _running_the_command() -> bool:
 def guard_command_start() -> None:
     """When this process is the ``secretcache`` command, make SIGINT exit 130 until :func:`release`."""
     if _running_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _exit_130)
+        with contextlib.suppress(ValueError):  # not the main thread (an embedding program): leave it
+            signal.signal(signal.SIGINT, _exit_130)
 
 
 def release() -> None:
