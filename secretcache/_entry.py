@@ -14,9 +14,23 @@ from secretcache._value import SecretValue
 if TYPE_CHECKING:
     from secretcache._policy import RetryPolicy, Timing
 
-__all__ = ["Entry", "Failure", "binary_of", "failed_entry", "fresh_entry", "json_of", "string_of", "thaw", "value_of"]
+__all__ = [
+    "READ_FAILS",
+    "Entry",
+    "Failure",
+    "binary_of",
+    "failed_entry",
+    "fresh_entry",
+    "json_of",
+    "string_of",
+    "thaw",
+    "value_of",
+]
 
 _UNPARSED: Any = object()
+
+READ_FAILS = "fetching secret %r failed and no cached value can be served: %s"
+"""The WARNING a failed fetch logs when the read that asked for it raises that same error."""
 
 
 class Failure:
@@ -239,7 +253,7 @@ def failed_entry(
         # First failure, or the cached value just grew too old to serve: reads now fail.
         line = (
             logging.WARNING,
-            "fetching secret %r failed and no cached value can be served: %s",
+            READ_FAILS,
             (secret_id, err),
             extra,
         )

@@ -40,7 +40,7 @@ from secretcache._keys import DEFAULT_STAGE, aliases
 from secretcache._lazy import ClientUnusableError, Lazy
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
-from secretcache._regions import Regions, check_primary, in_region, region_of
+from secretcache._regions import Regions, check_primary, env_region, in_region, region_of
 from secretcache._stats import Counters
 from secretcache._value import SecretValue
 
@@ -198,8 +198,8 @@ def build_client(region: str | None = None) -> SecretsManagerClient:
     """Build the ``secretsmanager`` client a cache uses when none is given (or for a replica ``region``).
 
     Botocore's retries are off (the cache's :class:`RetryPolicy` is the one policy) and
-    connect/read timeouts are bounded. Region (unless given) and credentials come from the usual
-    boto3 chain.
+    connect/read timeouts are bounded. Region (unless given): ``AWS_REGION``, then botocore's
+    chain (``AWS_DEFAULT_REGION``, the profile); credentials from the usual boto3 chain.
     """
     import boto3
     from botocore.config import Config
@@ -211,17 +211,20 @@ def build_client(region: str | None = None) -> SecretsManagerClient:
         user_agent_extra="secretcache",
     )
     # A fresh Session per client: boto3's default session is not thread-safe.
+    region = region or env_region()
     return boto3.session.Session().client("secretsmanager", region_name=region, config=config)
 
 
 def default_region() -> str | None:
-    """The Region :func:`build_client` would call when given none: from the environment and config files.
+    """The Region :func:`build_client` would call when given none: ``AWS_REGION``, else botocore's chain.
 
     No network I/O. ``None`` when no Region is configured, or the configuration cannot be read
     (a missing profile, say: building the client fails the same way).
     """
     import boto3
 
+    if env_region() is not None:
+        return env_region()
     try:
         region = boto3.session.Session().region_name
     except BotoCoreError:
@@ -282,9 +285,17 @@ def _attempt_failed(response: Any = None, caught_exception: BaseException | None
         fetch.falter()
 
 
-def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheError:
-    """Translate a botocore failure into the matching typed secretcache error."""
+def map_error(
+    err: Exception, operation: str, secret_id: str, *, attempts: int | None = None, missing: str | None = None
+) -> SecretCacheError:
+    """Translate a botocore failure into the matching typed secretcache error.
+
+    ``attempts`` (when known) is how many calls were made: "(retries exhausted)" is said only
+    when there were retries. ``missing`` names what a "not found" may be about besides the secret
+    (``has no version labelled AWSPREVIOUS``).
+    """
     where = f"{operation} for secret {secret_id!r}"
+    exhausted = "" if attempts == 1 else " (retries exhausted)"
     if isinstance(err, ClientUnusableError):  # no call was made: the client itself is not to be had
         return err.kind(f"{where} failed: {err}", secret_id=secret_id)
     if isinstance(err, ClientError):
@@ -292,7 +303,9 @@ def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheErro
         code = error.get("Code", "Unknown")
         detail = f"{where} failed: {code}: {error.get('Message', '')}".rstrip(": ")
         if is_transient(err):
-            return SecretUnavailableError(f"{detail} (retries exhausted)", secret_id=secret_id)
+            return SecretUnavailableError(f"{detail}{exhausted}", secret_id=secret_id)
+        if missing is not None and _PERMANENT_CODES.get(code) is SecretNotFoundError:
+            detail += f" (the secret does not exist, or {missing})"
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         # An unknown code with 401/403 (a proxy, a WAF or a VPC endpoint policy answering in HTML,
         # which botocore reports with the status as the code) is a refusal, not an outage.
@@ -308,7 +321,7 @@ def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheErro
     if isinstance(err, ParamValidationError):
         return InvalidSecretRequestError(f"{where} was refused by botocore: {err}", secret_id=secret_id)
     if isinstance(err, MalformedResponseError) or (isinstance(err, BotoCoreError) and is_transient(err)):
-        return SecretUnavailableError(f"{where} failed: {err} (retries exhausted)", secret_id=secret_id)
+        return SecretUnavailableError(f"{where} failed: {err}{exhausted}", secret_id=secret_id)
     return SecretUnavailableError(f"{where} failed: {type(err).__name__}: {err}", secret_id=secret_id)
 
 
@@ -472,7 +485,15 @@ class Fetcher:
         if version_stage is not None or (version_id is None and self._send_current_stage):
             kwargs["VersionStage"] = version_stage or DEFAULT_STAGE
 
+        missing = None
+        if version_id is not None:
+            missing = f"has no version {version_id}"
+        elif kwargs["VersionStage"] != DEFAULT_STAGE:
+            missing = f"has no version labelled {kwargs['VersionStage']}"
+        calls: list[None] = []
+
         def attempt(client: SecretsManagerClient, region: str | None) -> GetSecretValueResponseTypeDef:
+            calls.append(None)
             sent = secret_id if region is None else in_region(secret_id, region)
             response = self._send(
                 client, "GetSecretValue", fetch, lambda: client.get_secret_value(SecretId=sent, **kwargs)
@@ -484,7 +505,7 @@ class Fetcher:
         try:
             response, replica = self._across_regions("GetSecretValue", attempt, fetch)
         except _CALL_ERRORS as err:
-            raise map_error(err, "GetSecretValue", secret_id) from err
+            raise map_error(err, "GetSecretValue", secret_id, attempts=len(calls), missing=missing) from err
         return self._value(response, secret_id, "GetSecretValue", replica)
 
     def batch_get_secret_values(
