@@ -20,6 +20,7 @@ from secretcache._policy import (
     Duration,
     RetryPolicy,
     Timing,
+    check_client,
     check_fraction,
     check_overrides,
     check_refresh_ahead,
@@ -101,7 +102,8 @@ class SecretCache:
             deadline are measured on it.
 
     Raises:
-        TypeError: An argument has the wrong type.
+        TypeError: An argument has the wrong type, such as a ``client`` without
+            ``get_secret_value`` (``SecretCache(300)``: settings are keyword-only).
         ValueError: An argument is out of range.
     """
 
@@ -121,6 +123,7 @@ class SecretCache:
         replica_ttl: Duration = 60.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        check_client(client, type(self).__name__)
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
         if clock is not None and not callable(clock):
