@@ -52,12 +52,13 @@ def test_every_example_is_covered() -> None:
     assert sorted(path.name for path in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
 
 
-def _run(name: str, env: dict[str, str], *, options: tuple[str, ...] = ()) -> None:
+def _run(name: str, env: dict[str, str], *, options: tuple[str, ...] = (), python: str = sys.executable) -> None:
     """Run one example as its header says and check its output shows what it claims, and no value."""
     source = (EXAMPLES / name).read_text()
     assert "python examples/" + name in source  # the one command written at its top
     result = subprocess.run(
-        [sys.executable, *options, str(EXAMPLES / name)],
+        [python, *options, str(EXAMPLES / name)],
+        cwd=EXAMPLES.parent,
         env=env,
         capture_output=True,
         text=True,
