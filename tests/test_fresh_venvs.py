@@ -1,11 +1,12 @@
-"""Every example that needs no database server runs in a fresh virtualenv holding only what its header installs.
+"""What the docs tell a reader to install works in a fresh virtualenv holding only that.
 
-The examples' own test (``tests/test_examples.py``) runs them under the development extras, which
-hold far more than a reader installs; this one builds a virtualenv per distinct install line
-(``pip install -e '.[demo]'`` and so on, shared by the examples that write the same one), installs
-that line from this checkout, and runs each example with it. The examples that need a PostgreSQL
-server (``NEEDS_POSTGRES``) run only under the development extras. pip needs PyPI (or a mirror
-configured for pip): without it these tests fail, they never skip.
+Every example that needs no database server runs with the install line at its top, and the
+README's docs line builds the site. ``tests/test_examples.py`` runs the examples under the
+development extras, which hold far more than a reader installs; this file builds a virtualenv per
+distinct install line (``pip install -e '.[demo]'`` and so on, shared by the examples that write
+the same one), installs that line from this checkout, and runs each example with it. The examples
+that need a PostgreSQL server (``NEEDS_POSTGRES``) run only under the development extras. pip
+needs PyPI (or a mirror configured for pip): without it these tests fail, they never skip.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ import pytest
 
 from tests.test_examples import EXAMPLES, EXPECTED, NEEDS_POSTGRES, _run
 
+pytestmark = pytest.mark.fresh_venv
+
 REPO = EXAMPLES.parent
 FRESH = sorted(set(EXPECTED) - NEEDS_POSTGRES)
 INSTALL_TIMEOUT = 600.0  # seconds for one `pip install`: downloads on a slow link, never a stall
 INSTALL = re.compile(r"^ *pip install (?P<line>.+?) && python examples/(?P<name>[\w.]+)$", re.MULTILINE)
+DOCS_LINE = re.compile(r"`pip install (?P<line>[^`]+?) && mkdocs serve`")
 LEAKY = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONUSERBASE")
 
 
@@ -96,3 +100,23 @@ def test_every_example_states_one_install_line() -> None:
 def test_example_runs_in_a_fresh_venv_with_its_install_line(name: str, venvs: Venvs) -> None:
     """The example runs with nothing installed but its documented install line, not the dev extras."""
     _run(name, _clean_env(), python=venvs.python_for(install_line(name)))
+
+
+@pytest.mark.timeout(INSTALL_TIMEOUT + 300)
+def test_docs_extra_builds_the_site_with_formatted_signatures(venvs: Venvs) -> None:
+    """The README's docs install builds the site strictly, with a formatter for long signatures."""
+    found = DOCS_LINE.search((REPO / "README.md").read_text())
+    assert found is not None, "README: no `pip install ... && mkdocs serve`"
+    python = venvs.python_for(found["line"])
+    result = subprocess.run(
+        [python, "scripts/check_docs.py"],
+        cwd=REPO,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Formatting signatures requires" not in output
