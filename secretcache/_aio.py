@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from secretcache._cache import ChangeListener, SecretCache, store_of
 from secretcache._entry import Entry, binary_of, json_of, string_of, value_of
 from secretcache._keys import check_read
-from secretcache._policy import Duration, RetryPolicy
+from secretcache._policy import Duration, RetryPolicy, check_client
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -67,8 +67,8 @@ class AsyncSecretCache:
             argument may be given.
 
     Raises:
-        TypeError: An argument has the wrong type, or ``cache`` comes with settings (the
-            message names them).
+        TypeError: An argument has the wrong type (a ``client`` without ``get_secret_value``:
+            settings are keyword-only), or ``cache`` comes with settings (the message names them).
         ValueError: An argument is out of range.
     """
 
@@ -90,6 +90,7 @@ class AsyncSecretCache:
         send_current_stage: bool = DEFAULT,
         cache: SecretCache | None = None,
     ) -> None:
+        check_client(client, type(self).__name__)
         settings: dict[str, Any] = {
             "ttl": ttl,
             "max_size": max_size,

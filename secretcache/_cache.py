@@ -20,6 +20,7 @@ from secretcache._policy import (
     Duration,
     RetryPolicy,
     Timing,
+    check_client,
     check_fraction,
     check_overrides,
     check_refresh_ahead,
@@ -106,7 +107,8 @@ class SecretCache:
             answers a plain read with a stale version after ``UpdateSecretVersionStage``.
 
     Raises:
-        TypeError: An argument has the wrong type.
+        TypeError: An argument has the wrong type, such as a ``client`` without
+            ``get_secret_value`` (``SecretCache(300)``: settings are keyword-only).
         ValueError: An argument is out of range.
     """
 
@@ -127,6 +129,7 @@ class SecretCache:
         clock: Callable[[], float] | None = None,
         send_current_stage: bool = True,
     ) -> None:
+        check_client(client, type(self).__name__)
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
         if clock is not None and not callable(clock):
