@@ -5,7 +5,7 @@ reads and failed reads in embedded metric format (EMF); Powertools Logger writes
 own records as JSON, their fields (``secret_name``, ``error_type``, ...) as keys.
 
 Run locally (no AWS account; moto stands in for Secrets Manager, a loop stands in for Lambda):
-    pip install -e '.[test]' && python examples/lambda_powertools_observability.py
+    pip install -e '.[demo,powertools]' && python examples/lambda_powertools_observability.py
 """
 
 from __future__ import annotations

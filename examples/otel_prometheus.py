@@ -4,7 +4,7 @@ The OpenTelemetry SDK's Prometheus reader turns ``secretcache.reads`` into
 ``secretcache_reads_total{secretcache_result="hit"}`` and so on; prometheus_client serves them.
 
 Run locally (no AWS account; moto stands in for Secrets Manager; the script scrapes itself):
-    pip install -e '.[test]' && python examples/otel_prometheus.py
+    pip install -e '.[demo,prometheus]' && python examples/otel_prometheus.py
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ message per problem, when
   excepted) must appear, in order, in the page's text with tags stripped, entities unescaped and
   whitespace runs collapsed.
 
+It also fails when mkdocs logged a line that ``--strict`` lets through but that means a worse
+page (``QUIET_PROBLEMS``: signatures left unformatted because no formatter is installed).
+
 Run it as ``scripts/check-docs`` (builds, then checks) or ``scripts/check-docs --built DIR`` (checks
 a site built earlier). ``find_problems`` and ``check_page`` are importable for tests.
 """
@@ -42,6 +45,12 @@ _SECTION_MARKER = re.compile(
 )
 _SECTION_NAME = re.compile(r"[a-z][-_0-9a-z]*", re.IGNORECASE)
 _LINES = re.compile(r"(?P<path>.*?)(?P<start>:-?[0-9]*)(?P<end>:-?[0-9]*)?")
+
+
+# Lines mkdocs logs at INFO, which --strict ignores, each with what to do about it.
+QUIET_PROBLEMS = {
+    "Formatting signatures requires": "signatures are not formatted: install the docs extra, which holds ruff",
+}
 
 
 class _Text(HTMLParser):
@@ -212,17 +221,33 @@ def find_problems(docs: Path, site: Path, base: Path) -> list[str]:
     return problems
 
 
-def build(site: Path) -> None:
-    """Run ``mkdocs build --strict`` into ``site``.
+def log_problems(output: str) -> list[str]:
+    """One problem per line of mkdocs' ``output`` that ``QUIET_PROBLEMS`` knows, in order."""
+    return [
+        f"mkdocs: {advice} ({line.strip()})"
+        for line in output.splitlines()
+        for fragment, advice in QUIET_PROBLEMS.items()
+        if fragment in line
+    ]
+
+
+def build(site: Path) -> list[str]:
+    """Run ``mkdocs build --strict`` into ``site``; return the problems its log shows.
+
+    Its log is copied to stderr as it was.
 
     Raises:
         SystemExit: The build failed (its output is already on stderr).
     """
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)]
-    result = subprocess.run(command, cwd=ROOT, env=env, check=False)  # noqa: S603 -- our own interpreter, fixed arguments
+    result = subprocess.run(  # noqa: S603 -- our own interpreter, fixed arguments
+        command, cwd=ROOT, env=env, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    sys.stderr.write(result.stdout)
     if result.returncode:
         raise SystemExit(f"check-docs: mkdocs build --strict failed (exit {result.returncode})")
+    return log_problems(result.stdout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,9 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="check-docs-") as temporary:
         site = args.built or Path(temporary)
-        if args.built is None:
-            build(site)
-        problems = find_problems(ROOT / "docs", site, ROOT)
+        problems = build(site) if args.built is None else []
+        problems += find_problems(ROOT / "docs", site, ROOT)
     for problem in problems:
         print(f"check-docs: {problem}", file=sys.stderr)
     if problems:

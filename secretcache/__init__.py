@@ -3,6 +3,10 @@
 The public names live here; every module with a leading underscore is private.
 """
 
+# First, before the heavy imports: a Ctrl-C while the `secretcache` command starts exits 130
+# quietly (only when this process is that command; see secretcache/_startup.py).
+from secretcache import _startup as _startup  # isort: skip
+
 import logging as _logging
 import typing as _typing
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from secretcache._cache import ChangeListener, SecretCache, store_of
 from secretcache._entry import Entry, binary_of, json_of, refresh_result, string_of, value_of
 from secretcache._keys import check_read
-from secretcache._policy import Duration, RetryPolicy
+from secretcache._policy import Duration, RetryPolicy, check_client
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -62,12 +62,13 @@ class AsyncSecretCache:
         replica_regions: See :class:`SecretCache` (default none).
         replica_ttl: See :class:`SecretCache` (default 60 s).
         clock: See :class:`SecretCache`.
+        send_current_stage: See :class:`SecretCache` (default ``True``).
         cache: Wrap this existing :class:`SecretCache` instead of building one; then no other
             argument may be given.
 
     Raises:
-        TypeError: An argument has the wrong type, or ``cache`` comes with settings (the
-            message names them).
+        TypeError: An argument has the wrong type (a ``client`` without ``get_secret_value``:
+            settings are keyword-only), or ``cache`` comes with settings (the message names them).
         ValueError: An argument is out of range.
     """
 
@@ -86,8 +87,10 @@ class AsyncSecretCache:
         replica_regions: Sequence[str | SecretsManagerClient] = DEFAULT,
         replica_ttl: Duration = DEFAULT,
         clock: Callable[[], float] | None = None,
+        send_current_stage: bool = DEFAULT,
         cache: SecretCache | None = None,
     ) -> None:
+        check_client(client, type(self).__name__)
         settings: dict[str, Any] = {
             "ttl": ttl,
             "max_size": max_size,
@@ -98,6 +101,7 @@ class AsyncSecretCache:
             "retry": retry,
             "replica_regions": replica_regions,
             "replica_ttl": replica_ttl,
+            "send_current_stage": send_current_stage,
         }
         given = {name: value for name, value in settings.items() if value is not DEFAULT}
         for name, value in (("ttl_overrides", ttl_overrides), ("clock", clock)):

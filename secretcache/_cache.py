@@ -20,6 +20,7 @@ from secretcache._policy import (
     Duration,
     RetryPolicy,
     Timing,
+    check_client,
     check_fraction,
     check_overrides,
     check_refresh_ahead,
@@ -101,9 +102,15 @@ class SecretCache:
         clock: Zero-argument function returning monotonic seconds (default
             ``time.monotonic``); inject a fake one in tests. TTLs, backoffs and the retry
             deadline are measured on it.
+        send_current_stage: Whether a read of the current version sends
+            ``VersionStage="AWSCURRENT"`` (the default) or only ``SecretId``, as plain boto3
+            code and Powertools do (``False``: a botocore ``Stubber`` expecting exactly
+            ``{"SecretId": ...}`` then matches). Secrets Manager answers both alike; moto
+            answers a plain read with a stale version after ``UpdateSecretVersionStage``.
 
     Raises:
-        TypeError: An argument has the wrong type.
+        TypeError: An argument has the wrong type, such as a ``client`` without
+            ``get_secret_value`` (``SecretCache(300)``: settings are keyword-only).
         ValueError: An argument is out of range.
     """
 
@@ -122,7 +129,9 @@ class SecretCache:
         replica_regions: Sequence[str | SecretsManagerClient] = (),
         replica_ttl: Duration = 60.0,
         clock: Callable[[], float] | None = None,
+        send_current_stage: bool = True,
     ) -> None:
+        check_client(client, type(self).__name__)
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
         if clock is not None and not callable(clock):
@@ -152,7 +161,9 @@ class SecretCache:
         elif replicas:  # the Region the client built on first use will call, if configured yet
             check_primary(default_region(), replicas, "the default Region, which the client the cache builds calls")
         regions = Regions(replicas, retry, self._clock) if replicas else None
-        self._fetcher = Fetcher(client, retry, self._counters, regions=regions, clock=self._clock)
+        self._fetcher = Fetcher(
+            client, retry, self._counters, regions=regions, clock=self._clock, send_current_stage=send_current_stage
+        )
         self._pool = BackgroundPool(threads=REFRESH_THREADS, capacity=size)
         self._store = Store(
             max_size=size,

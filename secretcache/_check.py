@@ -9,8 +9,7 @@ version id, the batch call only how many secrets it returned. This module import
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from secretcache._errors import (
 )
 from secretcache._fetcher import BATCH_SIZE, BatchFailedError, BatchRefusedError, Fetcher
 from secretcache._keys import check_secret_id
+from secretcache._output import out, printable, shown_id
 from secretcache._stats import Counters
 
 if TYPE_CHECKING:
@@ -51,12 +51,15 @@ EXIT_CODES = {
     "access_denied": 6,
     "cannot_decrypt": 7,
     "invalid": 8,
+    "output_failed": 74,
     "broken_pipe": 141,
 }
 """Exit status per outcome; ``check`` exits with the highest that applies (docs/cli.md).
 
-``broken_pipe`` (128 + SIGPIPE, as a shell reports a command killed by it) is any command's status
-when standard output is closed before everything was written (``secretcache get ID | head -c1``).
+``output_failed`` (74, ``EX_IOERR`` of sysexits.h) is any command's status when standard output
+cannot be written (closed with ``>&-``, a full disk); ``broken_pipe`` (128 + SIGPIPE, as a shell
+reports a command killed by it) when a pipe's reader exits before everything was written
+(``secretcache get ID | head -c1``).
 """
 
 CHECK_DESCRIPTION = f"""\
@@ -78,6 +81,8 @@ exit status (the highest that applies wins, so permanent problems outrank transi
   6  access denied: IAM, resource or KMS key policy, or no usable credentials
   7  cannot decrypt: KMS refused to decrypt the secret
   8  invalid id or request: empty or too long id, secret scheduled for deletion
+ 74  the report could not be written: standard output closed or full (one line on stderr)
+130  interrupted (Ctrl-C)
 141  standard output was closed before the report was written (e.g. piped into head)
 """
 
@@ -157,18 +162,29 @@ def check_secrets(
     return results, _check_batch(client, retry, valid)
 
 
-def print_report(results: list[Outcome], batch: Outcome, *, require_batch: bool, as_json: bool) -> int:
-    """Print one line per outcome (or one JSON document) on standard output; return the exit status."""
+def print_report(
+    results: list[Outcome],
+    batch: Outcome,
+    *,
+    require_batch: bool,
+    show: Callable[[dict[str, object]], None] | None = None,
+) -> int:
+    """Print one line per outcome on standard output, or hand ``show`` the JSON document; return the exit status.
+
+    In the lines, an id that is not a plain name or ARN is quoted and escaped (``'': invalid``),
+    so that no id can forge a line or send escape sequences to the terminal.
+    """
     codes = [EXIT_CODES[outcome.status] for outcome in results]
     if require_batch and batch.status in ("refused", "failed"):
         codes.append(EXIT_CODES["batch_refused" if batch.status == "refused" else "unavailable"])
     code = max(codes)
-    if as_json:
-        print(json.dumps(_document(results, batch, code), indent=2))
+    if show is not None:
+        show(_document(results, batch, code))
         return code
     for outcome in [*results, batch]:
         label = outcome.status.replace("_", " ")
-        print(f"{outcome.subject}: {label}" + (f": {outcome.detail}" if outcome.detail else ""))
+        detail = f": {printable(outcome.detail)}" if outcome.detail else ""
+        out(f"{shown_id(outcome.subject)}: {label}{detail}")
     return code
 
 

@@ -11,7 +11,6 @@ settings come from the ``SECRETCACHE_*`` variables. ``check``'s probes and repor
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import logging
@@ -24,133 +23,28 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
 
-from secretcache import __version__
 from secretcache._cache import DEFAULT_RETRY, SecretCache
-from secretcache._check import CHECK_DESCRIPTION, CHECK_EPILOG, EXIT_CODES, check_secrets, one_line, print_report
+from secretcache._check import EXIT_CODES, check_secrets, one_line, print_report
+from secretcache._cli_args import parse
+from secretcache._entry import READ_FAILS
 from secretcache._errors import SecretCacheError
 from secretcache._fetcher import CONNECT_TIMEOUT, READ_TIMEOUT
+from secretcache._output import OutputError, discard_stdout, flush, out, out_bytes, printable, render, say
 from secretcache._policy import RetryPolicy, settings_from_env
+from secretcache._regions import env_region
+from secretcache._startup import release
 from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
+    import argparse
+
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 __all__ = ["EXIT_CODES", "main", "make_client"]
 
-_MAIN_EPILOG = """\
-exit status: 0 on success; 1 when the command fails (one line on standard error, never a
-traceback or a value); 2 for usage errors; 141 when standard output is closed before everything
-was written (e.g. piped into head); `check` has its own table (secretcache check --help).
-"""
-
 
 class _CliError(Exception):
     """A failure before any secret is read (configuration); printed as one error line, exit 1."""
-
-
-def _non_empty(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text
-
-
-_AWS_FLAGS = (
-    ("--region", "REGION", "AWS Region; overrides AWS_REGION, AWS_DEFAULT_REGION and the profile's region"),
-    ("--profile", "PROFILE", "named profile of the AWS config/credentials files; overrides AWS_PROFILE"),
-    ("--endpoint-url", "URL", "Secrets Manager endpoint; overrides AWS_ENDPOINT_URL (e.g. a local emulator)"),
-)
-
-
-def _aws_options(parser: argparse.ArgumentParser, *, in_command: bool) -> None:
-    """Options accepted before the command and after it (a subcommand's copy never resets them)."""
-    group = parser.add_argument_group("AWS and output options (before or after the command)")
-    for flag, metavar, text in _AWS_FLAGS:
-        group.add_argument(
-            flag, metavar=metavar, type=_non_empty, default=argparse.SUPPRESS if in_command else None, help=text
-        )
-    group.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=argparse.SUPPRESS if in_command else False,
-        help="also show the library's log lines (INFO and above) and Python warnings on stderr",
-    )
-
-
-def _read_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("secret_id", metavar="SECRET_ID", help="secret name, full ARN or partial ARN")
-    parser.add_argument("--version-stage", metavar="S", help="staging label to read (default AWSCURRENT)")
-    parser.add_argument("--version-id", metavar="V", help="version id to read")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="secretcache",
-        description=(
-            "Read AWS Secrets Manager secrets through secretcache. Region, credentials and endpoint "
-            "come from the usual AWS environment unless --region, --profile or --endpoint-url is "
-            "given; cache settings from the SECRETCACHE_* variables."
-        ),
-        epilog=_MAIN_EPILOG,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    _aws_options(parser, in_command=False)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    get = commands.add_parser(
-        "get",
-        help="print a secret's value (or one JSON key of it) on standard output",
-        description=(
-            "Print a secret's value for shell use; binary secrets are written as raw bytes. "
-            "With --json, print the version as a JSON object: metadata and the value."
-        ),
-    )
-    _read_options(get)
-    shape = get.add_mutually_exclusive_group()
-    shape.add_argument("--key", metavar="K", help="print this key of the secret's JSON object instead")
-    shape.add_argument(
-        "--json",
-        action="store_true",
-        help="print name, arn, version_id, version_stages, created_date and the value as JSON "
-        "(secret_string, or secret_binary_base64)",
-    )
-    _aws_options(get, in_command=True)
-    describe = commands.add_parser(
-        "describe",
-        help="print a secret version's metadata (the value only with --show-value)",
-        description=(
-            "Read a secret version (GetSecretValue, so the same permission as get) and print what "
-            "the cache knows of it: name, ARN, version id, staging labels, creation date and "
-            "whether the value is a string or binary. The value only with --show-value."
-        ),
-    )
-    _read_options(describe)
-    describe.add_argument("--json", action="store_true", help="print a JSON object instead of lines")
-    describe.add_argument(
-        "--show-value", action="store_true", help="include the value (binary as secret_binary_base64)"
-    )
-    _aws_options(describe, in_command=True)
-    check = commands.add_parser(
-        "check",
-        help="say whether this identity can read each secret, and whether BatchGetSecretValue is allowed",
-        description=CHECK_DESCRIPTION,
-        epilog=CHECK_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    check.add_argument("secret_ids", metavar="SECRET_ID", nargs="+", help="secret names, full or partial ARNs")
-    check.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
-    check.add_argument(
-        "--require-batch",
-        action="store_true",
-        help="fail (exit 3, or 4 when the call failed) unless BatchGetSecretValue is allowed",
-    )
-    _aws_options(check, in_command=True)
-    commands.add_parser(
-        "demo",
-        help="run the whole story against an embedded local Secrets Manager "
-        "(needs the demo extra: pip install -e '.[demo]' in a secretcache checkout)",
-        description="Create, cache, rotate, pick up, survive an outage and report stats, all locally.",
-    )
-    return parser
 
 
 # -- the client and the cache -------------------------------------------------------------------
@@ -175,7 +69,9 @@ def make_client(*, region: str | None, profile: str | None, endpoint_url: str | 
         read_timeout=READ_TIMEOUT,
         user_agent_extra="secretcache-cli",
     )
-    session = boto3.session.Session(profile_name=profile, region_name=region)
+    # AWS_REGION wins over AWS_DEFAULT_REGION and the profile, as in the AWS CLI v2 (botocore
+    # reads it only inside Lambda).
+    session = boto3.session.Session(profile_name=profile, region_name=region or env_region())
     return session.client("secretsmanager", endpoint_url=endpoint_url, config=config)
 
 
@@ -247,17 +143,17 @@ def _get(args: argparse.Namespace) -> int:
             value = cache.get_secret_json(
                 args.secret_id, args.key, version_stage=args.version_stage, version_id=args.version_id
             )
-            print(value if isinstance(value, str) else json.dumps(value))
+            out(value if isinstance(value, str) else json.dumps(value))
             return 0
         secret = _read(cache, args)
-    if args.json:
-        print(json.dumps(_document(secret, with_value=True), indent=2))
+    if args.output == "json":
+        out(render(_document(secret, with_value=True), query=args.query))
+    elif args.query is not None:  # --output text: what the query selects, as text
+        out(render(_document(secret, with_value=True), query=args.query, as_text=True))
     elif secret.secret_string is not None:
-        print(secret.secret_string)
+        out(secret.secret_string)
     elif secret.secret_binary is not None:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(secret.secret_binary)
-        sys.stdout.buffer.flush()
+        out_bytes(secret.secret_binary)
     return 0
 
 
@@ -265,27 +161,48 @@ def _describe(args: argparse.Namespace) -> int:
     with _open(args) as (cache, _, _):
         secret = _read(cache, args)
     document = _document(secret, with_value=args.show_value)
-    if args.json:
-        print(json.dumps(document, indent=2))
+    if args.output == "json" or args.query is not None:
+        out(render(document, query=args.query, as_text=args.output == "text"))
         return 0
     for name, item in document.items():
         shown = " ".join(item) if isinstance(item, list) else item
-        print(f"{name}: {'' if shown is None else shown}")
+        out(printable(f"{name}: {'' if shown is None else shown}"))
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
     with _open(args) as (cache, client, retry):
         results, batch = check_secrets(cache, client, retry, args.secret_ids)
-    return print_report(results, batch, require_batch=args.require_batch, as_json=args.json)
+
+    def show(document: dict[str, object]) -> None:
+        out(render(document, query=args.query, as_text=args.output == "text"))
+
+    as_document = args.output == "json" or args.query is not None
+    return print_report(results, batch, require_batch=args.require_batch, show=show if as_document else None)
 
 
 # -- main ---------------------------------------------------------------------------------------
 
 
+class _LineFormatter(logging.Formatter):
+    """One terminal line per record: control characters escaped (a traceback stays as it is)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
+def _not_the_error(record: logging.LogRecord) -> bool:
+    """Leave out the warning that a read fails: its error is the command's error line (or report line)."""
+    return record.msg != READ_FAILS
+
+
 @contextmanager
 def _output(verbose: bool) -> Iterator[None]:
-    """Without ``verbose``: no log line or Python warning on stderr. With it: both, at INFO."""
+    """Without ``verbose``: no log line or Python warning on stderr. With it: both, at INFO.
+
+    Each error is shown once: the warning that a read failed is left out, as the error line or
+    the report line that follows says the same.
+    """
     logger = logging.getLogger("secretcache")
     with warnings.catch_warnings():
         if not verbose:
@@ -294,7 +211,8 @@ def _output(verbose: bool) -> Iterator[None]:
             yield
             return
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+        handler.setFormatter(_LineFormatter("%(name)s: %(levelname)s: %(message)s"))
+        handler.addFilter(_not_the_error)
         level = logger.level
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -303,23 +221,6 @@ def _output(verbose: bool) -> Iterator[None]:
         finally:
             logger.removeHandler(handler)
             logger.setLevel(level)
-
-
-def _discard_stdout() -> None:
-    """Point standard output's descriptor at devnull, after a write to it failed with a broken pipe.
-
-    What the Python docs advise (library/signal.html, "Note on SIGPIPE"): the interpreter flushes
-    ``sys.stdout`` at exit, and that flush would fail again and print "Exception ignored ...".
-    """
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # replaced by an object without one (in-process callers)
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-    finally:
-        os.close(devnull)
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"get": _get, "describe": _describe, "check": _check}
@@ -338,25 +239,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Exit status: 0 on success, 1 when a secret cannot be read or the AWS configuration is
     unusable (one line on standard error, never a traceback or a value), 2 for usage errors,
-    141 (128 + SIGPIPE) when standard output is closed before everything was written (a pipe's
+    74 when standard output cannot be written (closed, full, an I/O error: one line on standard
+    error), 130 after Ctrl-C, 141 (128 + SIGPIPE) when standard output is closed before everything was written (a pipe's
     reader exited: ``secretcache get ID | head -c1``), silently; ``check`` uses the table in
     :data:`EXIT_CODES` (highest applicable wins).
     """
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command == "demo" and (args.region or args.profile or args.endpoint_url):
-        parser.error(
-            "demo runs against an embedded local Secrets Manager; --region, --profile and --endpoint-url do not apply"
-        )
+    release()  # a Ctrl-C from here on closes what the command opened, then exits 130
+    args = parse(argv)
+    if sys.stdout is None:  # started with standard output closed (`>&-`): read nothing
+        say("secretcache: error: standard output is closed: there is nowhere to write to")
+        return EXIT_CODES["output_failed"]
     with _output(args.verbose):
         try:
             code = _run(args)
-            sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's flush at exit
+            flush()  # a closed pipe or a full disk fails here, not in the interpreter's flush at exit
         except (SecretCacheError, _CliError) as err:
-            print(f"secretcache: error: {one_line(err)}", file=sys.stderr)
+            say(f"secretcache: error: {printable(one_line(err))}")
             return EXIT_CODES["error"]
+        except OutputError as err:
+            discard_stdout()
+            say(f"secretcache: error: {err}")
+            return EXIT_CODES["output_failed"]
         except BrokenPipeError:
-            _discard_stdout()
+            discard_stdout()
             return EXIT_CODES["broken_pipe"]
         except KeyboardInterrupt:
             return 130

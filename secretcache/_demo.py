@@ -45,6 +45,27 @@ def _step(number: int, title: str) -> None:
     _say(f"{number}. {title}")
 
 
+class _LogLines(logging.Handler):
+    """Holds secretcache's log lines until the story shows them after the step that caused them.
+
+    A background refresh logs from its own thread whenever it fails; printing its line at once
+    would race the narration. The story waits for the line, then shows it where it belongs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("   [log %(levelname)s] %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))  # list.append is atomic; handle() holds our lock
+
+    def show(self) -> None:
+        """Print the lines held so far, oldest first."""
+        while self.lines:
+            _say(self.lines.pop(0))
+
+
 def _wait_for(condition: Callable[[], bool]) -> None:
     """Let the background refresh thread finish its (local, fast) work."""
     deadline = time.monotonic() + 10.0
@@ -89,8 +110,7 @@ def run_demo() -> int:
     import boto3
     from botocore.exceptions import EndpointConnectionError
 
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("   [log %(levelname)s] %(message)s"))
+    handler = _LogLines()
     logger = logging.getLogger("secretcache")
     level = logger.level
     logger.addHandler(handler)
@@ -99,7 +119,7 @@ def run_demo() -> int:
         with mock.patch.dict(os.environ), mock_aws():  # the environment is restored on exit
             _forget_aws_configuration()
             client = boto3.client("secretsmanager", region_name="us-east-1")
-            return _story(client, EndpointConnectionError)
+            return _story(client, EndpointConnectionError, handler)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
@@ -118,19 +138,27 @@ def _backoff_text(retry: RetryPolicy) -> str:
     return f"a pause of {', then '.join(growing)}, then {last} after every further failure"
 
 
-def _story(client: SecretsManagerClient, outage_error: Any) -> int:
+def _story(client: SecretsManagerClient, outage_error: Any, logs: _LogLines) -> int:
     clock = _DemoClock()
     retry = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05, failure_backoff=30.0, max_failure_backoff=120.0)
     # Closed however the story ends (its reader may go away: a broken pipe), before moto stops.
     with SecretCache(client, ttl=TTL, max_stale=3600.0, ttl_jitter=0.0, retry=retry, clock=clock) as cache:
-        _tell(client, cache, clock, retry, outage_error)
+        try:
+            _tell(client, cache, clock, retry, outage_error, logs)
+        finally:
+            logs.show()
     _say()
     _say("Done: one call per TTL however many threads, rotation picked up in the background, outage ridden out.")
     return 0
 
 
 def _tell(
-    client: SecretsManagerClient, cache: SecretCache, clock: _DemoClock, retry: RetryPolicy, outage_error: Any
+    client: SecretsManagerClient,
+    cache: SecretCache,
+    clock: _DemoClock,
+    retry: RetryPolicy,
+    outage_error: Any,
+    logs: _LogLines,
 ) -> None:
     calls = _calls(client)
     changes: list[SecretChange] = []
@@ -192,7 +220,8 @@ def _tell(
     before = calls["GetSecretValue"]
     _say(f"   {TTL * 0.85:.0f}s later the value is past its refresh point but within its TTL. A read returns")
     _say(f"   {cache.get_secret_string(SECRET)!r}, while the background refresh fails and is retried")
-    _wait_for(lambda: cache.stats().errors >= 1)
+    _wait_for(lambda: cache.stats().errors >= 1 and bool(logs.lines))
+    logs.show()
     attempts = calls["GetSecretValue"] - before
     _say(f"   the refresh gave up after {attempts} attempts; the value is still within its TTL.")
     for _ in range(1000):
@@ -208,18 +237,21 @@ def _tell(
     _say("   fetches first; its first attempt fails, and it returns the last good value at once:")
     _say(f"   {value!r} (stale_served +{stale}; allowed up to max_stale), while the retries go on behind it")
     _wait_for(lambda: cache.stats().in_flight == 0)
+    logs.show()
     _say(f"   the retries failed too ({calls['GetSecretValue'] - before} attempts in all); the key backs off again")
     clock.now += 3600.0
+    _say("   an hour later the value is too old to serve (max_stale); a read fetches, fails and raises:")
     try:
         cache.get_secret_string(SECRET)
     except SecretUnavailableError as err:
-        _say("   an hour later the value is too old to serve (max_stale), so reads raise:")
+        logs.show()
         _say(f"   SecretUnavailableError: {err}")
 
     _step(5, "Secrets Manager is back.")
     client.meta.events.unregister("before-call.secretsmanager.GetSecretValue", outage)
     clock.now += retry.max_failure_backoff + 1.0
     _say(f"   after the backoff the next read fetches again: {cache.get_secret_string(SECRET)!r}")
+    logs.show()
 
     _step(6, "Statistics (counts only: stats never hold a secret id or value).")
     stats = cache.stats()

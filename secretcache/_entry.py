@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from secretcache._policy import RetryPolicy, Timing
 
 __all__ = [
+    "READ_FAILS",
     "Entry",
     "Failure",
     "binary_of",
@@ -28,6 +29,9 @@ __all__ = [
 ]
 
 _UNPARSED: Any = object()
+
+READ_FAILS = "fetching secret %r failed and no cached value can be served: %s"
+"""The WARNING a failed fetch logs when the read that asked for it raises that same error."""
 
 
 class Failure:
@@ -260,7 +264,7 @@ def failed_entry(
         # First failure, or the cached value just grew too old to serve: reads now fail.
         line = (
             logging.WARNING,
-            "fetching secret %r failed and no cached value can be served: %s",
+            READ_FAILS,
             (secret_id, err),
             extra,
         )

@@ -9,8 +9,10 @@ Every error the cache raises on purpose derives from :class:`SecretCacheError`::
     ├── InvalidSecretRequestError    bad arguments, marked for deletion, stage/version mismatch
     │                                (also a ValueError)
     ├── SecretFormatError            not JSON, missing JSON key, string vs binary (also a ValueError)
-    └── SecretUnavailableError       transient failures (throttling, 5xx, timeouts, connection
-                                     errors) outlived the retry policy and no usable value is cached
+    ├── SecretUnavailableError       transient failures (throttling, 5xx, timeouts, connection
+    │                                errors) outlived the retry policy and no usable value is cached
+    └── secretcache.db.RedactedConnectError
+                                     a database connect failed with an error holding the password
 
 Wrong argument *types* raise the built-in :class:`TypeError`. Where a botocore error caused the
 failure, it is chained as ``__cause__``. Messages name the secret id and the cause, never a value.

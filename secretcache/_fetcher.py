@@ -40,7 +40,7 @@ from secretcache._keys import DEFAULT_STAGE, aliases
 from secretcache._lazy import ClientUnusableError, Lazy
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
-from secretcache._regions import Regions, check_primary, in_region, region_of
+from secretcache._regions import Regions, check_primary, env_region, in_region, region_of
 from secretcache._stats import Counters
 from secretcache._value import SecretValue
 
@@ -198,8 +198,8 @@ def build_client(region: str | None = None) -> SecretsManagerClient:
     """Build the ``secretsmanager`` client a cache uses when none is given (or for a replica ``region``).
 
     Botocore's retries are off (the cache's :class:`RetryPolicy` is the one policy) and
-    connect/read timeouts are bounded. Region (unless given) and credentials come from the usual
-    boto3 chain.
+    connect/read timeouts are bounded. Region (unless given): ``AWS_REGION``, then botocore's
+    chain (``AWS_DEFAULT_REGION``, the profile); credentials from the usual boto3 chain.
     """
     import boto3
     from botocore.config import Config
@@ -211,17 +211,20 @@ def build_client(region: str | None = None) -> SecretsManagerClient:
         user_agent_extra="secretcache",
     )
     # A fresh Session per client: boto3's default session is not thread-safe.
+    region = region or env_region()
     return boto3.session.Session().client("secretsmanager", region_name=region, config=config)
 
 
 def default_region() -> str | None:
-    """The Region :func:`build_client` would call when given none: from the environment and config files.
+    """The Region :func:`build_client` would call when given none: ``AWS_REGION``, else botocore's chain.
 
     No network I/O. ``None`` when no Region is configured, or the configuration cannot be read
     (a missing profile, say: building the client fails the same way).
     """
     import boto3
 
+    if env_region() is not None:
+        return env_region()
     try:
         region = boto3.session.Session().region_name
     except BotoCoreError:
@@ -282,9 +285,17 @@ def _attempt_failed(response: Any = None, caught_exception: BaseException | None
         fetch.falter()
 
 
-def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheError:
-    """Translate a botocore failure into the matching typed secretcache error."""
+def map_error(
+    err: Exception, operation: str, secret_id: str, *, attempts: int | None = None, missing: str | None = None
+) -> SecretCacheError:
+    """Translate a botocore failure into the matching typed secretcache error.
+
+    ``attempts`` (when known) is how many calls were made: "(retries exhausted)" is said only
+    when there were retries. ``missing`` names what a "not found" may be about besides the secret
+    (``has no version labelled AWSPREVIOUS``).
+    """
     where = f"{operation} for secret {secret_id!r}"
+    exhausted = "" if attempts == 1 else " (retries exhausted)"
     if isinstance(err, ClientUnusableError):  # no call was made: the client itself is not to be had
         return err.kind(f"{where} failed: {err}", secret_id=secret_id)
     if isinstance(err, ClientError):
@@ -292,7 +303,9 @@ def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheErro
         code = error.get("Code", "Unknown")
         detail = f"{where} failed: {code}: {error.get('Message', '')}".rstrip(": ")
         if is_transient(err):
-            return SecretUnavailableError(f"{detail} (retries exhausted)", secret_id=secret_id)
+            return SecretUnavailableError(f"{detail}{exhausted}", secret_id=secret_id)
+        if missing is not None and _PERMANENT_CODES.get(code) is SecretNotFoundError:
+            detail += f" (the secret does not exist, or {missing})"
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         # An unknown code with 401/403 (a proxy, a WAF or a VPC endpoint policy answering in HTML,
         # which botocore reports with the status as the code) is a refusal, not an outage.
@@ -308,7 +321,7 @@ def map_error(err: Exception, operation: str, secret_id: str) -> SecretCacheErro
     if isinstance(err, ParamValidationError):
         return InvalidSecretRequestError(f"{where} was refused by botocore: {err}", secret_id=secret_id)
     if isinstance(err, MalformedResponseError) or (isinstance(err, BotoCoreError) and is_transient(err)):
-        return SecretUnavailableError(f"{where} failed: {err} (retries exhausted)", secret_id=secret_id)
+        return SecretUnavailableError(f"{where} failed: {err}{exhausted}", secret_id=secret_id)
     return SecretUnavailableError(f"{where} failed: {type(err).__name__}: {err}", secret_id=secret_id)
 
 
@@ -318,7 +331,7 @@ def _type_problem(response: Any) -> str | None:
     if string is not None and not isinstance(string, str):
         return f"SecretString of type {type(string).__name__}, not str"
     binary = response.get("SecretBinary")
-    if binary is not None and not isinstance(binary, (bytes, bytearray)):
+    if binary is not None and not isinstance(binary, (bytes, bytearray, str)):
         return f"SecretBinary of type {type(binary).__name__}, not bytes"
     stages = response.get("VersionStages", [])
     if not isinstance(stages, (list, tuple)):
@@ -352,7 +365,8 @@ def to_secret_value(
     staging labels are interned, and the name reuses the requested id's string when equal.
     A minimal answer (a test stub's ``{"SecretString": ...}``) gets the requested id as its
     name and empty ``arn`` and ``version_id``: unknown, so never a change and outside monotonic
-    reads.
+    reads. A ``SecretBinary`` given as ``str`` (botocore's ``Stubber`` accepts one; a real
+    answer is always bytes) is kept as its UTF-8 bytes, what botocore would send for that str.
 
     Raises:
         SecretFormatError: A value field has the wrong type (the message names the field and
@@ -372,8 +386,13 @@ def to_secret_value(
         version_stages=tuple(sys.intern(stage) for stage in response.get("VersionStages", ())),
         created_date=created.astimezone(timezone.utc) if created is not None else None,
         secret_string=response.get("SecretString"),
-        secret_binary=bytes(binary) if binary is not None else None,
+        secret_binary=_as_bytes(binary) if binary is not None else None,
     )
+
+
+def _as_bytes(binary: bytes | bytearray | str) -> bytes:
+    """A ``SecretBinary`` as bytes; a stub's str as UTF-8 (lone surrogates kept, never an error holding it)."""
+    return binary.encode("utf-8", "surrogatepass") if isinstance(binary, str) else bytes(binary)
 
 
 class _StopBeforeDeadline(tenacity.stop.stop_base):
@@ -413,7 +432,11 @@ class Fetcher:
         sleep: Callable[[float], None] = time.sleep,
         regions: Regions | None = None,
         clock: Callable[[], float] | None = None,
+        send_current_stage: bool = True,
     ) -> None:
+        if not isinstance(send_current_stage, bool):
+            raise TypeError(f"send_current_stage must be a bool, not {type(send_current_stage).__name__}")
+        self._send_current_stage = send_current_stage
         self._client: Lazy[SecretsManagerClient] = Lazy(client, self._build, wait=retry.deadline)
         self._counters = counters
         self._retry = retry
@@ -448,8 +471,10 @@ class Fetcher:
     ) -> SecretValue:
         """Fetch one version of a secret; AWSCURRENT when neither stage nor version id is given.
 
-        ``VersionStage`` is always sent when no version id is asked for, so the label is never
-        left for the service to default. ``fetch``, when given, counts the attempts.
+        ``VersionStage`` is sent whenever no version id is asked for, so the label is never left
+        for the service to default, unless the cache was built with ``send_current_stage=False``:
+        then a read of AWSCURRENT sends only ``SecretId``, as plain boto3 code does. ``fetch``,
+        when given, counts the attempts.
 
         Raises:
             SecretCacheError: The typed error matching the failure, the botocore error chained.
@@ -457,10 +482,18 @@ class Fetcher:
         kwargs: dict[str, Any] = {}
         if version_id is not None:
             kwargs["VersionId"] = version_id
-        if version_stage is not None or version_id is None:
+        if version_stage is not None or (version_id is None and self._send_current_stage):
             kwargs["VersionStage"] = version_stage or DEFAULT_STAGE
 
+        missing = None
+        if version_id is not None:
+            missing = f"has no version {version_id}"
+        elif kwargs["VersionStage"] != DEFAULT_STAGE:
+            missing = f"has no version labelled {kwargs['VersionStage']}"
+        calls: list[None] = []
+
         def attempt(client: SecretsManagerClient, region: str | None) -> GetSecretValueResponseTypeDef:
+            calls.append(None)
             sent = secret_id if region is None else in_region(secret_id, region)
             response = self._send(
                 client, "GetSecretValue", fetch, lambda: client.get_secret_value(SecretId=sent, **kwargs)
@@ -472,7 +505,7 @@ class Fetcher:
         try:
             response, replica = self._across_regions("GetSecretValue", attempt, fetch)
         except _CALL_ERRORS as err:
-            raise map_error(err, "GetSecretValue", secret_id) from err
+            raise map_error(err, "GetSecretValue", secret_id, attempts=len(calls), missing=missing) from err
         return self._value(response, secret_id, "GetSecretValue", replica)
 
     def batch_get_secret_values(

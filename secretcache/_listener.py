@@ -21,6 +21,7 @@ from secretcache._errors import SecretUnavailableError
 from secretcache._events import secret_ids_from_event, shown
 from secretcache._fork import track
 from secretcache._logs import facts
+from secretcache._regions import env_region
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -218,7 +219,7 @@ class SqsInvalidationListener:
         if client is None:
             import boto3
 
-            built = boto3.session.Session().client("sqs")
+            built = boto3.session.Session().client("sqs", region_name=env_region())
             with self._lock:
                 if self._client is None:
                     self._client = built

@@ -12,6 +12,7 @@ __all__ = [
     "Duration",
     "RetryPolicy",
     "Timing",
+    "check_client",
     "check_fraction",
     "check_overrides",
     "check_refresh_ahead",
@@ -42,6 +43,28 @@ def to_seconds(value: object, name: str, *, allow_inf: bool = True) -> float:
     if math.isinf(seconds) and not allow_inf:
         raise ValueError(f"{name} must be finite, got {value!r}")
     return seconds
+
+
+def check_client(client: object, owner: str) -> None:
+    """Refuse a ``client`` argument that cannot be a Secrets Manager client.
+
+    Anything with a callable ``get_secret_value`` passes (botocore builds its client classes at
+    run time, and wrapped or instrumented clients are welcome), and so does ``None``. Only a
+    number is echoed in the message: another value given by mistake may be sensitive.
+
+    Raises:
+        TypeError: ``client`` is something else, such as a TTL given positionally; the message
+            names ``client`` and says that settings are keyword-only.
+    """
+    if client is None or callable(getattr(client, "get_secret_value", None)):
+        return
+    given = repr(client) if isinstance(client, (int, float)) and not isinstance(client, bool) else "..."
+    example = repr(client) if given != "..." else "300"
+    raise TypeError(
+        f"{owner}({given}): client must be a Secrets Manager client such as boto3.client('secretsmanager') "
+        f"or None, not {type(client).__name__}; settings such as ttl are keyword-only: "
+        f"{owner}(ttl={example})"
+    )
 
 
 def check_fraction(value: object, name: str, *, upper: float) -> float:

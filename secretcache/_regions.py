@@ -13,8 +13,9 @@ attempt that began before a probe found the primary healthy is old news.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from secretcache._lazy import Lazy, drop_connections
@@ -25,9 +26,29 @@ if TYPE_CHECKING:
 
     from secretcache._policy import RetryPolicy
 
-__all__ = ["Regions", "Replica", "check_primary", "check_replicas", "drop_connections", "in_region", "region_of"]
+__all__ = [
+    "Regions",
+    "Replica",
+    "check_primary",
+    "check_replicas",
+    "drop_connections",
+    "env_region",
+    "in_region",
+    "region_of",
+]
 
 logger = logging.getLogger("secretcache")
+
+
+def env_region(environ: Mapping[str, str] | None = None) -> str | None:
+    """The Region ``AWS_REGION`` names, or ``None`` when it is unset or empty.
+
+    Every client the library builds is given it explicitly: botocore reads ``AWS_REGION`` only
+    inside Lambda, while the AWS CLI v2 and the other AWS SDKs read it everywhere, over
+    ``AWS_DEFAULT_REGION`` and the profile's ``region``.
+    """
+    region = (os.environ if environ is None else environ).get("AWS_REGION", "").strip()
+    return region or None
 
 
 def in_region(secret_id: str, region: str) -> str:

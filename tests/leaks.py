@@ -37,7 +37,7 @@ def leaks_of(error: BaseException, value: str | bytes) -> Iterator[str]:
     if not value:
         raise ValueError("an empty value is found everywhere; use a distinctive marker")
     text = value if isinstance(value, str) else value.decode("utf-8", "replace")
-    raw = value if isinstance(value, bytes) else value.encode()
+    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
     seen: set[int] = set()
     pending: list[tuple[BaseException, str]] = [(error, "error")]
     while pending:

@@ -131,3 +131,16 @@ def test_find_problems_maps_sources_to_built_pages(check_docs: ModuleType, base:
         "docs/unbuilt.md",
         "404.html",
     ]
+
+
+def test_a_build_that_cannot_format_signatures_is_a_problem(check_docs: ModuleType) -> None:
+    """mkdocstrings' INFO line about a missing formatter, which --strict lets through, fails the check."""
+    output = (
+        "INFO    -  Cleaning site directory\n"
+        "INFO    -  Formatting signatures requires either Black or Ruff to be installed.\n"
+        "INFO    -  Documentation built in 7.23 seconds\n"
+    )
+    problems = check_docs.log_problems(output)
+    assert len(problems) == 1
+    assert "install the docs extra, which holds ruff" in problems[0]
+    assert check_docs.log_problems(output.replace("Formatting signatures requires", "Built")) == []

@@ -53,12 +53,13 @@ def test_every_example_is_covered() -> None:
     assert sorted(path.name for path in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
 
 
-def _run(name: str, env: dict[str, str], *, options: tuple[str, ...] = ()) -> None:
+def _run(name: str, env: dict[str, str], *, options: tuple[str, ...] = (), python: str = sys.executable) -> None:
     """Run one example as its header says and check its output shows what it claims, and no value."""
     source = (EXAMPLES / name).read_text()
     assert "python examples/" + name in source  # the one command written at its top
     result = subprocess.run(
-        [sys.executable, *options, str(EXAMPLES / name)],
+        [python, *options, str(EXAMPLES / name)],
+        cwd=EXAMPLES.parent,
         env=env,
         capture_output=True,
         text=True,
@@ -157,3 +158,15 @@ def test_every_test_the_docs_name_exists() -> None:
                 assert name in _defined_names(current), f"{page.name}:{number}: no test {name} in {current.name}"
                 checked += 1
     assert checked > 50
+
+
+def test_hit_cost_figures_agree_across_the_docs() -> None:
+    """README, migrating.md and performance.md give the same hit-cost ranges for secretcache and its peers."""
+    ranges = re.compile("\\d[\\d.]*\u2013\\d[\\d.]*\u00d7")  # "1.4-2.9x", en dash and times sign
+    expect = (DOCS / "performance.md").read_text().partition("## Method")[0]
+    figures = ranges.findall(expect)
+    assert len(figures) == 3, figures  # secretcache, the official library, Powertools
+    readme = (EXAMPLES.parent / "README.md").read_text().splitlines()
+    row = next(line for line in readme if line.startswith("| cost of a hit"))
+    assert ranges.findall(row) == figures
+    assert ranges.findall((DOCS / "migrating.md").read_text()) == [figures[1]]

@@ -271,7 +271,7 @@ MARKER = 918273645  # a "value" no message, argument or attribute may contain
 WRONG_TYPES = [  # field, wrong value, the type the message names
     ("SecretString", MARKER, "int"),
     ("SecretString", [f"list-{MARKER}"], "list"),
-    ("SecretBinary", f"text-{MARKER}", "str"),
+    ("SecretBinary", [f"list-{MARKER}"], "list"),
     ("VersionStages", f"AWSCURRENT-{MARKER}", "str"),
     ("VersionStages", ["AWSCURRENT", MARKER], "int"),
 ]

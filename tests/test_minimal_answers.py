@@ -65,6 +65,18 @@ def test_a_minimal_binary_answer_is_served(stubbed: tuple[Any, Stubber]) -> None
     assert SecretCache(client, clock=FakeClock()).get_secret_binary("app/key") == b"\x00\x01"
 
 
+@pytest.mark.parametrize("text", ["ZXhhbXBsZQ==", "Zürich-\udc80"])
+def test_a_binary_given_as_str_by_a_stub_is_served_as_its_utf8_bytes(stubbed: tuple[Any, Stubber], text: str) -> None:
+    """A Stubber takes a str for SecretBinary (a real answer never has one): served as its UTF-8 bytes, unretried."""
+    client, stubber = stubbed
+    stubber.add_response("get_secret_value", {"SecretBinary": text}, AWSCURRENT)
+    cache = SecretCache(client, clock=FakeClock())
+    assert cache.get_secret_binary("app/key") == text.encode("utf-8", "surrogatepass")
+    assert cache.get_secret("app/key").secret_string is None
+    assert cache.stats().api_calls == {"GetSecretValue": 1}
+    stubber.assert_no_pending_responses()
+
+
 def test_an_answer_with_no_value_is_still_malformed_and_retried(stubbed: tuple[Any, Stubber]) -> None:
     """A body with neither SecretString nor SecretBinary (a cut-off response) is retried, then unavailable."""
     client, stubber = stubbed

@@ -31,6 +31,7 @@ PUBLIC_MODULES = [
     "secretcache.aws_lambda",
     "secretcache.compat.aws_secretsmanager_caching",
     "secretcache.compat.powertools",
+    "secretcache.compat.powertools.parameters",
     "secretcache.db",
     "secretcache.events",
     "secretcache.otel",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from secretcache import InvalidSecretRequestError, RetryPolicy, SecretCache
+from secretcache import AsyncSecretCache, InvalidSecretRequestError, RetryPolicy, SecretCache
 from tests.conftest import Calls, FakeClock
 from tests.test_cache import make_cache
 
@@ -120,3 +120,51 @@ def test_retry_policy_backoff_doubles_to_its_cap() -> None:
     assert [policy.backoff_after(n) for n in range(6)] == [0.0, 0.5, 1.0, 2.0, 3.0, 3.0]
     assert policy.backoff_after(10_000) == 3.0
     assert RetryPolicy(deadline=timedelta(seconds=4)).deadline == 4.0  # type: ignore[arg-type]
+
+
+class _Instrumented:
+    """A wrapper that counts the calls it passes on to a real client, as tracing wrappers do."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.passed_on = 0
+
+    def __getattr__(self, name: str) -> Any:
+        self.passed_on += 1
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("owner", [SecretCache, AsyncSecretCache])
+@pytest.mark.parametrize(
+    ("argument", "shown"),
+    [(300, "(300)"), (0.5, "(0.5)"), (True, "(...)"), ("hunter2", "(...)"), ({"ttl": 300}, "(...)"), (b"x", "(...)")],
+)
+def test_a_setting_given_as_the_client_is_refused_at_construction(owner: type, argument: object, shown: str) -> None:
+    """SecretCache(300) is a TypeError naming client and keyword-only settings, not a failure on first read."""
+    name = owner.__name__
+    with pytest.raises(TypeError) as caught:
+        owner(argument)
+    message = str(caught.value)
+    assert message.startswith(f"{name}{shown}: client must be a Secrets Manager client")
+    assert f"not {type(argument).__name__};" in message
+    assert "settings such as ttl are keyword-only" in message
+    if isinstance(argument, str):
+        assert argument not in message  # a string given by mistake may be sensitive: never echoed
+    if argument == 300:
+        assert message.endswith(f"{name}(ttl=300)")
+
+
+def test_from_env_refuses_a_setting_given_as_the_client() -> None:
+    """from_env checks its client like the constructor."""
+    with pytest.raises(TypeError, match="client must be a Secrets Manager client"):
+        SecretCache.from_env(300)  # type: ignore[arg-type]
+
+
+def test_real_wrapped_and_absent_clients_are_accepted(client: Any, admin: Any, clock: FakeClock) -> None:
+    """A botocore client, a wrapper with a callable get_secret_value, and None are all accepted."""
+    admin.create_secret(Name="db", SecretString="pw")
+    assert make_cache(client, clock).get_secret_string("db") == "pw"
+    wrapped = _Instrumented(client)
+    assert make_cache(wrapped, clock).get_secret_string("db") == "pw"
+    assert wrapped.passed_on > 0
+    assert make_cache(None, clock).get_secret_string("db") == "pw"  # built lazily (moto is active)

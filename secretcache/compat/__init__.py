@@ -2,8 +2,9 @@
 
 - :mod:`secretcache.compat.aws_secretsmanager_caching`: the official ``aws-secretsmanager-caching``
   library's ``SecretCache``, ``SecretCacheConfig`` and decorators; change the import, keep the code.
-- :mod:`secretcache.compat.powertools`: a Powertools ``parameters`` provider backed by a
-  :class:`~secretcache.SecretCache` (extra ``secretcache[powertools]``).
+- :mod:`secretcache.compat.powertools`: Powertools' ``parameters`` for secrets
+  (``from secretcache.compat.powertools import parameters``) and ``SecretCacheProvider``, backed by
+  a :class:`~secretcache.SecretCache` (extra ``secretcache[powertools]``).
 
 Neither is imported by ``import secretcache``.
 """

@@ -17,6 +17,7 @@ from secretcache.db._auth import Failure, classify
 from secretcache.db._credentials import DbCredentials, async_credentials, credentials
 from secretcache.db._factory import MAPPINGS, ConnectionFactory, connect_kwargs, connection_factory
 from secretcache.db._integrations import attach_to_engine, psycopg_async_connection_class, psycopg_connection_class
+from secretcache.db._secrecy import RedactedConnectError
 
 __all__ = [
     "MAPPINGS",
@@ -24,6 +25,7 @@ __all__ = [
     "ConnectionFactory",
     "DbCredentials",
     "Failure",
+    "RedactedConnectError",
     "async_connection_factory",
     "async_credentials",
     "attach_to_engine",

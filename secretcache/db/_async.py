@@ -14,6 +14,7 @@ from secretcache._errors import SecretNotFoundError
 from secretcache.db._credentials import async_credentials
 from secretcache.db._factory import FactoryBase
 from secretcache.db._recovery import POLL_INTERVAL, Connect, Op, Read, Sleep, plan, run
+from secretcache.db._secrecy import Witness
 
 __all__ = ["AsyncConnectionFactory", "as_async_cache", "async_connection_factory"]
 
@@ -92,7 +93,23 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
         self._wait_bound = POLL_INTERVAL + store_of(async_cache.cache).wait_bound
 
     async def __call__(self, *args: Any, **kwargs: Any) -> _C:
-        """Open a new connection (``args``/``kwargs`` go to ``connect``), recovering from a rotation."""
+        """Open a new connection (``args``/``kwargs`` go to ``connect``), recovering from a rotation.
+
+        Raises:
+            RedactedConnectError: The connect failed with an error that held the password.
+        """
+        witness = self._witness()
+        try:
+            connection: _C = await self._run(witness, args, kwargs)
+        except Exception as error:
+            redacted = witness.redacted(error)
+            if redacted is None:
+                raise
+        else:
+            return connection
+        raise redacted from None  # outside the except block: the original is not its __context__
+
+    async def _run(self, witness: Witness, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         steps = plan(self._recovery, self._classify)
         sent: Any = None
         thrown: Exception | None = None
@@ -101,11 +118,10 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
                 try:
                     op = steps.throw(thrown) if thrown is not None else steps.send(sent)
                 except StopIteration as done:
-                    connection: _C = done.value
-                    return connection
+                    return done.value
                 sent, thrown = None, None
                 try:
-                    sent = await self._do(self._logged(op), args, kwargs)
+                    sent = await self._do(self._logged(witness.see(op)), args, kwargs)
                 except Exception as error:
                     thrown = error
         finally:
@@ -140,12 +156,21 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
         """
         from sqlalchemy.util import await_only
 
+        witness = self._witness()
+
         def do(op: Op) -> Any:
+            witness.see(op)
             if isinstance(op, Connect):
                 return connect(**self._kwargs(op.creds, {}))
             return await_only(self._do(self._logged(op), (), {}))
 
-        return run(plan(self._recovery, self._classify), do)
+        try:
+            return run(plan(self._recovery, self._classify), do)
+        except Exception as error:
+            redacted = witness.redacted(error)
+            if redacted is None:
+                raise
+        raise redacted from None  # outside the except block: the original is not its __context__
 
 
 def async_connection_factory(

@@ -69,8 +69,13 @@ def classify(error: BaseException) -> Failure:
     authentication failed" message is; errors whose message says the server could not be
     reached, is starting or is full are not; any other ``OperationalError`` is UNKNOWN (the
     server's message may be localised). Errors wrapped by SQLAlchemy are judged by the driver's
-    error inside (``.orig``, and its ``__cause__`` for the asyncio dialects).
+    error inside (``.orig``, and its ``__cause__`` for the asyncio dialects). A
+    :class:`~secretcache.db.RedactedConnectError` is judged as its original was.
     """
+    from secretcache.db._secrecy import RedactedConnectError  # it imports this module
+
+    if isinstance(error, RedactedConnectError):
+        return error.failure  # the factory classified the original before dropping it
     error = _unwrap(error)
     module = type(error).__module__.split(".")[0]
     if module == "asyncpg":  # every server error carries its SQLSTATE

@@ -14,6 +14,7 @@ from secretcache._logs import facts
 from secretcache.db._auth import Failure, classify
 from secretcache.db._credentials import DbCredentials, credentials
 from secretcache.db._recovery import POLL_INTERVAL, Connect, Op, Read, Recovery, Sleep, plan, run
+from secretcache.db._secrecy import Witness
 
 __all__ = ["MAPPINGS", "ConnectionFactory", "FactoryBase", "connect_kwargs", "connection_factory"]
 
@@ -136,6 +137,11 @@ class FactoryBase:
             return Failure.AUTH if self._is_auth_error(error) else Failure.OTHER
         return classify(error)
 
+    def _witness(self) -> Witness:
+        """A new :class:`Witness` for one call: it learns the passwords that call connects with."""
+        password = self._overrides.get(self._mapping.get("password") or "password")
+        return Witness(self._secret_id, self._classify, [password] if isinstance(password, str) else [])
+
     def _kwargs(self, creds: DbCredentials, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """``kwargs`` (a pool's own arguments, say) with the credentials and overrides laid over them."""
         return {**kwargs, **connect_kwargs(creds, self._mapping, self._overrides)}
@@ -169,7 +175,8 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
        it has run out without a success, connects fail at once (no grace) until one succeeds or
        the version changes, so a wrong password in the secret costs one grace period, not one per
        connect;
-    4. raise the original error.
+    4. raise the original error, or, if the password can be read from it (its message, args,
+       attributes or chain: whatever its class), a :class:`RedactedConnectError` in its place.
 
     Steps 1 and 2 cost at most one API call each; the grace one call per 250 ms. An error that
     is not about credentials (server down) is raised at once without any call. What counts as an
@@ -229,9 +236,21 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
         self._wait_bound = POLL_INTERVAL + store_of(cache).wait_bound
 
     def __call__(self) -> _C:
-        """Open a new connection, recovering from a rotation as described above."""
-        connection: _C = run(plan(self._recovery, self._classify), self._do)
-        return connection
+        """Open a new connection, recovering from a rotation as described above.
+
+        Raises:
+            RedactedConnectError: The connect failed with an error that held the password.
+        """
+        witness = self._witness()
+        try:
+            connection: _C = run(plan(self._recovery, self._classify), lambda op: self._do(witness.see(op)))
+        except Exception as error:
+            redacted = witness.redacted(error)
+            if redacted is None:
+                raise
+        else:
+            return connection
+        raise redacted from None  # outside the except block: the original is not its __context__
 
     def _do(self, op: Op) -> Any:
         op = self._logged(op)

@@ -111,7 +111,15 @@ def use_listener(cache: SecretCache, other: SecretCache) -> None:
 
 async def use_async_db(cache: SecretCache) -> None:
     from secretcache import AsyncSecretCache
-    from secretcache.db import AsyncConnectionFactory, async_connection_factory, async_credentials, connection_factory
+    from secretcache.db import (
+        AsyncConnectionFactory,
+        Failure,
+        RedactedConnectError,
+        async_connection_factory,
+        async_credentials,
+        classify,
+        connection_factory,
+    )
 
     async def connect(*args: Any, **kwargs: Any) -> str:
         return "connection"
@@ -127,6 +135,12 @@ async def use_async_db(cache: SecretCache) -> None:
     creds = await async_credentials(async_cache, "db", version_stage="AWSPENDING")
     blocking = connection_factory(cache, "db", lambda **kwargs: "sync", mapping="pymysql", rotation_grace=0)
     print(connection, creds.username, blocking(), async_cache.clock())
+    try:
+        blocking()
+    except RedactedConnectError as error:
+        code: int | str | None = error.code
+        failure: Failure = classify(error)
+        print(error.driver_error, code, failure is error.failure, error.secret_id)
 
 
 def use_observability_regions_and_compat(cache: SecretCache) -> None:
@@ -139,6 +153,7 @@ def use_observability_regions_and_compat(cache: SecretCache) -> None:
     )
     from secretcache.compat.aws_secretsmanager_caching import SecretCache as OfficialShapedCache
     from secretcache.compat.powertools import SecretCacheProvider, install, uninstall
+    from secretcache.compat.powertools import parameters as our_parameters
     from secretcache.otel import instrument
 
     uninstrument = instrument(cache, secret_names=False)
@@ -162,4 +177,10 @@ def use_observability_regions_and_compat(cache: SecretCache) -> None:
     provider: SecretCacheProvider = install(cache)
     raw = parameters.get_secret("db", transform="json")
     removed: bool = uninstall()
-    print(region, failovers, text, refreshed, positional, keyworded, provider.cache, raw, removed)
+    stubbable = SecretCacheProvider(boto3_client=cache.client).client
+    by_name: dict[str, Any] = our_parameters.get_secrets_by_name(["db"], transform="json", max_age=60)
+    one = our_parameters.get_secret("db", "json", False, 60, VersionStage="AWSPENDING")
+    our_parameters.clear_caches()
+    plain = SecretCache(send_current_stage=False)
+    print(region, failovers, text, refreshed, positional, keyworded, provider.cache, raw, removed, stubbable)
+    print(by_name, one, plain)
