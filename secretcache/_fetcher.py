@@ -488,8 +488,8 @@ class Fetcher:
         missing = None
         if version_id is not None:
             missing = f"has no version {version_id}"
-        elif kwargs["VersionStage"] != DEFAULT_STAGE:
-            missing = f"has no version labelled {kwargs['VersionStage']}"
+        elif version_stage is not None and version_stage != DEFAULT_STAGE:
+            missing = f"has no version labelled {version_stage}"
         calls: list[None] = []
 
         def attempt(client: SecretsManagerClient, region: str | None) -> GetSecretValueResponseTypeDef:

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from secretcache import AsyncSecretCache, SecretCache
+from secretcache import AsyncSecretCache, SecretCache, SecretNotFoundError
 from tests.conftest import REGION, FakeClock
 from tests.test_cache import make_cache
 
@@ -78,3 +78,16 @@ def test_option_must_be_a_bool() -> None:
     """A non-bool is refused before any call, naming the option."""
     with pytest.raises(TypeError, match="send_current_stage must be a bool"):
         SecretCache(send_current_stage="no")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("send_current_stage", [True, False])
+def test_a_missing_secret_is_not_found_either_way(
+    stubbed: tuple[Any, Stubber], clock: FakeClock, send_current_stage: bool
+) -> None:
+    """A missing secret is SecretNotFoundError, whether or not the request named the label."""
+    client, stubber = stubbed
+    stubber.add_client_error("get_secret_value", "ResourceNotFoundException", "not found")
+    cache = SecretCache(client, clock=clock, send_current_stage=send_current_stage)
+    with cache, pytest.raises(SecretNotFoundError, match="'s'"):
+        cache.get_secret_string("s")
+    stubber.assert_no_pending_responses()
