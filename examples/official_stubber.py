@@ -4,7 +4,8 @@ The original calls ``DescribeSecret``, then ``GetSecretValue`` by the version id
 adapter calls ``GetSecretValue`` by staging label, once per label per TTL, so the stubs change.
 No AWS account or network is needed: the Stubber answers every call.
 
-Run it: ``python examples/official_stubber.py``
+Run it (secretcache alone: botocore's Stubber comes with boto3):
+    pip install -e . && python examples/official_stubber.py
 """
 
 import botocore.session
