@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from _recording import Attempt, Read, Recording, Span, clusters, join_reads, options, save, start_readers
 from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
@@ -52,10 +52,9 @@ ROTATE_AT = 3.0
 OUTAGE_START = 6.0
 OUTAGE_END = 11.0
 BLOCKED = 0.005
-MAX_READS = int(DURATION / READ_PAUSE) + 1  # per reader: a hard bound on top of the deadline
 SAME_FETCH_GAP = 0.25  # a retry follows its failed attempt within max_delay; backoffs are >= 0.5 s
 ENDPOINT = "https://secretsmanager.us-east-1.amazonaws.com"
-OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "img" / "timeline.png"
+FIGURE = "timeline.png"
 
 READ_COLORS = {"v1": "#1f77b4", "v2": "#2ca02c", "error": "#d62728"}
 STATE_COLORS = {"fresh": "#b7e4c7", "refresh due": "#40916c", "stale": "#f4a261", "unavailable": "#e63946"}
@@ -63,26 +62,6 @@ OUTAGE_COLOR = "#adb5bd"
 AHEAD_COLOR = "#1f77b4"
 ROTATION_COLOR = "#6f42c1"
 BACKOFF_COLOR = "#f28482"
-
-
-@dataclass(frozen=True, slots=True)
-class Read:
-    """One read: when it started (s since start), how long it took (s), what it returned."""
-
-    at: float
-    latency: float
-    value: str | None
-    error: str | None
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One ``GetSecretValue`` attempt as the backend saw it (s since start)."""
-
-    start: float
-    end: float
-    ok: bool
-    background: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +88,6 @@ class Fetch:
 
 
 @dataclass(frozen=True, slots=True)
-class Span:
-    """A labelled interval on the timeline (s since start)."""
-
-    start: float
-    end: float
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
 class Run:
     """Everything one run recorded."""
 
@@ -126,35 +96,6 @@ class Run:
     gc_pauses: list[Span]
     rotated_at: float
     stats: dict[str, int]
-
-
-class Backend:
-    """The botocore hooks: a 50 ms backend that fails during the outage, recording every attempt."""
-
-    def __init__(self, origin: float) -> None:
-        self.origin = origin
-        self.attempts: list[Attempt] = []
-        self._lock = threading.Lock()
-        self._current = threading.local()
-
-    def before_call(self, **_: Any) -> None:
-        start = time.monotonic() - self.origin
-        # Background: the refresh pool's threads. A reader's fetch is foreground wherever it runs:
-        # on the reader's thread, or handed off to a "secretcache-fetch" thread when the reader
-        # holds a value it may serve stale (it then waits only for the first failed attempt).
-        background = threading.current_thread().name.startswith("secretcache-refresh")
-        time.sleep(BACKEND_DELAY)
-        down = OUTAGE_START <= start < OUTAGE_END
-        attempt = Attempt(start, time.monotonic() - self.origin, ok=not down, background=background)
-        with self._lock:
-            self.attempts.append(attempt)
-        self._current.attempt = attempt
-        if down:
-            raise EndpointConnectionError(endpoint_url=ENDPOINT)
-
-    def after_call(self, **_: Any) -> None:
-        # The response is parsed: about when the cache stamps the new value's deadlines.
-        self._current.attempt.end = time.monotonic() - self.origin
 
 
 class GcPauses:
@@ -172,23 +113,6 @@ class GcPauses:
         elif now - self._started > BLOCKED:
             label = f"gen-{info['generation']} GC, {info['collected']:,} objects freed"
             self.pauses.append(Span(self._started, now, label))
-
-
-def reader(cache: SecretCache, origin: float, out: list[Read]) -> None:
-    """Read every READ_PAUSE seconds until DURATION (at most MAX_READS reads)."""
-    for _ in range(MAX_READS):
-        at = time.monotonic() - origin
-        if at >= DURATION:
-            return
-        started = time.perf_counter()
-        value: str | None = None
-        error: str | None = None
-        try:
-            value = VALUES.get(cache.get_secret_string(SECRET), "other")
-        except Exception as err:  # recorded, drawn and counted, never hidden
-            error = type(err).__name__
-        out.append(Read(at, time.perf_counter() - started, value, error))
-        time.sleep(READ_PAUSE)
 
 
 def rotate(admin: Any, old_version: str) -> None:
@@ -213,32 +137,34 @@ def run() -> Run:
             client, ttl=TTL, refresh_ahead=REFRESH_AHEAD, max_stale=MAX_STALE, ttl_jitter=0.0, retry=RETRY
         )
         gc.collect()
-        origin = time.monotonic()
-        backend = Backend(origin)
-        client.meta.events.register("before-call.secretsmanager.GetSecretValue", backend.before_call)
-        client.meta.events.register("after-call.secretsmanager.GetSecretValue", backend.after_call)
-        pauses = GcPauses(origin)
+        recording = Recording()
+
+        def outage(start: float) -> Exception | None:
+            down = OUTAGE_START <= start < OUTAGE_END
+            return EndpointConnectionError(endpoint_url=ENDPOINT) if down else None
+
+        recording.backend(client, delay=lambda: BACKEND_DELAY, fault=outage, operation="GetSecretValue")
+        pauses = GcPauses(recording.origin)
         gc.callbacks.append(pauses)
-        outputs: list[list[Read]] = [[] for _ in range(READERS)]
-        threads = [
-            threading.Thread(target=reader, args=(cache, origin, out), name=f"reader-{index}", daemon=True)
-            for index, out in enumerate(outputs)
-        ]
         try:
-            for thread in threads:
-                thread.start()
-            time.sleep(max(0.0, origin + ROTATE_AT - time.monotonic()))
-            rotated_at = time.monotonic() - origin
+            threads, outputs = start_readers(
+                recording,
+                lambda _: VALUES.get(cache.get_secret_string(SECRET), "other"),
+                count=READERS,
+                pause=READ_PAUSE,
+                until=DURATION,
+            )
+            time.sleep(max(0.0, ROTATE_AT - recording.now()))
+            rotated_at = recording.now()
             rotate(admin, old_version)
-            for thread in threads:
-                thread.join(timeout=DURATION + 5.0)
+            reads = join_reads(threads, outputs, timeout=DURATION + 5.0)
         finally:
             gc.callbacks.remove(pauses)
         stats = cache.stats()
         cache.close()
     return Run(
-        reads=sorted((read for out in outputs for read in out), key=lambda read: read.at),
-        attempts=sorted(backend.attempts, key=lambda attempt: attempt.start),
+        reads=reads,
+        attempts=recording.sorted_attempts(),
         gc_pauses=pauses.pauses,
         rotated_at=rotated_at,
         stats={
@@ -299,17 +225,6 @@ def backoffs(fetches: list[Fetch]) -> list[Span]:
         pause = RETRY.backoff_after(failures)
         spans.append(Span(fetch.end, fetch.end + pause, f"{pause:g} s"))
     return spans
-
-
-def clusters(reads: list[Read], gap: float = 0.3) -> list[list[Read]]:
-    """Runs of reads (sorted by start) that started less than ``gap`` apart."""
-    runs: list[list[Read]] = []
-    for read in reads:
-        if runs and read.at - runs[-1][-1].at < gap:
-            runs[-1].append(read)
-        else:
-            runs.append([read])
-    return runs
 
 
 def summarize(result: Run, fetches: list[Fetch]) -> list[str]:
@@ -393,8 +308,7 @@ def draw(result: Run, fetches: list[Fetch], path: Path) -> None:
         fontsize=12,
     )
     legend(figure, bool(result.gc_pauses))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    save(figure, path)
 
 
 def draw_reads(axes: Axes, result: Run, fetches: list[Fetch]) -> None:
@@ -532,13 +446,13 @@ def legend(figure: Figure, gc_pauses: bool) -> None:
 
 
 def main() -> None:
+    args = options(__doc__, figure=True)  # --quick: the same run (the scenario is the figure), drawn to --out
     logging.basicConfig(format="log from %(threadName)s: %(levelname)s %(message)s", level=logging.WARNING)
     result = run()
     fetches = group_fetches(result.attempts)
     for line in summarize(result, fetches):
         print(line)
-    draw(result, fetches, OUTPUT)
-    print(f"wrote {OUTPUT.relative_to(Path.cwd()) if OUTPUT.is_relative_to(Path.cwd()) else OUTPUT}")
+    draw(result, fetches, args.out / FIGURE)
 
 
 if __name__ == "__main__":
