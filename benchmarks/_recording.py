@@ -135,14 +135,16 @@ class Recording:
 
 def start_readers(
     recording: Recording,
-    read: Callable[[int], str],
+    read: Callable[[int, int], str],
     *,
     count: int,
     pause: float,
     until: float,
     process: str = "",
 ) -> tuple[list[threading.Thread], list[list[Read]]]:
-    """Start ``count`` reader threads calling ``read(n)`` every ``pause`` s until ``until`` s since the origin.
+    """Start ``count`` reader threads, each calling ``read(index, n)`` every ``pause`` s until ``until`` s.
+
+    ``index`` is the reader's (0 to ``count - 1``), ``n`` its read's; ``until`` is in s since the origin.
 
     Every read is recorded, its exception too (by type name, never hidden). Each reader stops
     after ``until / pause + 1`` reads at most, a hard bound on top of the deadline. Returns the
@@ -150,7 +152,7 @@ def start_readers(
     """
     bound = int(until / pause) + 1
 
-    def loop(out: list[Read]) -> None:
+    def loop(index: int, out: list[Read]) -> None:
         for n in range(bound):
             at = recording.now()
             if at >= until:
@@ -159,7 +161,7 @@ def start_readers(
             value: str | None = None
             error: str | None = None
             try:
-                value = read(n)
+                value = read(index, n)
             except Exception as err:  # recorded, drawn and counted, never hidden
                 error = type(err).__name__
             out.append(Read(at, time.perf_counter() - started, value, error, process))
@@ -168,7 +170,7 @@ def start_readers(
     outputs: list[list[Read]] = [[] for _ in range(count)]
     prefix = f"{process}-reader" if process else "reader"
     threads = [
-        threading.Thread(target=loop, args=(out,), name=f"{prefix}-{index}", daemon=True)
+        threading.Thread(target=loop, args=(index, out), name=f"{prefix}-{index}", daemon=True)
         for index, out in enumerate(outputs)
     ]
     for thread in threads:

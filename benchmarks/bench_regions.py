@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 import boto3
+from _recording import Attempt, Read, Recording, clusters, join_reads, ms, options, percentile, start_readers
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
@@ -51,60 +50,35 @@ READERS = 4
 READ_PAUSE = 0.005
 DURATION = 4.0
 WAITED = 0.005  # a read slower than this waited for a fetch (a hit takes microseconds)
-MAX_READS = int(DURATION / READ_PAUSE) + 1  # per reader: a hard bound on top of the deadline
+QUICK_DURATION = 0.5  # --quick: seconds per scenario
 # Botocore's own retries off, as in the clients the cache builds: the cache's RetryPolicy is the one policy.
 CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
-class Backend:
-    """A botocore ``before-call`` hook: a Region's latency, its outage, and a count of its calls."""
+class Outage:
+    """A Region's fault: while ``down``, calls fail alternately with a connection error and throttling."""
 
-    def __init__(self, region: str, seed: int) -> None:
+    def __init__(self, region: str) -> None:
         self.region = region
         self.down = False
-        self.calls = 0
-        self.failed = 0
-        self.log: list[tuple[float, str]] = []  # (monotonic time, thread name/id) of every call
-        self._random = random.Random(seed)
+        self._failed = 0
         self._lock = threading.Lock()
 
-    def __call__(self, **_: Any) -> None:
+    def __call__(self, _start: float) -> Exception | None:
         with self._lock:
-            delay = self._random.uniform(*DELAYS[self.region])
-        time.sleep(delay)
-        with self._lock:
-            self.calls += 1
-            # The name and the id: every reader's handed-off fetch runs on a thread named "secretcache-fetch".
-            thread = threading.current_thread()
-            self.log.append((time.monotonic(), f"{thread.name}/{thread.ident}"))
             if not self.down:
-                return
-            self.failed += 1
-            odd = self.failed % 2 == 1
+                return None
+            self._failed += 1
+            odd = self._failed % 2 == 1
         if odd:
-            raise EndpointConnectionError(endpoint_url=f"https://secretsmanager.{self.region}.amazonaws.com")
-        raise ClientError(
+            return EndpointConnectionError(endpoint_url=f"https://secretsmanager.{self.region}.amazonaws.com")
+        return ClientError(
             {
                 "Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
                 "ResponseMetadata": {"HTTPStatusCode": 400},
             },
             "GetSecretValue",
         )
-
-    def reset(self) -> None:
-        with self._lock:
-            self.calls = self.failed = 0
-            self.log.clear()
-
-
-@dataclass(frozen=True, slots=True)
-class Read:
-    """One read: how long it took (s), the Region of the value it got, or its error's type."""
-
-    at: float
-    latency: float
-    region: str | None
-    error: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,37 +96,24 @@ class Row:
     api_errors: dict[str, int]
 
 
-def reader(cache: SecretCache, index: int, origin: float, out: list[Read]) -> None:
-    """Read the secrets in turn every READ_PAUSE seconds until DURATION (at most MAX_READS reads)."""
-    for count in range(MAX_READS):
-        at = time.monotonic() - origin
-        if at >= DURATION:
-            return
-        secret_id = SECRETS[(index + count) % len(SECRETS)]
-        started = time.perf_counter()
-        region: str | None = None
-        error: str | None = None
-        try:
-            region = cache.get_secret(secret_id).region
-        except Exception as err:  # counted and reported, never hidden
-            error = type(err).__name__
-        out.append(Read(at, time.perf_counter() - started, region, error))
-        time.sleep(READ_PAUSE)
-
-
-def scenario(*, warm: bool, replicas: bool) -> Row:
-    """One run in a fresh moto backend: warm up (or not), start the outage, read for DURATION."""
+def scenario(*, warm: bool, replicas: bool, duration: float) -> Row:
+    """One run in a fresh moto backend: warm up (or not), start the outage, read for ``duration`` s."""
     with mock_aws():
         admin = boto3.client("secretsmanager", region_name=PRIMARY)
         for secret_id in SECRETS:
             admin.create_secret(Name=secret_id, SecretString=f"value of {secret_id}")
             admin.replicate_secret_to_regions(SecretId=secret_id, AddReplicaRegions=[{"Region": REPLICA}])
         clients = {region: boto3.client("secretsmanager", region_name=region, config=CONFIG) for region in DELAYS}
-        backends = {region: Backend(region, seed) for seed, region in enumerate(DELAYS)}
-        for region, client in clients.items():
+        recording = Recording()
+        outages = {region: Outage(region) for region in DELAYS}
+        for seed, (region, client) in enumerate(clients.items()):
             client.get_secret_value(SecretId=SECRETS[0])  # load botocore's models before timing
-            client.meta.events.register("before-call.secretsmanager", backends[region])
-        primary = backends[PRIMARY]
+            draw = random.Random(seed)
+            low, high = DELAYS[region]
+            recording.backend(
+                client, delay=lambda d=draw, lo=low, hi=high: d.uniform(lo, hi), fault=outages[region], region=region
+            )
+        primary = outages[PRIMARY]
         if not warm:
             primary.down = True  # the process starts during the outage
         cache = SecretCache(
@@ -166,63 +127,50 @@ def scenario(*, warm: bool, replicas: bool) -> Row:
             for secret_id in SECRETS:
                 cache.get_secret(secret_id)
             primary.down = True
-        for backend in backends.values():
-            backend.reset()
+        recording.restart()
         before = cache.stats()
-        origin = time.monotonic()
-        outputs: list[list[Read]] = [[] for _ in range(READERS)]
-        threads = [
-            threading.Thread(target=reader, args=(cache, index, origin, out), name=f"reader-{index}", daemon=True)
-            for index, out in enumerate(outputs)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=DURATION + 30.0)
+        threads, outputs = start_readers(
+            recording,
+            lambda index, n: cache.get_secret(SECRETS[(index + n) % len(SECRETS)]).region,
+            count=READERS,
+            pause=READ_PAUSE,
+            until=duration,
+        )
+        reads = join_reads(threads, outputs, timeout=duration + 30.0)
         cache.close()
         stats = cache.stats()
         api_errors = Counter(stats.api_errors)
         api_errors.subtract(before.api_errors)
+        calls = recording.sorted_attempts(PRIMARY)
         return Row(
             name=f"{'warm' if warm else 'cold'}, {'with' if replicas else 'without'} replicas",
-            reads=sorted((read for out in outputs for read in out), key=lambda read: read.at),
-            primary_calls=primary.calls,
-            primary_failed=primary.failed,
-            primary_fetches=fetches(primary.log, origin),
-            replica_calls=backends[REPLICA].calls,
+            reads=reads,
+            primary_calls=len(calls),
+            primary_failed=sum(not call.ok for call in calls),
+            primary_fetches=fetches(calls),
+            replica_calls=len(recording.sorted_attempts(REPLICA)),
             stale_served=stats.stale_served - before.stale_served,
             failovers=stats.failovers - before.failovers,
             api_errors={name: count for name, count in api_errors.items() if count},
         )
 
 
-def ms(seconds: float) -> str:
-    """Milliseconds, with three decimals below 1 ms."""
-    value = seconds * 1e3
-    return f"{value:.3f}" if value < 1 else f"{value:.1f}"
+def fetches(calls: list[Attempt]) -> list[tuple[float, int]]:
+    """Group one Region's calls (by start) into fetches: (start s since the origin, attempts).
 
-
-def fetches(log: list[tuple[float, str]], origin: float) -> list[tuple[float, int]]:
-    """Group one Region's calls into fetches: (start s since origin, attempts).
-
-    A retry comes from the same thread within max_delay (plus an attempt) of the attempt before.
+    A retry comes from the same thread within max_delay (plus a margin) of the attempt before.
     """
     grouped: list[tuple[float, int]] = []
-    last: dict[str, tuple[int, float]] = {}  # thread -> (index in grouped, time of its last call)
-    for at, thread in sorted(log):
-        index, previous = last.get(thread, (-1, float("-inf")))
-        if index >= 0 and at - previous < RETRY.max_delay + 0.1 and grouped[index][1] < RETRY.attempts:
+    last: dict[str, tuple[int, float]] = {}  # thread -> (index in grouped, end of its last call)
+    for call in calls:
+        index, previous = last.get(call.thread, (-1, float("-inf")))
+        if index >= 0 and call.start - previous < RETRY.max_delay + 0.1 and grouped[index][1] < RETRY.attempts:
             grouped[index] = (grouped[index][0], grouped[index][1] + 1)
         else:
             index = len(grouped)
-            grouped.append((at - origin, 1))
-        last[thread] = (index, at)
+            grouped.append((call.start, 1))
+        last[call.thread] = (index, call.end)
     return grouped
-
-
-def percentile(ordered: list[float], fraction: float) -> float:
-    """The value below which ``fraction`` of the sorted ``ordered`` lie (nearest rank)."""
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
 def table(rows: list[Row]) -> list[str]:
@@ -234,7 +182,7 @@ def table(rows: list[Row]) -> list[str]:
     for row in rows:
         latencies = sorted(read.latency for read in row.reads)
         errors = sum(read.error is not None for read in row.reads)
-        from_replica = sum(read.region == REPLICA for read in row.reads)
+        from_replica = sum(read.value == REPLICA for read in row.reads)
         waited = sum(read.latency > WAITED for read in row.reads)
         primary = f"{row.primary_calls} ({row.primary_failed} failed)"
         lines.append(
@@ -251,12 +199,7 @@ def details(row: Row) -> str:
     slowest = max(row.reads, key=lambda read: read.latency)
     errors = Counter(read.error for read in row.reads if read.error)
     slow = [read for read in row.reads if read.latency > WAITED]
-    runs: list[list[Read]] = []
-    for read in slow:  # reads that waited together, for one fetch
-        if runs and read.at - runs[-1][-1].at < 0.3:
-            runs[-1].append(read)
-        else:
-            runs.append([read])
+    runs = clusters(slow)  # reads that waited together, for one fetch
     where = ", ".join(
         f"{len(run)} at t={run[0].at:.2f} s up to {max(read.latency for read in run) * 1e3:.0f} ms" for run in runs
     )
@@ -269,14 +212,19 @@ def details(row: Row) -> str:
 
 
 def main() -> None:
+    duration = QUICK_DURATION if options(__doc__).quick else DURATION
     print(
         f"{len(SECRETS)} secrets replicated {PRIMARY} -> {REPLICA}; {PRIMARY} down for the whole run "
         f"(EndpointConnectionError / ThrottlingException), {READERS} readers every {READ_PAUSE * 1e3:g} ms "
-        f"for {DURATION:g} s; ttl={TTL:g} s, replica_ttl={REPLICA_TTL:g} s; backend {DELAYS[PRIMARY][0] * 1e3:g}-"
+        f"for {duration:g} s; ttl={TTL:g} s, replica_ttl={REPLICA_TTL:g} s; backend {DELAYS[PRIMARY][0] * 1e3:g}-"
         f"{DELAYS[PRIMARY][1] * 1e3:g} ms ({PRIMARY}), {DELAYS[REPLICA][0] * 1e3:g}-{DELAYS[REPLICA][1] * 1e3:g} ms "
         f"({REPLICA});\n{RETRY}\n"
     )
-    rows = [scenario(warm=warm, replicas=replicas) for warm in (False, True) for replicas in (False, True)]
+    rows = [
+        scenario(warm=warm, replicas=replicas, duration=duration)
+        for warm in (False, True)
+        for replicas in (False, True)
+    ]
     for line in table(rows):
         print(line)
     print(

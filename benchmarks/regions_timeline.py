@@ -28,11 +28,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from _recording import Attempt, Read, Recording, Span, clusters, join_reads, options, save, start_readers
 from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
@@ -61,43 +63,14 @@ DURATION = 12.0
 OUTAGE_START = 3.0
 OUTAGE_END = 9.0
 BLOCKED = 0.005
-MAX_READS = int(DURATION / READ_PAUSE) + 1  # per reader: a hard bound on top of the deadline
 SAME_FETCH_GAP = RETRY.max_delay + 0.05  # a retry or a failover follows the failed attempt within this
 CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"})  # the cache's RetryPolicy is the one policy
-OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "img" / "regions-timeline.png"
+FIGURE = "regions-timeline.png"
 
 REGION_COLORS = {PRIMARY: "#1f77b4", REPLICA: "#ff7f0e", "error": "#d62728"}
 MARKERS = {WARM: "o", COLD: "^"}
 OUTAGE_COLOR = "#adb5bd"
 BACKOFF_COLOR = "#f28482"
-
-
-@dataclass(frozen=True, slots=True)
-class Read:
-    """One read: its process, when it started (s since start), how long it took (s), what it got."""
-
-    process: str
-    at: float
-    latency: float
-    region: str | None
-    error: str | None
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One API call as a Region's backend saw it (s since start)."""
-
-    process: str
-    region: str
-    start: float
-    end: float
-    ok: bool
-    thread: str
-
-    @property
-    def background(self) -> bool:
-        # The refresh pool's threads; a reader's fetch handed off to "secretcache-fetch" is foreground.
-        return self.thread.startswith("secretcache-refresh")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,15 +109,6 @@ class Fetch:
         return self.attempts[0].background
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A labelled interval on the timeline (s since start)."""
-
-    start: float
-    end: float
-    label: str
-
-
 @dataclass(slots=True)
 class Run:
     """Everything one run recorded."""
@@ -152,52 +116,6 @@ class Run:
     reads: list[Read]
     attempts: list[Attempt]
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-class Backend:
-    """The botocore hooks of one client: a Region's latency, the primary's outage, every attempt recorded."""
-
-    def __init__(self, process: str, region: str, origin: float, attempts: list[Attempt], lock: threading.Lock) -> None:
-        self.process = process
-        self.region = region
-        self.origin = origin
-        self._attempts = attempts
-        self._lock = lock
-        self._current = threading.local()
-
-    def before_call(self, **_: Any) -> None:
-        start = time.monotonic() - self.origin
-        time.sleep(DELAYS[self.region])
-        down = self.region == PRIMARY and OUTAGE_START <= start < OUTAGE_END
-        end = time.monotonic() - self.origin
-        thread = threading.current_thread()
-        attempt = Attempt(self.process, self.region, start, end, not down, f"{thread.name}/{thread.ident}")
-        with self._lock:
-            self._attempts.append(attempt)
-        self._current.attempt = attempt
-        if down:
-            raise EndpointConnectionError(endpoint_url=f"https://secretsmanager.{self.region}.amazonaws.com")
-
-    def after_call(self, **_: Any) -> None:
-        # The response is parsed: about when the cache stamps the new value's deadlines.
-        self._current.attempt.end = time.monotonic() - self.origin
-
-
-def reader(cache: SecretCache, process: str, origin: float, out: list[Read]) -> None:
-    """Read every READ_PAUSE seconds until DURATION (at most MAX_READS reads)."""
-    for _ in range(MAX_READS):
-        at = time.monotonic() - origin
-        if at >= DURATION:
-            return
-        started = time.perf_counter()
-        region: str | None = None
-        error: str | None = None
-        try:
-            region = cache.get_secret(SECRET).region
-        except Exception as err:  # recorded, drawn and counted, never hidden
-            error = type(err).__name__
-        out.append(Read(process, at, time.perf_counter() - started, region, error))
-        time.sleep(READ_PAUSE)
 
 
 def run() -> Run:
@@ -213,13 +131,11 @@ def run() -> Run:
         }
         for client in clients.values():
             client.get_secret_value(SecretId=SECRET)  # load botocore's models before the clock starts
-        attempts: list[Attempt] = []
-        lock = threading.Lock()
-        origin = time.monotonic()
+        recording = Recording()
         for (process, region), client in clients.items():
-            backend = Backend(process, region, origin, attempts, lock)
-            client.meta.events.register("before-call.secretsmanager", backend.before_call)
-            client.meta.events.register("after-call.secretsmanager", backend.after_call)
+            recording.backend(
+                client, delay=lambda region=region: DELAYS[region], fault=outage(region), region=region, process=process
+            )
 
         def start(process: str) -> tuple[SecretCache, list[threading.Thread], list[list[Read]]]:
             cache = SecretCache(
@@ -231,27 +147,24 @@ def run() -> Run:
                 replica_regions=[clients[process, REPLICA]],
                 replica_ttl=REPLICA_TTL,
             )
-            outputs: list[list[Read]] = [[] for _ in range(READERS[process])]
-            threads = [
-                threading.Thread(
-                    target=reader, args=(cache, process, origin, out), name=f"{process}-reader-{index}", daemon=True
-                )
-                for index, out in enumerate(outputs)
-            ]
-            for thread in threads:
-                thread.start()
+            threads, outputs = start_readers(
+                recording,
+                lambda *_: cache.get_secret(SECRET).region,
+                count=READERS[process],
+                pause=READ_PAUSE,
+                until=DURATION,
+                process=process,
+            )
             return cache, threads, outputs
 
         processes = {WARM: start(WARM)}
-        time.sleep(max(0.0, origin + COLD_START - time.monotonic()))
+        time.sleep(max(0.0, COLD_START - recording.now()))
         processes[COLD] = start(COLD)
         result = Run(reads=[], attempts=[])
         for process, (cache, threads, outputs) in processes.items():
-            for thread in threads:
-                thread.join(timeout=DURATION + 30.0)
+            result.reads += join_reads(threads, outputs, timeout=DURATION + 30.0)
             stats = cache.stats()
             cache.close()
-            result.reads += [read for out in outputs for read in out]
             result.stats[process] = {
                 "api_calls": stats.total_api_calls,
                 "failovers": stats.failovers,
@@ -261,8 +174,19 @@ def run() -> Run:
                 "background_refreshes": stats.background_refreshes,
             }
     result.reads.sort(key=lambda read: read.at)
-    result.attempts = sorted(attempts, key=lambda attempt: attempt.start)
+    result.attempts = recording.sorted_attempts()
     return result
+
+
+def outage(region: str) -> Callable[[float], Exception | None]:
+    """The fault of a Region's backend: the primary fails from OUTAGE_START to OUTAGE_END."""
+
+    def fault(start: float) -> Exception | None:
+        if region == PRIMARY and OUTAGE_START <= start < OUTAGE_END:
+            return EndpointConnectionError(endpoint_url=f"https://secretsmanager.{region}.amazonaws.com")
+        return None
+
+    return fault
 
 
 # -- analysis ----------------------------------------------------------------------------------
@@ -314,17 +238,6 @@ def values_held(fetches: list[Fetch], process: str) -> list[Span]:
     return spans
 
 
-def clusters(reads: list[Read], gap: float = 0.3) -> list[list[Read]]:
-    """Runs of reads (sorted by start) that started less than ``gap`` apart."""
-    runs: list[list[Read]] = []
-    for read in reads:
-        if runs and read.at - runs[-1][-1].at < gap:
-            runs[-1].append(read)
-        else:
-            runs.append([read])
-    return runs
-
-
 def describe(fetch: Fetch) -> str:
     """A fetch in a few words: where it started and which Regions it called."""
     parts: list[str] = []
@@ -342,7 +255,7 @@ def summarize(result: Run, fetches: list[Fetch]) -> list[str]:
         mine = [read for read in reads if read.process == process]
         outcomes: dict[str, int] = {}
         for read in mine:
-            label = read.region or read.error or "?"
+            label = read.value or read.error or "?"
             outcomes[label] = outcomes.get(label, 0) + 1
         calls = [attempt for attempt in attempts if attempt.process == process]
         per_region = ", ".join(
@@ -370,8 +283,8 @@ def summarize(result: Run, fetches: list[Fetch]) -> list[str]:
         ]
     for process in READERS:
         mine = [read for read in reads if read.process == process]
-        first_replica = min((read.at for read in mine if read.region == REPLICA), default=float("nan"))
-        back = min((read.at for read in mine if read.region == PRIMARY and read.at > OUTAGE_END), default=float("nan"))
+        first_replica = min((read.at for read in mine if read.value == REPLICA), default=float("nan"))
+        back = min((read.at for read in mine if read.value == PRIMARY and read.at > OUTAGE_END), default=float("nan"))
         lines.append(
             f"outage {OUTAGE_START:g}-{OUTAGE_END:g} s, {process} process: first replica value read at "
             f"t={first_replica:.2f} s, first primary value after recovery at t={back:.2f} s"
@@ -406,14 +319,13 @@ def draw(result: Run, fetches: list[Fetch], path: Path) -> None:
         fontsize=11,
     )
     legend(figure)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    save(figure, path)
 
 
 def draw_reads(axes: Axes, result: Run, fetches: list[Fetch]) -> None:
     for process, marker in MARKERS.items():
         for label, color in REGION_COLORS.items():
-            chosen = [read for read in result.reads if read.process == process and (read.region or "error") == label]
+            chosen = [read for read in result.reads if read.process == process and (read.value or "error") == label]
             for slow in (False, True):
                 shown = [read for read in chosen if (read.latency > BLOCKED) == slow]
                 axes.scatter(
@@ -483,8 +395,7 @@ def notes(result: Run, fetches: list[Fetch]) -> list[tuple[float, float, str] | 
             (
                 COLD_START,
                 high,
-                "cold process starts\nin the outage: first\n"
-                f"read {cold[0].latency * 1e3:.0f} ms, gets {cold[0].region}",
+                f"cold process starts\nin the outage: first\nread {cold[0].latency * 1e3:.0f} ms, gets {cold[0].value}",
             )
         )
     recovered = [fetch for fetch in warm if fetch.primary and fetch.primary[-1].ok and fetch.start > OUTAGE_END]
@@ -574,14 +485,14 @@ def legend(figure: Figure) -> None:
 
 
 def main() -> None:
+    args = options(__doc__, figure=True)  # --quick: the same run (the scenario is the figure), drawn to --out
     logging.basicConfig(format="log from %(threadName)s: %(levelname)s %(message)s", level=logging.INFO)
     logging.getLogger("botocore").setLevel(logging.WARNING)
     result = run()
     fetches = group_fetches(result.attempts)
     for line in summarize(result, fetches):
         print(line)
-    draw(result, fetches, OUTPUT)
-    print(f"wrote {OUTPUT.relative_to(Path.cwd()) if OUTPUT.is_relative_to(Path.cwd()) else OUTPUT}")
+    draw(result, fetches, args.out / FIGURE)
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def run() -> Run:
         try:
             threads, outputs = start_readers(
                 recording,
-                lambda _: VALUES.get(cache.get_secret_string(SECRET), "other"),
+                lambda *_: VALUES.get(cache.get_secret_string(SECRET), "other"),
                 count=READERS,
                 pause=READ_PAUSE,
                 until=DURATION,
