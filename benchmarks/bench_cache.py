@@ -24,17 +24,23 @@ from time import monotonic
 from typing import Any
 
 import boto3
+from _recording import options
 from moto import mock_aws
 
 from secretcache import SecretCache
 
 BATCH = 200_000
 REPEATS = 9
+TURNS = 7  # interleaved throughput measurements per row
+SECONDS = 0.5  # per throughput measurement
+SLOW_BATCHES = {"official": 20_000, "powertools": 50_000, "boto3": 300}  # reads per batch of the slow rows
+MEMORY_ENTRIES = 2000
 SECRET = "bench/db"  # noqa: S105 - a secret name
 
 
-def ns_per_call(batch: Callable[[int], None], n: int = BATCH, repeats: int = REPEATS) -> float:
-    """Median nanoseconds per operation over ``repeats`` batches of ``n`` operations."""
+def ns_per_call(batch: Callable[[int], None], n: int = 0, repeats: int = 0) -> float:
+    """Median nanoseconds per operation over ``repeats`` batches of ``n`` operations (default BATCH, REPEATS)."""
+    n, repeats = n or BATCH, repeats or REPEATS
     samples = []
     for _ in range(repeats):
         start = time.perf_counter_ns()
@@ -63,12 +69,13 @@ def loop_of(read: Callable[..., Any], *args: Any) -> Callable[[int], None]:
     return batch
 
 
-def interleaved(batches: dict[str, Callable[[int], None]], n: int = BATCH, repeats: int = REPEATS) -> dict[str, float]:
-    """Median nanoseconds per operation of each batch, the batches taking turns.
+def interleaved(batches: dict[str, Callable[[int], None]], n: int = 0, repeats: int = 0) -> dict[str, float]:
+    """Median nanoseconds per operation of each batch, the batches taking turns (default BATCH, REPEATS).
 
     Taking turns, every row sees the same moments of a busy machine, so the ratios between rows
     hold even when the absolute figures swing.
     """
+    n, repeats = n or BATCH, repeats or REPEATS
     samples: dict[str, list[float]] = {name: [] for name in batches}
     for _ in range(repeats):
         for name, batch in batches.items():
@@ -97,7 +104,7 @@ def hit_latency(client: Any) -> list[tuple[str, float]]:
         official = OfficialCache(client=client)
         official.get_secret_string(SECRET)
         batch = loop_of(official.get_secret_string, SECRET)
-        rows.append(("aws-secretsmanager-caching (hit)", ns_per_call(batch, n=20_000, repeats=5)))
+        rows.append(("aws-secretsmanager-caching (hit)", ns_per_call(batch, n=SLOW_BATCHES["official"], repeats=5)))
     except ImportError:
         pass
     try:
@@ -106,14 +113,15 @@ def hit_latency(client: Any) -> list[tuple[str, float]]:
         provider = SecretsProvider(boto3_client=client)
         provider.get(SECRET, max_age=300)
         batch = loop_of(provider.get, SECRET, 300)
-        rows.append(("powertools parameters (hit)", ns_per_call(batch, n=50_000, repeats=5)))
+        rows.append(("powertools parameters (hit)", ns_per_call(batch, n=SLOW_BATCHES["powertools"], repeats=5)))
     except ImportError:
         pass
 
     def plain(_: int) -> None:
         client.get_secret_value(SecretId=SECRET, VersionStage="AWSCURRENT")
 
-    rows.append(("plain boto3 GetSecretValue (moto, no network)", ns_per_call(loop_of(plain, 0), n=300, repeats=3)))
+    plain_ns = ns_per_call(loop_of(plain, 0), n=SLOW_BATCHES["boto3"], repeats=3)
+    rows.append(("plain boto3 GetSecretValue (moto, no network)", plain_ns))
     return rows
 
 
@@ -161,7 +169,7 @@ def reference_read(key: str, _table: dict[str, tuple[str, float]] = {SECRET: ("v
     return None
 
 
-def throughput(read: Callable[[str], Any], threads: int, seconds: float = 0.5) -> float:
+def throughput(read: Callable[[str], Any], threads: int, seconds: float = 0.0) -> float:
     """Total reads per second across ``threads`` threads reading one warm key."""
     stop = threading.Event()
     counts = [0] * threads
@@ -176,6 +184,7 @@ def throughput(read: Callable[[str], Any], threads: int, seconds: float = 0.5) -
             done += 1000
         counts[index] = done
 
+    seconds = seconds or SECONDS
     workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
     for thread in workers:
         thread.start()
@@ -214,8 +223,9 @@ def stampede(client: Any, threads: int = 32, delay: float = 0.05) -> int:
     return calls[0]
 
 
-def memory_per_entry(client: Any, count: int = 2000) -> tuple[float, int]:
+def memory_per_entry(client: Any, count: int = 0) -> tuple[float, int]:
     """Bytes held per cached entry beyond its value, measured by dropping ``count`` entries."""
+    count = count or MEMORY_ENTRIES
     value_size = 0
     for index in range(count):
         client.create_secret(Name=f"mem/{index:05d}", SecretString=f"value-{index:05d}")
@@ -233,6 +243,10 @@ def memory_per_entry(client: Any, count: int = 2000) -> tuple[float, int]:
 
 
 def main() -> None:
+    global BATCH, REPEATS, TURNS, SECONDS, SLOW_BATCHES, MEMORY_ENTRIES  # --quick shrinks the run
+    if options(__doc__).quick:
+        BATCH, REPEATS, TURNS, SECONDS, MEMORY_ENTRIES = 2_000, 3, 1, 0.05, 50
+        SLOW_BATCHES = {"official": 200, "powertools": 500, "boto3": 3}
     with mock_aws():
         client = boto3.client("secretsmanager", region_name="us-east-1")
         client.create_secret(Name=SECRET, SecretString=json.dumps({"user": "app", "password": "pw"}))
@@ -248,7 +262,7 @@ def main() -> None:
         # Interleaved repeats, medians: a shared 2-core VM swings 20% between seconds.
         readers = {"secretcache": cache.get_secret_string, "reference": reference_read}
         rates: dict[tuple[str, int], list[float]] = {(name, n): [] for name in readers for n in (1, 4, 8)}
-        for _ in range(7):
+        for _ in range(TURNS):
             for threads in (1, 4, 8):
                 for name, read in readers.items():
                     rates[name, threads].append(throughput(read, threads))

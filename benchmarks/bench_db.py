@@ -1,6 +1,6 @@
 """What a connection factory adds to one connect when the secret is cached, sync and async.
 
-Run:  pip install -e '.[bench]' && python benchmarks/bench_db.py [rounds]
+Run:  pip install -e '.[bench]' && python benchmarks/bench_db.py [rounds] [--quick]
 
 Secrets Manager is moto, in-process; the secret is read once before timing, so every timed
 connect is a cache hit. To keep network and server noise out of a figure of microseconds, the
@@ -182,7 +182,12 @@ def real_logins(client: Any, rounds: int) -> None:
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS
+    global BATCH, REAL_BATCH  # --quick shrinks the run
+    args = sys.argv[1:]
+    numbers = [arg for arg in args if arg != "--quick"]
+    rounds = int(numbers[0]) if numbers else ROUNDS
+    if "--quick" in args:  # checks the script works (and the real logins, when PGHOST is set), measures nothing
+        rounds, BATCH, REAL_BATCH = 1, 200, 2
     print(f"Python {sys.version.split()[0]}; {rounds} rounds of {BATCH:,} connects per row (no I/O)")
     with mock_aws():
         client = boto3.client("secretsmanager", region_name="us-east-1")

@@ -1,6 +1,6 @@
 """Start-up cost: what ``import secretcache`` adds to a cold interpreter, next to botocore.
 
-Run:  python benchmarks/bench_import.py [starts]
+Run:  python benchmarks/bench_import.py [starts] [--quick]
 
 Every sample is a fresh interpreter (``python -c ...``) timed from spawn to exit, so the figures
 include what a cold AWS Lambda start pays. The three commands run interleaved, round by round, so
@@ -39,7 +39,10 @@ def one_start(code: str) -> float:
 
 def main() -> None:
     """Time ``STARTS`` interleaved rounds of every command and print medians."""
-    starts = int(sys.argv[1]) if len(sys.argv) > 1 else STARTS
+    args = sys.argv[1:]
+    quick = "--quick" in args  # one start per command: checks the script works, measures nothing
+    numbers = [arg for arg in args if arg != "--quick"]
+    starts = 1 if quick else int(numbers[0]) if numbers else STARTS
     for code in COMMANDS.values():  # warm the OS page cache and the bytecode caches
         one_start(code)
     samples: dict[str, list[float]] = {label: [] for label in COMMANDS}

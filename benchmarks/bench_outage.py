@@ -276,15 +276,15 @@ def run_row(library: str, make: Callable[[Any], Subject], fault: str, config: Co
         outage.close()
 
 
-def first_attempt(fault: str, config: Config, moto: str) -> list[float]:
-    """Durations of SAMPLES failing GetSecretValue calls on a fresh client with ``config``, under ``fault``."""
+def first_attempt(fault: str, config: Config, moto: str, count: int = SAMPLES) -> list[float]:
+    """Durations of ``count`` failing GetSecretValue calls on a fresh client with ``config``, under ``fault``."""
     outage = Outage(fault, moto)
     try:
         client = boto3.client("secretsmanager", endpoint_url=outage.proxy.url, config=config)
         client.get_secret_value(SecretId=SECRET)  # loads botocore's models; the cache's warm-up did too
         outage.start()
         samples = []
-        for _ in range(SAMPLES):
+        for _ in range(count):
             began = time.perf_counter()
             try:
                 client.get_secret_value(SecretId=SECRET)
@@ -330,8 +330,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="reading time per row (default 3)")
     parser.add_argument("--no-peers", action="store_true", help="secretcache rows only")
+    parser.add_argument("--quick", action="store_true", help="0.1 s rows, one first-attempt sample: checks it works")
     options = parser.parse_args()
-    seconds = min(max(options.seconds, 0.1), 30.0)
+    seconds = 0.1 if options.quick else min(max(options.seconds, 0.1), 30.0)
+    samples = 1 if options.quick else SAMPLES
 
     subjects: dict[str, Callable[[Any], Subject]] = {"secretcache": subject_secretcache}
     if not options.no_peers:
@@ -360,8 +362,8 @@ def main() -> None:
         )
         for fault in FAULTS:
             for client_name, config in CLIENTS.items():
-                samples = first_attempt(fault, config, moto)
-                first = statistics.median(samples)
+                timed = first_attempt(fault, config, moto, samples)
+                first = statistics.median(timed)
                 print(f"\n### {fault}, {client_name}\n")
                 print(HEADER)
                 print("|" + " --- |" + " ---: |" * 10 + " --- | --- |")
@@ -374,7 +376,7 @@ def main() -> None:
                     kinds = sorted({error for _, error in row.reads if error})
                     if kinds:
                         notes.append(f"{library} raised: {', '.join(kinds)}")
-                print(f"\nfirst attempt samples ms: {', '.join(ms(sample) for sample in samples)}")
+                print(f"\nfirst attempt samples ms: {', '.join(ms(sample) for sample in timed)}")
                 for note in notes:
                     print(note)
     finally:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+from _recording import options
 from moto import mock_aws
 
 from secretcache import SecretCache
@@ -148,6 +149,9 @@ def prefetch_cost(client: Any) -> None:
 
 
 def main() -> None:
+    global DURATION  # --quick shrinks the run
+    if options(__doc__).quick:
+        DURATION = 0.5
     with mock_aws():
         client = boto3.client("secretsmanager", region_name="us-east-1")
         client.create_secret(Name=SECRET, SecretString="pw")
