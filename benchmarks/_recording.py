@@ -14,13 +14,17 @@ against another tree.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from secretcache import RetryPolicy
+
+QUICK_FACTOR = 0.25  # --quick runs a real-time scenario on a clock this many times as long
 #: Where the committed figures live; ``--out`` writes elsewhere (the runner's ``--quick`` does).
 FIGURES = Path(__file__).resolve().parent.parent / "docs" / "img"
 REFRESH_THREAD = "secretcache-refresh"  # the cache's refresh pool names its threads so
@@ -214,6 +218,24 @@ def options(doc: str | None, *, figure: bool = False, argv: list[str] | None = N
     if figure:
         parser.add_argument("--out", type=Path, default=FIGURES, help=f"directory for the figure (default {FIGURES})")
     return parser.parse_args(argv)
+
+
+def shorten(namespace: dict[str, Any], names: Iterable[str], factor: float = QUICK_FACTOR) -> None:
+    """Scale the durations ``names`` names in ``namespace`` (a script's globals) by ``factor``, for ``--quick``.
+
+    A number, the values of a dict of numbers, or a :class:`RetryPolicy`'s durations (its
+    attempts stay). The scenario keeps its shape on a shorter clock; the code that records,
+    analyses and draws it runs as in the full run.
+    """
+    for name in names:
+        value = namespace[name]
+        if isinstance(value, RetryPolicy):
+            durations = ("initial_delay", "max_delay", "deadline", "failure_backoff", "max_failure_backoff")
+            namespace[name] = dataclasses.replace(value, **{key: getattr(value, key) * factor for key in durations})
+        elif isinstance(value, dict):
+            namespace[name] = {key: item * factor for key, item in value.items()}
+        else:
+            namespace[name] = value * factor
 
 
 def save(figure: Any, path: Path) -> None:

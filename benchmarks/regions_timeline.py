@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from _recording import Attempt, Read, Recording, Span, clusters, join_reads, options, save, start_readers
+from _recording import Attempt, Read, Recording, Span, clusters, join_reads, options, save, shorten, start_readers
 from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
@@ -66,6 +66,10 @@ BLOCKED = 0.005
 SAME_FETCH_GAP = RETRY.max_delay + 0.05  # a retry or a failover follows the failed attempt within this
 CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"})  # the cache's RetryPolicy is the one policy
 FIGURE = "regions-timeline.png"
+TIMES = (  # the durations --quick shortens
+    "DELAYS", "TTL", "REPLICA_TTL", "RETRY", "COLD_START", "READ_PAUSE", "DURATION", "OUTAGE_START", "OUTAGE_END",
+    "BLOCKED", "SAME_FETCH_GAP",
+)  # fmt: skip
 
 REGION_COLORS = {PRIMARY: "#1f77b4", REPLICA: "#ff7f0e", "error": "#d62728"}
 MARKERS = {WARM: "o", COLD: "^"}
@@ -485,7 +489,9 @@ def legend(figure: Figure) -> None:
 
 
 def main() -> None:
-    args = options(__doc__, figure=True)  # --quick: the same run (the scenario is the figure), drawn to --out
+    args = options(__doc__, figure=True)
+    if args.quick:  # the same scenario on a clock four times as fast
+        shorten(globals(), TIMES)
     logging.basicConfig(format="log from %(threadName)s: %(levelname)s %(message)s", level=logging.INFO)
     logging.getLogger("botocore").setLevel(logging.WARNING)
     result = run()

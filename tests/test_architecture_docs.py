@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("ARCHITECTURE.md", "CONTRIBUTING.md")
 # A path in the tree: it starts at one of its top folders and ends at a name or a slash (not at a
 # sentence's full stop); a placeholder such as tests/test_<module>.py is not one.
-PATH = re.compile(r"(?<![\w/.-])((?:secretcache|tests|benchmarks|scripts|examples|docs|\.ci)/(?:[\w./-]*[\w/])?)(?![\w<])")
+PATH = re.compile(
+    r"(?<![\w/.-])((?:secretcache|tests|benchmarks|scripts|examples|docs|\.ci)/(?:[\w./-]*[\w/])?)(?![\w<])"
+)
 DOTTED = re.compile(r"(?<![\w/.])(secretcache(?:\.\w+)+)")
 
 
