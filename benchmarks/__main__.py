@@ -71,6 +71,12 @@ def database(env: dict[str, str]) -> Iterator[None]:
         import pytest
 
         from tests.servers import postgres
+    except ImportError as err:  # tests/servers.py needs the test extra
+        if env.get("CI") == "true":
+            raise
+        print(f"bench_db: no real logins: {err} (install '.[dev]', or set PGHOST)", flush=True)
+        yield
+        return
     finally:
         sys.path.remove(str(ROOT))
     try:

@@ -61,6 +61,28 @@ def test_unknown_benchmark_is_refused_with_the_names():
     assert "bench_cache" in result.stderr
 
 
+def test_quick_commands_never_draw_over_the_committed_figures(tmp_path: Path):
+    """Quick mode passes --quick to all, has the timelines draw into the given directory, compares this tree."""
+    runner = load("__main__")
+    for name in runner.BENCHMARKS:
+        argv = runner.command(name, quick=True, out=tmp_path, base=None, extra=["--ignored"])
+        assert isinstance(argv, list), name
+        assert "--quick" in argv, name
+        assert "--ignored" not in argv, name
+        if name in runner.FIGURES:
+            assert argv[argv.index("--out") + 1] == str(tmp_path)
+    compare = runner.command("compare", quick=True, out=tmp_path, base=None, extra=[])
+    assert compare[compare.index("--base") + 1] == str(ROOT)
+
+
+def test_full_compare_needs_a_base_and_a_script():
+    """Outside quick mode, compare without --base or a script is not run, and says why."""
+    runner = load("__main__")
+    assert "needs --base" in runner.command("compare", quick=False, out=None, base=None, extra=[])
+    argv = runner.command("compare", quick=False, out=None, base=Path("/base"), extra=["benchmarks/bench_db.py"])
+    assert argv[-3:] == ["--base", "/base", "benchmarks/bench_db.py"]
+
+
 def test_the_timelines_share_the_recording_module():
     """timeline.py, regions_timeline.py and bench_regions.py import their recording from benchmarks/_recording.py."""
     for name in ("timeline", "regions_timeline", "bench_regions"):
