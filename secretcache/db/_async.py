@@ -78,14 +78,7 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
         async_cache = as_async_cache(cache)
         if callable(sleep) and not inspect.iscoroutinefunction(sleep):  # time.sleep would block the loop
             raise TypeError(f"sleep must be an async function such as asyncio.sleep, not {sleep!r}")
-        options = Options(
-            mapping=mapping,
-            overrides=overrides,
-            is_auth_error=is_auth_error,
-            min_refresh_interval=min_refresh_interval,
-            rotation_grace=rotation_grace,
-            sleep=sleep,
-        )
+        options = Options(mapping, overrides, is_auth_error, min_refresh_interval, rotation_grace, sleep)
         super().__init__(async_cache, secret_id, connect, options)
         self._wait_bound = POLL_INTERVAL + store_of(async_cache.cache).wait_bound
 

@@ -132,8 +132,9 @@ class FactoryBase:
     """What the sync and async factories share: checked arguments, the recovery, and its I/O ops.
 
     A factory runs :func:`~secretcache.db._recovery.plan` with :meth:`_start` and does each op
-    with :meth:`_perform`; a subclass supplies the I/O edge: :meth:`_read` and :meth:`_await_poll`
-    (blocking, or returning awaitables), and the loop (``drive`` or ``drive_async``).
+    with :meth:`_perform`; a subclass supplies the I/O edge: ``_read`` and ``_await_poll``
+    (blocking, or returning awaitables) and ``_open``, which runs the plan with its loop
+    (:func:`~secretcache.db._drive.drive` or :func:`~secretcache.db._drive.drive_async`).
 
     Args:
         cache: The cache credentials are read through.
@@ -141,6 +142,14 @@ class FactoryBase:
         connect: The driver's connect function.
         options: The factory's options, ``sleep`` given.
     """
+
+    # The I/O edge, each factory's own (blocking, or returning awaitables):
+    _open: Callable[[tuple[Any, ...], Mapping[str, Any]], Any]
+    """Open a connection (``args`` and ``kwargs`` go on to ``connect``)."""
+    _read: Callable[[Read], Any]
+    """Read the credentials a :class:`Read` asks for."""
+    _await_poll: Callable[[int], Any]
+    """Wait, within a bound, until the poll after a generation ends."""
 
     def __init__(self, cache: Any, secret_id: str, connect: Callable[..., Any], options: Options) -> None:
         clock = getattr(cache, "clock", None)  # read once: the rate limit runs on the cache's clock
@@ -189,18 +198,6 @@ class FactoryBase:
         if isinstance(op, Sleep):
             return self._sleep(op.seconds)
         return self._await_poll(op.generation)
-
-    def _open(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:  # pragma: no cover - each has its own
-        """Open a connection (``args``/``kwargs`` go to ``connect``): a connection, or an awaitable of one."""
-        raise NotImplementedError
-
-    def _read(self, op: Read) -> Any:  # pragma: no cover - each factory has its own
-        """Read the credentials ``op`` asks for (blocking, or an awaitable)."""
-        raise NotImplementedError
-
-    def _await_poll(self, generation: int) -> Any:  # pragma: no cover - each factory has its own
-        """Wait for the poll after ``generation`` to end, within a bound (blocking, or an awaitable)."""
-        raise NotImplementedError
 
     def _log(self, op: Read) -> None:
         """Log the start of a recovery (INFO) or a poll of the grace (DEBUG)."""
@@ -275,14 +272,7 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
                 f"cache must be a SecretCache, not {type(cache).__name__} (async_connection_factory "
                 "takes an AsyncSecretCache)"
             )
-        options = Options(
-            mapping=mapping,
-            overrides=overrides,
-            is_auth_error=is_auth_error,
-            min_refresh_interval=min_refresh_interval,
-            rotation_grace=rotation_grace,
-            sleep=sleep,
-        )
+        options = Options(mapping, overrides, is_auth_error, min_refresh_interval, rotation_grace, sleep)
         super().__init__(cache, secret_id, connect, options)
         # Waiting for another thread's poll: its sleep plus one bounded fetch, at most.
         self._wait_bound = POLL_INTERVAL + store_of(cache).wait_bound

@@ -103,14 +103,7 @@ def attach_to_engine(
         if mapping is None:
             raise ValueError(f"no built-in mapping for the {dialect.driver!r} driver; pass mapping=")
     # sleep None: the factory's own, time.sleep, or asyncio.sleep for an AsyncEngine.
-    options = Options(
-        mapping=mapping,
-        overrides=overrides,
-        is_auth_error=is_auth_error,
-        min_refresh_interval=min_refresh_interval,
-        rotation_grace=rotation_grace,
-        sleep=sleep,
-    ).given()
+    options = Options(mapping, overrides, is_auth_error, min_refresh_interval, rotation_grace, sleep).given()
     loops: list[asyncio.AbstractEventLoop] = []
     factory: ConnectionFactory[Any] | AsyncConnectionFactory[Any]
     if sync_engine is engine:
@@ -189,22 +182,8 @@ def psycopg_connection_class(
         ImportError: psycopg is not installed (``pip install 'psycopg[binary]>=3.2'``, part of
             the ``postgres`` extra).
     """
-    _require("psycopg", "postgres")
-    import psycopg
-
-    options = Options(
-        mapping="psycopg",
-        overrides=overrides,
-        is_auth_error=is_auth_error,
-        min_refresh_interval=min_refresh_interval,
-        rotation_grace=rotation_grace,
-        sleep=sleep,
-    )
-    return _secret_class(
-        base or psycopg.Connection,
-        lambda connect: ConnectionFactory(cache, secret_id, connect, **options.given()),
-        asynchronous=False,
-    )
+    options = Options("psycopg", overrides, is_auth_error, min_refresh_interval, rotation_grace, sleep)
+    return _secret_class(cache, secret_id, base, options, asynchronous=False)
 
 
 def psycopg_async_connection_class(
@@ -231,40 +210,41 @@ def psycopg_async_connection_class(
         ImportError: psycopg is not installed (``pip install 'psycopg[binary]>=3.2'``, part of
             the ``postgres`` extra).
     """
-    _require("psycopg", "postgres")
-    import psycopg
-
-    from secretcache.db._async import AsyncConnectionFactory
-
-    options = Options(
-        mapping="psycopg",
-        overrides=overrides,
-        is_auth_error=is_auth_error,
-        min_refresh_interval=min_refresh_interval,
-        rotation_grace=rotation_grace,
-        sleep=sleep,
-    )
-    return _secret_class(
-        base or psycopg.AsyncConnection,
-        lambda connect: AsyncConnectionFactory(cache, secret_id, connect, **options.given()),
-        asynchronous=True,
-    )
+    options = Options("psycopg", overrides, is_auth_error, min_refresh_interval, rotation_grace, sleep)
+    return _secret_class(cache, secret_id, base, options, asynchronous=True)
 
 
 def _secret_class(
-    base: type[Any], factory_for: Callable[[Callable[..., Any]], FactoryBase], *, asynchronous: bool
+    cache: AsyncSecretCache | SecretCache,
+    secret_id: str,
+    base: type[Any] | None,
+    options: Options,
+    *,
+    asynchronous: bool,
 ) -> type[Any]:
-    """A subclass of the psycopg connection class ``base`` whose ``connect()`` goes through a factory.
+    """A subclass of a psycopg connection class whose ``connect()`` goes through a factory.
 
-    ``factory_for`` builds that factory around the base's own ``connect()``; the subclass's
-    ``connect(conninfo, **kwargs)`` opens through it with the pool's ``conninfo`` and ``kwargs``,
-    the secret's credentials laid over them (awaited, for an async ``base``).
+    ``base`` defaults to ``psycopg.Connection`` (``psycopg.AsyncConnection``). The factory
+    (:class:`ConnectionFactory`, or :class:`AsyncConnectionFactory`) is built around the base's
+    own ``connect()``; the subclass's ``connect(conninfo, **kwargs)`` opens through it with the
+    pool's ``conninfo`` and ``kwargs``, the secret's credentials laid over them.
+
+    Raises:
+        ImportError: psycopg is not installed.
     """
+    _require("psycopg", "postgres")
+    import psycopg
+
+    factory_class: Callable[..., FactoryBase] = ConnectionFactory
+    if asynchronous:
+        from secretcache.db._async import AsyncConnectionFactory
+
+        factory_class = AsyncConnectionFactory
 
     def raw_connect(cls: type[Any], conninfo: str, **kwargs: Any) -> Any:
         return super(secret_class, cls).connect(conninfo, **kwargs)
 
-    factory = factory_for(raw_connect)
+    factory = factory_class(cache, secret_id, raw_connect, **options.given())
 
     def connect(cls: type[Any], conninfo: str = "", **kwargs: Any) -> Any:
         """Open a connection with the secret's current credentials, recovering from rotation."""
@@ -277,9 +257,10 @@ def _secret_class(
     name = "SecretAsyncConnection" if asynchronous else "SecretConnection"
     kind = "async connection" if asynchronous else "connection"
     method: Callable[..., Any] = connect_async if asynchronous else connect
+    default_base = psycopg.AsyncConnection if asynchronous else psycopg.Connection
     secret_class: type[Any] = type(
         name,
-        (base,),
+        (base or default_base,),
         {
             "__doc__": f"A psycopg {kind} opened with credentials from Secrets Manager.",
             "__module__": __name__,
