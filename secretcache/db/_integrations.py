@@ -242,6 +242,7 @@ def _secret_class(
         factory_class = AsyncConnectionFactory
 
     def raw_connect(cls: type[Any], conninfo: str, **kwargs: Any) -> Any:
+        """The base's own ``connect()``: a connection, or for an async base an awaitable of one."""
         return super(secret_class, cls).connect(conninfo, **kwargs)
 
     factory = factory_class(cache, secret_id, raw_connect, **options.given())
