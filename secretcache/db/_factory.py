@@ -81,7 +81,8 @@ class Options:
     """The options every factory and integration takes after ``connect``: the one list of them.
 
     Public signatures state these keywords for their users; behind them, the factories and the
-    integrations pass this one object. :meth:`check` validates it (the factory does, once).
+    integrations pass this one object, each entry point building it in one line from its
+    same-named arguments in field order. :meth:`check` validates it (the factory does, once).
 
     Attributes:
         mapping: A built-in driver name, or a dict of credential field to ``connect`` keyword
