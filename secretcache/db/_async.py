@@ -10,11 +10,10 @@ from typing import Any, Generic, TypeVar
 
 from secretcache._aio import AsyncSecretCache, wake
 from secretcache._cache import SecretCache, store_of
-from secretcache._errors import SecretNotFoundError
-from secretcache.db._credentials import async_credentials
-from secretcache.db._factory import FactoryBase
-from secretcache.db._recovery import POLL_INTERVAL, Connect, Op, Read, Sleep, plan, run
-from secretcache.db._secrecy import Witness
+from secretcache.db._credentials import DbCredentials, async_credentials
+from secretcache.db._drive import drive, drive_async
+from secretcache.db._factory import FactoryBase, Options
+from secretcache.db._recovery import POLL_INTERVAL, Connect, Op, Read
 
 __all__ = ["AsyncConnectionFactory", "as_async_cache", "async_connection_factory"]
 
@@ -79,17 +78,8 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
         async_cache = as_async_cache(cache)
         if callable(sleep) and not inspect.iscoroutinefunction(sleep):  # time.sleep would block the loop
             raise TypeError(f"sleep must be an async function such as asyncio.sleep, not {sleep!r}")
-        super().__init__(
-            async_cache,
-            secret_id,
-            connect,
-            mapping=mapping,
-            overrides=overrides,
-            is_auth_error=is_auth_error,
-            min_refresh_interval=min_refresh_interval,
-            rotation_grace=rotation_grace,
-            sleep=sleep,
-        )
+        options = Options(mapping, overrides, is_auth_error, min_refresh_interval, rotation_grace, sleep)
+        super().__init__(async_cache, secret_id, connect, options)
         self._wait_bound = POLL_INTERVAL + store_of(async_cache.cache).wait_bound
 
     async def __call__(self, *args: Any, **kwargs: Any) -> _C:
@@ -98,79 +88,42 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
         Raises:
             RedactedConnectError: The connect failed with an error that held the password.
         """
-        witness = self._witness()
-        try:
-            connection: _C = await self._run(witness, args, kwargs)
-        except Exception as error:
-            redacted = witness.redacted(error)
-            if redacted is None:
-                raise
-        else:
-            return connection
-        raise redacted from None  # outside the except block: the original is not its __context__
+        connection: _C = await self._open(args, kwargs)
+        return connection
 
-    async def _run(self, witness: Witness, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        steps = plan(self._recovery, self._classify)
-        sent: Any = None
-        thrown: Exception | None = None
-        try:
-            while True:
-                try:
-                    op = steps.throw(thrown) if thrown is not None else steps.send(sent)
-                except StopIteration as done:
-                    return done.value
-                sent, thrown = None, None
-                try:
-                    sent = await self._do(self._logged(witness.see(op)), args, kwargs)
-                except Exception as error:
-                    thrown = error
-        finally:
-            steps.close()  # on cancellation: end a claimed poll now (see run())
+    def _open(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Awaitable[Any]:
+        """Open a connection, passing ``args`` and ``kwargs`` on to ``connect`` (awaitable)."""
+        return drive_async(self._start(), lambda op: self._perform(op, args, kwargs))
 
-    async def _do(self, op: Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if isinstance(op, Read):
-            try:
-                return await async_credentials(
-                    self._cache, self._secret_id, version_stage=op.stage, force_refresh=op.force
-                )
-            except SecretNotFoundError:
-                if op.stage is None:
-                    raise
-                return None  # no AWSPENDING: no rotation in progress
-        if isinstance(op, Connect):
-            return await self._connect(*args, **self._kwargs(op.creds, kwargs))
-        if isinstance(op, Sleep):
-            return await self._sleep(op.seconds)
+    def _read(self, op: Read) -> Awaitable[DbCredentials]:
+        """Read the credentials ``op`` asks for through the cache, off the event loop."""
+        return async_credentials(self._cache, self._secret_id, version_stage=op.stage, force_refresh=op.force)
+
+    async def _await_poll(self, generation: int) -> None:
+        """Wait (without blocking the loop) until the poll after ``generation`` ends, or the wait bound passes."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        if self._recovery.subscribe(op.generation, lambda: wake(loop, done)):
+        if self._recovery.subscribe(generation, lambda: wake(loop, done)):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(done, self._wait_bound)
-        return None
 
     def call_bridged(self, connect: Callable[..., Any]) -> Any:
         """Open a connection from the blocking code SQLAlchemy's asyncio engine runs (``do_connect``).
 
         ``connect`` is the dialect's blocking connect; reads, sleeps and waits are awaited
         through SQLAlchemy's greenlet bridge (``await_only``), so the event loop is never blocked.
+
+        Raises:
+            RedactedConnectError: The connect failed with an error that held the password.
         """
         from sqlalchemy.util import await_only
 
-        witness = self._witness()
-
         def do(op: Op) -> Any:
-            witness.see(op)
             if isinstance(op, Connect):
                 return connect(**self._kwargs(op.creds, {}))
-            return await_only(self._do(self._logged(op), (), {}))
+            return await_only(self._perform(op, (), {}))
 
-        try:
-            return run(plan(self._recovery, self._classify), do)
-        except Exception as error:
-            redacted = witness.redacted(error)
-            if redacted is None:
-                raise
-        raise redacted from None  # outside the except block: the original is not its __context__
+        return drive(self._start(), do)
 
 
 def async_connection_factory(

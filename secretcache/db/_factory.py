@@ -6,17 +6,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeVar
 
 from secretcache._cache import SecretCache, store_of
-from secretcache._errors import SecretNotFoundError
 from secretcache._logs import facts
 from secretcache.db._auth import Failure, classify
 from secretcache.db._credentials import DbCredentials, credentials
-from secretcache.db._recovery import POLL_INTERVAL, Connect, Op, Read, Recovery, Sleep, plan, run
+from secretcache.db._drive import Drive, drive
+from secretcache.db._recovery import POLL_INTERVAL, Connect, Op, Read, Recovery, Sleep, plan
 from secretcache.db._secrecy import Witness
 
-__all__ = ["MAPPINGS", "ConnectionFactory", "FactoryBase", "connect_kwargs", "connection_factory"]
+__all__ = ["MAPPINGS", "ConnectionFactory", "FactoryBase", "Options", "connect_kwargs", "connection_factory"]
 
 logger = logging.getLogger("secretcache.db")
 
@@ -75,86 +76,137 @@ def connect_kwargs(
     return kwargs
 
 
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The options every factory and integration takes after ``connect``: the one list of them.
+
+    Public signatures state these keywords for their users; behind them, the factories and the
+    integrations pass this one object, each entry point building it in one line from its
+    same-named arguments in field order. :meth:`check` validates it (the factory does, once).
+
+    Attributes:
+        mapping: A built-in driver name, or a dict of credential field to ``connect`` keyword
+            (``None`` drops a field); ``None``: inferred from ``connect``'s module.
+        overrides: Extra or overriding ``connect`` keywords.
+        is_auth_error: Decides whether an exception is an authentication failure.
+        min_refresh_interval: Seconds between forced refreshes of one label by a factory.
+        rotation_grace: Seconds to poll for a new version after the recovery failed (0: off).
+        sleep: The function the grace waits with; ``None``: the factory's own (``time.sleep``,
+            or ``asyncio.sleep`` for an async factory).
+    """
+
+    mapping: str | Mapping[str, str | None] | None = None
+    overrides: Mapping[str, Any] | None = None
+    is_auth_error: Callable[[BaseException], bool] | None = None
+    min_refresh_interval: float = 5.0
+    rotation_grace: float = 5.0
+    sleep: Callable[[float], Any] | None = None
+
+    def check(self) -> None:
+        """Raise for an option of the wrong type or a number of seconds out of range.
+
+        Raises:
+            TypeError: An option has the wrong type.
+            ValueError: A number of seconds is negative or not finite.
+        """
+        overrides, is_auth_error = self.overrides, self.is_auth_error
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise TypeError(f"overrides must be a mapping of connect() keywords, not {type(overrides).__name__}")
+        if is_auth_error is not None and not callable(is_auth_error):
+            raise TypeError("is_auth_error must be a function taking an exception and returning a bool")
+        for name in ("min_refresh_interval", "rotation_grace"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+            if not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+
+    def given(self) -> dict[str, Any]:
+        """These options as a factory's keywords, leaving ``sleep`` out when it is ``None``."""
+        keywords = {option.name: getattr(self, option.name) for option in fields(self)}
+        if self.sleep is None:
+            del keywords["sleep"]
+        return keywords
+
+
 class FactoryBase:
-    """What the sync and async factories share: checked arguments, the key mapping, the recovery.
+    """What the sync and async factories share: checked arguments, the recovery, and its I/O ops.
+
+    A factory runs :func:`~secretcache.db._recovery.plan` with :meth:`_start` and does each op
+    with :meth:`_perform`; a subclass supplies the I/O edge: ``_read`` and ``_await_poll``
+    (blocking, or returning awaitables) and ``_open``, which runs the plan with its loop
+    (:func:`~secretcache.db._drive.drive` or :func:`~secretcache.db._drive.drive_async`).
 
     Args:
         cache: The cache credentials are read through.
         secret_id: The secret holding the credentials.
         connect: The driver's connect function.
-        mapping: A built-in driver name, or a dict of credential field to ``connect`` keyword
-            (``None`` drops a field); by default inferred from ``connect``'s module.
-        overrides: Extra or overriding ``connect`` keywords.
-        is_auth_error: Decides whether an exception is an authentication failure.
-        min_refresh_interval: Seconds between forced refreshes of one label by this factory.
-        rotation_grace: Seconds to poll for a new version after the recovery failed (0: off).
-        sleep: The function the grace waits with.
+        options: The factory's options, ``sleep`` given.
     """
 
-    def __init__(
-        self,
-        cache: Any,
-        secret_id: str,
-        connect: Callable[..., Any],
-        *,
-        mapping: str | Mapping[str, str | None] | None,
-        overrides: Mapping[str, Any] | None,
-        is_auth_error: Callable[[BaseException], bool] | None,
-        min_refresh_interval: float,
-        rotation_grace: float,
-        sleep: Callable[[float], Any],
-    ) -> None:
+    # The I/O edge, each factory's own (blocking, or returning awaitables):
+    _open: Callable[[tuple[Any, ...], Mapping[str, Any]], Any]
+    """Open a connection (``args`` and ``kwargs`` go on to ``connect``)."""
+    _read: Callable[[Read], Any]
+    """Read the credentials a :class:`Read` asks for."""
+    _await_poll: Callable[[int], Any]
+    """Wait, within a bound, until the poll after a generation ends."""
+
+    def __init__(self, cache: Any, secret_id: str, connect: Callable[..., Any], options: Options) -> None:
         clock = getattr(cache, "clock", None)  # read once: the rate limit runs on the cache's clock
         if not callable(clock):
             raise TypeError(f"cache must be a SecretCache or an AsyncSecretCache, not {type(cache).__name__}")
         if not callable(connect):
             raise TypeError(f"connect must be a driver's connect function, not {type(connect).__name__}")
-        if overrides is not None and not isinstance(overrides, Mapping):
-            raise TypeError(f"overrides must be a mapping of connect() keywords, not {type(overrides).__name__}")
-        if is_auth_error is not None and not callable(is_auth_error):
-            raise TypeError("is_auth_error must be a function taking an exception and returning a bool")
-        for name, value in (("min_refresh_interval", min_refresh_interval), ("rotation_grace", rotation_grace)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-            if not 0 <= value < float("inf"):
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-        if not callable(sleep):
-            raise TypeError(f"sleep must be a function taking seconds, not {type(sleep).__name__}")
+        options.check()
+        if not callable(options.sleep):
+            raise TypeError(f"sleep must be a function taking seconds, not {type(options.sleep).__name__}")
         self._cache = cache
         self._secret_id = secret_id
         self._connect = connect
-        self._mapping = _mapping_for(connect, mapping)
-        self._overrides = dict(overrides or {})
-        self._is_auth_error = is_auth_error
-        self._sleep = sleep
-        self._recovery = Recovery(clock, float(min_refresh_interval), float(rotation_grace))
+        self._mapping = _mapping_for(connect, options.mapping)
+        self._overrides = dict(options.overrides or {})
+        self._is_auth_error = options.is_auth_error
+        self._sleep = options.sleep
+        self._recovery = Recovery(clock, float(options.min_refresh_interval), float(options.rotation_grace))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(secret_id={self._secret_id!r}, connect={self._connect!r})"
 
     def _classify(self, error: BaseException) -> Failure:
+        """How ``error`` counts: by ``is_auth_error`` when given, else by :func:`classify`."""
         if self._is_auth_error is not None:
             return Failure.AUTH if self._is_auth_error(error) else Failure.OTHER
         return classify(error)
 
-    def _witness(self) -> Witness:
-        """A new :class:`Witness` for one call: it learns the passwords that call connects with."""
+    def _start(self) -> Drive:
+        """A new run of the recovery plan, with a witness of the passwords its connects are given."""
         password = self._overrides.get(self._mapping.get("password") or "password")
-        return Witness(self._secret_id, self._classify, [password] if isinstance(password, str) else [])
+        witness = Witness(self._secret_id, self._classify, [password] if isinstance(password, str) else [])
+        return Drive(plan(self._recovery, self._classify), witness)
 
     def _kwargs(self, creds: DbCredentials, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """``kwargs`` (a pool's own arguments, say) with the credentials and overrides laid over them."""
         return {**kwargs, **connect_kwargs(creds, self._mapping, self._overrides)}
 
-    def _logged(self, op: Op) -> Op:
-        if not isinstance(op, Read):
-            return op
+    def _perform(self, op: Op, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        """Do ``op`` (a connect gets ``args`` and ``kwargs`` too): its result, or an awaitable of it."""
+        if isinstance(op, Read):
+            self._log(op)
+            return self._read(op)
+        if isinstance(op, Connect):
+            return self._connect(*args, **self._kwargs(op.creds, kwargs))
+        if isinstance(op, Sleep):
+            return self._sleep(op.seconds)
+        return self._await_poll(op.generation)
+
+    def _log(self, op: Read) -> None:
+        """Log the start of a recovery (INFO) or a poll of the grace (DEBUG)."""
         extra = facts("connect", secret_name=self._secret_id, attempt=op.logins or None, error=op.error)
         if op.poll:
             logger.debug("login with secret %r still fails; polling it for a new version", self._secret_id, extra=extra)
         elif op.force and op.stage is None:
             logger.info("login with secret %r failed; refreshing its credentials", self._secret_id, extra=extra)
-        return op
 
 
 class ConnectionFactory(FactoryBase, Generic[_C]):
@@ -221,17 +273,8 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
                 f"cache must be a SecretCache, not {type(cache).__name__} (async_connection_factory "
                 "takes an AsyncSecretCache)"
             )
-        super().__init__(
-            cache,
-            secret_id,
-            connect,
-            mapping=mapping,
-            overrides=overrides,
-            is_auth_error=is_auth_error,
-            min_refresh_interval=min_refresh_interval,
-            rotation_grace=rotation_grace,
-            sleep=sleep,
-        )
+        options = Options(mapping, overrides, is_auth_error, min_refresh_interval, rotation_grace, sleep)
+        super().__init__(cache, secret_id, connect, options)
         # Waiting for another thread's poll: its sleep plus one bounded fetch, at most.
         self._wait_bound = POLL_INTERVAL + store_of(cache).wait_bound
 
@@ -241,34 +284,22 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
         Raises:
             RedactedConnectError: The connect failed with an error that held the password.
         """
-        witness = self._witness()
-        try:
-            connection: _C = run(plan(self._recovery, self._classify), lambda op: self._do(witness.see(op)))
-        except Exception as error:
-            redacted = witness.redacted(error)
-            if redacted is None:
-                raise
-        else:
-            return connection
-        raise redacted from None  # outside the except block: the original is not its __context__
+        connection: _C = self._open((), {})
+        return connection
 
-    def _do(self, op: Op) -> Any:
-        op = self._logged(op)
-        if isinstance(op, Read):
-            try:
-                return credentials(self._cache, self._secret_id, version_stage=op.stage, force_refresh=op.force)
-            except SecretNotFoundError:
-                if op.stage is None:
-                    raise
-                return None  # no AWSPENDING: no rotation in progress
-        if isinstance(op, Connect):
-            return self._connect(**self._kwargs(op.creds, {}))
-        if isinstance(op, Sleep):
-            return self._sleep(op.seconds)
+    def _open(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        """Open a connection, passing ``args`` and ``kwargs`` on to ``connect`` (for the integrations)."""
+        return drive(self._start(), lambda op: self._perform(op, args, kwargs))
+
+    def _read(self, op: Read) -> DbCredentials:
+        """Read the credentials ``op`` asks for through the cache."""
+        return credentials(self._cache, self._secret_id, version_stage=op.stage, force_refresh=op.force)
+
+    def _await_poll(self, generation: int) -> None:
+        """Block until the poll after ``generation`` ends, or the wait bound passes."""
         done = threading.Event()
-        if self._recovery.subscribe(op.generation, done.set):
+        if self._recovery.subscribe(generation, done.set):
             done.wait(self._wait_bound)
-        return None
 
 
 def connection_factory(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from secretcache._keys import aliases
 from secretcache._value import SecretChange
-from secretcache.db._factory import ConnectionFactory
+from secretcache.db._factory import ConnectionFactory, FactoryBase, Options
 
 if TYPE_CHECKING:
     import asyncio
@@ -102,15 +102,8 @@ def attach_to_engine(
         mapping = _DIALECT_DRIVERS.get(dialect.driver)
         if mapping is None:
             raise ValueError(f"no built-in mapping for the {dialect.driver!r} driver; pass mapping=")
-    options: dict[str, Any] = {
-        "mapping": mapping,
-        "overrides": overrides,
-        "is_auth_error": is_auth_error,
-        "min_refresh_interval": min_refresh_interval,
-        "rotation_grace": rotation_grace,
-    }
-    if sleep is not None:  # else the factory's own: time.sleep, or asyncio.sleep for an AsyncEngine
-        options["sleep"] = sleep
+    # sleep None: the factory's own, time.sleep, or asyncio.sleep for an AsyncEngine.
+    options = Options(mapping, overrides, is_auth_error, min_refresh_interval, rotation_grace, sleep).given()
     loops: list[asyncio.AbstractEventLoop] = []
     factory: ConnectionFactory[Any] | AsyncConnectionFactory[Any]
     if sync_engine is engine:
@@ -189,41 +182,8 @@ def psycopg_connection_class(
         ImportError: psycopg is not installed (``pip install 'psycopg[binary]>=3.2'``, part of
             the ``postgres`` extra).
     """
-    _require("psycopg", "postgres")
-    import psycopg
-
-    base_class = base or psycopg.Connection
-    pending: ContextVar[tuple[Any, str, dict[str, Any]]] = ContextVar("secretcache_psycopg_connect")
-
-    def raw_connect(**credentials: Any) -> Any:
-        cls, conninfo, kwargs = pending.get()
-        return super(SecretConnection, cls).connect(conninfo, **{**kwargs, **credentials})
-
-    factory: ConnectionFactory[Any] = ConnectionFactory(
-        cache,
-        secret_id,
-        raw_connect,
-        mapping="psycopg",
-        overrides=overrides,
-        is_auth_error=is_auth_error,
-        min_refresh_interval=min_refresh_interval,
-        rotation_grace=rotation_grace,
-        **({} if sleep is None else {"sleep": sleep}),
-    )
-
-    class SecretConnection(base_class):  # type: ignore[valid-type,misc]
-        """A psycopg connection opened with credentials from Secrets Manager."""
-
-        @classmethod
-        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
-            """Open a connection with the secret's current credentials, recovering from rotation."""
-            token = pending.set((cls, conninfo, kwargs))
-            try:
-                return factory()
-            finally:
-                pending.reset(token)
-
-    return SecretConnection
+    options = Options("psycopg", overrides, is_auth_error, min_refresh_interval, rotation_grace, sleep)
+    return _secret_class(cache, secret_id, base, options, asynchronous=False)
 
 
 def psycopg_async_connection_class(
@@ -250,34 +210,63 @@ def psycopg_async_connection_class(
         ImportError: psycopg is not installed (``pip install 'psycopg[binary]>=3.2'``, part of
             the ``postgres`` extra).
     """
+    options = Options("psycopg", overrides, is_auth_error, min_refresh_interval, rotation_grace, sleep)
+    return _secret_class(cache, secret_id, base, options, asynchronous=True)
+
+
+def _secret_class(
+    cache: AsyncSecretCache | SecretCache,
+    secret_id: str,
+    base: type[Any] | None,
+    options: Options,
+    *,
+    asynchronous: bool,
+) -> type[Any]:
+    """A subclass of a psycopg connection class whose ``connect()`` goes through a factory.
+
+    ``base`` defaults to ``psycopg.Connection`` (``psycopg.AsyncConnection``). The factory
+    (:class:`ConnectionFactory`, or :class:`AsyncConnectionFactory`) is built around the base's
+    own ``connect()``; the subclass's ``connect(conninfo, **kwargs)`` opens through it with the
+    pool's ``conninfo`` and ``kwargs``, the secret's credentials laid over them.
+
+    Raises:
+        ImportError: psycopg is not installed.
+    """
     _require("psycopg", "postgres")
     import psycopg
 
-    from secretcache.db._async import AsyncConnectionFactory
+    factory_class: Callable[..., FactoryBase] = ConnectionFactory
+    if asynchronous:
+        from secretcache.db._async import AsyncConnectionFactory
 
-    base_class = base or psycopg.AsyncConnection
+        factory_class = AsyncConnectionFactory
 
-    async def raw_connect(cls: Any, conninfo: str, **kwargs: Any) -> Any:
-        return await super(SecretAsyncConnection, cls).connect(conninfo, **kwargs)
+    def raw_connect(cls: type[Any], conninfo: str, **kwargs: Any) -> Any:
+        """The base's own ``connect()``: a connection, or for an async base an awaitable of one."""
+        return super(secret_class, cls).connect(conninfo, **kwargs)
 
-    factory: AsyncConnectionFactory[Any] = AsyncConnectionFactory(
-        cache,
-        secret_id,
-        raw_connect,
-        mapping="psycopg",
-        overrides=overrides,
-        is_auth_error=is_auth_error,
-        min_refresh_interval=min_refresh_interval,
-        rotation_grace=rotation_grace,
-        **({} if sleep is None else {"sleep": sleep}),
+    factory = factory_class(cache, secret_id, raw_connect, **options.given())
+
+    def connect(cls: type[Any], conninfo: str = "", **kwargs: Any) -> Any:
+        """Open a connection with the secret's current credentials, recovering from rotation."""
+        return factory._open((cls, conninfo), kwargs)
+
+    async def connect_async(cls: type[Any], conninfo: str = "", **kwargs: Any) -> Any:
+        """Open a connection with the secret's current credentials, recovering from rotation."""
+        return await factory._open((cls, conninfo), kwargs)
+
+    name = "SecretAsyncConnection" if asynchronous else "SecretConnection"
+    kind = "async connection" if asynchronous else "connection"
+    method: Callable[..., Any] = connect_async if asynchronous else connect
+    default_base = psycopg.AsyncConnection if asynchronous else psycopg.Connection
+    secret_class: type[Any] = type(
+        name,
+        (base or default_base,),
+        {
+            "__doc__": f"A psycopg {kind} opened with credentials from Secrets Manager.",
+            "__module__": __name__,
+            "__qualname__": f"psycopg_{'async_' if asynchronous else ''}connection_class.<locals>.{name}",
+            "connect": classmethod(method),
+        },
     )
-
-    class SecretAsyncConnection(base_class):  # type: ignore[valid-type,misc]
-        """A psycopg async connection opened with credentials from Secrets Manager."""
-
-        @classmethod
-        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
-            """Open a connection with the secret's current credentials, recovering from rotation."""
-            return await factory(cls, conninfo, **kwargs)
-
-    return SecretAsyncConnection
+    return secret_class

@@ -4,8 +4,8 @@
 credentials, connect, sleep, wait for another caller's poll) and the factory that drives it does
 that (blocking, or awaiting) and sends the result back, or throws the error in. The sync
 :class:`~secretcache.db.ConnectionFactory` and the async
-:class:`~secretcache.db.AsyncConnectionFactory` are thin drivers of the same plan, so they cannot
-drift apart.
+:class:`~secretcache.db.AsyncConnectionFactory` are thin drivers of the same plan (the two loops
+are in ``_drive.py``), so they cannot drift apart.
 
 :class:`Recovery` is what a factory remembers across connects (the versions the database refused,
 the one that worked, when each label was last force-refreshed, the rotation grace and its shared
@@ -20,11 +20,11 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from secretcache._errors import SecretCacheError
+from secretcache._errors import SecretCacheError, SecretNotFoundError
 from secretcache.db._auth import Failure, scrub
 from secretcache.db._credentials import DbCredentials
 
-__all__ = ["AwaitPoll", "Connect", "Op", "Read", "Recovery", "Sleep", "plan", "run"]
+__all__ = ["POLL_INTERVAL", "AwaitPoll", "Connect", "Op", "Read", "Recovery", "Sleep", "plan"]
 
 POLL_INTERVAL = 0.25
 """Seconds between two polls of Secrets Manager by one factory during the rotation grace."""
@@ -32,7 +32,11 @@ POLL_INTERVAL = 0.25
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """Read the secret's credentials (``stage`` ``None`` is AWSCURRENT); ``None`` if the label is missing."""
+    """Read the secret's credentials (``stage`` ``None`` is AWSCURRENT).
+
+    A missing label other than AWSCURRENT (no AWSPENDING: no rotation in progress) may come back
+    as ``None`` or be thrown in as :class:`~secretcache.SecretNotFoundError`.
+    """
 
     stage: str | None
     force: bool
@@ -246,7 +250,12 @@ def _recover(
     last: Exception = error
     stages: tuple[str | None, ...] = (None,) if failure is Failure.UNKNOWN else (None, "AWSPENDING")
     for stage in stages:
-        creds: DbCredentials | None = yield Read(stage, recovery.may_force(stage), logins=len(tried), error=last)
+        try:
+            creds: DbCredentials | None = yield Read(stage, recovery.may_force(stage), logins=len(tried), error=last)
+        except SecretNotFoundError:
+            if stage is None:
+                raise
+            continue  # no AWSPENDING: no rotation in progress
         if creds is None or creds.version_id in tried:
             continue
         tried.add(creds.version_id)
@@ -304,27 +313,3 @@ def _attempt(
         return None, error
     recovery.succeeded(creds)
     return connection, None
-
-
-def run(steps: Generator[Op, Any, Any], do: Callable[[Op], Any]) -> Any:
-    """Drive a :func:`plan` with a blocking ``do``: its results are sent in, its errors thrown in.
-
-    A ``BaseException`` from ``do`` (``KeyboardInterrupt``) closes the plan before it propagates,
-    so its ``finally`` clauses (the end of a claimed poll) run now, not whenever the plan is
-    garbage-collected: the traceback keeps it alive as long as anyone holds the exception.
-    """
-    sent: Any = None
-    thrown: Exception | None = None
-    try:
-        while True:
-            try:
-                op = steps.throw(thrown) if thrown is not None else steps.send(sent)
-            except StopIteration as done:
-                return done.value
-            sent, thrown = None, None
-            try:
-                sent = do(op)
-            except Exception as error:
-                thrown = error
-    finally:
-        steps.close()
