@@ -41,10 +41,9 @@ from tests.test_model import (
     CacheMachine,
     ModelKey,
     Outcome,
-    T,
     _matches,
-    start,
 )
+from tests.threads import T, start
 
 REFRESH_AHEAD = 0.5  # a value read half a TTL after its fetch is refreshed in the background
 GHOST = "app/never-created"  # prefetched and read, never created: every read of it is "not found"
