@@ -20,8 +20,8 @@ import pytest
 from secretcache import SecretCache
 from secretcache.db import Failure, async_connection_factory, classify, connection_factory
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
+from tests.db import Database
 from tests.grace import GRACE, POLLS, THREADS
-from tests.test_db import Database
 
 GAP = 0.3  # fake seconds between the database's new password and the secret's new version
 BEFORE = 16  # successful connects before the password changes
