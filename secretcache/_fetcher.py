@@ -133,8 +133,8 @@ _T = TypeVar("_T")
 _WATCH_ID = "secretcache-attempt-failed"
 
 # Botocore's "standard" retry mode (botocore/retries/standard.py) keeps these lists in private
-# class attributes, so they are copied here; tests/test_fetcher.py reads botocore's lists at test
-# time and fails when a botocore update adds a code. Standard mode does not read _retry.json
+# class attributes, so they are copied here; tests/test_fetcher_errors.py reads botocore's lists at
+# test time and fails when a botocore update adds a code. Standard mode does not read _retry.json
 # (legacy mode does), and Secrets Manager models no error shape as retryable.
 _THROTTLING_CODES = frozenset(
     {  # ThrottledRetryableChecker._THROTTLED_ERROR_CODES

@@ -361,3 +361,18 @@ def maria_server() -> Iterator[Server]:
     """A throwaway MariaDB server with password auth, for the whole session."""
     with mariadb() as server:
         yield server
+
+
+# -- shared set-up of the split test modules (issue 23) ----------------------------------------
+
+
+@pytest.fixture
+def proxy(moto_server: str) -> Iterator[Any]:
+    """A :class:`tests.faultproxy.FaultProxy` in front of a freshly reset moto server, reset again after."""
+    from tests.faultproxy import FaultProxy
+
+    _reset(moto_server)
+    proxy = FaultProxy(moto_server)
+    yield proxy
+    proxy.close()
+    _reset(moto_server)

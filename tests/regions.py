@@ -1,4 +1,4 @@
-"""Helpers shared by the replica Region tests (``test_regions.py``, ``test_regions_contract.py``).
+"""Helpers shared by the replica Region tests (``test_regions_*.py``).
 
 The fixtures ``replica`` and ``replica_calls`` live in ``conftest.py``.
 """
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from secretcache import SecretCache
-from tests.conftest import REGION, REPLICA_REGION, FakeClock
+from tests.conftest import REGION, REPLICA_REGION, Calls, FakeClock
 from tests.test_cache import make_cache
 
 PRIMARY = REGION
@@ -35,3 +35,10 @@ def regional(client: Any, replica: Any, clock: FakeClock, **options: Any) -> Sec
 def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
     """The records captured so far whose message holds ``text``."""
     return [record for record in caplog.records if text in record.getMessage()]
+
+
+def sent_ids(client: Any) -> list[Any]:
+    """The ``SecretId`` (or ``SecretIdList``) of every call ``client`` makes from now on."""
+    seen: list[Any] = []
+    Calls(client).add_fault(lambda _op, params: seen.append(params.get("SecretId", params.get("SecretIdList"))))
+    return seen

@@ -16,7 +16,7 @@ import pytest
 from secretcache import InvalidSecretRequestError, SecretCache, SecretNotFoundError
 from secretcache.aws_lambda import default_cache, handle_rotation_event, inject_secrets, reset_default_cache, secret
 from tests.conftest import WATCHDOG, Calls, FakeClock
-from tests.test_model import start
+from tests.threads import start
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ from secretcache._lazy import MAX_NESTED_BUILDS
 from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, wait_until
 from tests.regions import REPLICA, THROTTLING, create
 from tests.test_cache import make_cache
-from tests.test_store import within_watchdog
+from tests.watchdog import within_watchdog
 
 FOUND = "Found credentials"  # what botocore logs once per client it builds, at INFO
 

@@ -17,9 +17,9 @@ from botocore.exceptions import BotoCoreError, ParamValidationError
 from botocore.stub import Stubber
 
 from secretcache.compat import aws_secretsmanager_caching as adapter
+from tests.compat_official import BOTH, MODULES, OFFICIAL, build, new_client
+from tests.compat_official import official_sleeps as official_sleeps  # autouse: the original never sleeps
 from tests.conftest import Calls
-from tests.test_compat_official import BOTH, MODULES, OFFICIAL, build, new_client
-from tests.test_compat_official import official_sleeps as official_sleeps  # autouse: the original never sleeps
 
 pytestmark = pytest.mark.timeout(60)
 

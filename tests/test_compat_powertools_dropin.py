@@ -15,7 +15,7 @@ import ast
 import base64
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,9 +34,9 @@ from botocore.stub import Stubber
 
 import secretcache.compat.powertools
 from secretcache import SecretCache
-from secretcache.aws_lambda import reset_default_cache
 from secretcache.compat.powertools import SecretCacheProvider
 from secretcache.compat.powertools import parameters as our_parameters
+from tests.compat_powertools import fresh_globals as fresh_globals  # autouse: Powertools' globals start empty
 from tests.conftest import REGION, WATCHDOG, Calls, wait_until
 from tests.leaks import assert_value_absent
 
@@ -47,18 +47,7 @@ ARN = f"arn:aws:secretsmanager:{REGION}:132456789012:secret:{NAME}-AbCdEf"
 BINARY_AS_STR = "ZXlKaGJHY2lPaUpJVXpJMU5pSjkK"
 NAMESPACES = {"powertools": powertools_parameters, "secretcache": our_parameters}
 
-
-@pytest.fixture(autouse=True)
-def _fresh_globals(monkeypatch: pytest.MonkeyPatch, aws: None) -> Iterator[None]:
-    """Powertools' default providers and the process-wide cache start empty; moto answers the rest."""
-    monkeypatch.delenv("POWERTOOLS_PARAMETERS_MAX_AGE", raising=False)
-    saved = dict(DEFAULT_PROVIDERS)
-    DEFAULT_PROVIDERS.clear()
-    reset_default_cache()
-    yield
-    DEFAULT_PROVIDERS.clear()
-    DEFAULT_PROVIDERS.update(saved)
-    reset_default_cache()
+pytestmark = pytest.mark.usefixtures("aws")  # moto answers every call the stubs do not
 
 
 def answer(value: str = VALUE, **fields: Any) -> dict[str, Any]:

@@ -33,9 +33,9 @@ from secretcache.db import (
 )
 from secretcache.db._secrecy import FRAGMENT, holds
 from tests.conftest import WATCHDOG
+from tests.db import Database
 from tests.leaks import assert_value_absent
 from tests.servers import Server
-from tests.test_db import Database
 
 TOKEN = secrets.token_hex(6)
 PASSWORDS = {

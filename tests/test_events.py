@@ -1,6 +1,6 @@
 """Change events to invalidations: a corpus of event documents, bad ids, and hostile input.
 
-The SQS listener is tested in ``tests/test_listener.py``.
+The SQS listener is tested in ``tests/test_listener_messages.py`` and ``tests/test_listener_lifecycle.py``.
 """
 
 from __future__ import annotations

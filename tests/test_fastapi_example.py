@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import WATCHDOG, Calls
+from tests.db import Database, finish_rotation, rotate_secret_stage
 from tests.servers import Server
-from tests.test_db import Database, finish_rotation, rotate_secret_stage
 
 asyncpg = pytest.importorskip("asyncpg")
 httpx = pytest.importorskip("httpx")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -18,16 +17,6 @@ from tests.faultproxy import INTERNAL, THROTTLE, UNAVAILABLE, FaultProxy
 READ_TIMEOUT = 1.0
 CONNECT_TIMEOUT = 1.0
 RETRY = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05, deadline=5.0, failure_backoff=1.0)
-
-
-@pytest.fixture
-def proxy(moto_server: str) -> Iterator[FaultProxy]:
-    from tests.conftest import _reset
-
-    _reset(moto_server)
-    proxy = FaultProxy(moto_server)
-    yield proxy
-    proxy.close()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from botocore.stub import Stubber
 
 from secretcache import SecretCache, SecretChange, SecretUnavailableError
 from tests.conftest import REGION, WATCHDOG, FakeClock, wait_until
-from tests.test_model import start
+from tests.threads import start
 
 AWSCURRENT = {"SecretId": "app/key", "VersionStage": "AWSCURRENT"}
 VERSION_1 = "v1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"

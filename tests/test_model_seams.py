@@ -41,10 +41,9 @@ from tests.test_model import (
     CacheMachine,
     ModelKey,
     Outcome,
-    T,
     _matches,
-    start,
 )
+from tests.threads import T, start
 
 REFRESH_AHEAD = 0.5  # a value read half a TTL after its fetch is refreshed in the background
 GHOST = "app/never-created"  # prefetched and read, never created: every read of it is "not found"
@@ -120,7 +119,7 @@ class SeamsMachine(CacheMachine):
     ``secretcache`` logger calls ``stats()`` on every record. One listener reads the next
     secret by name; the other reads the secret that changed: by the key whose fetch reported
     the change when it runs on that fetch's thread (it must see the new version), else by name
-    (the model accepts the old version there; ``tests/test_store.py`` pins the exact behaviour).
+    (the model accepts the old version there; ``tests/test_store_reentrancy.py`` pins the exact behaviour).
     Their reads, and those of the threads and tasks the seam rules start, are checked against
     the model at the end of their step.
 

@@ -27,7 +27,7 @@ from secretcache import AsyncSecretCache, RetryPolicy, SecretChange, SecretUnava
 from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent
 from tests.replication import Lag
 from tests.test_cache import make_cache, rotate
-from tests.test_model import serialize_backend
+from tests.threads import serialize_backend
 
 REPLICA = "us-west-2"
 THROTTLING = "ThrottlingException"

@@ -26,8 +26,8 @@ from secretcache._cache import store_of
 from secretcache._observe import Fetch
 from secretcache.otel import instrument
 from tests.conftest import wait_until
+from tests.otel import NAME, VALUE, Telemetry, telemetry
 from tests.test_cache import make_cache
-from tests.test_otel import NAME, VALUE, Telemetry, telemetry
 
 __all__ = ["telemetry"]  # a fixture, used by name
 

@@ -8,15 +8,10 @@ from typing import Any
 
 import pytest
 
-from secretcache import RetryPolicy, SecretCache, SecretChange, SecretUnavailableError
-from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, wait_until
+from secretcache import RetryPolicy, SecretChange, SecretUnavailableError
+from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
+from tests.store import ahead_cache
 from tests.test_cache import rotate
-
-
-def ahead_cache(client: Any, clock: FakeClock, **options: Any) -> SecretCache:
-    settings: dict[str, Any] = {"ttl": 100.0, "ttl_jitter": 0.0, "refresh_ahead": 0.8, "retry": FAST_RETRY}
-    settings.update(options)
-    return SecretCache(client, clock=clock, **settings)
 
 
 def test_read_past_refresh_point_returns_at_once_and_refreshes_once(

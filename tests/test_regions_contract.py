@@ -1,6 +1,6 @@
 """Replica Regions, the contract at its edges: which failures count, the deadline, and the primary's Region.
 
-The fixtures and helpers are those of ``tests/test_regions.py`` (``conftest.py`` and
+The fixtures and helpers are those of ``tests/test_regions_outage.py`` (``conftest.py`` and
 ``tests/regions.py``): faults are injected on the primary Region's client only, the cache runs on
 a fake clock, and tests assert counts and log records, never timings.
 """

@@ -18,7 +18,7 @@ import pytest
 from secretcache import SecretCache
 from secretcache.db import connection_factory
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
-from tests.test_db import Database, finish_rotation, rotate_secret_stage
+from tests.db import Database, finish_rotation, rotate_secret_stage
 
 THREADS = 8
 PHASE_CONNECTS = 16  # connects that complete in every phase (twice the pool), so each phase reconnects

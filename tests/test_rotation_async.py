@@ -21,7 +21,7 @@ import pytest
 from secretcache import AsyncSecretCache
 from secretcache.db import Failure, async_connection_factory, classify, psycopg_async_connection_class
 from tests.conftest import WATCHDOG, Calls, FakeClock
-from tests.test_db import Database, finish_rotation, rotate_secret_stage
+from tests.db import Database, finish_rotation, rotate_secret_stage
 
 TASKS = 8
 PHASE_CONNECTS = 16  # connects that complete in every phase, so every phase logs in anew

@@ -1,13 +1,12 @@
-"""Structured logs: every record carries its facts as ``extra`` fields, never a secret value.
+"""Structured logs of a scripted run: every record carries its facts as ``extra`` fields, never a secret value.
 
 One scripted run provokes every log line the library has (reads, invalidations, change events,
 the SQS listener, outages, background refreshes, the database factories) and checks every record
-it emits; the other tests check the fields arrive as JSON keys through real formatters.
+it emits; the asyncio factory is checked the same way. The record checks are in ``tests/logs.py``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import threading
@@ -20,34 +19,15 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ClientError
 
-from secretcache import AsyncSecretCache, RetryPolicy, SecretNotFoundError, SecretUnavailableError
+from secretcache import AsyncSecretCache, SecretNotFoundError, SecretUnavailableError
 from secretcache._listener import _Poller
-from secretcache._logs import FIELDS
 from secretcache._worker import BackgroundPool
 from secretcache.db import async_connection_factory, connection_factory
 from secretcache.events import SqsInvalidationListener, invalidate_from_event
 from tests.conftest import REGION, WATCHDOG, Calls, FakeClock, quiescent, wait_until
+from tests.logs import MARKER, RETRY, Records, assert_well_formed, expect, fields
 from tests.test_cache import make_cache, rotate
 from tests.test_events import change_event
-
-MARKER = "sk_live_structured-logs-marker"  # part of every secret value: must reach no record
-RETRY = RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0, failure_backoff=1.0, max_failure_backoff=8.0)
-STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-
-
-class Records(logging.Handler):
-    """Keeps every record that reaches it, from any thread."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def about(self, fragment: str) -> list[logging.LogRecord]:
-        """The records whose message contains ``fragment``."""
-        return [record for record in list(self.records) if fragment in record.getMessage()]
 
 
 @pytest.fixture
@@ -62,39 +42,6 @@ def records() -> Iterator[Records]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-
-
-def fields(record: logging.LogRecord) -> dict[str, object]:
-    return {name: getattr(record, name) for name in FIELDS if hasattr(record, name)}
-
-
-def expect(records: Records, fragment: str, **wanted: object) -> None:
-    """At least one record's message contains ``fragment``, and every such record has the ``wanted`` fields."""
-    found = records.about(fragment)
-    assert found, f"no record says {fragment!r}"
-    for record in found:
-        assert fields(record).items() >= wanted.items(), (record.getMessage(), fields(record))
-
-
-def assert_well_formed(records: list[logging.LogRecord], secret_ids: list[str]) -> None:
-    """Facts on every record, the right ``secret_name`` on every record about one secret, no value anywhere."""
-    formatter = logging.Formatter("%(message)s")
-    for record in records:
-        assert record.name == "secretcache" or record.name.startswith("secretcache.")
-        facts, message = fields(record), record.getMessage()
-        assert isinstance(facts.get("operation"), str), message
-        assert facts["operation"], message
-        assert all(isinstance(facts.get(name, ""), str) for name in ("secret_name", "version_id", "error_type"))
-        attempt = facts.get("attempt", 1)
-        assert isinstance(attempt, int), message
-        assert attempt >= 1, message
-        if record.levelno >= logging.WARNING or record.exc_info:
-            assert "error_type" in facts, message
-        named = [secret_id for secret_id in secret_ids if repr(secret_id) in message]
-        if named:
-            assert facts.get("secret_name") in named, (message, facts)
-        texts = [message, formatter.format(record), *(repr(value) for value in vars(record).values())]
-        assert not any(MARKER in text for text in texts), message
 
 
 class LoginRefused(Exception):
@@ -459,90 +406,3 @@ async def test_the_async_factory_logs_the_same_facts(
     )
     expect(records, "still fails; polling", operation="connect", secret_name="app/db", attempt=1)
     assert_well_formed(records.records, ["app/db"])
-
-
-def provoke(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
-    """An invalidation, a change event and an outage served stale, on ``app/key``."""
-    admin.create_secret(Name="app/key", SecretString=f"{MARKER}-1")
-    cache = make_cache(client, clock, retry=RETRY)
-    cache.get_secret_string("app/key")
-    invalidate_from_event(cache, change_event("app/key"))
-    cache.get_secret_string("app/key")
-    outage = calls.fail_with("ThrottlingException")
-    clock.advance(61)
-    assert cache.get_secret_string("app/key") == f"{MARKER}-1"
-    quiescent(cache)  # the reader got the value at the first failed attempt; the retries end behind it
-    outage()
-    cache.close()
-
-
-class ExtraAsJson(logging.Formatter):
-    """The smallest JSON formatter: the message plus every attribute ``extra`` added to the record."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        extra = {name: value for name, value in vars(record).items() if name not in STANDARD}
-        return json.dumps({"message": record.getMessage(), **extra}, default=str)
-
-
-@pytest.fixture
-def loggers() -> Iterator[Callable[[str], logging.Logger]]:
-    """Hands out loggers by name and puts each back as it was: handlers, level, propagation, attributes.
-
-    Powertools marks the logger of its service as configured once per process and rewires the
-    ``secretcache`` logger in ``copy_config_to_registered_loggers``; it adds filters to the root
-    handlers too. All of that is undone, so other tests find the loggers as they were.
-    """
-    saved: list[tuple[logging.Logger, dict[str, Any]]] = []
-    root_filters = [(handler, list(handler.filters)) for handler in logging.root.handlers]
-
-    def get(name: str) -> logging.Logger:
-        logger = logging.getLogger(name)
-        saved.append((logger, {**vars(logger), "handlers": list(logger.handlers)}))
-        return logger
-
-    try:
-        yield get
-    finally:
-        for logger, attributes in reversed(saved):
-            for name in set(vars(logger)) - set(attributes):
-                delattr(logger, name)
-            vars(logger).update(attributes)
-            logger.setLevel(logger.level)  # drops the level cache of every logger, built under the test's levels
-        for handler, filters in root_filters:
-            handler.filters[:] = filters
-
-
-@pytest.mark.parametrize("formatter", ["powertools", "stdlib"])
-def test_fields_reach_a_json_formatter_as_keys(
-    formatter: str, client: Any, admin: Any, calls: Calls, clock: FakeClock, loggers: Callable[[str], logging.Logger]
-) -> None:
-    """Powertools Logger (set up for the library's loggers as its docs say) or a stdlib formatter: JSON keys."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    library = loggers("secretcache")
-    if formatter == "powertools":
-        from aws_lambda_powertools import Logger
-        from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-
-        service = "secretcache-test-logs"
-        loggers(service)
-        source = Logger(service=service, level="DEBUG", logger_handler=handler)
-        copy_config_to_registered_loggers(source_logger=source, include={"secretcache"})
-    else:
-        handler.setFormatter(ExtraAsJson())
-        library.addHandler(handler)
-        library.setLevel(logging.DEBUG)
-    provoke(client, admin, calls, clock)
-    documents = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert documents
-    assert all(document["operation"] for document in documents)
-    by_message = {document["message"]: document for document in documents}
-    stale = next(document for message, document in by_message.items() if message.startswith("serving the cached"))
-    assert stale["secret_name"] == "app/key"
-    assert stale["error_type"] == "ThrottlingException"
-    assert stale["attempt"] == 3
-    assert stale["operation"] == "GetSecretValue"
-    assert isinstance(stale["version_id"], str)
-    event = by_message["invalidated 'app/key' after a change event"]
-    assert (event["operation"], event["secret_name"]) == ("event", "app/key")
-    assert MARKER not in stream.getvalue()

@@ -1,0 +1,94 @@
+"""The fetcher's retries and flights: full-jitter waits, and what a failed flight gives.
+
+The owner and the waiters of a flight each get the right error when it fails; reprs hold no value.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from secretcache import (
+    RetryPolicy,
+    SecretUnavailableError,
+)
+from secretcache._entry import Entry, Failure
+from secretcache._fetcher import Fetcher
+from secretcache._stats import Counters
+from secretcache._store import Flight
+from tests.conftest import Calls, FakeClock, wait_until
+from tests.test_cache import make_cache
+
+
+def test_retry_waits_are_full_jitter_within_policy(client: Any, calls: Calls) -> None:
+    """Attempt n waits a random time in [0, min(max_delay, initial_delay * 2**(n-1))]."""
+    calls.fail_with("ThrottlingException")
+    waits: list[float] = []
+    policy = RetryPolicy(attempts=6, initial_delay=0.5, max_delay=3.0, deadline=1000.0)
+    fetcher = Fetcher(client, policy, Counters(), sleep=waits.append)
+    for _ in range(20):
+        with pytest.raises(SecretUnavailableError):
+            fetcher.get_secret_value("db", None, None)
+    assert len(waits) == 20 * 5
+    bounds = [0.5, 1.0, 2.0, 3.0, 3.0]
+    for index, wait in enumerate(waits):
+        assert 0.0 <= wait <= bounds[index % 5]
+    assert len(set(waits)) > 50  # random, not fixed
+    assert calls["GetSecretValue"] == 20 * 6
+
+
+def test_waiters_of_a_flight_see_an_unexpected_error(client: Any, calls: Calls, clock: FakeClock) -> None:
+    """A non-botocore failure reaches every reader that was waiting on the fetch."""
+    gate = threading.Event()
+
+    def fail_after_gate(_op: str, _params: dict[str, Any]) -> None:
+        gate.wait(20)
+        raise RuntimeError("handler bug")
+
+    calls.add_fault(fail_after_gate)
+    cache = make_cache(client, clock)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(cache.get_secret_string, "db") for _ in range(4)]
+        wait_until(lambda: cache.stats().misses == 4)
+        gate.set()
+        for future in futures:
+            with pytest.raises(RuntimeError, match="handler bug"):
+                future.result(timeout=20)
+    assert calls["GetSecretValue"] == 1
+
+
+def test_interrupted_fetch_reaches_owner_as_is_and_waiters_typed(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """KeyboardInterrupt stays on the fetching thread; waiters get SecretUnavailableError; nothing is kept."""
+    admin.create_secret(Name="db", SecretString="pw")
+    gate = threading.Event()
+    first = [True]
+
+    def interrupt_first(_op: str, _params: dict[str, Any]) -> None:
+        if first[0]:
+            first[0] = False
+            gate.wait(20)
+            raise KeyboardInterrupt
+
+    calls.add_fault(interrupt_first)
+    cache = make_cache(client, clock)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(cache.get_secret_string, "db") for _ in range(4)]
+        wait_until(lambda: cache.stats().misses == 4)
+        gate.set()
+        errors = [type(future.exception(timeout=20)).__name__ for future in futures]
+    assert sorted(errors) == ["KeyboardInterrupt"] + ["SecretUnavailableError"] * 3
+    assert cache.get_secret_string("db") == "pw"
+
+
+def test_flight_and_entry_reprs_hold_no_value() -> None:
+    """Internal objects describe state, never the value."""
+    entry = Entry(None, failure=Failure(SecretUnavailableError("down", secret_id="db"), retry_at=0.0, count=2))
+    assert "SecretUnavailableError" in repr(entry)
+    assert "failures=2" in repr(entry)
+    flight = Flight("db", entry, None, "running", "foreground")
+    assert "down" not in repr(flight)

@@ -1,0 +1,104 @@
+"""The read protocol and its refresh threads: saturated, dying or refusing workers strand no refresh.
+
+A forced refresh never waits behind other secrets' queued refreshes; a refresh thread that dies is
+replaced; a refresh the pool refuses, or one invalidated while queued, leaves nothing in flight.
+Each risky call runs under a watchdog, so a deadlock fails the test instead of stalling the suite.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
+from tests.store import ahead_cache, busy_pool
+from tests.test_cache import rotate
+from tests.watchdog import within_watchdog
+
+# -- 4. a forced refresh never waits behind other secrets' queued refreshes -----------------
+
+
+def test_forced_refresh_runs_a_queued_background_refresh_itself(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """With both refresh threads stuck on other secrets, refresh() fetches its key at once, in one call."""
+    cache, release = busy_pool(client, admin, calls, clock)
+    cache.get_secret_string("db")  # db's background refresh is queued behind them
+    rotate(admin, "db", "db-2")
+    try:
+        assert within_watchdog(lambda: cache.refresh("db").secret_string) == "db-2"
+        assert within_watchdog(lambda: cache.get_secret_string("db", force_refresh=True)) == "db-2"
+    finally:
+        release.set()
+    wait_until(lambda: cache.stats().in_flight == 0)
+    assert calls.counts["GetSecretValue"] == 3 + 2 + 2  # warm-up, the two held, two forced: the queued job ran none
+
+
+# -- 5. a refresh thread that dies is replaced ------------------------------------------------
+
+
+def test_refresh_threads_killed_by_systemexit_are_replaced(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """Both refresh threads dying of SystemExit leave no queued refresh stranded, and no reader hangs."""
+    for name in ("s1", "s2", "db"):
+        admin.create_secret(Name=name, SecretString=f"{name}-1")
+    cache = ahead_cache(client, clock, max_stale=10)
+    for name in ("s1", "s2", "db"):
+        cache.get_secret_string(name)
+    release = threading.Event()
+    entered: list[str] = []
+
+    def die(_op: str, params: dict[str, Any]) -> None:
+        if params.get("SecretId") in ("s1", "s2"):
+            entered.append(params["SecretId"])
+            release.wait(WATCHDOG)
+            raise SystemExit(1)
+
+    remove = calls.add_fault(die)
+    clock.advance(85)
+    cache.get_secret_string("s1")
+    cache.get_secret_string("s2")
+    wait_until(lambda: len(entered) == 2)
+    rotate(admin, "db", "db-2")
+    cache.get_secret_string("db")  # queued behind two threads about to die
+    release.set()
+    wait_until(lambda: cache.stats().refreshes == 1)  # a new thread ran it, no reader needed
+    assert cache.get_secret_string("db") == "db-2"
+    remove()
+    clock.advance(200)  # past TTL + max_stale of s1 and s2, whose refreshes died
+    assert within_watchdog(lambda: cache.get_secret_string("s1")) == "s1-1"
+
+
+# -- queued refreshes that never start --------------------------------------------------------
+
+
+def test_a_refresh_the_pool_refuses_is_forgotten_and_tried_again(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """When the refresh pool refuses a job (closed or full), nothing stays in flight and a later read retries."""
+    admin.create_secret(Name="db", SecretString="pw-1")
+    cache = ahead_cache(client, clock)
+    cache.get_secret_string("db")
+    cache._pool.close()  # every submission is refused from now on
+    clock.advance(85)
+    assert cache.get_secret_string("db") == "pw-1"
+    assert cache.get_secret_string("db") == "pw-1"  # the refresh point was restored: tried again
+    stats = cache.stats()
+    assert (stats.in_flight, stats.background_refreshes, calls["GetSecretValue"]) == (0, 0, 1)
+    rotate(admin, "db", "pw-2")
+    clock.advance(20)  # past the TTL: the read fetches in the foreground
+    assert cache.get_secret_string("db") == "pw-2"
+
+
+def test_invalidating_a_queued_refresh_cancels_it(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """A queued refresh of a secret invalidated before a worker reaches it makes no call and installs nothing."""
+    cache, release = busy_pool(client, admin, calls, clock)
+    cache.get_secret_string("db")  # queued behind the two held refreshes
+    assert cache.stats().in_flight == 3
+    assert cache.invalidate("db") == 1
+    assert cache.stats().in_flight == 2
+    release.set()
+    wait_until(lambda: cache.stats().in_flight == 0 and cache.stats().refreshes == 2)
+    assert calls["GetSecretValue"] == 3 + 2  # the queued job ran no fetch
+    assert cache.stats().size == 2
