@@ -109,6 +109,7 @@ def test_warm_process_switches_to_the_replica_and_back_without_reporting_a_chang
         db = cache.get_secret("db")
         assert (db.secret_string, db.region) == ("pw-2", REPLICA)
         assert (calls["GetSecretValue"], replica_calls["GetSecretValue"]) == (2 + 3 + 1, 3)
+        wait_until(lambda: bool(changes))  # the background fetch that found pw-2 tells its listeners last
         assert [change.new_version_id for change in changes] == [db.version_id]
         stop()  # the primary recovers; the episode's next backoff (2 s) ends at t=73.1
         clock.advance(10.1)
