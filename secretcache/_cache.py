@@ -174,7 +174,7 @@ class SecretCache:
             clock=self._clock,
             pool=self._pool,
         )
-        self._entries = self._store.entries  # read by the getters' inlined hot path (Store.hit)
+        self._current = self._store.current  # read by the getters' inlined hot path (Store.hit)
         track(self)
         redaction.install()
 
@@ -260,7 +260,7 @@ class SecretCache:
         """
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
             try:  # Store.hit, inlined: the call alone would cost a sixth of a hit
-                entry = self._entries[secret_id]
+                entry = self._current[secret_id]
             except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
                 entry = None
             if entry is not None and entry.refresh_at > self._clock():
@@ -291,7 +291,7 @@ class SecretCache:
         """
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
             try:  # Store.hit, inlined: the call alone would cost a sixth of a hit
-                entry = self._entries[secret_id]
+                entry = self._current[secret_id]
             except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
                 entry = None
             if entry is not None and entry.refresh_at > self._clock():
@@ -333,7 +333,7 @@ class SecretCache:
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
             try:  # Store.hit, inlined: the call alone would cost a sixth of a hit
-                entry = self._entries[secret_id]
+                entry = self._current[secret_id]
             except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
                 entry = None
             if entry is not None and entry.refresh_at > self._clock():
@@ -361,7 +361,7 @@ class SecretCache:
         """
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
             try:  # Store.hit, inlined: the call alone would cost a sixth of a hit
-                entry = self._entries[secret_id]
+                entry = self._current[secret_id]
             except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
                 entry = None
             if entry is not None and entry.refresh_at > self._clock():
@@ -423,7 +423,7 @@ class SecretCache:
                 value can be served.
         """
         key, _, _ = check_read(secret_id, version_stage, version_id, True, None)
-        before = self._entries.get(key)
+        before = self._store.entries.get(key)
         return refresh_result(before, self._store.read(key, True, None))
 
     def invalidate(self, secret_id: str | None = None) -> int:
