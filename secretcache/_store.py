@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import itertools
 import logging
 import random
 import threading
@@ -83,7 +84,7 @@ from secretcache._keys import DEFAULT_STAGE, CacheKey, aliases
 from secretcache._logs import facts
 from secretcache._observe import FOREGROUND, Fetch
 from secretcache._stats import Counters
-from secretcache._table import Table, supersedes
+from secretcache._table import Table
 from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
@@ -506,8 +507,13 @@ class Store:
                 if mine:
                     del self._flights[flight.key]
                 value = result.value if result is not None and result.failure is None else None
-                if value is not None and self._table.raise_mark(flight.key, value, self._tick(), effects):
-                    self._retire_older(flight, value, mine)
+                if value is not None:  # a new version retires the older ones, the flights' spares too
+                    spares = (
+                        (other.key, other.previous) for other in itertools.chain((flight,), self._flights.values())
+                    )
+                    self._table.advance(
+                        flight.key, value, self._tick(), effects, keep=flight.key if mine else None, spares=spares
+                    )
                 if mine:
                     if result is not None:
                         self._table.install(flight.key, result, effects)
@@ -605,17 +611,6 @@ class Store:
         if line is not None:
             effects.logs.append(line)
         return entry
-
-    def _retire_older(self, flight: Flight, value: SecretValue, mine: bool) -> None:
-        """Locked. A new version of a label was served: retire every entry and spare value holding another.
-
-        ``mine``: the flight installs its answer, replacing its key's entry (so that one is not dropped).
-        """
-        self._table.retire_older(flight.key, value, keep=flight.key if mine else None)
-        for other in (flight, *self._flights.values()):
-            previous = other.previous
-            if previous is not None and supersedes(flight.key, value, other.key, previous.value):
-                previous.retire()
 
     def _falter(self, flights: tuple[Flight, ...]) -> None:
         """On the fetching thread: an attempt failed transiently; release the readers waiting to settle."""
@@ -790,8 +785,8 @@ class Store:
         effects = Effects()
         with self._lock:
             value = entry.value
-            if value is not None and self._table.raise_mark(key, value, self._tick(), effects):
-                self._table.retire_older(key, value, keep=key)
+            if value is not None:
+                self._table.advance(key, value, self._tick(), effects, keep=key)
             self._table.install(key, entry, effects)
         effects.apply_counts(self.counters)
         self._announce(effects)

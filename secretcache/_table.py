@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from secretcache._keys import CacheKey, aliases
@@ -106,27 +107,27 @@ class Table:
         self.entries[key] = entry
         if key.current:  # replaced in place: a lock-free reader finds the old entry or the new one
             self.current[key.secret_id] = entry
-        if old is not None:
-            self.retired_hits += old.hits
-            self._release(key, old)
-            if old.value is not None and entry.failure is None:
-                effects.count("refreshes")
-            if old.hits > old.seen:
-                entry.seen = -1  # keep the recency of the entry being replaced
-            if old.failure is not None and entry.failure is None:
-                version_id = entry.value.version_id if entry.value is not None else None
-                effects.log(
-                    logging.INFO,
-                    "secret %r is readable again after %d failed fetches",
-                    key.secret_id,
-                    old.failure.count,
-                    extra=facts("GetSecretValue", secret_name=key.secret_id, version_id=version_id),
-                )
         label = _label(key, entry.value)
         if label is not None:
             self._held[label] += 1
         if old is None:
             self._evict(key, effects)
+            return
+        self.retired_hits += old.hits
+        self._release(key, old)
+        if old.value is not None and entry.failure is None:
+            effects.count("refreshes")
+        if old.hits > old.seen:
+            entry.seen = -1  # keep the recency of the entry being replaced
+        if old.failure is not None and entry.failure is None:
+            version_id = entry.value.version_id if entry.value is not None else None
+            effects.log(
+                logging.INFO,
+                "secret %r is readable again after %d failed fetches",
+                key.secret_id,
+                old.failure.count,
+                extra=facts("GetSecretValue", secret_name=key.secret_id, version_id=version_id),
+            )
 
     # -- monotonic reads -----------------------------------------------------------------------
 
@@ -150,6 +151,30 @@ class Table:
         label = _label(key, value)
         mark = self._marks.get(label) if label is not None else None
         return mark is None or mark.version_id == value.version_id
+
+    def advance(
+        self,
+        key: CacheKey,
+        value: SecretValue,
+        seq: int,
+        effects: Effects,
+        *,
+        keep: CacheKey | None,
+        spares: Iterable[tuple[CacheKey, Entry | None]] = (),
+    ) -> None:
+        """Record ``value`` (admitted) as served; if it is a new version of its label, retire the older ones.
+
+        Raises the label's mark (:meth:`raise_mark`); on a change of version, retires every
+        entry of the label holding another version (:meth:`retire_older`, sparing ``keep``'s
+        from the drop) and every spare entry (``(key, entry)`` pairs the caller keeps outside
+        the table, such as the entries fetches keep to serve stale) that holds one.
+        """
+        if not self.raise_mark(key, value, seq, effects):
+            return
+        self.retire_older(key, value, keep=keep)
+        for other, spare in spares:
+            if spare is not None and supersedes(key, value, other, spare.value):
+                spare.retire()
 
     def raise_mark(self, key: CacheKey, value: SecretValue, seq: int, effects: Effects) -> bool:
         """Record ``value`` (admitted) as the newest served of its label; report a change of version.
