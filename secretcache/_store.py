@@ -549,11 +549,11 @@ class Store:
             return None, False
         replica = fetch is not None and fetch.replica is not None
         if isinstance(answer, SecretValue):
-            if self._table.admits(flight.key, answer, flight.started, replica):
+            admitted, holder = self._table.judge(flight.key, answer, flight.started, replica, self._clock)
+            if admitted:
                 return self._fresh(flight, answer, replica), False
             if not replica:  # the service answers, but a newer version was served meanwhile
-                holder = self._table.holder(flight.key, answer.arn)
-                if holder is not None and holder.value is not None and holder.is_fresh(self._clock()):
+                if holder is not None and holder.value is not None:
                     return Entry(
                         holder.value,
                         ttl=holder.ttl,

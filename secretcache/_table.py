@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from secretcache._keys import CacheKey, aliases
@@ -145,6 +145,21 @@ class Table:
         if mark is None or mark.version_id == value.version_id or mark.precedes(value):
             return True
         return not replica and started > mark.raised
+
+    def judge(
+        self, key: CacheKey, value: SecretValue, started: int, replica: bool, clock: Callable[[], float]
+    ) -> tuple[bool, Entry | None]:
+        """Whether a fetched ``value`` is admitted (:meth:`admits`); if not, what to serve in its place.
+
+        Returns:
+            ``(True, None)`` when admitted; else ``(False, holder)``, ``holder`` being, for an
+            answer from the primary Region, the entry that holds the newest version served of
+            the label longest, if it is fresh by ``clock`` (:meth:`holder`), else ``None``.
+        """
+        if self.admits(key, value, started, replica):
+            return True, None
+        holder = None if replica else self.holder(key, value.arn)
+        return False, holder if holder is not None and holder.is_fresh(clock()) else None
 
     def is_newest(self, key: CacheKey, value: SecretValue) -> bool:
         """Whether ``value`` is the newest version served of its label (or none was)."""
