@@ -504,7 +504,7 @@ def store_of(cache: SecretCache) -> Store:
 
 
 def dropped_keys(cache: SecretCache, secret_id: str | None) -> list[CacheKey]:
-    """:meth:`SecretCache.invalidate`, returning the keys dropped (AWSCURRENT keys are plain ids)."""
+    """:meth:`SecretCache.invalidate`, returning the keys dropped."""
     dropped = cache._store.drop(None if secret_id is None else check_secret_id(secret_id))
     if dropped:
         shown = "all secrets" if secret_id is None else repr(secret_id)
