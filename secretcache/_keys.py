@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from secretcache._errors import InvalidSecretRequestError
 from secretcache._policy import to_seconds
 
-__all__ = ["CacheKey", "Key", "aliases", "check_read", "check_secret_id", "make_key", "split_key"]
+__all__ = ["CacheKey", "aliases", "check_read", "check_secret_id", "make_key"]
 
 MAX_SECRET_ID = 2048
 MIN_VERSION_ID = 32
@@ -22,20 +22,30 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ARN_SUFFIX = re.compile(r"(.+)-[A-Za-z0-9]{6}")
 
 
-@dataclass(frozen=True, slots=True)
-class Key:
-    """Cache key of a lookup by a non-default staging label and/or a version id.
+class CacheKey(NamedTuple):
+    """Cache key of one lookup: a secret id plus a staging label or a version id, read by field.
 
-    Lookups of AWSCURRENT by stage are keyed by the bare secret id string instead, which keeps
-    the hot path free of allocations; a ``Key`` never compares equal to a string or a tuple.
+    Built by :func:`make_key` (or as ``CacheKey(secret_id)`` for AWSCURRENT), so equal lookups
+    get equal keys: AWSCURRENT read by stage, named or not, has ``version_stage`` ``None``; the
+    store's hot index holds the entries of such keys by bare secret id.
     """
 
     secret_id: str
-    version_stage: str | None
-    version_id: str | None
+    """The secret's name, full ARN or partial ARN, as the caller spelled it."""
+    version_stage: str | None = None
+    """The staging label asked for (never AWSCURRENT without a version id), or ``None``."""
+    version_id: str | None = None
+    """A version id (an immutable lookup), or ``None``."""
 
+    @property
+    def stage(self) -> str:
+        """The staging label this key reads (AWSCURRENT unless another was asked for)."""
+        return self.version_stage or DEFAULT_STAGE
 
-CacheKey = str | Key
+    @property
+    def current(self) -> bool:
+        """Whether this key reads AWSCURRENT by stage (the hot path's lookup, by bare secret id)."""
+        return self.version_stage is None and self.version_id is None
 
 
 def check_secret_id(secret_id: object) -> str:
@@ -85,9 +95,9 @@ def make_key(secret_id: object, version_stage: object, version_id: object) -> Ca
     sid = check_secret_id(secret_id)
     stage = _check_label(version_stage, "version_stage", (1, MAX_STAGE), sid)
     vid = _check_label(version_id, "version_id", (MIN_VERSION_ID, MAX_VERSION_ID), sid)
-    if vid is None and (stage is None or stage == DEFAULT_STAGE):
-        return sid
-    return Key(sid, stage, vid)
+    if vid is None and stage == DEFAULT_STAGE:
+        stage = None  # one key for AWSCURRENT, named or not
+    return CacheKey(sid, stage, vid)
 
 
 def check_read(
@@ -104,13 +114,6 @@ def check_read(
     if not isinstance(force, bool):
         raise TypeError(f"force_refresh must be a bool, not {type(force).__name__}")
     return key, force, None if ttl is None else to_seconds(ttl, "ttl")
-
-
-def split_key(key: CacheKey) -> tuple[str, str | None, str | None]:
-    """Return ``(secret_id, version_stage, version_id)`` of a cache key."""
-    if isinstance(key, Key):
-        return key.secret_id, key.version_stage, key.version_id
-    return key, None, None
 
 
 def aliases(secret_id: str) -> set[str]:

@@ -296,7 +296,7 @@ class SqsInvalidationListener:
             dropped = [key for secret_id in ids for key in dropped_keys(cache, secret_id)]
             if self._refresh:
                 # Warm AWSCURRENT again under the ids the application reads it by.
-                warmed = self._warm(cache, [key for key in dropped if isinstance(key, str)], message_id)
+                warmed = self._warm(cache, [key.secret_id for key in dropped if key.current], message_id)
                 applied = warmed and applied
         for secret_id in ids:  # one record per secret, so each carries its own ``secret_name``
             logger.info(

@@ -27,9 +27,10 @@ Invariants, kept by every method of :class:`Store`; no code outside this module 
    it is started on a thread of its own, so its retries cannot hold the reader.
 4. Counters change after the state they count is visible.
 5. The hot path (:meth:`Store.hit`, inlined in the getters of :class:`SecretCache`) reads
-   ``entries`` without the lock; an entry's value and deadlines never change once installed,
-   except ``refresh_at``, moved under the lock when a background refresh is queued, and all
-   deadlines when the entry is retired (below).
+   ``current`` (the entries of ``entries`` that read AWSCURRENT, by bare secret id) without the
+   lock; an entry's value and deadlines never change once installed, except ``refresh_at``,
+   moved under the lock when a background refresh is queued, and all deadlines when the entry
+   is retired (below).
 6. Monotonic reads. For one secret and staging label, however spelled (name, ARN, partial ARN),
    once the cache has returned version N, it never afterwards returns a version that Secrets
    Manager created before N: not from another spelling, not from a replica Region, not from a
@@ -66,6 +67,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import itertools
 import logging
 import random
 import threading
@@ -78,11 +80,11 @@ from secretcache._entry import Entry, failed_entry, fresh_entry
 from secretcache._errors import SecretCacheError, SecretNotFoundError, SecretUnavailableError, fresh_copy
 from secretcache._fetcher import BATCH_SIZE, CONNECT_TIMEOUT, READ_TIMEOUT, BatchFailedError, BatchRefusedError
 from secretcache._flight import DONE, QUEUED, RUNNING, Claim, Effects, Flight
-from secretcache._keys import DEFAULT_STAGE, CacheKey, aliases, split_key
+from secretcache._keys import DEFAULT_STAGE, CacheKey, aliases
 from secretcache._logs import facts
 from secretcache._observe import FOREGROUND, Fetch
 from secretcache._stats import Counters
-from secretcache._table import Table, supersedes
+from secretcache._table import Table
 from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
@@ -120,7 +122,10 @@ class Store:
         self._lock = threading.Lock()
         self._table = Table(max_size)
         self.entries = self._table.entries
-        """Read without the lock by the hot path; changed only here, under the lock."""
+        """Entries by key; changed only here, under the lock."""
+        self.current = self._table.current
+        """The hot index (AWSCURRENT entries by bare secret id): read without the lock by the hot
+        path; changed only here, under the lock, always with ``entries``."""
         self._flights: dict[CacheKey, Flight] = {}
         self.max_size = max_size
         self._fetcher = fetcher
@@ -144,14 +149,15 @@ class Store:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def hit(self, key: CacheKey) -> Entry | None:
-        """The lock-free fast path: the entry if it holds a value before its refresh point.
+    def hit(self, secret_id: str) -> Entry | None:
+        """The lock-free fast path of AWSCURRENT: the entry if it holds a value before its refresh point.
 
-        :class:`SecretCache`'s getters inline this very check (a call would cost a sixth of a
-        hit); a change here must be made there too.
+        :class:`SecretCache`'s getters inline this very check (a call would cost a fifth of a
+        hit); a change here must be made there too: ``tests/test_hit_copies.py`` checks that the
+        four copies are one statement and that its parts are this method's.
         """
         try:
-            entry = self.entries[key]
+            entry = self.current[secret_id]
         except (KeyError, TypeError):
             return None
         if entry.refresh_at > self._clock():  # never true of an entry without a value
@@ -383,7 +389,7 @@ class Store:
             error = flight.error
             if isinstance(error, Exception):
                 raise error
-            secret_id = split_key(flight.key)[0]
+            secret_id = flight.key.secret_id
             raise SecretUnavailableError(
                 f"the fetch of secret {secret_id!r} this read waited for was interrupted", secret_id=secret_id
             ) from error
@@ -395,7 +401,7 @@ class Store:
     def give_up(self, flight: Flight, why: str) -> Entry:
         """For a read that will not wait for ``flight``: the value it had before, or an error."""
         previous = flight.previous
-        secret_id = split_key(flight.key)[0]
+        secret_id = flight.key.secret_id
         error = SecretUnavailableError(f"secret {secret_id!r} is not available yet: {why}", secret_id=secret_id)
         if previous is None:
             self.counters.add("read_errors")
@@ -427,7 +433,8 @@ class Store:
                 flight.owner = threading.get_ident()
         own = effects is None
         effects = Effects() if effects is None else effects
-        secret_id, version_stage, version_id = split_key(flight.key)
+        key = flight.key
+        secret_id = key.secret_id
         try:
             while True:
                 fetch = Fetch(
@@ -435,15 +442,15 @@ class Store:
                     (secret_id,),
                     refresh=flight.refresh,
                     origin=flight.origin,
-                    version_stage=version_stage or (DEFAULT_STAGE if version_id is None else None),
-                    version_id=version_id,
+                    version_stage=key.version_stage or (DEFAULT_STAGE if key.version_id is None else None),
+                    version_id=key.version_id,
                 )
                 fetch.falter = functools.partial(self._falter, (flight,))
                 answer: SecretValue | SecretCacheError
                 try:
                     try:
                         with self._observing(fetch):
-                            answer = self._fetcher.get_secret_value(secret_id, version_stage, version_id, fetch)
+                            answer = self._fetcher.get_secret_value(secret_id, key.version_stage, key.version_id, fetch)
                     except SecretCacheError as err:
                         answer = err
                 except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
@@ -500,8 +507,13 @@ class Store:
                 if mine:
                     del self._flights[flight.key]
                 value = result.value if result is not None and result.failure is None else None
-                if value is not None and self._table.raise_mark(flight.key, value, self._tick(), effects):
-                    self._retire_older(flight, value, mine)
+                if value is not None:  # a new version retires the older ones, the flights' spares too
+                    spares = (
+                        (other.key, other.previous) for other in itertools.chain((flight,), self._flights.values())
+                    )
+                    self._table.advance(
+                        flight.key, value, self._tick(), effects, keep=flight.key if mine else None, spares=spares
+                    )
                 if mine:
                     if result is not None:
                         self._table.install(flight.key, result, effects)
@@ -522,7 +534,7 @@ class Store:
                     try:
                         callback()
                     except Exception as err:
-                        secret_id = split_key(flight.key)[0]
+                        secret_id = flight.key.secret_id
                         extra = facts("wake", secret_name=secret_id, error=err)
                         effects.log(logging.ERROR, "waking a reader of secret %r failed", secret_id, extra=extra)
             if own:
@@ -537,11 +549,11 @@ class Store:
             return None, False
         replica = fetch is not None and fetch.replica is not None
         if isinstance(answer, SecretValue):
-            if self._table.admits(flight.key, answer, flight.started, replica):
+            admitted, holder = self._table.judge(flight.key, answer, flight.started, replica, self._clock)
+            if admitted:
                 return self._fresh(flight, answer, replica), False
             if not replica:  # the service answers, but a newer version was served meanwhile
-                holder = self._table.holder(flight.key, answer.arn)
-                if holder is not None and holder.value is not None and holder.is_fresh(self._clock()):
+                if holder is not None and holder.value is not None:
                     return Entry(
                         holder.value,
                         ttl=holder.ttl,
@@ -558,7 +570,7 @@ class Store:
 
     def _behind(self, flight: Flight, value: SecretValue, fetch: Fetch | None) -> SecretUnavailableError:
         """The failure of a fetch whose answer is older than a version already served (not admitted)."""
-        secret_id = split_key(flight.key)[0]
+        secret_id = flight.key.secret_id
         region = fetch.replica if fetch is not None else None
         where = f"replica Region {region} (read while the primary Region is failing)" if region else "Secrets Manager"
         return SecretUnavailableError(
@@ -569,14 +581,14 @@ class Store:
 
     def _fresh(self, flight: Flight, value: SecretValue, replica: bool = False) -> Entry:
         """Locked. The entry for a fetched value, living the key's TTL (a replica's: ``replica_ttl`` at most)."""
-        if split_key(flight.key)[2] is not None:  # a version id: immutable, never refetched for age
+        if flight.key.version_id is not None:  # a version id: immutable, never refetched for age
             return fresh_entry(value, ttl=None, lifetime=float("inf"), now=self._clock(), timing=self._timing)
         previous = flight.previous
         ttl = flight.ttl
         if ttl is None:
             ttl = previous.ttl if previous is not None and previous.ttl is not None else None
         if ttl is None:
-            ttl = self._timing.ttl_for(split_key(flight.key)[0])
+            ttl = self._timing.ttl_for(flight.key.secret_id)
         # From a replica: back to the primary Region soon after it recovers (the key keeps its TTL).
         lives = min(ttl, self._timing.replica_ttl) if replica else ttl
         lifetime = lives * (1.0 - self._timing.ttl_jitter * self._random.random())
@@ -588,7 +600,7 @@ class Store:
         The value kept is the flight's previous one, or, if a newer version of the label was
         served meanwhile under another spelling, that one's entry (never an older version).
         """
-        secret_id = split_key(flight.key)[0]
+        secret_id = flight.key.secret_id
         operation = fetch.operation if fetch is not None else "GetSecretValue"
         extra = facts(operation, secret_name=secret_id, attempt=fetch.attempts if fetch else None, error=err)
         previous = flight.previous
@@ -599,17 +611,6 @@ class Store:
         if line is not None:
             effects.logs.append(line)
         return entry
-
-    def _retire_older(self, flight: Flight, value: SecretValue, mine: bool) -> None:
-        """Locked. A new version of a label was served: retire every entry and spare value holding another.
-
-        ``mine``: the flight installs its answer, replacing its key's entry (so that one is not dropped).
-        """
-        self._table.retire_older(flight.key, value, keep=flight.key if mine else None)
-        for other in (flight, *self._flights.values()):
-            previous = other.previous
-            if previous is not None and supersedes(flight.key, value, other.key, previous.value):
-                previous.retire()
 
     def _falter(self, flights: tuple[Flight, ...]) -> None:
         """On the fetching thread: an attempt failed transiently; release the readers waiting to settle."""
@@ -653,15 +654,16 @@ class Store:
             if self.closed:
                 raise RuntimeError("this SecretCache is closed")
             for secret_id in secret_ids:
-                entry = self.entries.get(secret_id)
-                if secret_id in self._flights or (entry is not None and entry.is_fresh(now)):
+                key = CacheKey(secret_id)
+                entry = self.entries.get(key)
+                if key in self._flights or (entry is not None and entry.is_fresh(now)):
                     continue
                 if entry is not None and entry.backing_off(now):
                     if not entry.servable(now) and entry.failure is not None:
                         failures[secret_id] = entry.failure.error
                     continue
-                claimed.append(Flight(secret_id, entry, None, QUEUED, "prefetch"))
-                self._flights[secret_id] = claimed[-1]
+                claimed.append(Flight(key, entry, None, QUEUED, "prefetch"))
+                self._flights[key] = claimed[-1]
         effects = Effects()
         try:
             for start in range(0, len(claimed), BATCH_SIZE):
@@ -694,7 +696,7 @@ class Store:
         flights = self._take(chunk)
         if not flights:
             return None
-        ids = [split_key(flight.key)[0] for flight in flights]
+        ids = [flight.key.secret_id for flight in flights]
         fetch = Fetch("BatchGetSecretValue", tuple(ids), refresh="prefetch", version_stage=DEFAULT_STAGE)
         fetch.falter = functools.partial(self._falter, tuple(flights))
         try:
@@ -746,7 +748,7 @@ class Store:
         """Fetch one secret of a batch with ``GetSecretValue``, noting its failure."""
         self.run(flight, effects)
         if flight.entry is not None and flight.entry.failure is not None:
-            failures[split_key(flight.key)[0]] = flight.entry.failure.error
+            failures[flight.key.secret_id] = flight.entry.failure.error
 
     # -- control -------------------------------------------------------------------------------
 
@@ -783,8 +785,8 @@ class Store:
         effects = Effects()
         with self._lock:
             value = entry.value
-            if value is not None and self._table.raise_mark(key, value, self._tick(), effects):
-                self._table.retire_older(key, value, keep=key)
+            if value is not None:
+                self._table.advance(key, value, self._tick(), effects, keep=key)
             self._table.install(key, entry, effects)
         effects.apply_counts(self.counters)
         self._announce(effects)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from secretcache._keys import DEFAULT_STAGE, CacheKey, Key, aliases, split_key
+from secretcache._keys import CacheKey, aliases
 from secretcache._logs import facts
 from secretcache._value import SecretChange, SecretValue
 
@@ -60,8 +61,11 @@ class Mark:
 class Table:
     """Entries by key, bounded by CLOCK eviction, and the newest version served per label.
 
-    ``entries`` is a plain dict the hot path reads without locking. Not thread-safe by itself:
-    the store calls every method under its lock.
+    ``current`` is the hot index: the entries of AWSCURRENT read by stage, keyed by bare secret
+    id, a plain dict the hot path reads without locking (a lookup by a bare string costs half
+    one by a tuple). It always holds exactly the entries of ``entries`` whose key is
+    :attr:`CacheKey.current`: every change of ``entries`` goes through this class. Not
+    thread-safe by itself: the store calls every method under its lock.
 
     Marks (the newest version served of each label, keyed by ARN so every spelling shares one)
     outlive invalidation, so a refetch after a rotation event still reports the change and a late
@@ -71,6 +75,8 @@ class Table:
 
     def __init__(self, max_size: int) -> None:
         self.entries: dict[CacheKey, Entry] = {}
+        self.current: dict[str, Entry] = {}
+        """The hot index: ``entries`` of AWSCURRENT by stage, by bare secret id."""
         self.max_size = max_size
         self.retired_hits = 0
         """Hits of entries replaced, evicted or dropped, so :meth:`hits` never goes down."""
@@ -91,35 +97,37 @@ class Table:
         """Drop every entry and every mark."""
         self.retired_hits = self.hits()
         self.entries.clear()
+        self.current.clear()
         self._held.clear()
         self._marks.clear()
 
     def install(self, key: CacheKey, entry: Entry, effects: Effects) -> None:
         """Put ``entry`` in the table, evicting if full; note what to count and log."""
         old = self.entries.get(key)
-        if old is not None:
-            self.retired_hits += old.hits
-            self._release(key, old)
-            if old.value is not None and entry.failure is None:
-                effects.count("refreshes")
-            if old.hits > old.seen:
-                entry.seen = -1  # keep the recency of the entry being replaced
-            if old.failure is not None and entry.failure is None:
-                secret_id = split_key(key)[0]
-                version_id = entry.value.version_id if entry.value is not None else None
-                effects.log(
-                    logging.INFO,
-                    "secret %r is readable again after %d failed fetches",
-                    secret_id,
-                    old.failure.count,
-                    extra=facts("GetSecretValue", secret_name=secret_id, version_id=version_id),
-                )
         self.entries[key] = entry
+        if key.current:  # replaced in place: a lock-free reader finds the old entry or the new one
+            self.current[key.secret_id] = entry
         label = _label(key, entry.value)
         if label is not None:
             self._held[label] += 1
         if old is None:
             self._evict(key, effects)
+            return
+        self.retired_hits += old.hits
+        self._release(key, old)
+        if old.value is not None and entry.failure is None:
+            effects.count("refreshes")
+        if old.hits > old.seen:
+            entry.seen = -1  # keep the recency of the entry being replaced
+        if old.failure is not None and entry.failure is None:
+            version_id = entry.value.version_id if entry.value is not None else None
+            effects.log(
+                logging.INFO,
+                "secret %r is readable again after %d failed fetches",
+                key.secret_id,
+                old.failure.count,
+                extra=facts("GetSecretValue", secret_name=key.secret_id, version_id=version_id),
+            )
 
     # -- monotonic reads -----------------------------------------------------------------------
 
@@ -138,11 +146,50 @@ class Table:
             return True
         return not replica and started > mark.raised
 
+    def judge(
+        self, key: CacheKey, value: SecretValue, started: int, replica: bool, clock: Callable[[], float]
+    ) -> tuple[bool, Entry | None]:
+        """Whether a fetched ``value`` is admitted (:meth:`admits`); if not, what to serve in its place.
+
+        Returns:
+            ``(True, None)`` when admitted; else ``(False, holder)``, ``holder`` being, for an
+            answer from the primary Region, the entry that holds the newest version served of
+            the label longest, if it is fresh by ``clock`` (:meth:`holder`), else ``None``.
+        """
+        if self.admits(key, value, started, replica):
+            return True, None
+        holder = None if replica else self.holder(key, value.arn)
+        return False, holder if holder is not None and holder.is_fresh(clock()) else None
+
     def is_newest(self, key: CacheKey, value: SecretValue) -> bool:
         """Whether ``value`` is the newest version served of its label (or none was)."""
         label = _label(key, value)
         mark = self._marks.get(label) if label is not None else None
         return mark is None or mark.version_id == value.version_id
+
+    def advance(
+        self,
+        key: CacheKey,
+        value: SecretValue,
+        seq: int,
+        effects: Effects,
+        *,
+        keep: CacheKey | None,
+        spares: Iterable[tuple[CacheKey, Entry | None]] = (),
+    ) -> None:
+        """Record ``value`` (admitted) as served; if it is a new version of its label, retire the older ones.
+
+        Raises the label's mark (:meth:`raise_mark`); on a change of version, retires every
+        entry of the label holding another version (:meth:`retire_older`, sparing ``keep``'s
+        from the drop) and every spare entry (``(key, entry)`` pairs the caller keeps outside
+        the table, such as the entries fetches keep to serve stale) that holds one.
+        """
+        if not self.raise_mark(key, value, seq, effects):
+            return
+        self.retire_older(key, value, keep=keep)
+        for other, spare in spares:
+            if spare is not None and supersedes(key, value, other, spare.value):
+                spare.retire()
 
     def raise_mark(self, key: CacheKey, value: SecretValue, seq: int, effects: Effects) -> bool:
         """Record ``value`` (admitted) as the newest served of its label; report a change of version.
@@ -186,7 +233,7 @@ class Table:
 
     def holder(self, key: CacheKey, arn: str) -> Entry | None:
         """The entry holding the newest version served of ``key``'s label (ARN ``arn``) longest, if any."""
-        label = (arn, _stage_of(key))
+        label = (arn, key.stage)
         mark = self._marks.get(label)
         if mark is None:
             return None
@@ -208,6 +255,9 @@ class Table:
                 del self._marks[label]
 
     def _release(self, key: CacheKey, entry: Entry) -> None:
+        """Forget ``entry`` (replaced, or gone from ``entries``): in the hot index, and as a holder of its label."""
+        if key.current and self.current.get(key.secret_id) is entry:
+            del self.current[key.secret_id]
         label = _label(key, entry.value)
         if label is not None:
             self._held[label] -= 1
@@ -240,17 +290,12 @@ class Table:
 
     def matches(self, key: CacheKey, targets: set[str]) -> bool:
         """Whether an entry or flight of ``key`` may belong to the secret with ``targets``."""
-        names = aliases(split_key(key)[0])
+        names = aliases(key.secret_id)
         entry = self.entries.get(key)
         if entry is not None and entry.value is not None:
             names |= aliases(entry.value.arn)
             names.add(entry.value.name)
         return not names.isdisjoint(targets)
-
-
-def _stage_of(key: CacheKey) -> str:
-    """The staging label a key reads (AWSCURRENT for plain ids)."""
-    return key.version_stage if isinstance(key, Key) and key.version_stage else DEFAULT_STAGE
 
 
 def _label(key: CacheKey, value: SecretValue | None) -> Label | None:
@@ -259,9 +304,9 @@ def _label(key: CacheKey, value: SecretValue | None) -> Label | None:
     ``None`` without a value, for a version id lookup, or for a value whose ARN or version id
     is unknown (a minimal answer, as test stubs give): such a value is never a change.
     """
-    if value is None or not value.arn or not value.version_id or (isinstance(key, Key) and key.version_id is not None):
+    if value is None or not value.arn or not value.version_id or key.version_id is not None:
         return None
-    return value.arn, _stage_of(key)
+    return value.arn, key.stage
 
 
 def supersedes(key: CacheKey, value: SecretValue, other_key: CacheKey, other: SecretValue | None) -> bool:

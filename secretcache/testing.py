@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from secretcache._cache import SecretCache, store_of
 from secretcache._entry import Entry
-from secretcache._keys import check_secret_id
+from secretcache._keys import CacheKey, check_secret_id
 from secretcache._policy import Duration, RetryPolicy
 from secretcache._value import SecretValue
 from secretcache.aws_lambda import reset_default_cache
@@ -65,7 +65,8 @@ def seeded_cache(secrets: Mapping[str, str | bytes | Mapping[str, Any] | list[An
             secret_binary=value if isinstance(value, bytes) else None,
         )
         forever = float("inf")
-        store_of(cache).seed(secret_id, Entry(secret, refresh_at=forever, fresh_until=forever, stale_until=forever))
+        key = CacheKey(secret_id)
+        store_of(cache).seed(key, Entry(secret, refresh_at=forever, fresh_until=forever, stale_until=forever))
     return cache
 
 
