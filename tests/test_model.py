@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import random
 import threading
 import time
@@ -27,7 +26,8 @@ from secretcache import RetryPolicy, SecretCache, SecretNotFoundError, SecretVal
 from tests.conftest import FAST_RETRY, REGION, WATCHDOG, Calls, FakeClock, wait_until
 from tests.test_cache import make_cache
 
-HEAVY = os.environ.get("SECRETCACHE_HEAVY") == "1"  # read at import: the autouse fixture clears SECRETCACHE_*
+# The long runs: `pytest --hypothesis-profile=nightly` (profiles registered in tests/conftest.py).
+HEAVY = settings.get_current_profile_name() == "nightly"
 
 SECRETS = ("app/db", "app/api", "svc")
 STAGES = ("AWSCURRENT", "AWSPREVIOUS", "AWSPENDING")
