@@ -96,8 +96,12 @@ def test_every_example_states_one_install_line() -> None:
 
 
 def _one_worker_per_venv(line: str) -> pytest.MarkDecorator:
-    """Under pytest-xdist (``--dist loadgroup``), the tests of one install line share a worker, so one venv."""
-    return pytest.mark.xdist_group(f"fresh-venv {line}")
+    """Under pytest-xdist (``--dist loadgroup``), the tests of one install line share a worker, so one venv.
+
+    xdist appends the group to the test id after an ``@`` and takes a ``]`` after it for a
+    parameter's, so the name keeps letters, digits, commas and dots only.
+    """
+    return pytest.mark.xdist_group("fresh-venv_" + re.sub(r"[^A-Za-z0-9,.]+", "_", line))
 
 
 @pytest.mark.timeout(INSTALL_TIMEOUT + 300)
