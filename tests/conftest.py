@@ -19,6 +19,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from hypothesis import settings
 from moto import mock_aws
 from moto.secretsmanager import models as moto_secretsmanager_models
 from moto.server import ThreadedMotoServer
@@ -31,6 +32,17 @@ REPLICA_REGION = "us-west-2"  # where the Region tests replicate secrets to
 
 # No retry delays in tests: backoff timing is the fetcher's business, counts are ours.
 FAST_RETRY = RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0, deadline=30.0)
+
+
+# Hypothesis profiles. "ci" (the default) runs the example counts each state machine sets for
+# itself; "nightly" runs several times more examples and longer runs of steps, and the thread
+# stress test more iterations: `pytest --hypothesis-profile=nightly` (CONTRIBUTING.md).
+# SECRETCACHE_HEAVY=1 selects it too (read here, before the autouse fixture clears SECRETCACHE_*).
+# The machines read the profile's name at import (tests/test_model.py, HEAVY), after the
+# Hypothesis plugin has loaded the one named on the command line.
+settings.register_profile("ci", print_blob=True)  # a failure prints the blob that replays it
+settings.register_profile("nightly", settings.get_profile("ci"), max_examples=1000)
+settings.load_profile("nightly" if os.environ.get("SECRETCACHE_HEAVY") == "1" else "ci")
 
 
 DB_SERVER_FIXTURES = frozenset({"pg_server", "maria_server"})

@@ -98,8 +98,23 @@ def test_every_example_states_one_install_line() -> None:
     assert all(line == "-e ." or line.startswith("-e '.[") for line in lines.values()), lines
 
 
+def _one_worker_per_venv(line: str) -> pytest.MarkDecorator:
+    """Under pytest-xdist (``--dist loadgroup``), the tests of one install line share a worker, so one venv.
+
+    xdist appends the group to the test id after an ``@`` and takes a ``]`` after it for a
+    parameter's, so the name keeps letters, digits, commas and dots only.
+    """
+    return pytest.mark.xdist_group("fresh-venv_" + re.sub(r"[^A-Za-z0-9,.]+", "_", line))
+
+
 @pytest.mark.timeout(INSTALL_TIMEOUT + 300)
-@pytest.mark.parametrize("name", sorted(FRESH, key=lambda name: (install_line(name), name)))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=_one_worker_per_venv(install_line(name)))
+        for name in sorted(FRESH, key=lambda name: (install_line(name), name))
+    ],
+)
 def test_example_runs_in_a_fresh_venv_with_its_install_line(name: str, venvs: Venvs) -> None:
     """The example runs with nothing installed but its documented install line, not the dev extras."""
     _run(name, _clean_env(), python=venvs.python_for(install_line(name)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ from moto.secretsmanager.models import FakeSecret, secretsmanager_backends
 from secretcache import RetryPolicy, SecretCache, SecretNotFoundError, SecretValue
 from tests.conftest import REGION, Calls, FakeClock
 
-HEAVY = os.environ.get("SECRETCACHE_HEAVY") == "1"  # read at import: the autouse fixture clears SECRETCACHE_*
+# The long runs: `pytest --hypothesis-profile=nightly` (profiles registered in tests/conftest.py).
+HEAVY = settings.get_current_profile_name() == "nightly"
 
 SECRETS = ("app/db", "app/api", "svc")
 STAGES = ("AWSCURRENT", "AWSPREVIOUS", "AWSPENDING")
