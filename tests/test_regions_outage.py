@@ -28,7 +28,7 @@ from secretcache import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
-from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, quiescent
+from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, quiescent, wait_until
 from tests.faultproxy import THROTTLE, FaultProxy
 from tests.leaks import assert_value_absent
 from tests.regions import PRIMARY, REPLICA, THROTTLING, create, logged, regional
