@@ -50,6 +50,19 @@ if __name__ == '__main__':
 """
 
 
+# A job that a non-interactive shell starts in the background (as .ci/run starts the other
+# Pythons' test runs) has SIGINT ignored, and a child keeps an ignored signal across exec: start
+# each child through an exec that gives SIGINT its default first, as in a terminal.
+_DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def _as_in_a_terminal(command: list[str]) -> list[str]:
+    """``command``, started with SIGINT at its default disposition whatever this process inherited."""
+    return [sys.executable, "-c", _DEFAULT_SIGINT, *command]
+
+
 def _interrupted_at(module: str, command: list[str], tmp_path: Path) -> tuple[int, bytes, bytes]:
     """Run ``command``, hold it at the import of ``module``, send SIGINT: (status, stdout, stderr)."""
     hooks = tmp_path / "hooks"
@@ -66,7 +79,7 @@ def _interrupted_at(module: str, command: list[str], tmp_path: Path) -> tuple[in
     }
     try:
         process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(write_end,)
+            _as_in_a_terminal(command), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(write_end,)
         )
     finally:
         os.close(write_end)
@@ -111,7 +124,9 @@ def test_other_programs_keep_their_sigint(tmp_path: Path) -> None:
     assert secretcache.SecretCache is not None
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     code = "import signal, secretcache; assert signal.getsignal(signal.SIGINT) is signal.default_int_handler"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=False)
+    result = subprocess.run(
+        _as_in_a_terminal([sys.executable, "-c", code]), capture_output=True, timeout=60, check=False
+    )
     assert (result.returncode, result.stderr) == (0, b"")
     returncode, _, err = _interrupted_at("botocore", [sys.executable, "-c", "import secretcache"], tmp_path)
     assert returncode == -signal.SIGINT
