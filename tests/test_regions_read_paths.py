@@ -22,7 +22,8 @@ from secretcache import (
     RetryPolicy,
     SecretUnavailableError,
 )
-from secretcache._fetcher import Fetcher, build_client
+from secretcache._client import build_client
+from secretcache._fetcher import Fetcher
 from secretcache._regions import Regions, check_replicas, in_region
 from secretcache._stats import Counters
 from tests.conftest import FAST_RETRY, Calls, FakeClock, wait_until
