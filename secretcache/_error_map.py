@@ -81,6 +81,7 @@ PERMANENT_CODES: dict[str, type[SecretCacheError]] = {
     "InvalidParameterException": InvalidSecretRequestError,
     "ValidationException": InvalidSecretRequestError,
 }
+"""The definite answers: an error code that is a verdict on the request, and the typed error it becomes."""
 
 
 def _status(err: ClientError) -> int:

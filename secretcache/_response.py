@@ -71,6 +71,7 @@ def type_problem(response: Any) -> str | None:
 
 
 def format_error(operation: str, secret_id: str, problem: str) -> SecretFormatError:
+    """The error for an answer whose value fields have the wrong types (``problem``, from :func:`type_problem`)."""
     return SecretFormatError(
         f"{operation} for secret {secret_id!r} returned {problem}; the client or one of its event "
         "handlers returned a malformed response",
