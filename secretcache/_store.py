@@ -78,7 +78,7 @@ from typing import TYPE_CHECKING
 
 from secretcache._entry import Entry, failed_entry, fresh_entry
 from secretcache._errors import SecretCacheError, SecretNotFoundError, SecretUnavailableError, fresh_copy
-from secretcache._fetcher import BATCH_SIZE, CONNECT_TIMEOUT, READ_TIMEOUT, BatchFailedError, BatchRefusedError
+from secretcache._fetcher import BATCH_SIZE, BatchFailedError, BatchRefusedError
 from secretcache._flight import DONE, QUEUED, RUNNING, Claim, Effects, Flight
 from secretcache._keys import DEFAULT_STAGE, CacheKey, aliases
 from secretcache._logs import facts
@@ -140,10 +140,9 @@ class Store:
         self._batch_retry_at = float("-inf")
         self._seq = 0  # orders fetch starts and marks (monotonic reads)
         self.closed = False
-        replicas = len(fetcher.regions.replicas) if fetcher.regions is not None else 0
-        self.wait_bound = retry.deadline + (1 + replicas) * (CONNECT_TIMEOUT + READ_TIMEOUT)
+        self.wait_bound = retry.deadline + fetcher.attempt_seconds()
         """Longest a reader waits for another thread's fetch, in seconds: the retry deadline, plus
-        one attempt's timeouts in the primary Region and in each replica Region."""
+        one attempt's timeouts in the primary Region and in each replica Region (each client's own)."""
         self.observer: Observer | None = None
         """Called around fetches when instrumented (:mod:`secretcache._observe`); never on a hit."""
 
