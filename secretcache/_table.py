@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from secretcache._keys import CacheKey, aliases
@@ -147,25 +147,34 @@ class Table:
         return not replica and started > mark.raised
 
     def judge(
-        self, key: CacheKey, value: SecretValue, started: int, replica: bool, clock: Callable[[], float]
-    ) -> tuple[bool, Entry | None]:
-        """Whether a fetched ``value`` is admitted (:meth:`admits`); if not, what to serve in its place.
+        self,
+        key: CacheKey,
+        value: SecretValue | None,
+        previous: Entry | None,
+        started: int,
+        replica: bool,
+        now: float,
+    ) -> tuple[bool, Entry | None, Entry | None]:
+        """What versions allow of a fetch's answer: ``value``, or ``None`` when the fetch failed.
 
         Returns:
-            ``(True, None)`` when admitted; else ``(False, holder)``, ``holder`` being, for an
-            answer from the primary Region, the entry that holds the newest version served of
-            the label longest, if it is fresh by ``clock`` (:meth:`holder`), else ``None``.
+            ``(admitted, holder, keep)``. ``admitted``: ``value`` may be served (:meth:`admits`).
+            Else ``holder``: for a value from the primary Region, the entry that holds the newest
+            version served of the label longest, if it is fresh at ``now`` (:meth:`holder`); and
+            ``keep``: the entry whose value the failed fetch keeps serving: ``previous``, or, if a
+            newer version of its label was served since under another spelling, that one's holder.
         """
-        if self.admits(key, value, started, replica):
-            return True, None
-        holder = None if replica else self.holder(key, value.arn)
-        return False, holder if holder is not None and holder.is_fresh(clock()) else None
-
-    def is_newest(self, key: CacheKey, value: SecretValue) -> bool:
-        """Whether ``value`` is the newest version served of its label (or none was)."""
-        label = _label(key, value)
+        if value is not None and self.admits(key, value, started, replica):
+            return True, None, None
+        holder = None if value is None or replica else self.holder(key, value.arn)
+        if holder is not None and holder.is_fresh(now):
+            return False, holder, None
+        held = previous.value if previous is not None else None
+        label = _label(key, held)
         mark = self._marks.get(label) if label is not None else None
-        return mark is None or mark.version_id == value.version_id
+        if held is not None and mark is not None and mark.version_id != held.version_id:
+            return False, None, self.holder(key, held.arn) or previous
+        return False, None, previous
 
     def advance(
         self,
