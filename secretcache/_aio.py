@@ -281,7 +281,7 @@ class AsyncSecretCache:
             await asyncio.wait_for(done, max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             return store.serving.give_up(flight, f"its fetch took longer than {store.wait_bound:g} s")
-        return store.serving.outcome(flight)
+        return store.serving.completed(flight)
 
 
 def wake(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:

@@ -216,8 +216,18 @@ def json_of(entry: Entry, secret_id: str, key: str | None) -> Any:
     return thaw(select_key(document, key, secret_id))
 
 
-def fresh_entry(value: SecretValue, *, ttl: float | None, lifetime: float, now: float, timing: Timing) -> Entry:
-    """The entry for a value fetched at ``now`` that is fresh for ``lifetime`` seconds."""
+def fresh_entry(
+    value: SecretValue, *, ttl: float | None, replica: bool, draw: float, now: float, timing: Timing
+) -> Entry:
+    """The entry for a value fetched at ``now``: fresh for its TTL, less up to ``ttl_jitter`` of it.
+
+    ``ttl`` ``None`` is a lookup by version id: immutable, fresh until evicted. A value read from
+    a replica Region lives ``replica_ttl`` at most (the key keeps its TTL), so reads go back to
+    the primary Region soon after it recovers. ``draw`` is a random number in ``[0, 1)`` that
+    spreads the refreshes of entries fetched together.
+    """
+    lives = math.inf if ttl is None else min(ttl, timing.replica_ttl) if replica else ttl
+    lifetime = lives * (1.0 - timing.ttl_jitter * draw)
     fresh_until = now + lifetime
     ahead = timing.refresh_ahead
     return Entry(

@@ -69,6 +69,15 @@ class Effects:
         moved.logs, moved.changes = self.take_logs(), self.take_changes()
         return moved
 
+    def call(self, callbacks: list[Callable[[], None]], secret_id: str) -> None:
+        """Outside the lock: call asyncio wake-ups; a failing one is logged and costs none of the others."""
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception as err:
+                extra = facts("wake", secret_name=secret_id, error=err)
+                self.log(logging.ERROR, "waking a reader of secret %r failed", secret_id, extra=extra)
+
     def announce(self, listeners: Iterable[ChangeListener]) -> None:
         """Outside the lock: emit the pending log lines, then call ``listeners`` with the pending changes.
 
@@ -257,10 +266,5 @@ class Flights(dict["CacheKey", Flight]):
             del self[flight.key]
         if flight.state is QUEUED:
             flight.state = DONE
-            self.restore(flight, entries)
-
-    @staticmethod
-    def restore(flight: Flight, entries: dict[CacheKey, Entry]) -> None:
-        """Give the key's entry back the refresh point a queued refresh moved, so a later read retries."""
-        if flight.due is not None and entries.get(flight.key) is flight.previous:
-            flight.previous.refresh_at = flight.due  # type: ignore[union-attr]
+            if flight.due is not None and entries.get(flight.key) is flight.previous:
+                flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read queues again

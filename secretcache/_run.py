@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from secretcache._fetcher import Fetcher
     from secretcache._flight import Claim, Flight
     from secretcache._keys import CacheKey
+    from secretcache._serving import Serving
     from secretcache._store import Store
     from secretcache._worker import BackgroundPool
 
@@ -47,6 +48,7 @@ class Runner:
         self._store = store
         self._fetcher = fetcher
         self._pool = pool
+        self._serving: Serving = store.serving
 
     def read(self, key: CacheKey, force: bool, ttl: float | None) -> Entry:
         """The slow path of a read: serve without I/O if possible, else join or run a fetch.
@@ -70,50 +72,56 @@ class Runner:
         listeners run on the reader's thread before the read returns, as when it fetches itself.
         """
         store = self._store
-        flight, spare, serving, bound = step.flight, step.spare, store.serving, store.wait_bound
+        flight, spare = step.flight, step.spare
         if step.owner and spare is None:
             self.run(flight)
-            return serving.outcome(flight)
+            return self._serving.completed(flight)
         if not step.owner and flight.owner == threading.get_ident():
-            return serving.give_up(flight, "it is being fetched further up this thread's stack")
+            return self._serving.give_up(flight, "it is being fetched further up this thread's stack")
+        bound = store.wait_bound
         deadline = time.monotonic() + bound
         try:
-            if step.owner and not self.start(flight, adopted=True):  # no thread to be had: run it here
-                self.run(flight)
-                return serving.outcome(flight)
+            if step.owner:
+                try:
+                    self._spawn(flight)
+                except RuntimeError:  # no thread to be had: the reader runs its fetch itself (it owns it)
+                    self.run(flight)
+                    return self._serving.completed(flight)
             if spare is not None:
                 if not flight.wait_settled(bound):
-                    return serving.give_up(flight, f"its fetch took longer than {bound:g} s")
-                served = None if flight.done else serving.spare(spare)
+                    return self._serving.give_up(flight, f"its fetch took longer than {bound:g} s")
+                served = None if flight.done else self._serving.spare(spare)
                 if served is not None:
                     return served
             if not flight.wait(max(0.0, deadline - time.monotonic())):
-                return serving.give_up(flight, f"its fetch took longer than {bound:g} s")
-            return serving.outcome(flight)
+                return self._serving.give_up(flight, f"its fetch took longer than {bound:g} s")
+            return self._serving.completed(flight)
         finally:
             if step.owner:  # handed off: announce what the fetch left this reader
                 effects = store.release(flight)
                 if effects is not None:
                     store.announce(effects)
 
-    def start(self, flight: Flight, *, adopted: bool = False) -> bool:
-        """Run a claimed fetch on a new daemon thread, for a reader that must not block; whether it started.
+    def start(self, flight: Flight) -> None:
+        """Run a claimed fetch on a new daemon thread, for a reader that must not block (asyncio).
+
+        If no thread is to be had, the flight completes with the error, which is raised.
+        """
+        try:
+            self._spawn(flight)
+        except BaseException as err:
+            self._store.complete(flight, None, err)
+            raise
+
+    def _spawn(self, flight: Flight) -> None:
+        """Start the daemon thread that owns ``flight``'s fetch and runs it.
 
         The thread runs in a copy of the caller's context (as ``asyncio.to_thread`` does), so
-        the fetch belongs to the caller's trace. With no thread to be had, a reader that
-        ``adopted`` the fetch runs it itself (``False``: it owns the flight already); for any
-        other caller the flight completes with the error, which is raised.
+        the fetch belongs to the caller's trace.
         """
         context = contextvars.copy_context()
         thread = threading.Thread(target=context.run, args=(self._owned, flight), name="secretcache-fetch", daemon=True)
-        try:
-            thread.start()
-        except BaseException as err:
-            if adopted and isinstance(err, RuntimeError):
-                return False
-            self._store.complete(flight, None, err)
-            raise
-        return True
+        thread.start()
 
     def _owned(self, flight: Flight) -> None:
         """On the thread started for ``flight``: own its fetch, then run it."""
@@ -157,26 +165,25 @@ class Runner:
                     version_id=key.version_id,
                 )
                 fetch.falter = functools.partial(self.falter, (flight,))
-                answer: SecretValue | SecretCacheError
+                answer: SecretValue | SecretCacheError | None = None
+                unexpected: BaseException | None = None
                 try:
-                    try:
-                        with self.observing(fetch):
-                            answer = self._fetcher.get_secret_value(secret_id, key.version_stage, key.version_id, fetch)
-                    except SecretCacheError as err:
-                        answer = err
+                    with self.observing(fetch):
+                        answer = self._fetcher.get_secret_value(secret_id, key.version_stage, key.version_id, fetch)
+                except SecretCacheError as err:
+                    answer = err
                 except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
+                    unexpected = err
                     if isinstance(err, Exception):  # a bug: say so even if nobody waits (a background refresh)
                         extra = facts(fetch.operation, secret_name=secret_id, attempt=fetch.attempts, error=err)
                         effects.log(
                             logging.ERROR, "fetching secret %r raised %s", secret_id, type(err).__name__, extra=extra
                         )
-                    store.complete(flight, None, err, effects)
-                    if not isinstance(err, Exception):
-                        raise
-                    return
                 if fetch.replica is not None and isinstance(answer, SecretValue):
                     effects.count("failovers")
-                if store.complete(flight, answer, None, effects, fetch=fetch):
+                if store.complete(flight, answer, unexpected, effects, fetch=fetch):
+                    if unexpected is not None and not isinstance(unexpected, Exception):
+                        raise unexpected
                     return
         finally:
             if own:

@@ -43,7 +43,7 @@ class Serving:
         self._counters.add("stale_served")
         return spare
 
-    def outcome(self, flight: Flight) -> Entry:
+    def completed(self, flight: Flight) -> Entry:
         """The entry a completed flight gives its readers: its value, a stale value, or its error."""
         entry = flight.entry
         if entry is None:

@@ -66,19 +66,15 @@ Invariants, kept by every method of :class:`Store`; no code outside this module 
 from __future__ import annotations
 
 import itertools
-import logging
-import math
-import random
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from secretcache._entry import Entry, behind_error, failed_entry, fresh_entry
+from secretcache._entry import Entry
 from secretcache._errors import SecretCacheError
 from secretcache._fetcher import CONNECT_TIMEOUT, READ_TIMEOUT
 from secretcache._flight import DONE, QUEUED, Claim, Effects, Flight, Flights
 from secretcache._keys import CacheKey, aliases
-from secretcache._logs import facts
 from secretcache._observe import FOREGROUND
 from secretcache._serving import Serving, raise_copy
 from secretcache._table import Table
@@ -116,7 +112,7 @@ class Store:
         pool: BackgroundPool,
     ) -> None:
         self._lock = threading.Lock()
-        self._table = Table(max_size)
+        self._table = Table(max_size, timing, retry)
         self.entries = self._table.entries
         """Entries by key; changed only here, under the lock."""
         self.current = self._table.current
@@ -129,7 +125,6 @@ class Store:
         self.counters = counters
         self._clock = clock
         self._pool = pool
-        self._random = random.Random()  # noqa: S311 - spreads refresh times, not a secret
         self._listeners: tuple[ChangeListener, ...] = ()
         self.closed = False
         replicas = len(fetcher.regions.replicas) if fetcher.regions is not None else 0
@@ -285,8 +280,8 @@ class Store:
                     self._table.advance(flight.key, value, seq, effects, keep=keep, spares=spares)
                 if mine and result is not None:
                     self._table.install(flight.key, result, effects)
-                elif mine:
-                    Flights.restore(flight, self.entries)  # a later read retries
+                elif mine and flight.due is not None and self.entries.get(flight.key) is flight.previous:
+                    flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read retries
                 flight.entry, flight.error, flight.state = result, unexpected, DONE
                 callbacks = [*flight.callbacks, *flight.settle_callbacks]
                 flight.callbacks, flight.settle_callbacks = [], []
@@ -298,13 +293,7 @@ class Store:
         finally:
             if not again:
                 flight.wake()
-                for callback in callbacks:  # asyncio wake-ups: a failing one must not cost the others
-                    try:
-                        callback()
-                    except Exception as err:
-                        secret_id = flight.key.secret_id
-                        extra = facts("wake", secret_name=secret_id, error=err)
-                        effects.log(logging.ERROR, "waking a reader of secret %r failed", secret_id, extra=extra)
+                effects.call(callbacks, flight.key.secret_id)  # asyncio wake-ups
             if own:
                 effects.announce(self._listeners)
         return True
@@ -317,32 +306,13 @@ class Store:
         now: float,
         effects: Effects,
     ) -> tuple[Entry | None, bool]:
-        """Locked. The entry an answer makes, or ``(None, True)`` when the flight must fetch again (invariant 6).
-
-        A value admitted lives the flight's TTL (a replica's: ``replica_ttl`` at most, so reads go
-        back to the primary Region soon after it recovers); a failure keeps the value the table
-        says it may (never an older version than one served), for outages only.
-        """
+        """Locked. The entry an answer makes (:meth:`Table.settle`), or ``(None, True)``: fetch again (invariant 6)."""
         if answer is None:
             return None, False
-        key, timing = flight.key, self._timing
-        value = answer if isinstance(answer, SecretValue) else None
-        region = fetch.replica if fetch is not None else None
-        admitted, holder, keep = self._table.judge(key, value, flight.previous, flight.started, region is not None, now)
-        if value is not None and admitted:
-            ttl = flight.ttl  # None for a version id: cached until evicted, never refetched for age
-            lives = math.inf if ttl is None else min(ttl, timing.replica_ttl) if region is not None else ttl
-            lifetime = lives * (1.0 - timing.ttl_jitter * self._random.random())
-            return fresh_entry(value, ttl=ttl, lifetime=lifetime, now=now, timing=timing), False
-        if holder is not None:  # the service answers, but a newer version was served meanwhile
-            return holder.copy(), False
-        if value is not None and region is None and flight.rounds < AGAIN_LIMIT:
+        entry, line = self._table.settle(flight, answer, fetch, now, again=flight.rounds < AGAIN_LIMIT)
+        if entry is None:
             flight.rounds, flight.started = flight.rounds + 1, self._flights.tick()
             return None, True
-        error = answer if isinstance(answer, SecretCacheError) else behind_error(key.secret_id, answer, region)
-        operation, attempts = (fetch.operation, fetch.attempts) if fetch is not None else ("GetSecretValue", None)
-        extra = facts(operation, secret_name=key.secret_id, attempt=attempts, error=error)
-        entry, line = failed_entry(keep, error, key.secret_id, now, self._retry, extra)
         if line is not None:
             effects.logs.append(line)
         return entry, False
