@@ -69,15 +69,6 @@ class Effects:
         moved.logs, moved.changes = self.take_logs(), self.take_changes()
         return moved
 
-    def call(self, callbacks: list[Callable[[], None]], secret_id: str) -> None:
-        """Outside the lock: call asyncio wake-ups; a failing one is logged and costs none of the others."""
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception as err:
-                extra = facts("wake", secret_name=secret_id, error=err)
-                self.log(logging.ERROR, "waking a reader of secret %r failed", secret_id, extra=extra)
-
     def announce(self, listeners: Iterable[ChangeListener]) -> None:
         """Outside the lock: emit the pending log lines, then call ``listeners`` with the pending changes.
 
@@ -141,15 +132,26 @@ class Flight:
         self.faltered = False  # its first attempt failed transiently; retries go on
         self.entry: Entry | None = None
         self.error: BaseException | None = None
-        self.callbacks: list[Callable[[], None]] = []  # asyncio wake-ups, called once it completes
+        self.callbacks: list[Callable[[], None]] = []  # asyncio wake-ups, called once it completes (wake)
         self.settle_callbacks: list[Callable[[], None]] = []  # asyncio wake-ups, called once it settles
         self._done = threading.Event()
         self._settled = threading.Event()
 
-    def wake(self) -> None:
-        """Wake every waiter; the store calls it once ``entry`` and ``error`` are final."""
+    def wake(self, effects: Effects) -> None:
+        """Wake every waiter, asyncio ones too; the store calls it once, after ``entry`` and ``error`` are final.
+
+        The wake-up lists are final by then (none is added to a flight that is done). A failing
+        wake-up is logged to ``effects`` and costs none of the others.
+        """
         self._settled.set()
         self._done.set()
+        for callback in (*self.callbacks, *self.settle_callbacks):
+            try:
+                callback()
+            except Exception as err:
+                secret_id = self.key.secret_id
+                extra = facts("wake", secret_name=secret_id, error=err)
+                effects.log(logging.ERROR, "waking a reader of secret %r failed", secret_id, extra=extra)
 
     def wake_settled(self) -> None:
         """Wake the waiters that only wait for the flight to settle (it faltered)."""

@@ -71,22 +71,21 @@ class Runner:
         announcements: if the fetch completes without faltering while it waits, its log lines and
         listeners run on the reader's thread before the read returns, as when it fetches itself.
         """
-        store = self._store
         flight, spare = step.flight, step.spare
-        if step.owner and spare is None:
-            self.run(flight)
-            return self._serving.completed(flight)
-        if not step.owner and flight.owner == threading.get_ident():
-            return self._serving.give_up(flight, "it is being fetched further up this thread's stack")
-        bound = store.wait_bound
+        adopted = step.owner and spare is not None
+        bound = self._store.wait_bound
         deadline = time.monotonic() + bound
         try:
-            if step.owner:
+            if adopted:
                 try:
                     self._spawn(flight)
                 except RuntimeError:  # no thread to be had: the reader runs its fetch itself (it owns it)
-                    self.run(flight)
-                    return self._serving.completed(flight)
+                    spare = None
+            if step.owner and spare is None:
+                self.run(flight)
+                return self._serving.completed(flight)
+            if not step.owner and flight.owner == threading.get_ident():
+                return self._serving.give_up(flight, "it is being fetched further up this thread's stack")
             if spare is not None:
                 if not flight.wait_settled(bound):
                     return self._serving.give_up(flight, f"its fetch took longer than {bound:g} s")
@@ -97,10 +96,10 @@ class Runner:
                 return self._serving.give_up(flight, f"its fetch took longer than {bound:g} s")
             return self._serving.completed(flight)
         finally:
-            if step.owner:  # handed off: announce what the fetch left this reader
-                effects = store.release(flight)
+            if adopted:  # announce what the fetch left this reader
+                effects = self._store.release(flight)
                 if effects is not None:
-                    store.announce(effects)
+                    self._store.announce(effects)
 
     def start(self, flight: Flight) -> None:
         """Run a claimed fetch on a new daemon thread, for a reader that must not block (asyncio).
@@ -134,7 +133,9 @@ class Runner:
         if self._pool.submit(lambda: self._run_queued(flight)):
             store.counters.add("background_refreshes")
         elif store.unqueue(flight):
-            flight.wake()
+            effects = Effects()
+            flight.wake(effects)
+            store.announce(effects)
 
     def _run_queued(self, flight: Flight) -> None:
         """On a pool thread: run a queued refresh unless a reader took it over or it was dropped."""

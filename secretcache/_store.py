@@ -260,7 +260,6 @@ class Store:
         """
         own = effects is None
         effects = Effects() if effects is None else effects
-        callbacks: list[Callable[[], None]] = []
         again = False
         now = self._clock()
         try:
@@ -283,8 +282,6 @@ class Store:
                 elif mine and flight.due is not None and self.entries.get(flight.key) is flight.previous:
                     flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read retries
                 flight.entry, flight.error, flight.state = result, unexpected, DONE
-                callbacks = [*flight.callbacks, *flight.settle_callbacks]
-                flight.callbacks, flight.settle_callbacks = [], []
                 if flight.adopter is not None and not flight.faltered:  # its reader announces (Runner.read)
                     flight.announce = effects.detach()
             if result is not None and result.failure is not None:
@@ -292,8 +289,7 @@ class Store:
             effects.apply_counts(self.counters)
         finally:
             if not again:
-                flight.wake()
-                effects.call(callbacks, flight.key.secret_id)  # asyncio wake-ups
+                flight.wake(effects)
             if own:
                 effects.announce(self._listeners)
         return True
