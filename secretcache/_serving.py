@@ -1,6 +1,6 @@
 """What a read that waited on a fetch is given: the fetch's value, a value past its TTL, or an error.
 
-The store's readers (:meth:`Store.read`, and :class:`AsyncSecretCache` through the same
+The store's readers (:meth:`Runner.read`, and :class:`AsyncSecretCache` through the same
 :class:`Serving`) end here once they stop waiting. Nothing here takes a lock: a completed
 flight's ``entry`` and ``error`` are final, and an entry's value and deadlines are read as the
 hot path reads them (the store's invariant 5). Each read is counted once it is decided, after the

@@ -8,7 +8,8 @@ A key (a secret plus a staging label or version id) moves through these states::
                                                           answers its waiters but installs nothing)
     flight RUNNING --first attempt fails transiently--> faltered (still RUNNING: retries go on)
 
-Invariants, kept by every method of :class:`Store`; no code outside this module takes its lock:
+Invariants, kept by every method of :class:`Store`; no code outside this module takes its lock
+(the runner, :mod:`secretcache._run`, and prefetch, :mod:`secretcache._batch`, call its methods):
 
 1. Under the lock runs only dict and attribute work: no logging, no listener, no thread start,
    no I/O, no user code (a log handler or a listener may call back into the cache). What a
