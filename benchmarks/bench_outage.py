@@ -21,7 +21,7 @@ deadline is waited for (a hard bound of 90 s, reported if hit).
 
 Two clients per fault, with the same endpoint and fake credentials: *standard retries* (botocore
 ``mode="standard"``, default 3 attempts with botocore's backoff, as most users' clients are) and
-*retries off*, the settings of the client the cache builds itself (``secretcache/_fetcher.py``
+*retries off*, the settings of the client the cache builds itself (``secretcache/_client.py``
 ``build_client``: ``total_max_attempts=1``, connect/read timeouts 2/5 s), constructed here.
 
 Columns: reads/s over the row; reads that raised; stale served (secretcache: ``stats()

@@ -62,6 +62,8 @@ class AsyncSecretCache:
         replica_regions: See :class:`SecretCache` (default none).
         replica_ttl: See :class:`SecretCache` (default 60 s).
         clock: See :class:`SecretCache`.
+        sleep: See :class:`SecretCache` (default ``time.sleep``): a blocking function, since the
+            retries run on the fetch's own thread, never on the event loop.
         send_current_stage: See :class:`SecretCache` (default ``True``).
         cache: Wrap this existing :class:`SecretCache` instead of building one; then no other
             argument may be given.
@@ -87,6 +89,7 @@ class AsyncSecretCache:
         replica_regions: Sequence[str | SecretsManagerClient] = DEFAULT,
         replica_ttl: Duration = DEFAULT,
         clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
         send_current_stage: bool = DEFAULT,
         cache: SecretCache | None = None,
     ) -> None:
@@ -104,7 +107,7 @@ class AsyncSecretCache:
             "send_current_stage": send_current_stage,
         }
         given = {name: value for name, value in settings.items() if value is not DEFAULT}
-        for name, value in (("ttl_overrides", ttl_overrides), ("clock", clock)):
+        for name, value in (("ttl_overrides", ttl_overrides), ("clock", clock), ("sleep", sleep)):
             if value is not None:
                 given[name] = value
         if cache is not None:

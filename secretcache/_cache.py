@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from secretcache import redaction
 from secretcache._batch import Batches
+from secretcache._client import build_client, default_region
 from secretcache._entry import Entry, binary_of, json_of, refresh_result, string_of, value_of
 from secretcache._errors import SecretCacheError
-from secretcache._fetcher import Fetcher, build_client, default_region
+from secretcache._fetcher import Fetcher
 from secretcache._fork import track
 from secretcache._keys import CacheKey, check_read, check_secret_id
 from secretcache._lazy import ClientUnusableError
@@ -104,6 +105,9 @@ class SecretCache:
         clock: Zero-argument function returning monotonic seconds (default
             ``time.monotonic``); inject a fake one in tests. TTLs, backoffs and the retry
             deadline are measured on it.
+        sleep: Function the retries within a fetch wait with, given seconds (default
+            ``time.sleep``); inject one that moves a fake ``clock`` in tests, so retries take no
+            real time. Called on the fetching thread, never under a lock.
         send_current_stage: Whether a read of the current version sends
             ``VersionStage="AWSCURRENT"`` (the default) or only ``SecretId``, as plain boto3
             code and Powertools do (``False``: a botocore ``Stubber`` expecting exactly
@@ -131,6 +135,7 @@ class SecretCache:
         replica_regions: Sequence[str | SecretsManagerClient] = (),
         replica_ttl: Duration = 60.0,
         clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
         send_current_stage: bool = True,
     ) -> None:
         check_client(client, type(self).__name__)
@@ -138,6 +143,8 @@ class SecretCache:
             raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a zero-argument function returning seconds")
+        if not callable(sleep):
+            raise TypeError("sleep must be a function taking seconds")
         timing = Timing(
             ttl=to_seconds(ttl, "ttl"),
             ttl_jitter=check_fraction(ttl_jitter, "ttl_jitter", upper=1.0),
@@ -164,7 +171,13 @@ class SecretCache:
             check_primary(default_region(), replicas, "the default Region, which the client the cache builds calls")
         regions = Regions(replicas, retry, self._clock) if replicas else None
         self._fetcher = Fetcher(
-            client, retry, self._counters, regions=regions, clock=self._clock, send_current_stage=send_current_stage
+            client,
+            retry,
+            self._counters,
+            sleep=sleep,
+            regions=regions,
+            clock=self._clock,
+            send_current_stage=send_current_stage,
         )
         self._pool = BackgroundPool(threads=REFRESH_THREADS, capacity=size)
         self._store = Store(

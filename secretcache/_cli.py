@@ -26,9 +26,9 @@ from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
 from secretcache._cache import DEFAULT_RETRY, SecretCache
 from secretcache._check import EXIT_CODES, check_secrets, one_line, print_report
 from secretcache._cli_args import parse
+from secretcache._client import CONNECT_TIMEOUT, READ_TIMEOUT
 from secretcache._entry import READ_FAILS
 from secretcache._errors import SecretCacheError
-from secretcache._fetcher import CONNECT_TIMEOUT, READ_TIMEOUT
 from secretcache._output import OutputError, discard_stdout, flush, out, out_bytes, printable, render, say
 from secretcache._policy import RetryPolicy, settings_from_env
 from secretcache._regions import env_region

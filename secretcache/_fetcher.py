@@ -1,58 +1,57 @@
-"""The only code that talks to Secrets Manager: client set-up, retries and error mapping."""
+"""The only code that talks to Secrets Manager: calls, retries, Region failover and call counting.
+
+What it leans on, one module per concept: :mod:`secretcache._client` (the client a cache builds,
+and how long one call may take), :mod:`secretcache._error_map` (which botocore failures are
+transient and the typed error each becomes), :mod:`secretcache._retrying` (tenacity on the
+cache's clock and sleep), :mod:`secretcache._response` (an answer's checks and its
+:class:`SecretValue`) and :mod:`secretcache._regions` (where a fetch goes when the primary
+Region fails).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-import tenacity
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    IncompleteReadError,
-    NoCredentialsError,
-    NoRegionError,
-    ParamValidationError,
-    PartialCredentialsError,
-    ResponseStreamingError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from secretcache._client import build_client, call_seconds
+from secretcache._error_map import PERMANENT_CODES, is_transient, map_error, transient_answer
 from secretcache._errors import (
     InvalidSecretRequestError,
     SecretAccessDeniedError,
     SecretCacheError,
-    SecretDecryptionError,
-    SecretFormatError,
-    SecretNotFoundError,
     SecretUnavailableError,
 )
 from secretcache._keys import DEFAULT_STAGE, aliases
 from secretcache._lazy import ClientUnusableError, Lazy
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
-from secretcache._regions import Regions, check_primary, env_region, in_region, region_of
+from secretcache._regions import Regions, check_primary, in_region, region_of
+from secretcache._response import MalformedResponseError, check_fields, format_error, to_secret_value, type_problem
+from secretcache._retrying import retrying
 from secretcache._stats import Counters
 from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
-    from mypy_boto3_secretsmanager.type_defs import (
-        BatchGetSecretValueResponseTypeDef,
-        GetSecretValueResponseTypeDef,
-        SecretValueEntryTypeDef,
-    )
+    from mypy_boto3_secretsmanager.type_defs import BatchGetSecretValueResponseTypeDef, GetSecretValueResponseTypeDef
 
     from secretcache._observe import Fetch
+
+__all__ = ["BATCH_SIZE", "BatchFailedError", "BatchRefusedError", "Fetcher"]
+
+BATCH_SIZE = 20
+"""Most secret ids one ``BatchGetSecretValue`` call accepts."""
+
+_T = TypeVar("_T")
+
+_WATCH_ID = "secretcache-attempt-failed"
 
 
 class BatchRefusedError(Exception):
@@ -79,98 +78,6 @@ class BatchFailedError(Exception):
         return (type(self), (str(self), self.errors))
 
 
-class MalformedResponseError(Exception):
-    """A response without the fields every answer has: a truncated or garbled body. Retried."""
-
-
-_REQUIRED = ("Name", "ARN", "VersionId")
-
-
-def _check_fields(item: Any, operation: str) -> None:
-    """Refuse a broken answer: a batch item without its ids, or an answer without a value.
-
-    A ``GetSecretValue`` answer whose ``Name``, ``ARN`` or ``VersionId`` is not a string is
-    broken too. botocore turns a body that is not valid JSON (say, cut off mid-way) into ``{"message": ...}``
-    instead of raising, so a missing field is the sign of a broken response. A ``GetSecretValue``
-    answer holding a value but no ``Name``, ``ARN`` or ``VersionId`` is accepted: real answers
-    always carry them, test stubs often do not (see :func:`to_secret_value`).
-    """
-    if not isinstance(item, dict):
-        raise MalformedResponseError(f"{operation} returned a response that is not an object")
-    if operation == "BatchGetSecretValue":
-        if any(not isinstance(item.get(field), str) for field in _REQUIRED):
-            raise MalformedResponseError(f"{operation} returned an item without Name, ARN and VersionId")
-        return
-    if item.get("SecretString") is None and item.get("SecretBinary") is None:
-        raise MalformedResponseError(f"{operation} returned a response without SecretString or SecretBinary")
-    if any(field in item and not isinstance(item[field], str) for field in _REQUIRED):
-        raise MalformedResponseError(f"{operation} returned a Name, ARN or VersionId that is not a string")
-
-
-__all__ = [
-    "BATCH_SIZE",
-    "CONNECT_TIMEOUT",
-    "READ_TIMEOUT",
-    "BatchFailedError",
-    "BatchRefusedError",
-    "Fetcher",
-    "build_client",
-    "default_region",
-    "is_transient",
-    "map_error",
-]
-
-BATCH_SIZE = 20
-"""Most secret ids one ``BatchGetSecretValue`` call accepts."""
-
-CONNECT_TIMEOUT = 2.0
-"""Seconds a client built by the cache waits to open a connection."""
-READ_TIMEOUT = 5.0
-"""Seconds a client built by the cache waits for a response."""
-
-_T = TypeVar("_T")
-
-_WATCH_ID = "secretcache-attempt-failed"
-
-# Botocore's "standard" retry mode (botocore/retries/standard.py) keeps these lists in private
-# class attributes, so they are copied here; tests/test_fetcher_errors.py reads botocore's lists at
-# test time and fails when a botocore update adds a code. Standard mode does not read _retry.json
-# (legacy mode does), and Secrets Manager models no error shape as retryable.
-_THROTTLING_CODES = frozenset(
-    {  # ThrottledRetryableChecker._THROTTLED_ERROR_CODES
-        "BandwidthLimitExceeded",
-        "EC2ThrottledException",
-        "LimitExceededException",
-        "PriorRequestNotComplete",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "SlowDown",
-        "Throttling",
-        "ThrottledException",
-        "ThrottlingException",
-        "TooManyRequestsException",
-        "TransactionInProgressException",
-    }
-)
-_TRANSIENT_CODES = frozenset(
-    # TransientRetryableChecker._TRANSIENT_ERROR_CODES
-    {"PriorRequestNotComplete", "RequestTimeout", "RequestTimeoutException"}
-)
-# Secrets Manager's own server-side fault. AWS's error lists give it HTTP 400 in some versions and
-# 500 in others, and botocore's shape for it carries no status, so it is known by its code alone.
-_SERVICE_FAULT_CODES = frozenset({"InternalServiceError"})
-# ThrottlingStatusCodeChecker._THROTTLING_STATUS_CODES; botocore's transient statuses
-# (500, 502, 503, 504) are covered by treating every 5xx as transient.
-_THROTTLING_STATUS = 429
-_TRANSIENT_EXCEPTIONS = (
-    ConnectionError,
-    HTTPClientError,
-    IncompleteReadError,
-    ResponseStreamingError,
-    ResponseParserError,
-)
 # What a call can fail with that map_error turns into a typed error.
 _CALL_ERRORS = (
     BotoCoreError,
@@ -180,85 +87,6 @@ _CALL_ERRORS = (
     ReplicaFailedError,
     ClientUnusableError,
 )
-_PERMANENT_CODES: dict[str, type[SecretCacheError]] = {
-    "ResourceNotFoundException": SecretNotFoundError,
-    "AccessDeniedException": SecretAccessDeniedError,
-    "AccessDenied": SecretAccessDeniedError,
-    "UnrecognizedClientException": SecretAccessDeniedError,
-    "InvalidSignatureException": SecretAccessDeniedError,
-    "ExpiredTokenException": SecretAccessDeniedError,
-    "DecryptionFailure": SecretDecryptionError,
-    "InvalidRequestException": InvalidSecretRequestError,
-    "InvalidParameterException": InvalidSecretRequestError,
-    "ValidationException": InvalidSecretRequestError,
-}
-
-
-def build_client(region: str | None = None) -> SecretsManagerClient:
-    """Build the ``secretsmanager`` client a cache uses when none is given (or for a replica ``region``).
-
-    Botocore's retries are off (the cache's :class:`RetryPolicy` is the one policy) and
-    connect/read timeouts are bounded. Region (unless given): ``AWS_REGION``, then botocore's
-    chain (``AWS_DEFAULT_REGION``, the profile); credentials from the usual boto3 chain.
-    """
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
-        user_agent_extra="secretcache",
-    )
-    # A fresh Session per client: boto3's default session is not thread-safe.
-    region = region or env_region()
-    return boto3.session.Session().client("secretsmanager", region_name=region, config=config)
-
-
-def default_region() -> str | None:
-    """The Region :func:`build_client` would call when given none: ``AWS_REGION``, else botocore's chain.
-
-    No network I/O. ``None`` when no Region is configured, or the configuration cannot be read
-    (a missing profile, say: building the client fails the same way).
-    """
-    import boto3
-
-    if env_region() is not None:
-        return env_region()
-    try:
-        region = boto3.session.Session().region_name
-    except BotoCoreError:
-        return None
-    return region if isinstance(region, str) else None
-
-
-def _status(err: ClientError) -> int:
-    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return status if isinstance(status, int) else 0
-
-
-def is_transient(err: BaseException) -> bool:
-    """Whether ``err`` is worth retrying: throttling, 429, 5xx, timeouts, connection errors.
-
-    The error codes and statuses are those botocore's "standard" retry mode retries, plus
-    every 5xx status; a 429 is transient whatever its error code, and Secrets Manager's
-    ``InternalServiceError`` whatever its status.
-    """
-    if isinstance(err, ClientError):
-        return _transient_answer(err.response.get("Error", {}).get("Code", ""), _status(err))
-    return isinstance(err, (*_TRANSIENT_EXCEPTIONS, MalformedResponseError))
-
-
-def _transient_answer(code: object, status: int) -> bool:
-    """Whether an error answer (its code and HTTP status) is transient; see :func:`is_transient`."""
-    return (
-        code in _THROTTLING_CODES
-        or code in _TRANSIENT_CODES
-        or code in _SERVICE_FAULT_CODES
-        or status == _THROTTLING_STATUS
-        or status >= 500
-    )
-
 
 _ATTEMPT = threading.local()
 """The :class:`Fetch` whose call the current thread is making (``fetch``), for :func:`_attempt_failed`."""
@@ -280,133 +108,9 @@ def _attempt_failed(response: Any = None, caught_exception: BaseException | None
         http, parsed = response if isinstance(response, tuple) and len(response) == 2 else (None, None)
         status = getattr(http, "status_code", 0)
         error = parsed.get("Error", {}) if isinstance(parsed, dict) else {}
-        failed = isinstance(status, int) and status >= 400 and _transient_answer(error.get("Code", ""), status)
+        failed = isinstance(status, int) and status >= 400 and transient_answer(error.get("Code", ""), status)
     if failed:
         fetch.falter()
-
-
-def map_error(
-    err: Exception, operation: str, secret_id: str, *, attempts: int | None = None, missing: str | None = None
-) -> SecretCacheError:
-    """Translate a botocore failure into the matching typed secretcache error.
-
-    ``attempts`` (when known) is how many calls were made: "(retries exhausted)" is said only
-    when there were retries. ``missing`` names what a "not found" may be about besides the secret
-    (``has no version labelled AWSPREVIOUS``).
-    """
-    where = f"{operation} for secret {secret_id!r}"
-    exhausted = "" if attempts == 1 else " (retries exhausted)"
-    if isinstance(err, ClientUnusableError):  # no call was made: the client itself is not to be had
-        return err.kind(f"{where} failed: {err}", secret_id=secret_id)
-    if isinstance(err, ClientError):
-        error = err.response.get("Error", {})
-        code = error.get("Code", "Unknown")
-        detail = f"{where} failed: {code}: {error.get('Message', '')}".rstrip(": ")
-        if is_transient(err):
-            return SecretUnavailableError(f"{detail}{exhausted}", secret_id=secret_id)
-        if missing is not None and _PERMANENT_CODES.get(code) is SecretNotFoundError:
-            detail += f" (the secret does not exist, or {missing})"
-        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        # An unknown code with 401/403 (a proxy, a WAF or a VPC endpoint policy answering in HTML,
-        # which botocore reports with the status as the code) is a refusal, not an outage.
-        fallback = SecretAccessDeniedError if status in (401, 403) else SecretUnavailableError
-        return _PERMANENT_CODES.get(code, fallback)(detail, secret_id=secret_id)
-    if isinstance(err, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
-        return SecretAccessDeniedError(f"{where} failed: no usable AWS credentials: {err}", secret_id=secret_id)
-    if isinstance(err, NoRegionError):
-        return InvalidSecretRequestError(
-            f"{where} failed: no AWS region is configured; set AWS_REGION or pass a client",
-            secret_id=secret_id,
-        )
-    if isinstance(err, ParamValidationError):
-        return InvalidSecretRequestError(f"{where} was refused by botocore: {err}", secret_id=secret_id)
-    if isinstance(err, MalformedResponseError) or (isinstance(err, BotoCoreError) and is_transient(err)):
-        return SecretUnavailableError(f"{where} failed: {err}{exhausted}", secret_id=secret_id)
-    return SecretUnavailableError(f"{where} failed: {type(err).__name__}: {err}", secret_id=secret_id)
-
-
-def _type_problem(response: Any) -> str | None:
-    """What is wrong with the types of a response's value fields, naming types only, never values."""
-    string = response.get("SecretString")
-    if string is not None and not isinstance(string, str):
-        return f"SecretString of type {type(string).__name__}, not str"
-    binary = response.get("SecretBinary")
-    if binary is not None and not isinstance(binary, (bytes, bytearray, str)):
-        return f"SecretBinary of type {type(binary).__name__}, not bytes"
-    stages = response.get("VersionStages", [])
-    if not isinstance(stages, (list, tuple)):
-        return f"VersionStages of type {type(stages).__name__}, not a list of str"
-    wrong = sorted({type(stage).__name__ for stage in stages if not isinstance(stage, str)})
-    if wrong:
-        return f"VersionStages holding {', '.join(wrong)}, not only str"
-    created = response.get("CreatedDate")
-    if created is not None and not isinstance(created, datetime):
-        return f"CreatedDate of type {type(created).__name__}, not datetime"
-    return None
-
-
-def _format_error(operation: str, secret_id: str, problem: str) -> SecretFormatError:
-    return SecretFormatError(
-        f"{operation} for secret {secret_id!r} returned {problem}; the client or one of its event "
-        "handlers returned a malformed response",
-        secret_id=secret_id,
-    )
-
-
-def to_secret_value(
-    response: GetSecretValueResponseTypeDef | SecretValueEntryTypeDef,
-    secret_id: str,
-    operation: str = "GetSecretValue",
-) -> SecretValue:
-    """Build a :class:`SecretValue` from a ``GetSecretValue`` response.
-
-    Kept small, since it lives as long as its cache entry: the creation date is moved to UTC
-    (botocore gives each parsed date its own ``tzlocal`` object, several hundred bytes),
-    staging labels are interned, and the name reuses the requested id's string when equal.
-    A minimal answer (a test stub's ``{"SecretString": ...}``) gets the requested id as its
-    name and empty ``arn`` and ``version_id``: unknown, so never a change and outside monotonic
-    reads. A ``SecretBinary`` given as ``str`` (botocore's ``Stubber`` accepts one; a real
-    answer is always bytes) is kept as its UTF-8 bytes, what botocore would send for that str.
-
-    Raises:
-        SecretFormatError: A value field has the wrong type (the message names the field and
-            the type, never the value; nothing is chained).
-    """
-    problem = _type_problem(response)
-    if problem is not None:
-        # Raised here, outside any except block, so that nothing holding the value is chained.
-        raise _format_error(operation, secret_id, problem)
-    binary = response.get("SecretBinary")
-    created = response.get("CreatedDate")
-    name = response.get("Name", secret_id)
-    return SecretValue(
-        name=secret_id if name == secret_id else name,
-        arn=response.get("ARN", ""),
-        version_id=response.get("VersionId", ""),
-        version_stages=tuple(sys.intern(stage) for stage in response.get("VersionStages", ())),
-        created_date=created.astimezone(timezone.utc) if created is not None else None,
-        secret_string=response.get("SecretString"),
-        secret_binary=_as_bytes(binary) if binary is not None else None,
-    )
-
-
-def _as_bytes(binary: bytes | bytearray | str) -> bytes:
-    """A ``SecretBinary`` as bytes; a stub's str as UTF-8 (lone surrogates kept, never an error holding it)."""
-    return binary.encode("utf-8", "surrogatepass") if isinstance(binary, str) else bytes(binary)
-
-
-class _StopBeforeDeadline(tenacity.stop.stop_base):
-    """tenacity's ``stop_before_delay`` on a given clock (tenacity's reads ``time.monotonic``).
-
-    Stops when the next attempt would start at or past ``deadline`` seconds from now.
-    """
-
-    def __init__(self, clock: Callable[[], float], deadline: float) -> None:
-        self._clock = clock
-        self._ends = clock() + deadline
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return self._clock() + retry_state.upcoming_sleep >= self._ends
 
 
 def _named_by(secret_ids: list[str], item: Any) -> list[str]:
@@ -456,6 +160,15 @@ class Fetcher:
         """
         return self._client.get()
 
+    def attempt_seconds(self) -> float:
+        """Longest one attempt in the primary Region and one in each replica Region wait on the network.
+
+        The sum of each client's connect and read timeouts (:func:`call_seconds`): its own
+        configuration's for a client given, those :func:`build_client` sets for one not built yet.
+        """
+        replicas = self.regions.replicas if self.regions is not None else ()
+        return call_seconds(self._client.peek()) + sum(call_seconds(replica.peek()) for replica in replicas)
+
     def _build(self) -> SecretsManagerClient:
         """Build the cache's own client, refusing it (before any call) if a replica Region is its Region."""
         client = build_client()
@@ -498,7 +211,7 @@ class Fetcher:
             response = self._send(
                 client, "GetSecretValue", fetch, lambda: client.get_secret_value(SecretId=sent, **kwargs)
             )
-            _check_fields(response, "GetSecretValue")
+            check_fields(response, "GetSecretValue")
             return response
 
         # With both VersionId and VersionStage, Secrets Manager refuses a pair that disagrees.
@@ -534,7 +247,7 @@ class Fetcher:
                 client, "BatchGetSecretValue", fetch, lambda: client.batch_get_secret_value(SecretIdList=sent)
             )
             for item in response.get("SecretValues", []):
-                _check_fields(item, "BatchGetSecretValue")
+                check_fields(item, "BatchGetSecretValue")
             return response
 
         try:
@@ -551,7 +264,7 @@ class Fetcher:
             detail = f"BatchGetSecretValue for secret {secret_id!r} failed: {code}: {message}"
             # A replica's answer is no verdict on the secret (it may not be replicated there):
             # only the primary's "not found" or "access denied" is definite.
-            kind = SecretUnavailableError if replica else _PERMANENT_CODES.get(code, SecretUnavailableError)
+            kind = SecretUnavailableError if replica else PERMANENT_CODES.get(code, SecretUnavailableError)
             if replica:
                 detail += f" (in replica Region {replica}, read while the primary Region is failing)"
             errors[secret_id] = error = kind(detail, secret_id=secret_id)
@@ -559,12 +272,12 @@ class Fetcher:
             # same cause chain, and the same error code in logs and metrics, whichever call asked.
             error.__cause__ = ClientError({"Error": {"Code": code, "Message": message}}, "BatchGetSecretValue")
         for entry in response.get("SecretValues", []):
-            problem = _type_problem(entry)
+            problem = type_problem(entry)
             if problem is None:
                 values.append(self._value(entry, entry["Name"], "BatchGetSecretValue", replica))
                 continue
             for secret_id in _named_by(secret_ids, entry):
-                errors[secret_id] = _format_error("BatchGetSecretValue", secret_id, problem)
+                errors[secret_id] = format_error("BatchGetSecretValue", secret_id, problem)
         return values, errors
 
     @staticmethod
@@ -709,28 +422,7 @@ class Fetcher:
         attempts: int | None = None,
         deadline: float | None = None,
     ) -> _T:
-        """Run ``attempt`` under the retry policy, or its fewer ``attempts`` and shorter ``deadline``.
-
-        Each attempt that fails transiently is reported to ``fetch.falter`` before any backoff.
-        The last error is re-raised as is.
-        """
-        policy = self._retry
-        attempts = policy.attempts if attempts is None else attempts
-        deadline = policy.deadline if deadline is None else deadline
+        """Run ``attempt`` under the retry policy (:func:`retrying`), telling ``fetch`` of each transient failure."""
         falter = fetch.falter if fetch is not None else None
-
-        def transient(err: BaseException) -> bool:
-            if not is_transient(err):
-                return False
-            if falter is not None:
-                falter()
-            return True
-
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(attempts) | _StopBeforeDeadline(self._clock, deadline),
-            wait=tenacity.wait_random_exponential(multiplier=policy.initial_delay, max=policy.max_delay),
-            retry=tenacity.retry_if_exception(transient),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        return retrying(attempt)
+        policy, clock, sleep = self._retry, self._clock, self._sleep
+        return retrying(attempt, policy, clock=clock, sleep=sleep, falter=falter, attempts=attempts, deadline=deadline)

@@ -82,6 +82,10 @@ class Replica:
         """The client for this Region (see :meth:`secretcache._lazy.Lazy.get` for what it raises)."""
         return self._client.get()
 
+    def peek(self) -> SecretsManagerClient | None:
+        """The client if there is one yet (given, or built already); never builds."""
+        return self._client.peek()
+
     def reset_after_fork(self) -> None:
         """In a forked child: a client of our own building dropped, a given one's connections closed."""
         self._client.reset_after_fork()

@@ -73,7 +73,6 @@ from typing import TYPE_CHECKING
 
 from secretcache._entry import Entry
 from secretcache._errors import SecretCacheError
-from secretcache._fetcher import CONNECT_TIMEOUT, READ_TIMEOUT
 from secretcache._flight import DONE, QUEUED, Claim, Effects, Flight, Flights
 from secretcache._keys import CacheKey, aliases
 from secretcache._observe import FOREGROUND
@@ -128,10 +127,9 @@ class Store:
         self._pool = pool
         self._listeners: tuple[ChangeListener, ...] = ()
         self.closed = False
-        replicas = len(fetcher.regions.replicas) if fetcher.regions is not None else 0
-        self.wait_bound = retry.deadline + (1 + replicas) * (CONNECT_TIMEOUT + READ_TIMEOUT)
+        self.wait_bound = retry.deadline + fetcher.attempt_seconds()
         """Longest a reader waits for another thread's fetch, in seconds: the retry deadline, plus
-        one attempt's timeouts in the primary Region and in each replica Region."""
+        one attempt's timeouts in the primary Region and in each replica Region (each client's own)."""
         self.observer: Observer | None = None
         """Called around fetches when instrumented (:mod:`secretcache._observe`); never on a hit."""
         self.serving = Serving(clock, counters)

@@ -16,6 +16,7 @@ from types import CodeType
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -25,6 +26,7 @@ from moto.secretsmanager import models as moto_secretsmanager_models
 from moto.server import ThreadedMotoServer
 
 from secretcache import RetryPolicy
+from tests import atomic_moto
 from tests.servers import Server, mariadb, postgres
 
 REGION = "us-east-1"
@@ -43,6 +45,31 @@ FAST_RETRY = RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0, deadline=
 settings.register_profile("ci", print_blob=True)  # a failure prints the blob that replays it
 settings.register_profile("nightly", settings.get_profile("ci"), max_examples=1000)
 settings.load_profile("nightly" if os.environ.get("SECRETCACHE_HEAVY") == "1" else "ci")
+
+
+def _share_botocore_loaders() -> None:
+    """Let every botocore session of this process share one data loader per search path.
+
+    Each ``mock_aws()`` replaces boto3's default session, and a new session parses botocore's
+    JSON models again (the endpoints file, the service model, its rule set): about 50 ms of CPU
+    per test. The loader caches what it parsed and botocore treats that data as read-only; a
+    process-wide loader keeps it between tests. Nothing else of a session is shared.
+    """
+    create_loader = botocore.session.create_loader
+    loaders: dict[str | None, Any] = {}
+    lock = threading.Lock()
+
+    def shared(search_path_string: str | None = None) -> Any:
+        with lock:
+            if search_path_string not in loaders:
+                loaders[search_path_string] = create_loader(search_path_string)
+            return loaders[search_path_string]
+
+    botocore.session.create_loader = shared  # type: ignore[assignment]
+
+
+_share_botocore_loaders()
+atomic_moto.install()  # moto's Secrets Manager applies each request whole, as the service does
 
 
 DB_SERVER_FIXTURES = frozenset({"pg_server", "maria_server"})

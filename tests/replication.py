@@ -10,10 +10,11 @@ then, so every answer still comes from moto's code (in-process and over HTTP ali
 from __future__ import annotations
 
 import copy
-import threading
 
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.secretsmanager.models import FakeSecret, ReplicaSecret, secretsmanager_backends
+
+from tests.atomic_moto import LOCK
 
 __all__ = ["Lag"]
 
@@ -24,7 +25,7 @@ class Lag:
     def __init__(self, name: str, region: str) -> None:
         self.name = name
         self.region = region
-        self._lock = threading.Lock()
+        self._lock = LOCK  # moto's: no request sees the replica half swapped
         self._saved: FakeSecret | None = None
 
     def _replica(self) -> ReplicaSecret:

@@ -130,18 +130,23 @@ def mariadb() -> Iterator[Server]:
     assert daemon is not None
     base = Path(tempfile.mkdtemp(prefix="secretcache-mariadb-"))
     data, log, sock, port = base / "data", base / "log", base / "sock", free_port()
+    # A starting mariadbd deletes every ``#sql*`` file in its tmpdir, so servers sharing /tmp
+    # (xdist workers, the bootstrap of another) would delete each other's temporary tables.
+    tmpdir = base / "tmp"
+    tmpdir.mkdir()
     user = ["--user=mysql"] if os.geteuid() == 0 else []
     if os.geteuid() == 0:
         shutil.chown(base, "mysql", "mysql")
+        shutil.chown(tmpdir, "mysql", "mysql")
     _setup(subprocess.run(
         [install_db, "--no-defaults", f"--datadir={data}", *user, "--auth-root-authentication-method=normal",
-         "--skip-test-db"],
+         "--skip-test-db", f"--tmpdir={tmpdir}"],
         check=False, capture_output=True, timeout=180,
     ))  # fmt: skip
     process = subprocess.Popen(
         [daemon, "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
          f"--socket={sock}", "--skip-name-resolve", f"--log-error={log}", f"--pid-file={base / 'pid'}",
-         "--innodb-flush-log-at-trx-commit=0", "--skip-log-bin", *user],
+         f"--tmpdir={tmpdir}", "--innodb-flush-log-at-trx-commit=0", "--skip-log-bin", *user],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

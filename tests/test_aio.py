@@ -153,6 +153,7 @@ async def test_shares_a_sync_cache_and_closes(client: Any, admin: Any, calls: Ca
         {"retry": RetryPolicy(attempts=1)},
         {"ttl_overrides": {"db": 1}},
         {"clock": FakeClock()},
+        {"sleep": FakeClock().sleep},
     ],
     ids=lambda setting: next(iter(setting)),
 )

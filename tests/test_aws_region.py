@@ -13,7 +13,7 @@ import pytest
 
 from secretcache import SecretCache
 from secretcache.__main__ import main
-from secretcache._fetcher import default_region
+from secretcache._client import default_region
 from tests.conftest import REGION
 
 OTHER = "eu-west-1"

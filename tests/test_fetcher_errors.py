@@ -31,7 +31,8 @@ from secretcache import (
     SecretCache,
     SecretUnavailableError,
 )
-from secretcache._fetcher import Fetcher, is_transient, map_error
+from secretcache._error_map import is_transient, map_error
+from secretcache._fetcher import Fetcher
 from secretcache._stats import Counters
 from tests.conftest import FAST_RETRY, REGION, Calls, FakeClock, quiescent
 from tests.fetcher import client_error

@@ -1,10 +1,11 @@
-"""The fetcher's retries and flights: full-jitter waits, and what a failed flight gives.
+"""The fetcher's retries and flights: full-jitter waits on the cache's clock and sleep, and what a failed flight gives.
 
 The owner and the waiters of a flight each get the right error when it fails; reprs hold no value.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 
 from secretcache import (
+    AsyncSecretCache,
     RetryPolicy,
+    SecretCache,
     SecretUnavailableError,
 )
 from secretcache._entry import Entry, Failure
@@ -92,3 +95,50 @@ def test_flight_and_entry_reprs_hold_no_value() -> None:
     assert "failures=2" in repr(entry)
     flight = Flight("db", entry, None, "running", "foreground")
     assert "down" not in repr(flight)
+
+
+# -- the cache's clock and sleep ---------------------------------------------------------------
+
+
+def test_a_cache_waits_between_retries_through_the_sleep_it_is_given(
+    client: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """``SecretCache(sleep=...)`` takes every retry wait: the fake clock moves by them, nothing is patched."""
+    calls.fail_with("ThrottlingException")
+    policy = RetryPolicy(attempts=4, initial_delay=1.0, max_delay=2.0, deadline=1000.0)
+    cache = SecretCache(client, retry=policy, refresh_ahead=None, clock=clock, sleep=clock.sleep)
+    started = clock.now
+    with pytest.raises(SecretUnavailableError):
+        cache.get_secret_string("db")
+    assert calls["GetSecretValue"] == 4
+    assert len(clock.sleeps) == 3
+    assert all(0.0 <= wait <= 2.0 for wait in clock.sleeps)
+    assert clock.now - started == pytest.approx(sum(clock.sleeps))
+
+
+def test_the_retry_deadline_is_measured_on_the_cache_clock(client: Any, calls: Calls, clock: FakeClock) -> None:
+    """Attempts that take fake time end the retries at the deadline: the stop rule reads the injected clock."""
+    calls.add_fault(lambda _operation, _params: clock.advance(3.0))  # each attempt takes 3 fake seconds
+    calls.fail_with("ThrottlingException")
+    policy = RetryPolicy(attempts=10, initial_delay=0.0, max_delay=0.0, deadline=5.0)
+    cache = SecretCache(client, retry=policy, refresh_ahead=None, clock=clock, sleep=clock.sleep)
+    with pytest.raises(SecretUnavailableError):
+        cache.get_secret_string("db")
+    assert calls["GetSecretValue"] == 2  # started at 0 s and 3 s; a third would start at 6 s, past the deadline
+
+
+def test_an_async_cache_waits_between_retries_through_the_sleep_it_is_given(
+    client: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """``AsyncSecretCache(sleep=...)`` passes the (blocking) sleep to the fetch's thread."""
+    calls.fail_with("ThrottlingException")
+    policy = RetryPolicy(attempts=3, initial_delay=1.0, max_delay=1.0, deadline=1000.0)
+
+    async def main() -> None:
+        async with AsyncSecretCache(client, retry=policy, refresh_ahead=None, clock=clock, sleep=clock.sleep) as cache:
+            with pytest.raises(SecretUnavailableError):
+                await cache.get_secret_string("db")
+
+    asyncio.run(main())
+    assert calls["GetSecretValue"] == 3
+    assert len(clock.sleeps) == 2

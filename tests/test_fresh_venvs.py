@@ -11,12 +11,15 @@ needs PyPI (or a mirror configured for pip): without it these tests fail, they n
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import re
 import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,26 +51,39 @@ def _clean_env() -> dict[str, str]:
 
 
 class Venvs:
-    """Fresh virtualenvs, one per distinct install line, built on first use (one test session)."""
+    """Fresh virtualenvs, one per distinct install line, built on first use, once per test run.
+
+    The pytest-xdist workers share them: a venv lives under a directory every worker of the run
+    sees, and is built under an exclusive lock on a file beside it, so the first worker to need
+    a line builds it while the others wait and then use it (or read why it failed). Each worker
+    counts itself in while it may use them; the last one out removes them.
+    """
 
     def __init__(self, root: Path) -> None:
         self._root = root
-        self._built: dict[str, Path | str] = {}  # install line -> its venv's python, or why it failed
 
     def python_for(self, line: str) -> str:
         """The python of a fresh venv into which ``pip install {line}`` ran in the checkout."""
-        if line not in self._built:
-            self._built[line] = self._build(line, self._root / f"venv-{len(self._built)}")
-        built = self._built[line]
-        if isinstance(built, str):
+        venv = self._root / ("venv-" + hashlib.sha256(line.encode()).hexdigest()[:16])
+        outcome = venv.with_name(venv.name + ".outcome")  # the venv's python, or why it failed
+        with _locked(venv.with_name(venv.name + ".lock")):
+            if not outcome.exists():
+                outcome.write_text(self._build(line, venv))
+            built = outcome.read_text()
+        if not built.startswith("/"):
             pytest.fail(built)
-        return str(built)
+        return built
 
-    def _build(self, line: str, venv: Path) -> Path | str:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120, env=_clean_env())
+    def _build(self, line: str, venv: Path) -> str:
+        # No pip inside (ensurepip costs seconds per venv): this process's pip installs into it
+        # (``pip --python``), and without compiling bytecode (the examples compile what they import).
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120, env=_clean_env()
+        )
         python = venv / "bin" / "python"
+        pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
         result = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *shlex.split(line)],
+            [*pip, "install", "-q", "--no-compile", *shlex.split(line)],
             cwd=REPO,
             env=_clean_env(),
             capture_output=True,
@@ -77,19 +93,49 @@ class Venvs:
         )
         if result.returncode != 0:
             return f"pip install {line} failed in a fresh venv:\n{result.stderr[-4000:]}"
-        return python
+        return str(python)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) against the other workers."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
 def venvs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venvs]:
-    """The session's fresh virtualenvs, removed at its end (each holds a few hundred MB)."""
-    root = tmp_path_factory.mktemp("fresh-venvs")
+    """The run's fresh virtualenvs, shared by its workers, removed when the last one is done.
+
+    Under pytest-xdist each worker's base temporary directory is ``popen-gwN`` inside the
+    run's own, which is where the shared ones go (as pytest-xdist's docs suggest).
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    root = base / "fresh-venvs"
+    root.mkdir(exist_ok=True)
+    users = root / "users"
+    with _locked(root / "users.lock"):
+        users.write_text(str(int(users.read_text() or 0) + 1) if users.exists() else "1")
     yield Venvs(root)
-    # Removed by a detached `rm`: thousands of files, which on a loaded machine take longer to
-    # delete than pytest-timeout gives the last test's teardown, and nothing waits for them.
-    gone = root.with_name(f"{root.name}-removing")
-    root.rename(gone)
-    subprocess.run(["/bin/sh", "-c", 'rm -rf -- "$1" >/dev/null 2>&1 &', "sh", str(gone)], check=True)
+    with _locked(root / "users.lock"):
+        left = int(users.read_text()) - 1
+        users.write_text(str(left))
+        if left == 0:
+            # Removed by a detached `rm`: thousands of files, which on a loaded machine take longer
+            # to delete than pytest-timeout gives the last test's teardown, and nothing waits for
+            # them. The lock files stay (a few bytes), so a late worker still finds them.
+            for venv in root.glob("venv-*"):
+                if venv.is_dir():
+                    gone = venv.with_name(f"{venv.name}-removing")
+                    venv.with_name(venv.name + ".outcome").unlink(missing_ok=True)
+                    venv.rename(gone)
+                    subprocess.run(["/bin/sh", "-c", 'rm -rf -- "$1" >/dev/null 2>&1 &', "sh", str(gone)], check=True)
 
 
 def test_every_example_states_one_install_line() -> None:
@@ -98,22 +144,10 @@ def test_every_example_states_one_install_line() -> None:
     assert all(line == "-e ." or line.startswith("-e '.[") for line in lines.values()), lines
 
 
-def _one_worker_per_venv(line: str) -> pytest.MarkDecorator:
-    """Under pytest-xdist (``--dist loadgroup``), the tests of one install line share a worker, so one venv.
-
-    xdist appends the group to the test id after an ``@`` and takes a ``]`` after it for a
-    parameter's, so the name keeps letters, digits, commas and dots only.
-    """
-    return pytest.mark.xdist_group("fresh-venv_" + re.sub(r"[^A-Za-z0-9,.]+", "_", line))
-
-
 @pytest.mark.timeout(INSTALL_TIMEOUT + 300)
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(name, marks=_one_worker_per_venv(install_line(name)))
-        for name in sorted(FRESH, key=lambda name: (install_line(name), name))
-    ],
+    sorted(FRESH),
 )
 def test_example_runs_in_a_fresh_venv_with_its_install_line(name: str, venvs: Venvs) -> None:
     """The example runs with nothing installed but its documented install line, not the dev extras."""

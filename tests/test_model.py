@@ -18,6 +18,7 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.secretsmanager.models import FakeSecret, secretsmanager_backends
 
 from secretcache import RetryPolicy, SecretCache, SecretNotFoundError, SecretValue
+from tests import atomic_moto
 from tests.conftest import REGION, Calls, FakeClock
 
 # The long runs: `pytest --hypothesis-profile=nightly` (profiles registered in tests/conftest.py).
@@ -50,9 +51,10 @@ def sync_moto_current(name: str, version_id: str) -> None:
     moto behave the same. Every mutation is followed by :meth:`CacheMachine._observe`, which fails
     loudly if the backend ever holds a label on two versions.
     """
-    secret = secretsmanager_backends[DEFAULT_ACCOUNT_ID][REGION].secrets[name]
-    assert isinstance(secret, FakeSecret)
-    secret.default_version_id = version_id
+    with atomic_moto.LOCK:
+        secret = secretsmanager_backends[DEFAULT_ACCOUNT_ID][REGION].secrets[name]
+        assert isinstance(secret, FakeSecret)
+        secret.default_version_id = version_id
 
 
 _CLIENTS: list[Any] = []

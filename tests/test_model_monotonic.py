@@ -35,7 +35,6 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from moto import mock_aws
-from moto.core.botocore_stubber import BotocoreStubber
 
 from secretcache import RetryPolicy, SecretCache, SecretChange, SecretUnavailableError
 from tests.conftest import REGION, WATCHDOG, Calls, FakeClock, wait_until
@@ -95,15 +94,8 @@ class MonotonicMachine(RuleBasedStateMachine):
         super().__init__()
         self.mock = mock_aws()
         self.mock.start()
-        self.stubber_call = BotocoreStubber.__call__
-        moto_lock = threading.Lock()
-        original = self.stubber_call
-
-        def one_at_a_time(stubber: Any, *args: Any, **kwargs: Any) -> Any:
-            with moto_lock:  # in-process moto is not thread-safe; the service is atomic per call
-                return original(stubber, *args, **kwargs)
-
-        BotocoreStubber.__call__ = one_at_a_time  # type: ignore[method-assign]
+        # moto handles one Secrets Manager request at a time, as the service is atomic per call
+        # (tests/atomic_moto.py, installed by conftest).
         self.admin = boto3.client("secretsmanager", region_name=REGION)
         client = boto3.client("secretsmanager", region_name=REGION)
         replica = boto3.client("secretsmanager", region_name=REPLICA)
@@ -148,7 +140,6 @@ class MonotonicMachine(RuleBasedStateMachine):
                 _result(late.result, "a late read at teardown")
             self.cache.close()
         finally:
-            BotocoreStubber.__call__ = self.stubber_call  # type: ignore[method-assign]
             self.mock.stop()
 
     # -- backend and hooks --------------------------------------------------------------------

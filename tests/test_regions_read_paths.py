@@ -20,11 +20,10 @@ from botocore.exceptions import ClientError
 from secretcache import (
     AsyncSecretCache,
     RetryPolicy,
+    SecretCache,
     SecretUnavailableError,
 )
-from secretcache._fetcher import Fetcher, build_client
-from secretcache._regions import Regions, check_replicas, in_region
-from secretcache._stats import Counters
+from secretcache._regions import in_region
 from tests.conftest import FAST_RETRY, Calls, FakeClock, wait_until
 from tests.regions import PRIMARY, REPLICA, THROTTLING, create, regional, sent_ids
 from tests.test_cache import rotate
@@ -121,15 +120,17 @@ def test_a_fetch_keeps_within_the_deadline_across_regions(
     """Primary within half the deadline, replicas within what is left: no attempt starts past it.
 
     Waits are their largest (1 s each) so the deadline, not the attempts, ends the retries; they
-    go through the fake clock (:class:`SecretCache` passes no sleep to its fetcher, so this test
-    drives a :class:`Fetcher`).
+    go through the cache's ``sleep``, which moves its fake clock.
     """
-    monkeypatch.setattr(tenacity.wait, "random", SimpleNamespace(uniform=lambda _low, high: high))
+    monkeypatch.setattr(tenacity.wait, "random", SimpleNamespace(uniform=lambda _low, high: high))  # jitter, not time
     policy = RetryPolicy(attempts=10, initial_delay=1.0, max_delay=1.0, deadline=4.0)
     replica_client = boto3.client("secretsmanager", region_name=REPLICA)
     create(admin, "db", "pw-1")
-    regions = Regions(check_replicas([replica_client], build_client, wait=policy.deadline), policy, clock)
-    fetcher = Fetcher(client, policy, Counters(), sleep=clock.sleep, regions=regions, clock=clock)
+    cache = SecretCache(
+        client, retry=policy, replica_regions=[replica_client], refresh_ahead=None, clock=clock, sleep=clock.sleep
+    )
+    regions = cache._fetcher.regions
+    assert regions is not None
     if episode:  # the primary failed just now: it is skipped during its backoff
         error = ClientError({"Error": {"Code": THROTTLING}}, "GetSecretValue")
         regions.primary_failed(PRIMARY, error, "GetSecretValue", regions.now())
@@ -140,7 +141,7 @@ def test_a_fetch_keeps_within_the_deadline_across_regions(
         spy.add_fault(lambda _op, _params, name=name: times[name].append(clock.now - started))
         spy.fail_with(THROTTLING)
     with pytest.raises(SecretUnavailableError):
-        fetcher.get_secret_value("db", None, None)
+        cache.get_secret_string("db")
     assert times == {"primary": primary, "replica": replica}
     assert clock.now - started <= policy.deadline
 

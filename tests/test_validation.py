@@ -78,6 +78,8 @@ def test_unknown_options_are_refused(client: Any, clock: FakeClock) -> None:
         ({"ttl_jitter": "0.1"}, TypeError, "ttl_jitter must be a number"),
         ({"retry": {"attempts": 3}}, TypeError, "retry must be a RetryPolicy"),
         ({"clock": 5}, TypeError, "clock must be"),
+        ({"sleep": None}, TypeError, "sleep must be a function"),
+        ({"sleep": 0.5}, TypeError, "sleep must be a function"),
     ],
 )
 def test_bad_cache_settings(kwargs: dict[str, Any], error: type, message: str) -> None:

@@ -1,0 +1,75 @@
+"""The ``secretsmanager`` client a cache builds when given none, and how long one call of a client may take."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError
+
+from secretcache._regions import env_region
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+__all__ = ["CONNECT_TIMEOUT", "READ_TIMEOUT", "build_client", "call_seconds", "default_region"]
+
+CONNECT_TIMEOUT = 2.0
+"""Seconds a client built by the cache waits to open a connection."""
+READ_TIMEOUT = 5.0
+"""Seconds a client built by the cache waits for a response."""
+
+
+def build_client(region: str | None = None) -> SecretsManagerClient:
+    """Build the ``secretsmanager`` client a cache uses when none is given (or for a replica ``region``).
+
+    Botocore's retries are off (the cache's :class:`RetryPolicy` is the one policy) and
+    connect/read timeouts are bounded. Region (unless given): ``AWS_REGION``, then botocore's
+    chain (``AWS_DEFAULT_REGION``, the profile); credentials from the usual boto3 chain.
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        user_agent_extra="secretcache",
+    )
+    # A fresh Session per client: boto3's default session is not thread-safe.
+    region = region or env_region()
+    return boto3.session.Session().client("secretsmanager", region_name=region, config=config)
+
+
+def default_region() -> str | None:
+    """The Region :func:`build_client` would call when given none: ``AWS_REGION``, else botocore's chain.
+
+    No network I/O. ``None`` when no Region is configured, or the configuration cannot be read
+    (a missing profile, say: building the client fails the same way).
+    """
+    import boto3
+
+    if env_region() is not None:
+        return env_region()
+    try:
+        region = boto3.session.Session().region_name
+    except BotoCoreError:
+        return None
+    return region if isinstance(region, str) else None
+
+
+def call_seconds(client: object | None) -> float:
+    """Longest one call of ``client`` waits on the network: its connect timeout plus its read timeout.
+
+    Read from the client's own configuration (``client.meta.config``), so a client the caller
+    built with longer timeouts gets a longer bound. ``None`` stands for the client the cache will
+    build (:func:`build_client`'s timeouts); a client whose configuration does not say (a test
+    double) counts with those timeouts too. Builds nothing and makes no call.
+    """
+    config = getattr(getattr(client, "meta", None), "config", None)
+    total = 0.0
+    for name, default in (("connect_timeout", CONNECT_TIMEOUT), ("read_timeout", READ_TIMEOUT)):
+        seconds = getattr(config, name, None)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+            seconds = default
+        total += seconds
+    return total
