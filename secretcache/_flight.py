@@ -1,7 +1,8 @@
-"""A fetch in flight, the claim a read holds on it, and what a change announces after the lock.
+"""The flights table, a fetch in flight, the claim a read holds on it, and what a change announces.
 
 These are the store's working parts (:mod:`secretcache._store`): their fields change only under
-the store's lock, and only the store changes them.
+the store's lock, and only the store changes them (:class:`Flights`' methods run under it). A
+flight is made in one place, :meth:`Flights.claim`.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class Flight:
         self._settled = threading.Event()
 
     def wake(self, effects: Effects) -> None:
-        """Wake every waiter, asyncio ones too; the store calls it once, after ``entry`` and ``error`` are final.
+        """Wake every waiter, asyncio ones too; called once, when the flight is done (``entry``, ``error`` final).
 
         The wake-up lists are final by then (none is added to a flight that is done). A failing
         wake-up is logged to ``effects`` and costs none of the others.
