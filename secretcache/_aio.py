@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from secretcache._cache import ChangeListener, SecretCache, store_of
+from secretcache._cache import ChangeListener, SecretCache, runner_of, store_of
 from secretcache._entry import Entry, binary_of, json_of, refresh_result, string_of, value_of
 from secretcache._keys import check_read
 from secretcache._policy import Duration, RetryPolicy, check_client
@@ -123,6 +123,7 @@ class AsyncSecretCache:
         else:
             self._cache = SecretCache(client, **given)
         self._store = store_of(self._cache)
+        self._runner = runner_of(self._cache)
 
     @classmethod
     def from_env(cls, client: SecretsManagerClient | None = None, *, prefix: str = "SECRETCACHE_") -> AsyncSecretCache:
@@ -262,25 +263,28 @@ class AsyncSecretCache:
         step = store.begin(*check_read(secret_id, version_stage, version_id, force, ttl), runs_here=False)
         if isinstance(step, Entry):
             return step
+        if step.served is not None:  # a background refresh is due: the pool runs it
+            self._runner.submit(step.flight)
+            return step.served
         flight, spare = step.flight, step.spare
         if step.owner:  # started before the first await, so a cancelled task never strands it
-            store.start(flight)
+            self._runner.start(flight)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + store.wait_bound
         try:
             if spare is not None:  # a value to serve if the fetch falters: wait for it to settle only
                 settled = loop.create_future()
-                store.when_settled(flight, lambda: wake(loop, settled))
+                store.when_done(flight, lambda: wake(loop, settled), settled=True)
                 await asyncio.wait_for(settled, store.wait_bound)
-                served = None if flight.done else store.serve_spare(spare)
+                served = None if flight.done else store.serving.spare(spare)
                 if served is not None:
                     return served
             done = loop.create_future()
             store.when_done(flight, lambda: wake(loop, done))
             await asyncio.wait_for(done, max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
-            return store.give_up(flight, f"its fetch took longer than {store.wait_bound:g} s")
-        return store.outcome(flight)
+            return store.serving.give_up(flight, f"its fetch took longer than {store.wait_bound:g} s")
+        return store.serving.completed(flight)
 
 
 def wake(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from secretcache import redaction
+from secretcache._batch import Batches
 from secretcache._client import build_client, default_region
 from secretcache._entry import Entry, binary_of, json_of, refresh_result, string_of, value_of
 from secretcache._errors import SecretCacheError
@@ -30,6 +31,7 @@ from secretcache._policy import (
     to_seconds,
 )
 from secretcache._regions import Regions, check_primary, check_replicas, region_of
+from secretcache._run import Runner
 from secretcache._stats import CacheStats, Counters
 from secretcache._store import Store
 from secretcache._value import ChangeListener, SecretValue
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 
     from secretcache._value import RefreshResult
 
-__all__ = ["DEFAULT_RETRY", "ChangeListener", "SecretCache", "dropped_keys", "store_of"]
+__all__ = ["DEFAULT_RETRY", "ChangeListener", "SecretCache", "dropped_keys", "runner_of", "store_of"]
 
 logger = logging.getLogger("secretcache")
 
@@ -188,6 +190,8 @@ class SecretCache:
             pool=self._pool,
         )
         self._current = self._store.current  # read by the getters' inlined hot path (Store.hit)
+        self._runner = Runner(self._store, self._fetcher, self._pool)
+        self._batches = Batches(self._store, self._runner, self._fetcher, retry, self._clock)
         track(self)
         redaction.install()
 
@@ -407,7 +411,7 @@ class SecretCache:
         if isinstance(secret_ids, (str, bytes)):
             raise TypeError("prefetch() takes an iterable of secret ids, not a single string")
         ids = list(dict.fromkeys(check_secret_id(secret_id) for secret_id in secret_ids))
-        return self._store.prefetch(ids)
+        return self._batches.prefetch(ids)
 
     # -- control -----------------------------------------------------------------------------
 
@@ -440,7 +444,7 @@ class SecretCache:
         """
         key, _, _ = check_read(secret_id, version_stage, version_id, True, None)
         before = self._store.entries.get(key)
-        return refresh_result(before, self._store.read(key, True, None))
+        return refresh_result(before, self._runner.read(key, True, None))
 
     def invalidate(self, secret_id: str | None = None) -> int:
         """Drop every cached entry of a secret, or of all secrets when called without one.
@@ -501,7 +505,7 @@ class SecretCache:
 
     def _read(self, secret_id: object, version_stage: object, version_id: object, force: object, ttl: object) -> Entry:
         """The slow path of every read (the hit, ``Store.hit``, is tried first): checks, then the store."""
-        return self._store.read(*check_read(secret_id, version_stage, version_id, force, ttl))
+        return self._runner.read(*check_read(secret_id, version_stage, version_id, force, ttl))
 
     def _after_fork_in_child(self) -> None:
         """Fresh locks, no inherited fetches or threads, no shared connections; values kept."""
@@ -514,6 +518,11 @@ class SecretCache:
 def store_of(cache: SecretCache) -> Store:
     """The store behind ``cache``, for the package's other facades (asyncio, testing)."""
     return cache._store
+
+
+def runner_of(cache: SecretCache) -> Runner:
+    """What runs the fetches of ``cache``'s store, for the asyncio facade."""
+    return cache._runner
 
 
 def dropped_keys(cache: SecretCache, secret_id: str | None) -> list[CacheKey]:

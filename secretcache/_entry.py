@@ -18,6 +18,7 @@ __all__ = [
     "READ_FAILS",
     "Entry",
     "Failure",
+    "behind_error",
     "binary_of",
     "failed_entry",
     "fresh_entry",
@@ -117,6 +118,16 @@ class Entry:
         failed = f", error={type(failure.error).__name__}, failures={failure.count}" if failure else ""
         return f"<Entry {state}, fresh_until={self.fresh_until:.3f}{failed}>"
 
+    def copy(self) -> Entry:
+        """A new entry with this one's value, TTL and deadlines, and no hits or failure (for another key)."""
+        return Entry(
+            self.value,
+            ttl=self.ttl,
+            refresh_at=self.refresh_at,
+            fresh_until=self.fresh_until,
+            stale_until=self.stale_until,
+        )
+
     def retire(self) -> None:
         """Never serve this entry again (the store calls it under its lock): a newer version was served."""
         self.refresh_at = self.fresh_until = self.stale_until = -math.inf
@@ -205,8 +216,18 @@ def json_of(entry: Entry, secret_id: str, key: str | None) -> Any:
     return thaw(select_key(document, key, secret_id))
 
 
-def fresh_entry(value: SecretValue, *, ttl: float | None, lifetime: float, now: float, timing: Timing) -> Entry:
-    """The entry for a value fetched at ``now`` that is fresh for ``lifetime`` seconds."""
+def fresh_entry(
+    value: SecretValue, *, ttl: float | None, replica: bool, draw: float, now: float, timing: Timing
+) -> Entry:
+    """The entry for a value fetched at ``now``: fresh for its TTL, less up to ``ttl_jitter`` of it.
+
+    ``ttl`` ``None`` is a lookup by version id: immutable, fresh until evicted. A value read from
+    a replica Region lives ``replica_ttl`` at most (the key keeps its TTL), so reads go back to
+    the primary Region soon after it recovers. ``draw`` is a random number in ``[0, 1)`` that
+    spreads the refreshes of entries fetched together.
+    """
+    lives = math.inf if ttl is None else min(ttl, timing.replica_ttl) if replica else ttl
+    lifetime = lives * (1.0 - timing.ttl_jitter * draw)
     fresh_until = now + lifetime
     ahead = timing.refresh_ahead
     return Entry(
@@ -215,6 +236,16 @@ def fresh_entry(value: SecretValue, *, ttl: float | None, lifetime: float, now: 
         refresh_at=now + lifetime * ahead if ahead is not None else fresh_until,
         fresh_until=fresh_until,
         stale_until=fresh_until + timing.max_stale,
+    )
+
+
+def behind_error(secret_id: str, value: SecretValue, region: str | None) -> SecretUnavailableError:
+    """The failure of a fetch whose answer is older than a version already served (not admitted)."""
+    where = f"replica Region {region} (read while the primary Region is failing)" if region else "Secrets Manager"
+    return SecretUnavailableError(
+        f"{where} answered version {value.version_id} of secret {secret_id!r}, older than a version "
+        "this cache has already served; the older version is not served",
+        secret_id=secret_id,
     )
 
 

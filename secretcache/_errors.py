@@ -20,8 +20,6 @@ failure, it is chained as ``__cause__``. Messages name the secret id and the cau
 
 from __future__ import annotations
 
-import copy
-
 __all__ = [
     "InvalidSecretRequestError",
     "SecretAccessDeniedError",
@@ -90,15 +88,3 @@ class SecretUnavailableError(SecretCacheError):
     Throttling, HTTP 5xx, timeouts or connection errors outlived the retry policy (or the cache
     is backing off after such failures).
     """
-
-
-def fresh_copy(error: SecretCacheError) -> SecretCacheError:
-    """Return a copy of a remembered error, safe to raise again.
-
-    Raising one exception object many times grows its traceback and shares it between threads;
-    remembered errors are therefore copied before each raise, keeping the chained cause.
-    """
-    clone = copy.copy(error)
-    clone.__cause__ = error.__cause__
-    clone.__traceback__ = None
-    return clone

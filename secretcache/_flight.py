@@ -1,14 +1,18 @@
-"""A fetch in flight, the claim a read holds on it, and what a change announces after the lock.
+"""The flights table, a fetch in flight, the claim a read holds on it, and what a change announces.
 
 These are the store's working parts (:mod:`secretcache._store`): their fields change only under
-the store's lock, and only the store changes them.
+the store's lock, and only the store changes them (:class:`Flights`' methods run under it). A
+flight is made in one place, :meth:`Flights.claim`.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
+
+from secretcache._logs import facts
 
 if TYPE_CHECKING:
     from secretcache._entry import Entry
@@ -16,9 +20,11 @@ if TYPE_CHECKING:
     from secretcache._logs import LogLine
     from secretcache._observe import Refresh
     from secretcache._stats import Counters
-    from secretcache._value import SecretChange
+    from secretcache._value import ChangeListener, SecretChange
 
 __all__ = ["DONE", "QUEUED", "RUNNING", "Claim", "Effects", "Flight"]
+
+logger = logging.getLogger("secretcache")
 
 QUEUED, RUNNING, DONE = "queued", "running", "done"
 """A flight's states: waiting for a worker (any reader may take it over), fetching, completed."""
@@ -63,6 +69,21 @@ class Effects:
         moved = Effects()
         moved.logs, moved.changes = self.take_logs(), self.take_changes()
         return moved
+
+    def announce(self, listeners: Iterable[ChangeListener]) -> None:
+        """Outside the lock: emit the pending log lines, then call ``listeners`` with the pending changes.
+
+        A listener that raises is logged and costs neither the other listeners nor the caller.
+        """
+        for level, message, args, extra in self.take_logs():
+            logger.log(level, message, *args, extra=extra)
+        for change in self.take_changes():
+            for listener in listeners:
+                try:
+                    listener(change)
+                except Exception as err:
+                    extra = facts("on_change", secret_name=change.name, version_id=change.new_version_id, error=err)
+                    logger.exception("on_change listener %r failed for secret %r", listener, change.name, extra=extra)
 
 
 class Flight:
@@ -112,15 +133,26 @@ class Flight:
         self.faltered = False  # its first attempt failed transiently; retries go on
         self.entry: Entry | None = None
         self.error: BaseException | None = None
-        self.callbacks: list[Callable[[], None]] = []  # asyncio wake-ups, called once it completes
+        self.callbacks: list[Callable[[], None]] = []  # asyncio wake-ups, called once it completes (wake)
         self.settle_callbacks: list[Callable[[], None]] = []  # asyncio wake-ups, called once it settles
         self._done = threading.Event()
         self._settled = threading.Event()
 
-    def wake(self) -> None:
-        """Wake every waiter; the store calls it once ``entry`` and ``error`` are final."""
+    def wake(self, effects: Effects) -> None:
+        """Wake every waiter, asyncio ones too; called once, when the flight is done (``entry``, ``error`` final).
+
+        The wake-up lists are final by then (none is added to a flight that is done). A failing
+        wake-up is logged to ``effects`` and costs none of the others.
+        """
         self._settled.set()
         self._done.set()
+        for callback in (*self.callbacks, *self.settle_callbacks):
+            try:
+                callback()
+            except Exception as err:
+                secret_id = self.key.secret_id
+                extra = facts("wake", secret_name=secret_id, error=err)
+                effects.log(logging.ERROR, "waking a reader of secret %r failed", secret_id, extra=extra)
 
     def wake_settled(self) -> None:
         """Wake the waiters that only wait for the flight to settle (it faltered)."""
@@ -141,15 +173,101 @@ class Flight:
 
 
 class Claim:
-    """What :meth:`Store.begin` hands a read that must wait.
+    """What :meth:`Store.begin` hands a read that must wait, or that must hand a background refresh on.
 
-    The flight; whether the reader claimed it (it starts the fetch); and ``spare``, the entry
-    whose value the reader may serve past its TTL if the fetch falters (``None`` if none).
+    The flight; whether the reader claimed it (it starts the fetch); ``spare``, the entry whose
+    value the reader may serve past its TTL if the fetch falters (``None`` if none); and
+    ``served``, set when the read is answered at once and the flight is a background refresh
+    it queued, for the caller to hand to the refresh pool.
     """
 
-    __slots__ = ("flight", "owner", "spare")
+    __slots__ = ("flight", "owner", "served", "spare")
 
-    def __init__(self, flight: Flight, owner: bool, spare: Entry | None = None) -> None:
+    def __init__(self, flight: Flight, owner: bool, spare: Entry | None = None, served: Entry | None = None) -> None:
         self.flight = flight
         self.owner = owner
         self.spare = spare
+        self.served = served
+
+
+class Flights(dict["CacheKey", Flight]):
+    """The store's flights by key (queued or running), and the sequence that orders fetch starts.
+
+    No lock of its own: the store (:mod:`secretcache._store`) calls every method under its lock,
+    and every method is plain dict and attribute work.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seq = 0
+
+    def tick(self) -> int:
+        """The next sequence number (fetch starts and version marks are ordered by it)."""
+        self.seq += 1
+        return self.seq
+
+    def claim(
+        self, key: CacheKey, entry: Entry | None, ttl: float | None, refresh: Refresh, runs_here: bool, now: float
+    ) -> Claim | None:
+        """Queue a refresh of ``key``, or join, take over or start a fetch of it; the one place flights are made.
+
+        A background refresh or a prefetch is queued only if no fetch of the key exists (else
+        ``None``); a background refresh moves the entry's refresh point, so reads take the hot
+        path meanwhile. A read joins the running fetch, or takes over a queued one (it runs it
+        now rather than wait for a worker), or starts one. Its claim's ``spare`` is the value it
+        may serve if the fetch falters (past its TTL, within ``max_stale``; never for a forced
+        read, which asks for Secrets Manager's answer); a reader with one never runs the fetch on
+        its own thread. ``ttl`` is the TTL the answer will live (``None`` for a version id).
+        """
+        queue = refresh in ("background", "prefetch")
+        spare = entry if refresh == "foreground" and entry is not None and entry.servable(now) else None
+        flight = self.get(key)
+        if flight is not None and (queue or flight.state is RUNNING):
+            return None if queue else Claim(flight, owner=False, spare=spare)
+        if flight is None:
+            flight = self[key] = Flight(key, entry, ttl, QUEUED, refresh)
+        if queue:
+            if refresh == "background" and entry is not None:
+                flight.due, entry.refresh_at = entry.refresh_at, entry.fresh_until
+            return Claim(flight, owner=True, served=entry)
+        flight.state, flight.refresh, flight.started = RUNNING, refresh, self.tick()
+        flight.ttl = ttl if ttl is not None else flight.ttl
+        flight.owner = threading.get_ident() if runs_here else None  # a thread it is handed to owns it then
+        flight.adopter = threading.get_ident() if runs_here and spare is not None else None
+        return Claim(flight, owner=True, spare=spare)
+
+    def falter(self, flights: tuple[Flight, ...]) -> tuple[list[Flight], list[Callable[[], None]]]:
+        """Mark ``flights`` faltered (an attempt failed transiently); those newly so, and their settle wake-ups."""
+        callbacks: list[Callable[[], None]] = []
+        faltered = [flight for flight in flights if not flight.faltered and flight.state is not DONE]
+        for flight in faltered:
+            flight.faltered = True
+            callbacks += flight.settle_callbacks
+            flight.settle_callbacks = []
+        return faltered, callbacks
+
+    def take(self, flights: Iterable[Flight]) -> list[Flight]:
+        """Start, on this thread, the queued ``flights`` that nobody took over or dropped meanwhile."""
+        taken = []
+        for flight in flights:
+            if flight.state is QUEUED and self.get(flight.key) is flight:
+                flight.state, flight.started, flight.owner = RUNNING, self.tick(), threading.get_ident()
+                taken.append(flight)
+        return taken
+
+    def requeue(self, flights: list[Flight]) -> list[Flight]:
+        """Put running ``flights`` back in the queue, for readers to take over; return those dropped meanwhile."""
+        dropped = [flight for flight in flights if self.get(flight.key) is not flight]
+        for flight in flights:
+            if flight not in dropped:
+                flight.state = QUEUED
+        return dropped
+
+    def forget(self, flight: Flight, entries: dict[CacheKey, Entry]) -> None:
+        """Remove ``flight``; a queued one is done (nobody waits on it), its entry's refresh point restored."""
+        if self.get(flight.key) is flight:
+            del self[flight.key]
+        if flight.state is QUEUED:
+            flight.state = DONE
+            if flight.due is not None and entries.get(flight.key) is flight.previous:
+                flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read queues again

@@ -8,7 +8,8 @@ A key (a secret plus a staging label or version id) moves through these states::
                                                           answers its waiters but installs nothing)
     flight RUNNING --first attempt fails transiently--> faltered (still RUNNING: retries go on)
 
-Invariants, kept by every method of :class:`Store`; no code outside this module takes its lock:
+Invariants, kept by every method of :class:`Store`; no code outside this module takes its lock
+(the runner, :mod:`secretcache._run`, and prefetch, :mod:`secretcache._batch`, call its methods):
 
 1. Under the lock runs only dict and attribute work: no logging, no listener, no thread start,
    no I/O, no user code (a log handler or a listener may call back into the cache). What a
@@ -65,38 +66,29 @@ Invariants, kept by every method of :class:`Store`; no code outside this module 
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import itertools
-import logging
-import random
 import threading
-import time
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
-from secretcache._entry import Entry, failed_entry, fresh_entry
-from secretcache._errors import SecretCacheError, SecretNotFoundError, SecretUnavailableError, fresh_copy
-from secretcache._fetcher import BATCH_SIZE, BatchFailedError, BatchRefusedError
-from secretcache._flight import DONE, QUEUED, RUNNING, Claim, Effects, Flight
-from secretcache._keys import DEFAULT_STAGE, CacheKey, aliases
-from secretcache._logs import facts
-from secretcache._observe import FOREGROUND, Fetch
-from secretcache._stats import Counters
+from secretcache._entry import Entry
+from secretcache._errors import SecretCacheError
+from secretcache._flight import DONE, QUEUED, Claim, Effects, Flight, Flights
+from secretcache._keys import CacheKey, aliases
+from secretcache._observe import FOREGROUND
+from secretcache._serving import Serving, raise_copy
 from secretcache._table import Table
 from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
     from secretcache._fetcher import Fetcher
-    from secretcache._observe import Observer, Refresh
+    from secretcache._observe import Fetch, Observer, Refresh
     from secretcache._policy import RetryPolicy, Timing
+    from secretcache._stats import Counters
     from secretcache._value import ChangeListener
     from secretcache._worker import BackgroundPool
 
-__all__ = ["Store", "raise_copy"]
-
-logger = logging.getLogger("secretcache")
+__all__ = ["Store"]
 
 AGAIN_LIMIT = 2
 """Most times one flight fetches again because its answer was older than a version served meanwhile."""
@@ -120,33 +112,28 @@ class Store:
         pool: BackgroundPool,
     ) -> None:
         self._lock = threading.Lock()
-        self._table = Table(max_size)
+        self._table = Table(max_size, timing, retry)
         self.entries = self._table.entries
         """Entries by key; changed only here, under the lock."""
         self.current = self._table.current
         """The hot index (AWSCURRENT entries by bare secret id): read without the lock by the hot
         path; changed only here, under the lock, always with ``entries``."""
-        self._flights: dict[CacheKey, Flight] = {}
+        self._flights = Flights()
         self.max_size = max_size
-        self._fetcher = fetcher
         self._timing = timing
         self._retry = retry
         self.counters = counters
         self._clock = clock
         self._pool = pool
-        self._random = random.Random()  # noqa: S311 - spreads refresh times, not a secret
         self._listeners: tuple[ChangeListener, ...] = ()
-        self._batch_refusals = 0
-        self._batch_retry_at = float("-inf")
-        self._seq = 0  # orders fetch starts and marks (monotonic reads)
         self.closed = False
         self.wait_bound = retry.deadline + fetcher.attempt_seconds()
         """Longest a reader waits for another thread's fetch, in seconds: the retry deadline, plus
         one attempt's timeouts in the primary Region and in each replica Region (each client's own)."""
         self.observer: Observer | None = None
         """Called around fetches when instrumented (:mod:`secretcache._observe`); never on a hit."""
-
-    # -- reads ---------------------------------------------------------------------------------
+        self.serving = Serving(clock, counters)
+        """What a reader that waited is given (:mod:`secretcache._serving`)."""
 
     def hit(self, secret_id: str) -> Entry | None:
         """The lock-free fast path of AWSCURRENT: the entry if it holds a value before its refresh point.
@@ -164,311 +151,88 @@ class Store:
             return entry
         return None
 
-    def read(self, key: CacheKey, force: bool, ttl: float | None) -> Entry:
-        """The slow path of a read: serve without I/O if possible, else join or run a fetch.
-
-        A reader with a value it may serve stale (``Claim.spare``) has its fetch run on a thread
-        of its own and waits only until the fetch settles (invariant 3).
-        """
-        step = self.begin(key, force, ttl, runs_here=True)
-        if isinstance(step, Entry):
-            return step
-        flight, spare = step.flight, step.spare
-        if step.owner and (spare is None or not self._hand_off(flight)):
-            self.run(flight)
-            return self.outcome(flight)
-        if not step.owner and flight.owner == threading.get_ident():
-            return self.give_up(flight, "it is being fetched further up this thread's stack")
-        deadline = time.monotonic() + self.wait_bound
-        try:
-            if spare is not None:
-                if not flight.wait_settled(self.wait_bound):
-                    return self.give_up(flight, f"its fetch took longer than {self.wait_bound:g} s")
-                served = None if flight.done else self.serve_spare(spare)
-                if served is not None:
-                    return served
-            if not flight.wait(max(0.0, deadline - time.monotonic())):
-                return self.give_up(flight, f"its fetch took longer than {self.wait_bound:g} s")
-            return self.outcome(flight)
-        finally:
-            if step.owner:
-                self._adopted(flight)
-
-    def _hand_off(self, flight: Flight) -> bool:
-        """Start a fetch claimed by a reader with a spare value on a thread of its own; whether it started.
-
-        The reader adopts the fetch's announcements: if the fetch completes without faltering
-        while the reader waits, its log lines and listeners run on the reader's thread before the
-        read returns, as when a reader fetches itself.
-        """
-        context = contextvars.copy_context()
-        thread = threading.Thread(target=context.run, args=(self.run, flight), name="secretcache-fetch", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # no thread to be had: the reader runs the fetch itself
-            with self._lock:
-                flight.adopter = None
-            return False
-        return True
-
-    def _adopted(self, flight: Flight) -> None:
-        """For the reader that handed its fetch off, as it returns: announce what the fetch left it."""
-        with self._lock:
-            flight.adopter = None
-            effects, flight.announce = flight.announce, None
-        if effects is not None:
-            self._announce(effects)
+    # -- claim ---------------------------------------------------------------------------------
 
     def begin(self, key: CacheKey, force: bool, ttl: float | None, *, runs_here: bool) -> Entry | Claim:
         """Serve ``key`` without waiting if possible; else join its flight, or claim one.
 
         A QUEUED flight (a background refresh not started yet) is taken over: the caller runs
         it, so no reader waits behind a queue. ``runs_here`` says the calling thread will run a
-        claimed fetch itself (else the caller starts a thread for it right away).
+        claimed fetch itself (else the caller starts a thread for it right away). A read served
+        at once that queued a background refresh gets a claim with ``served`` set: the caller
+        hands the refresh to the pool (:meth:`Runner.submit`) and returns ``served``.
 
         Raises:
             RuntimeError: The cache is closed.
             SecretCacheError: The remembered error of a key backing off with nothing to serve.
         """
         now = self._clock()
-        queued: Flight | None = None
-        error: SecretCacheError | None = None
         served: Entry | None = None
+        error: SecretCacheError | None = None
         claim: Claim | None = None
-        stale = False
+        due = stale = False
         with self._lock:
             if self.closed:
                 raise RuntimeError("this SecretCache is closed")
             entry = self.entries.get(key)
             if entry is not None and not force:
-                served, queued, error, stale = self._serve(key, entry, now)
-            if served is None and error is None:
-                claim = self._claim(key, entry, ttl, force, runs_here, now)
+                served, due, error, stale = self._serve(entry, now)
+            if error is None and (served is None or due):
+                ttl = self._ttl(key, entry, ttl)
+                refresh: Refresh = "background" if served is not None else "forced" if force else FOREGROUND
+                claim = self._flights.claim(key, entry, ttl, refresh, runs_here, now)
         if stale:
             self.counters.add("stale_served")
-        if queued is not None:
+        if served is not None:
+            if claim is None:
+                return served
             observer = self.observer
-            if observer is not None:
-                queued.origin = observer.origin()
-            self._submit(queued)
+            claim.flight.origin = None if observer is None else observer.origin()
+            return claim
         if error is not None:
             self.counters.add("read_errors")
             raise_copy(error)
-        if served is not None:
-            return served
         assert claim is not None
         self.counters.add("misses")
         return claim
 
-    def _claim(
-        self, key: CacheKey, entry: Entry | None, ttl: float | None, force: bool, runs_here: bool, now: float
-    ) -> Claim:
-        """Locked. Join the running fetch of ``key``, or take over its queued one, or start one.
+    def _ttl(self, key: CacheKey, entry: Entry | None, ttl: float | None) -> float | None:
+        """Locked. The TTL a fetch's answer will live: the read's, the key's (its entry's), or the configured one."""
+        if key.version_id is not None:
+            return None  # a lookup by version id is immutable: cached until evicted, never refetched for age
+        if ttl is None and entry is not None:
+            ttl = entry.ttl
+        return self._timing.ttl_for(key.secret_id) if ttl is None else ttl
 
-        The claim's ``spare`` is the value the reader may serve if the fetch falters (past its
-        TTL, within ``max_stale``; never for a forced read, which asks for Secrets Manager's
-        answer). A reader with one never runs the fetch on its own thread.
-        """
-        spare = entry if not force and entry is not None and entry.servable(now) else None
-        flight = self._flights.get(key)
-        if flight is not None and flight.state is RUNNING:
-            return Claim(flight, owner=False, spare=spare)
-        refresh: Refresh = "forced" if force else FOREGROUND
-        if flight is None:
-            flight = self._flights[key] = Flight(key, entry, ttl, RUNNING, refresh)
-        else:  # queued: run it now rather than wait for a worker
-            flight.state = RUNNING
-            flight.refresh = refresh
-            flight.ttl = ttl if ttl is not None else flight.ttl
-        flight.started = self._tick()
-        flight.owner = threading.get_ident() if runs_here and spare is None else None
-        flight.adopter = threading.get_ident() if runs_here and spare is not None else None
-        return Claim(flight, owner=True, spare=spare)
-
-    def _serve(
-        self, key: CacheKey, entry: Entry, now: float
-    ) -> tuple[Entry | None, Flight | None, SecretCacheError | None, bool]:
+    def _serve(self, entry: Entry, now: float) -> tuple[Entry | None, bool, SecretCacheError | None, bool]:
         """Locked. What to do with a cached entry.
 
-        Returns the entry to serve, a refresh to queue, an error to raise, and whether the
-        value served is past its TTL.
+        Returns the entry to serve, whether a background refresh of it is due, an error to
+        raise, and whether the value served is past its TTL.
         """
         timing = self._timing
         if entry.is_fresh(now):
             entry.hits += 1
             due = timing.refresh_ahead is not None and now >= entry.refresh_at and not entry.backing_off(now)
-            return entry, self._queue(key, entry) if due else None, None, False
+            return entry, due, None, False
         if entry.backing_off(now):  # a recent fetch failed: the last good value or its error
             if entry.servable(now):
-                return entry, None, None, True
+                return entry, False, None, True
             assert entry.failure is not None
-            return None, None, entry.failure.error, False
+            return None, False, entry.failure.error, False
         if entry.servable(now) and now < entry.fresh_until + timing.stale_while_revalidate:
-            return entry, self._queue(key, entry), None, True
-        return None, None, None, False
+            return entry, True, None, True
+        return None, False, None, False
 
-    def _queue(self, key: CacheKey, entry: Entry) -> Flight | None:
-        """Locked. Queue one background refresh of ``key`` unless a fetch of it exists."""
-        if key in self._flights:
-            return None
-        flight = self._flights[key] = Flight(key, entry, None, QUEUED, "background")
-        flight.due = entry.refresh_at
-        entry.refresh_at = entry.fresh_until  # reads take the hot path again meanwhile
-        return flight
-
-    def _submit(self, flight: Flight) -> None:
-        """Hand a queued refresh to the pool; if it refuses (full, closed), un-queue it."""
-        if self._pool.submit(lambda: self._run_queued(flight)):
-            self.counters.add("background_refreshes")
-            return
+    def when_done(self, flight: Flight, callback: Callable[[], None], *, settled: bool = False) -> None:
+        """Call ``callback()`` once ``flight`` completes (or, if ``settled``, falters): now, or later on its thread."""
         with self._lock:
-            if flight.state is not QUEUED:
-                return
-            self._forget(flight)
-        flight.wake()
-
-    def _run_queued(self, flight: Flight) -> None:
-        """On a pool thread: run a queued refresh unless a reader took it over or it was dropped."""
-        with self._lock:
-            if flight.state is not QUEUED:
-                return
-            flight.state = RUNNING
-            flight.started = self._tick()
-            flight.owner = threading.get_ident()
-        self.run(flight)
-
-    def start(self, flight: Flight) -> None:
-        """Run a claimed fetch on a new daemon thread (for readers that must not block).
-
-        The thread runs in a copy of the caller's context (as ``asyncio.to_thread`` does), so
-        the fetch belongs to the caller's trace.
-        """
-        context = contextvars.copy_context()
-        try:
-            thread = threading.Thread(
-                target=context.run, args=(self.run, flight), name="secretcache-fetch", daemon=True
-            )
-            thread.start()
-        except BaseException as err:
-            self.complete(flight, None, err)
-            raise
-
-    def when_done(self, flight: Flight, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once ``flight`` completes: now, or on the completing thread."""
-        with self._lock:
-            if flight.state is not DONE:
-                flight.callbacks.append(callback)
+            if flight.state is not DONE and not (settled and flight.faltered):
+                (flight.settle_callbacks if settled else flight.callbacks).append(callback)
                 return
         callback()
 
-    def when_settled(self, flight: Flight, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once ``flight`` completes or falters: now, or on the fetching thread."""
-        with self._lock:
-            if flight.state is not DONE and not flight.faltered:
-                flight.settle_callbacks.append(callback)
-                return
-        callback()
-
-    def serve_spare(self, spare: Entry) -> Entry | None:
-        """For a reader whose fetch faltered: its value past the TTL (counted stale), if still servable.
-
-        ``None`` when it no longer is (too old now, or retired because a newer version was
-        served meanwhile): the reader then waits for the fetch to complete.
-        """
-        if not spare.servable(self._clock()):
-            return None
-        self.counters.add("stale_served")
-        return spare
-
-    def outcome(self, flight: Flight) -> Entry:
-        """The entry a completed flight gives its readers: its value, a stale value, or its error."""
-        entry = flight.entry
-        if entry is None:
-            self.counters.add("read_errors")
-            error = flight.error
-            if isinstance(error, Exception):
-                raise error
-            secret_id = flight.key.secret_id
-            raise SecretUnavailableError(
-                f"the fetch of secret {secret_id!r} this read waited for was interrupted", secret_id=secret_id
-            ) from error
-        if entry.failure is None:
-            self.counters.add(Counters.MISSES_SERVED)
-            return entry
-        return self._serve_failed(entry, entry.failure.error)
-
-    def give_up(self, flight: Flight, why: str) -> Entry:
-        """For a read that will not wait for ``flight``: the value it had before, or an error."""
-        previous = flight.previous
-        secret_id = flight.key.secret_id
-        error = SecretUnavailableError(f"secret {secret_id!r} is not available yet: {why}", secret_id=secret_id)
-        if previous is None:
-            self.counters.add("read_errors")
-            raise error
-        return self._serve_failed(previous, error)
-
-    def _serve_failed(self, entry: Entry, error: SecretCacheError) -> Entry:
-        """For a read that waited: the entry's value if still servable (stale past its TTL), else ``error``."""
-        now = self._clock()
-        if entry.servable(now):
-            self.counters.add(Counters.MISSES_SERVED if entry.is_fresh(now) else "stale_served")
-            return entry
-        self.counters.add("read_errors")
-        raise_copy(error)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    # -- fetching ------------------------------------------------------------------------------
-
-    def run(self, flight: Flight, effects: Effects | None = None) -> None:
-        """Fetch ``flight``'s key now and complete it, whatever happens.
-
-        Unexpected exceptions reach every waiter; a ``BaseException`` that is not an
-        ``Exception`` is re-raised here too. An answer older than a version served meanwhile is
-        fetched again (invariant 6). With ``effects``, logs and listeners are left to the caller
-        (a batch announces once every flight of it is complete).
-        """
-        if flight.owner is None:  # claimed for a thread started by a reader that must not block
-            with self._lock:
-                flight.owner = threading.get_ident()
-        own = effects is None
-        effects = Effects() if effects is None else effects
-        key = flight.key
-        secret_id = key.secret_id
-        try:
-            while True:
-                fetch = Fetch(
-                    "GetSecretValue",
-                    (secret_id,),
-                    refresh=flight.refresh,
-                    origin=flight.origin,
-                    version_stage=key.version_stage or (DEFAULT_STAGE if key.version_id is None else None),
-                    version_id=key.version_id,
-                )
-                fetch.falter = functools.partial(self._falter, (flight,))
-                answer: SecretValue | SecretCacheError
-                try:
-                    try:
-                        with self._observing(fetch):
-                            answer = self._fetcher.get_secret_value(secret_id, key.version_stage, key.version_id, fetch)
-                    except SecretCacheError as err:
-                        answer = err
-                except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
-                    if isinstance(err, Exception):  # a bug: say so even if nobody waits (a background refresh)
-                        extra = facts(fetch.operation, secret_name=secret_id, attempt=fetch.attempts, error=err)
-                        effects.log(
-                            logging.ERROR, "fetching secret %r raised %s", secret_id, type(err).__name__, extra=extra
-                        )
-                    self.complete(flight, None, err, effects)
-                    if not isinstance(err, Exception):
-                        raise
-                    return
-                if fetch.replica is not None and isinstance(answer, SecretValue):
-                    effects.count("failovers")
-                if self.complete(flight, answer, None, effects, fetch=fetch):
-                    return
-        finally:
-            if own:
-                self._announce(effects)
+    # -- complete ------------------------------------------------------------------------------
 
     def complete(
         self,
@@ -487,19 +251,19 @@ class Store:
         the newer value an entry holds fresh, or is left running and ``False`` returned, for the
         caller to fetch again; from a replica (``fetch.replica``) it is a failure of the fetch.
         If the reader that handed this fetch off still waits and it never faltered, its logs and
-        changes are left to that reader (:meth:`read`); else they go to ``effects`` (announced
-        here when ``None``).
+        changes are left to that reader (:meth:`Runner.read`); else they go to ``effects``
+        (announced here when ``None``).
 
         Returns:
             Whether the flight completed.
         """
         own = effects is None
         effects = Effects() if effects is None else effects
-        callbacks: list[Callable[[], None]] = []
         again = False
+        now = self._clock()
         try:
             with self._lock:
-                result, again = self._settle(flight, answer, fetch, effects)
+                result, again = self._settle(flight, answer, fetch, now, effects)
                 if again:
                     return False
                 mine = self._flights.get(flight.key) is flight
@@ -510,145 +274,83 @@ class Store:
                     spares = (
                         (other.key, other.previous) for other in itertools.chain((flight,), self._flights.values())
                     )
-                    self._table.advance(
-                        flight.key, value, self._tick(), effects, keep=flight.key if mine else None, spares=spares
-                    )
-                if mine:
-                    if result is not None:
-                        self._table.install(flight.key, result, effects)
-                    elif flight.due is not None and self.entries.get(flight.key) is flight.previous:
-                        flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read retries
+                    seq, keep = self._flights.tick(), flight.key if mine else None
+                    self._table.advance(flight.key, value, seq, effects, keep=keep, spares=spares)
+                if mine and result is not None:
+                    self._table.install(flight.key, result, effects)
+                elif mine and flight.due is not None and self.entries.get(flight.key) is flight.previous:
+                    flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read retries
                 flight.entry, flight.error, flight.state = result, unexpected, DONE
-                callbacks = [*flight.callbacks, *flight.settle_callbacks]
-                flight.callbacks, flight.settle_callbacks = [], []
-                if flight.adopter is not None and not flight.faltered:  # its reader announces (read())
+                if flight.adopter is not None and not flight.faltered:  # its reader announces (Runner.read)
                     flight.announce = effects.detach()
             if result is not None and result.failure is not None:
                 effects.count("errors")
             effects.apply_counts(self.counters)
         finally:
             if not again:
-                flight.wake()
-                for callback in callbacks:  # asyncio wake-ups: a failing one must not cost the others
-                    try:
-                        callback()
-                    except Exception as err:
-                        secret_id = flight.key.secret_id
-                        extra = facts("wake", secret_name=secret_id, error=err)
-                        effects.log(logging.ERROR, "waking a reader of secret %r failed", secret_id, extra=extra)
+                flight.wake(effects)
             if own:
-                self._announce(effects)
+                effects.announce(self._listeners)
         return True
 
     def _settle(
-        self, flight: Flight, answer: SecretValue | SecretCacheError | None, fetch: Fetch | None, effects: Effects
+        self,
+        flight: Flight,
+        answer: SecretValue | SecretCacheError | None,
+        fetch: Fetch | None,
+        now: float,
+        effects: Effects,
     ) -> tuple[Entry | None, bool]:
-        """Locked. The entry an answer makes, or ``(None, True)`` when the flight must fetch again (invariant 6)."""
+        """Locked. The entry an answer makes (:meth:`Table.settle`), or ``(None, True)``: fetch again (invariant 6)."""
         if answer is None:
             return None, False
-        replica = fetch is not None and fetch.replica is not None
-        if isinstance(answer, SecretValue):
-            admitted, holder = self._table.judge(flight.key, answer, flight.started, replica, self._clock)
-            if admitted:
-                return self._fresh(flight, answer, replica), False
-            if not replica:  # the service answers, but a newer version was served meanwhile
-                if holder is not None and holder.value is not None:
-                    return Entry(
-                        holder.value,
-                        ttl=holder.ttl,
-                        refresh_at=holder.refresh_at,
-                        fresh_until=holder.fresh_until,
-                        stale_until=holder.stale_until,
-                    ), False
-                if flight.rounds < AGAIN_LIMIT:
-                    flight.rounds += 1
-                    flight.started = self._tick()
-                    return None, True
-            answer = self._behind(flight, answer, fetch)
-        return self._failed(flight, answer, effects, fetch), False
-
-    def _behind(self, flight: Flight, value: SecretValue, fetch: Fetch | None) -> SecretUnavailableError:
-        """The failure of a fetch whose answer is older than a version already served (not admitted)."""
-        secret_id = flight.key.secret_id
-        region = fetch.replica if fetch is not None else None
-        where = f"replica Region {region} (read while the primary Region is failing)" if region else "Secrets Manager"
-        return SecretUnavailableError(
-            f"{where} answered version {value.version_id} of secret {secret_id!r}, older than a version "
-            "this cache has already served; the older version is not served",
-            secret_id=secret_id,
-        )
-
-    def _fresh(self, flight: Flight, value: SecretValue, replica: bool = False) -> Entry:
-        """Locked. The entry for a fetched value, living the key's TTL (a replica's: ``replica_ttl`` at most)."""
-        if flight.key.version_id is not None:  # a version id: immutable, never refetched for age
-            return fresh_entry(value, ttl=None, lifetime=float("inf"), now=self._clock(), timing=self._timing)
-        previous = flight.previous
-        ttl = flight.ttl
-        if ttl is None:
-            ttl = previous.ttl if previous is not None and previous.ttl is not None else None
-        if ttl is None:
-            ttl = self._timing.ttl_for(flight.key.secret_id)
-        # From a replica: back to the primary Region soon after it recovers (the key keeps its TTL).
-        lives = min(ttl, self._timing.replica_ttl) if replica else ttl
-        lifetime = lives * (1.0 - self._timing.ttl_jitter * self._random.random())
-        return fresh_entry(value, ttl=ttl, lifetime=lifetime, now=self._clock(), timing=self._timing)
-
-    def _failed(self, flight: Flight, err: SecretCacheError, effects: Effects, fetch: Fetch | None) -> Entry:
-        """Locked. The entry to keep after a failed fetch (the value, for outages only, plus the failure).
-
-        The value kept is the flight's previous one, or, if a newer version of the label was
-        served meanwhile under another spelling, that one's entry (never an older version).
-        """
-        secret_id = flight.key.secret_id
-        operation = fetch.operation if fetch is not None else "GetSecretValue"
-        extra = facts(operation, secret_name=secret_id, attempt=fetch.attempts if fetch else None, error=err)
-        previous = flight.previous
-        held = previous.value if previous is not None else None
-        if held is not None and not self._table.is_newest(flight.key, held):
-            previous = self._table.holder(flight.key, held.arn) or previous
-        entry, line = failed_entry(previous, err, secret_id, self._clock(), self._retry, extra)
+        entry, line = self._table.settle(flight, answer, fetch, now, again=flight.rounds < AGAIN_LIMIT)
+        if entry is None:
+            flight.rounds, flight.started = flight.rounds + 1, self._flights.tick()
+            return None, True
         if line is not None:
             effects.logs.append(line)
-        return entry
+        return entry, False
 
-    def _falter(self, flights: tuple[Flight, ...]) -> None:
-        """On the fetching thread: an attempt failed transiently; release the readers waiting to settle."""
-        callbacks: list[Callable[[], None]] = []
-        faltered = []
+    # -- for the runner (:mod:`secretcache._run`) and batches (:mod:`secretcache._batch`) --------
+
+    def own(self, flight: Flight) -> None:
+        """The calling thread runs ``flight``'s fetch (started on a thread of its own)."""
         with self._lock:
-            for flight in flights:
-                if flight.faltered or flight.state is DONE:
-                    continue
-                flight.faltered = True
-                faltered.append(flight)
-                callbacks += flight.settle_callbacks
-                flight.settle_callbacks = []
-        for flight in faltered:
-            flight.wake_settled()
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception as err:
-                logger.error("waking a reader failed: %s", type(err).__name__, extra=facts("wake", error=err))
+            flight.owner = threading.get_ident()
 
-    def _tick(self) -> int:
-        """Locked. The next sequence number (fetch starts and marks are ordered by it)."""
-        self._seq += 1
-        return self._seq
+    def release(self, flight: Flight) -> Effects | None:
+        """For the reader that handed its fetch off, as it stops waiting: what the fetch left it to announce."""
+        with self._lock:
+            flight.adopter = None
+            effects, flight.announce = flight.announce, None
+        return effects
 
-    # -- batches -------------------------------------------------------------------------------
+    def unqueue(self, flight: Flight) -> bool:
+        """Drop a queued refresh the pool refused; whether it was still queued (its waiters must be woken)."""
+        with self._lock:
+            if flight.state is not QUEUED:
+                return False
+            self._flights.forget(flight, self.entries)
+        return True
 
-    def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
-        """Warm AWSCURRENT of many secrets, ``BATCH_SIZE`` per ``BatchGetSecretValue`` call.
+    def falter(self, flights: tuple[Flight, ...]) -> tuple[list[Flight], list[Callable[[], None]]]:
+        """An attempt failed transiently: mark ``flights`` faltered; those newly so, and their settle wake-ups."""
+        with self._lock:
+            return self._flights.falter(flights)
 
-        Claims every key that is not fresh, fetching or backing off as a QUEUED flight (a reader
-        that needs one before its batch starts runs it instead), completes each as soon as its
-        answer is known, and announces logs and changes only once all are complete, so a
-        listener reading another secret of the batch never waits on this thread.
+    def queue_all(self, secret_ids: Iterable[str]) -> tuple[list[Flight], dict[str, SecretCacheError]]:
+        """Queue a prefetch of AWSCURRENT of each secret that is not fresh, fetching or backing off.
+
+        Returns the flights queued (a reader may take one over until :meth:`take` starts it), and
+        the remembered error of each secret backing off with no value to serve.
+
+        Raises:
+            RuntimeError: The cache is closed.
         """
         now = self._clock()
         failures: dict[str, SecretCacheError] = {}
-        claimed: list[Flight] = []
+        queued: list[Flight] = []
         with self._lock:
             if self.closed:
                 raise RuntimeError("this SecretCache is closed")
@@ -661,93 +363,24 @@ class Store:
                     if not entry.servable(now) and entry.failure is not None:
                         failures[secret_id] = entry.failure.error
                     continue
-                claimed.append(Flight(key, entry, None, QUEUED, "prefetch"))
-                self._flights[key] = claimed[-1]
-        effects = Effects()
-        try:
-            for start in range(0, len(claimed), BATCH_SIZE):
-                self._prefetch_chunk(claimed[start : start + BATCH_SIZE], failures, effects)
-        except BaseException as err:
-            me = threading.get_ident()
-            mine = [flight for flight in claimed if flight.owner == me and flight.state is RUNNING]
-            for flight in mine + self._take(claimed):
-                self.complete(flight, None, err, effects)
-            raise
-        finally:
-            self._announce(effects)
-        return failures
+                claim = self._flights.claim(key, entry, self._ttl(key, entry, None), "prefetch", False, now)
+                if claim is not None:
+                    queued.append(claim.flight)
+        return queued, failures
 
-    def _take(self, flights: list[Flight]) -> list[Flight]:
-        """Start the queued flights of a batch that nobody took over or dropped meanwhile."""
-        taken = []
+    def take(self, flights: Iterable[Flight]) -> list[Flight]:
+        """Start, on this thread, the queued ``flights`` that nobody took over or dropped meanwhile."""
         with self._lock:
-            for flight in flights:
-                if flight.state is QUEUED and self._flights.get(flight.key) is flight:
-                    flight.state = RUNNING
-                    flight.started = self._tick()
-                    flight.owner = threading.get_ident()
-                    taken.append(flight)
-        return taken
+            return self._flights.take(flights)
 
-    def _prefetch_chunk(self, chunk: list[Flight], failures: dict[str, SecretCacheError], effects: Effects) -> None:
-        if self._clock() < self._batch_retry_at:
-            return self._one_by_one(chunk, failures, effects)
-        flights = self._take(chunk)
-        if not flights:
-            return None
-        ids = [flight.key.secret_id for flight in flights]
-        fetch = Fetch("BatchGetSecretValue", tuple(ids), refresh="prefetch", version_stage=DEFAULT_STAGE)
-        fetch.falter = functools.partial(self._falter, tuple(flights))
-        try:
-            with self._observing(fetch):
-                values, errors = self._fetcher.batch_get_secret_values(ids, fetch)
-        except BatchRefusedError as refusal:
-            with self._lock:
-                self._batch_refusals += 1
-                self._batch_retry_at = self._clock() + self._retry.backoff_after(self._batch_refusals)
-                # Back in the queue for the single fetches below, so a reader can take one over;
-                # one dropped meanwhile is no longer in the table: it is fetched for its waiters.
-                dropped = [flight for flight in flights if self._flights.get(flight.key) is not flight]
-                for flight in flights:
-                    if flight not in dropped:
-                        flight.state = QUEUED
-            extra = facts("BatchGetSecretValue", attempt=fetch.attempts, error=refusal)
-            effects.log(
-                logging.INFO, "BatchGetSecretValue refused (%s); fetching one secret at a time", refusal, extra=extra
-            )
-            for flight in dropped:
-                self.run(flight, effects)
-            return self._one_by_one([flight for flight in flights if flight not in dropped], failures, effects)
-        except BatchFailedError as failed:  # the call as a whole failed: each secret gets its own error
-            errors, values = failed.errors, []
-        else:
-            with self._lock:
-                self._batch_refusals = 0
-            if fetch.replica is not None:
-                effects.count("failovers")
-        for flight, secret_id in zip(flights, ids, strict=True):
-            value = _match(secret_id, values)
-            if value is not None:
-                if not self.complete(flight, value, None, effects, fetch=fetch):
-                    self._run_one(flight, failures, effects)  # older than a version served meanwhile
-                continue
-            error = errors.get(secret_id) or SecretNotFoundError(
-                f"BatchGetSecretValue returned nothing for secret {secret_id!r}", secret_id=secret_id
-            )
-            failures[secret_id] = error
-            self.complete(flight, error, None, effects, fetch=fetch)
-        return None
+    def requeue(self, flights: list[Flight]) -> list[Flight]:
+        """Put running ``flights`` back in the queue, for readers to take over; return those dropped meanwhile."""
+        with self._lock:
+            return self._flights.requeue(flights)
 
-    def _one_by_one(self, chunk: list[Flight], failures: dict[str, SecretCacheError], effects: Effects) -> None:
-        for flight in chunk:
-            if self._take([flight]):
-                self._run_one(flight, failures, effects)
-
-    def _run_one(self, flight: Flight, failures: dict[str, SecretCacheError], effects: Effects) -> None:
-        """Fetch one secret of a batch with ``GetSecretValue``, noting its failure."""
-        self.run(flight, effects)
-        if flight.entry is not None and flight.entry.failure is not None:
-            failures[flight.key.secret_id] = flight.entry.failure.error
+    def announce(self, effects: Effects) -> None:
+        """Outside the lock: emit the log lines of ``effects``, then call the listeners with its changes."""
+        effects.announce(self._listeners)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -767,28 +400,18 @@ class Store:
             for key in matched:
                 self._table.pop(key)
             for key in flying:
-                self._forget(self._flights[key])
+                self._flights.forget(self._flights[key], self.entries)
         return matched
-
-    def _forget(self, flight: Flight) -> None:
-        """Locked. Remove a flight from the table; a queued one is done (nobody waits on it)."""
-        if self._flights.get(flight.key) is flight:
-            del self._flights[flight.key]
-        if flight.state is QUEUED:
-            flight.state = DONE
-            if flight.due is not None and self.entries.get(flight.key) is flight.previous:
-                flight.previous.refresh_at = flight.due  # type: ignore[union-attr]
 
     def seed(self, key: CacheKey, entry: Entry) -> None:
         """Install ``entry`` as if fetched (for :mod:`secretcache.testing`)."""
         effects = Effects()
         with self._lock:
-            value = entry.value
-            if value is not None:
-                self._table.advance(key, value, self._tick(), effects, keep=key)
+            if entry.value is not None:
+                self._table.advance(key, entry.value, self._flights.tick(), effects, keep=key)
             self._table.install(key, entry, effects)
         effects.apply_counts(self.counters)
-        self._announce(effects)
+        effects.announce(self._listeners)
 
     def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
         """Add a change listener; return the function that removes it."""
@@ -807,7 +430,7 @@ class Store:
             self.closed = True
             self._table.clear()
             for flight in list(self._flights.values()):
-                self._forget(flight)
+                self._flights.forget(flight, self.entries)
         self._pool.close()
 
     def hits_size_flying(self) -> tuple[int, int, int]:
@@ -822,40 +445,3 @@ class Store:
         """
         self._lock = threading.Lock()
         self._flights.clear()
-
-    # -- internals -----------------------------------------------------------------------------
-
-    def _observing(self, fetch: Fetch) -> AbstractContextManager[object]:
-        """The observer's context around ``fetch``, or nothing when not instrumented."""
-        observer = self.observer
-        return nullcontext() if observer is None else observer.observe(fetch)
-
-    def _announce(self, effects: Effects) -> None:
-        """Outside the lock: emit the log lines, then call the listeners with the changes."""
-        for level, message, args, extra in effects.take_logs():
-            logger.log(level, message, *args, extra=extra)
-        for change in effects.take_changes():
-            for listener in self._listeners:
-                try:
-                    listener(change)
-                except Exception as err:
-                    extra = facts("on_change", secret_name=change.name, version_id=change.new_version_id, error=err)
-                    logger.exception("on_change listener %r failed for secret %r", listener, change.name, extra=extra)
-
-
-def raise_copy(error: SecretCacheError) -> None:
-    """Raise a fresh copy of a remembered error, with its cause chained and no cycle left behind."""
-    copy = fresh_copy(error)
-    try:
-        raise copy from error.__cause__
-    finally:
-        del copy  # else the frame and the traceback keep each other alive until a GC pass
-
-
-def _match(secret_id: str, values: list[SecretValue]) -> SecretValue | None:
-    """The value among ``values`` that ``secret_id`` (name, ARN or partial ARN) names."""
-    wanted = aliases(secret_id)
-    for value in values:
-        if value.name in wanted or not aliases(value.arn).isdisjoint(wanted):
-            return value
-    return None

@@ -7,10 +7,13 @@ store's lock, and every method is plain dict and attribute work.
 from __future__ import annotations
 
 import logging
+import random
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from secretcache._entry import behind_error, failed_entry, fresh_entry
+from secretcache._errors import SecretCacheError
 from secretcache._keys import CacheKey, aliases
 from secretcache._logs import facts
 from secretcache._value import SecretChange, SecretValue
@@ -19,7 +22,10 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from secretcache._entry import Entry
-    from secretcache._flight import Effects
+    from secretcache._flight import Effects, Flight
+    from secretcache._logs import LogLine
+    from secretcache._observe import Fetch
+    from secretcache._policy import RetryPolicy, Timing
 
 __all__ = ["Mark", "Table", "supersedes"]
 
@@ -73,7 +79,10 @@ class Table:
     the others, at least the ``max_size`` most recently raised are kept.
     """
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, timing: Timing, retry: RetryPolicy) -> None:
+        self._timing = timing
+        self._retry = retry
+        self._random = random.Random()  # noqa: S311 - spreads refresh times, not a secret
         self.entries: dict[CacheKey, Entry] = {}
         self.current: dict[str, Entry] = {}
         """The hot index: ``entries`` of AWSCURRENT by stage, by bare secret id."""
@@ -146,20 +155,38 @@ class Table:
             return True
         return not replica and started > mark.raised
 
-    def judge(
-        self, key: CacheKey, value: SecretValue, started: int, replica: bool, clock: Callable[[], float]
-    ) -> tuple[bool, Entry | None]:
-        """Whether a fetched ``value`` is admitted (:meth:`admits`); if not, what to serve in its place.
+    def settle(
+        self, flight: Flight, answer: SecretValue | SecretCacheError, fetch: Fetch | None, now: float, *, again: bool
+    ) -> tuple[Entry | None, LogLine | None]:
+        """The entry a fetch's answer makes of its key, and the line it deserves; ``(None, None)``: fetch again.
 
-        Returns:
-            ``(True, None)`` when admitted; else ``(False, holder)``, ``holder`` being, for an
-            answer from the primary Region, the entry that holds the newest version served of
-            the label longest, if it is fresh by ``clock`` (:meth:`holder`), else ``None``.
+        A value admitted (:meth:`admits`) lives the flight's TTL (:func:`fresh_entry`). One from
+        the primary Region that is not (older than a version served since the fetch started) is
+        answered with the newer value an entry holds fresh (:meth:`holder`), or, if ``again``,
+        fetched again; else it is a failure, as a replica's is, and as an error is. A failure keeps
+        the value of the flight's previous entry (outages only, :func:`failed_entry`), or, if a
+        newer version of its label was served since under another spelling, that one's holder.
         """
-        if self.admits(key, value, started, replica):
-            return True, None
-        holder = None if replica else self.holder(key, value.arn)
-        return False, holder if holder is not None and holder.is_fresh(clock()) else None
+        key, replica = flight.key, fetch.replica if fetch is not None else None
+        value = answer if isinstance(answer, SecretValue) else None
+        if value is not None and self.admits(key, value, flight.started, replica is not None):
+            draw = self._random.random()
+            return fresh_entry(
+                value, ttl=flight.ttl, replica=replica is not None, draw=draw, now=now, timing=self._timing
+            ), None
+        holder = None if value is None or replica is not None else self.holder(key, value.arn)
+        if holder is not None and holder.is_fresh(now):
+            return holder.copy(), None
+        if value is not None and replica is None and again:
+            return None, None
+        previous = flight.previous
+        held = previous.value if previous is not None else None
+        if held is not None and not self.is_newest(key, held):
+            previous = self.holder(key, held.arn) or previous
+        error = answer if isinstance(answer, SecretCacheError) else behind_error(key.secret_id, answer, replica)
+        operation, attempts = (fetch.operation, fetch.attempts) if fetch is not None else ("GetSecretValue", None)
+        extra = facts(operation, secret_name=key.secret_id, attempt=attempts, error=error)
+        return failed_entry(previous, error, key.secret_id, now, self._retry, extra)
 
     def is_newest(self, key: CacheKey, value: SecretValue) -> bool:
         """Whether ``value`` is the newest version served of its label (or none was)."""

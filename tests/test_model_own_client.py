@@ -115,7 +115,7 @@ class OwnClientMachine(SeamsMachine):
             if FETCHED_UP_THE_STACK not in str(err):
                 raise
             with self.lock:
-                self.tally["one"] += 1  # Store.read counted the miss before giving up
+                self.tally["one"] += 1  # Store.begin counted the miss before giving up
                 self.refused += 1
 
     @invariant()

@@ -1,0 +1,207 @@
+"""Where a claimed fetch runs, and how a blocking read waits for it: the store's side outside its lock.
+
+The store (:mod:`secretcache._store`) decides under its lock who fetches what. This module does
+what blocks or starts threads: a read runs its fetch itself, or hands it to a thread of its own
+and waits; a background refresh runs on the refresh pool; an asyncio read's fetch runs on a
+daemon thread. It reaches the store only through its methods, each of which takes the store's
+lock and keeps its invariants; it never takes that lock itself.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import threading
+import time
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
+
+from secretcache._entry import Entry
+from secretcache._errors import SecretCacheError
+from secretcache._flight import Effects
+from secretcache._keys import DEFAULT_STAGE
+from secretcache._logs import facts
+from secretcache._observe import Fetch
+from secretcache._value import SecretValue
+
+if TYPE_CHECKING:
+    from secretcache._fetcher import Fetcher
+    from secretcache._flight import Claim, Flight
+    from secretcache._keys import CacheKey
+    from secretcache._serving import Serving
+    from secretcache._store import Store
+    from secretcache._worker import BackgroundPool
+
+__all__ = ["Runner"]
+
+logger = logging.getLogger("secretcache")
+
+
+class Runner:
+    """Runs the fetches of one store's flights, on the calling thread, a new thread or the pool.
+
+    Thread-safe: it keeps no state of its own beyond what it was built with.
+    """
+
+    def __init__(self, store: Store, fetcher: Fetcher, pool: BackgroundPool) -> None:
+        self._store = store
+        self._fetcher = fetcher
+        self._pool = pool
+        self._serving: Serving = store.serving
+
+    def read(self, key: CacheKey, force: bool, ttl: float | None) -> Entry:
+        """The slow path of a read: serve without I/O if possible, else join or run a fetch.
+
+        A read served at once may have queued a background refresh: it goes to the pool.
+        """
+        step = self._store.begin(key, force, ttl, runs_here=True)
+        if isinstance(step, Entry):
+            return step
+        if step.served is None:
+            return self._wait(step)
+        self.submit(step.flight)
+        return step.served
+
+    def _wait(self, step: Claim) -> Entry:
+        """Run the claimed fetch, or wait for it, and serve what it gives.
+
+        A reader with a value it may serve stale (``Claim.spare``) has its fetch run on a thread
+        of its own and waits only until the fetch settles (invariant 3). It adopts the fetch's
+        announcements: if the fetch completes without faltering while it waits, its log lines and
+        listeners run on the reader's thread before the read returns, as when it fetches itself.
+        """
+        flight, spare = step.flight, step.spare
+        adopted = step.owner and spare is not None
+        bound = self._store.wait_bound
+        deadline = time.monotonic() + bound
+        try:
+            if adopted:
+                try:
+                    self._spawn(flight)
+                except RuntimeError:  # no thread to be had: the reader runs its fetch itself (it owns it)
+                    spare = None
+            if step.owner and spare is None:
+                self.run(flight)
+                return self._serving.completed(flight)
+            if not step.owner and flight.owner == threading.get_ident():
+                return self._serving.give_up(flight, "it is being fetched further up this thread's stack")
+            if spare is not None:
+                if not flight.wait_settled(bound):
+                    return self._serving.give_up(flight, f"its fetch took longer than {bound:g} s")
+                served = None if flight.done else self._serving.spare(spare)
+                if served is not None:
+                    return served
+            if not flight.wait(max(0.0, deadline - time.monotonic())):
+                return self._serving.give_up(flight, f"its fetch took longer than {bound:g} s")
+            return self._serving.completed(flight)
+        finally:
+            if adopted:  # announce what the fetch left this reader
+                effects = self._store.release(flight)
+                if effects is not None:
+                    self._store.announce(effects)
+
+    def start(self, flight: Flight) -> None:
+        """Run a claimed fetch on a new daemon thread, for a reader that must not block (asyncio).
+
+        If no thread is to be had, the flight completes with the error, which is raised.
+        """
+        try:
+            self._spawn(flight)
+        except BaseException as err:
+            self._store.complete(flight, None, err)
+            raise
+
+    def _spawn(self, flight: Flight) -> None:
+        """Start the daemon thread that owns ``flight``'s fetch and runs it.
+
+        The thread runs in a copy of the caller's context (as ``asyncio.to_thread`` does), so
+        the fetch belongs to the caller's trace.
+        """
+        context = contextvars.copy_context()
+        thread = threading.Thread(target=context.run, args=(self._owned, flight), name="secretcache-fetch", daemon=True)
+        thread.start()
+
+    def _owned(self, flight: Flight) -> None:
+        """On the thread started for ``flight``: own its fetch, then run it."""
+        self._store.own(flight)
+        self.run(flight)
+
+    def submit(self, flight: Flight) -> None:
+        """Hand a queued refresh to the pool; if it refuses (full, closed), un-queue it."""
+        store = self._store
+        if self._pool.submit(lambda: self._run_queued(flight)):
+            store.counters.add("background_refreshes")
+        elif store.unqueue(flight):
+            effects = Effects()
+            flight.wake(effects)
+            store.announce(effects)
+
+    def _run_queued(self, flight: Flight) -> None:
+        """On a pool thread: run a queued refresh unless a reader took it over or it was dropped."""
+        for taken in self._store.take([flight]):
+            self.run(taken)
+
+    def run(self, flight: Flight, effects: Effects | None = None) -> None:
+        """Fetch ``flight``'s key now, on the thread that owns it, and complete it, whatever happens.
+
+        Unexpected exceptions reach every waiter; a ``BaseException`` that is not an
+        ``Exception`` is re-raised here too. An answer older than a version served meanwhile is
+        fetched again (invariant 6). With ``effects``, logs and listeners are left to the caller
+        (a batch announces once every flight of it is complete).
+        """
+        store = self._store
+        own = effects is None
+        effects = Effects() if effects is None else effects
+        key = flight.key
+        secret_id = key.secret_id
+        try:
+            while True:
+                fetch = Fetch(
+                    "GetSecretValue",
+                    (secret_id,),
+                    refresh=flight.refresh,
+                    origin=flight.origin,
+                    version_stage=key.version_stage or (DEFAULT_STAGE if key.version_id is None else None),
+                    version_id=key.version_id,
+                )
+                fetch.falter = functools.partial(self.falter, (flight,))
+                answer: SecretValue | SecretCacheError | None = None
+                unexpected: BaseException | None = None
+                try:
+                    with self.observing(fetch):
+                        answer = self._fetcher.get_secret_value(secret_id, key.version_stage, key.version_id, fetch)
+                except SecretCacheError as err:
+                    answer = err
+                except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
+                    unexpected = err
+                    if isinstance(err, Exception):  # a bug: say so even if nobody waits (a background refresh)
+                        extra = facts(fetch.operation, secret_name=secret_id, attempt=fetch.attempts, error=err)
+                        effects.log(
+                            logging.ERROR, "fetching secret %r raised %s", secret_id, type(err).__name__, extra=extra
+                        )
+                if fetch.replica is not None and isinstance(answer, SecretValue):
+                    effects.count("failovers")
+                if store.complete(flight, answer, unexpected, effects, fetch=fetch):
+                    if unexpected is not None and not isinstance(unexpected, Exception):
+                        raise unexpected
+                    return
+        finally:
+            if own:
+                store.announce(effects)
+
+    def falter(self, flights: tuple[Flight, ...]) -> None:
+        """On the fetching thread: an attempt failed transiently; release the readers waiting to settle."""
+        faltered, callbacks = self._store.falter(flights)
+        for flight in faltered:
+            flight.wake_settled()
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception as err:
+                logger.error("waking a reader failed: %s", type(err).__name__, extra=facts("wake", error=err))
+
+    def observing(self, fetch: Fetch) -> AbstractContextManager[object]:
+        """The observer's context around ``fetch``, or nothing when not instrumented."""
+        observer = self._store.observer
+        return nullcontext() if observer is None else observer.observe(fetch)
