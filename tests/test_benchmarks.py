@@ -141,9 +141,12 @@ def test_readers_record_values_and_errors_until_the_deadline():
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("name", ["fleet_model", "bench_import", "compare"])
+@pytest.mark.parametrize("name", ["fleet_model", "bench_import"])
 def test_quick_run_of_a_cheap_benchmark_succeeds(name: str):
-    """``python -m benchmarks run --quick NAME`` exits 0 and reports the benchmark ok."""
+    """``python -m benchmarks run --quick NAME`` exits 0 and reports the benchmark ok.
+
+    Two cheap ones show the entry point works; ``.ci/run`` runs every benchmark through it.
+    """
     result = entry_point("run", "--quick", name)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = [line.split() for line in result.stdout.splitlines() if line.startswith(name)]
