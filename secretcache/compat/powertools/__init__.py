@@ -53,14 +53,8 @@ from __future__ import annotations
 
 from secretcache import SecretCache
 from secretcache.compat.powertools import parameters
+from secretcache.compat.powertools._powertools import DEFAULT_PROVIDERS
 from secretcache.compat.powertools._provider import SecretCacheProvider
-
-try:
-    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
-except ImportError as err:  # pragma: no cover - exercised only without the extra installed
-    raise ImportError(
-        "secretcache.compat.powertools needs aws-lambda-powertools: pip install 'secretcache[powertools]'"
-    ) from err
 
 SecretCacheProvider.__module__ = __name__  # its public home, for tracebacks, pickle and the docs
 

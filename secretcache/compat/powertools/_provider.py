@@ -12,21 +12,15 @@ import boto3
 
 from secretcache import SecretCache, SecretCacheError, SecretUnavailableError
 from secretcache.aws_lambda import default_cache
+from secretcache.compat.powertools._powertools import (
+    BaseProvider,
+    ConfigWarning,
+    GetParameterError,
+    SecretsProvider,
+    TransformParameterError,
+)
+from secretcache.compat.powertools._powertools import exceptions as _powertools_errors
 from secretcache.compat.powertools._reads import check_transform, raw, read, ttl_of, version_options
-
-try:
-    from aws_lambda_powertools.utilities.parameters import BaseProvider, SecretsProvider
-    from aws_lambda_powertools.utilities.parameters import exceptions as _powertools_errors
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
-except ImportError as err:  # pragma: no cover - exercised only without the extra installed
-    raise ImportError(
-        "secretcache.compat.powertools needs aws-lambda-powertools: pip install 'secretcache[powertools]'"
-    ) from err
-
-try:
-    from aws_lambda_powertools.warnings import PowertoolsDeprecationWarning as _ConfigWarning
-except ImportError:  # pragma: no cover - Powertools 2.x, before its own warning class
-    _ConfigWarning = DeprecationWarning  # type: ignore[assignment,misc]
 
 GetSecretError: type[Exception] = getattr(_powertools_errors, "GetSecretError", GetParameterError)
 """What ``get_multiple`` raises: Powertools' ``GetSecretError``, new with its batch secret reads
@@ -108,7 +102,7 @@ class SecretCacheProvider(BaseProvider):
             warnings.warn(
                 "The 'config' parameter is deprecated in V3 and will be removed in V4. "
                 "Please use 'boto_config' instead.",
-                category=_ConfigWarning,
+                category=ConfigWarning,
                 stacklevel=2,
             )
         if given:

@@ -14,15 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from secretcache import SecretCache, SecretFormatError, SecretValue
-
-try:
-    from aws_lambda_powertools.shared.constants import PARAMETERS_MAX_AGE_ENV
-    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_MAX_AGE_SECS
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
-except ImportError as err:  # pragma: no cover - exercised only without the extra installed
-    raise ImportError(
-        "secretcache.compat.powertools needs aws-lambda-powertools: pip install 'secretcache[powertools]'"
-    ) from err
+from secretcache.compat.powertools._powertools import (
+    DEFAULT_MAX_AGE_SECS,
+    PARAMETERS_MAX_AGE_ENV,
+    GetParameterError,
+    TransformParameterError,
+)
 
 __all__ = ["check_transform", "raw", "read", "ttl_of", "version_options"]
 

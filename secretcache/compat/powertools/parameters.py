@@ -27,20 +27,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from secretcache.compat.powertools._powertools import DEFAULT_PROVIDERS
+from secretcache.compat.powertools._powertools import BaseProvider as BaseProvider
+from secretcache.compat.powertools._powertools import GetParameterError as GetParameterError
+from secretcache.compat.powertools._powertools import SecretsProvider as _PowertoolsSecretsProvider
+from secretcache.compat.powertools._powertools import TransformParameterError as TransformParameterError
+from secretcache.compat.powertools._powertools import parameters as _powertools
 from secretcache.compat.powertools._provider import GetSecretError as GetSecretError
 from secretcache.compat.powertools._provider import SecretCacheProvider
-
-try:
-    from aws_lambda_powertools.utilities import parameters as _powertools
-    from aws_lambda_powertools.utilities.parameters import BaseProvider as BaseProvider
-    from aws_lambda_powertools.utilities.parameters import GetParameterError as GetParameterError
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider as _PowertoolsSecretsProvider
-    from aws_lambda_powertools.utilities.parameters import TransformParameterError as TransformParameterError
-    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
-except ImportError as err:  # pragma: no cover - exercised only without the extra installed
-    raise ImportError(
-        "secretcache.compat.powertools needs aws-lambda-powertools: pip install 'secretcache[powertools]'"
-    ) from err
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters.types import TransformOptions
