@@ -122,6 +122,9 @@ class MonotonicMachine(RuleBasedStateMachine):
         self.reads: dict[str, list[tuple[int, int, int]]] = {name: [] for name in SECRETS}  # (start, end, position)
         self.returned: dict[str, set[str]] = {name: set() for name in SECRETS}
         self.first: dict[str, str] = {}  # the first version a read of the secret returned
+        # The value of the read that returned first, as it returned (on its thread): reads are
+        # recorded later, in the model's order, which is not the order in which they returned.
+        self.first_value: dict[str, str] = {}
         self.spellings: dict[str, dict[str, str]] = {}
         self.lags = {name: Lag(name, REPLICA) for name in SECRETS}
         self.late: list[Late] = []
@@ -184,6 +187,13 @@ class MonotonicMachine(RuleBasedStateMachine):
                 return str(version_id)
         raise AssertionError(f"{name} returned {value!r}, which is no version of it")
 
+    def _returned(self, name: str, value: str | None) -> str | None:
+        """On the reading thread, as a read returns ``value``: note it if it is the first to return."""
+        if value is not None:
+            with self.lock:
+                self.first_value.setdefault(name, value)
+        return value
+
     def _record(self, name: str, start: int, value: str | None) -> None:
         """Place a read that returned ``value`` (``None``: it raised) against the history."""
         end = self._tick()
@@ -200,7 +210,8 @@ class MonotonicMachine(RuleBasedStateMachine):
             )
             self.reads[name].append((start, end, positions[0]))
             self.returned[name].add(version)
-            self.first.setdefault(name, version)
+            if value == self.first_value.get(name):
+                self.first[name] = version
 
     def _read(self, name: str, secret_id: str, force: bool) -> None:
         """A read; if it joins a fetch a late read holds, that late answer arrives meanwhile."""
@@ -209,7 +220,7 @@ class MonotonicMachine(RuleBasedStateMachine):
 
         def read() -> str | None:
             try:
-                return self.cache.get_secret(secret_id, force_refresh=force).secret_string
+                return self._returned(name, self.cache.get_secret(secret_id, force_refresh=force).secret_string)
             except SecretUnavailableError:
                 return None  # the primary fails and nothing servable is left
 
@@ -256,7 +267,7 @@ class MonotonicMachine(RuleBasedStateMachine):
 
         def read() -> str | None:
             try:
-                return self.cache.get_secret(late.secret_id).secret_string
+                return self._returned(name, self.cache.get_secret(late.secret_id).secret_string)
             except SecretUnavailableError:
                 return None
 
