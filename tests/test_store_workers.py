@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
+from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent, wait_until
 from tests.store import ahead_cache, busy_pool
 from tests.test_cache import rotate
 from tests.watchdog import within_watchdog
@@ -66,6 +66,9 @@ def test_refresh_threads_killed_by_systemexit_are_replaced(
     wait_until(lambda: cache.stats().refreshes == 1)  # a new thread ran it, no reader needed
     assert cache.get_secret_string("db") == "db-2"
     remove()
+    # The dying threads complete their flights (with the SystemExit) after the release; a read
+    # joining one before then is told its fetch was interrupted. Once they are done:
+    quiescent(cache)
     clock.advance(200)  # past TTL + max_stale of s1 and s2, whose refreshes died
     assert within_watchdog(lambda: cache.get_secret_string("s1")) == "s1-1"
 
