@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from secretcache import RetryPolicy, SecretChange, SecretUnavailableError
-from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
+from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent, wait_until
 from tests.store import ahead_cache
 from tests.test_cache import rotate
 
@@ -66,7 +66,7 @@ def test_continuous_reads_cost_one_call_per_ttl_not_per_thread(
             barrier.wait(WATCHDOG)
             barrier.wait(WATCHDOG)
             # Let the background refresh finish before time moves on, as it would in real time.
-            wait_until(lambda: cache.stats().in_flight == 0)
+            quiescent(cache)
             clock.advance(20)
         for future in futures:
             future.result(timeout=WATCHDOG)
@@ -203,7 +203,7 @@ def test_an_interrupted_worker_is_replaced(client: Any, admin: Any, calls: Calls
     remove = calls.raise_error(SystemExit(3), times=1)
     clock.advance(85)
     cache.get_secret_string("db")  # its background refresh dies with SystemExit
-    wait_until(lambda: cache.stats().in_flight == 0)
+    quiescent(cache)
     wait_until(lambda: not cache._pool.threads)
     remove()
     rotate(admin, "db", "pw-2")

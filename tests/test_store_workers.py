@@ -30,7 +30,7 @@ def test_forced_refresh_runs_a_queued_background_refresh_itself(
         assert within_watchdog(lambda: cache.get_secret_string("db", force_refresh=True)) == "db-2"
     finally:
         release.set()
-    wait_until(lambda: cache.stats().in_flight == 0)
+    quiescent(cache)
     assert calls.counts["GetSecretValue"] == 3 + 2 + 2  # warm-up, the two held, two forced: the queued job ran none
 
 
