@@ -32,7 +32,7 @@ from secretcache._keys import DEFAULT_STAGE, aliases
 from secretcache._lazy import ClientUnusableError, Lazy
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
-from secretcache._regions import Regions, check_primary, in_region, region_of
+from secretcache._regions import Regions, check_primary, region_of
 from secretcache._response import MalformedResponseError, check_fields, format_error, to_secret_value, type_problem
 from secretcache._retrying import retrying
 from secretcache._stats import Counters
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from secretcache._observe import Fetch
 
-__all__ = ["BATCH_SIZE", "BatchFailedError", "BatchRefusedError", "Fetcher"]
+__all__ = ["BATCH_SIZE", "BatchFailedError", "BatchRefusedError", "Fetcher", "in_region"]
 
 BATCH_SIZE = 20
 """Most secret ids one ``BatchGetSecretValue`` call accepts."""
@@ -426,3 +426,12 @@ class Fetcher:
         falter = fetch.falter if fetch is not None else None
         policy, clock, sleep = self._retry, self._clock, self._sleep
         return retrying(attempt, policy, clock=clock, sleep=sleep, falter=falter, attempts=attempts, deadline=deadline)
+
+
+def in_region(secret_id: str, region: str) -> str:
+    """``secret_id`` as the same secret in ``region``: an ARN (full or partial) gets that Region, a name stays."""
+    parts = secret_id.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn" or parts[2] != "secretsmanager":
+        return secret_id
+    parts[3] = region
+    return ":".join(parts)

@@ -169,13 +169,6 @@ class Timing:
     stale_while_revalidate: float = 0.0
     replica_ttl: float = 60.0
 
-    def ttl_for(self, secret_id: str) -> float:
-        """The configured TTL of ``secret_id``: its longest matching override, else ``ttl``."""
-        for prefix, seconds in self.overrides:
-            if secret_id.startswith(prefix):
-                return seconds
-        return self.ttl
-
 
 def check_overrides(overrides: object) -> tuple[tuple[str, float], ...]:
     """Validate ``ttl_overrides`` and return its items, longest prefix first."""

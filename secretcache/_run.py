@@ -27,9 +27,8 @@ from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
     from secretcache._fetcher import Fetcher
-    from secretcache._flight import Claim, Flight
+    from secretcache._flight import Claim, Flight, Serving
     from secretcache._keys import CacheKey
-    from secretcache._serving import Serving
     from secretcache._store import Store
     from secretcache._worker import BackgroundPool
 

@@ -73,10 +73,9 @@ from typing import TYPE_CHECKING
 
 from secretcache._entry import Entry
 from secretcache._errors import SecretCacheError
-from secretcache._flight import DONE, QUEUED, Claim, Effects, Flight, Flights
+from secretcache._flight import DONE, QUEUED, Claim, Effects, Flight, Flights, Serving, raise_copy
 from secretcache._keys import CacheKey, aliases
 from secretcache._observe import FOREGROUND
-from secretcache._serving import Serving, raise_copy
 from secretcache._table import Table
 from secretcache._value import SecretValue
 
@@ -133,7 +132,7 @@ class Store:
         self.observer: Observer | None = None
         """Called around fetches when instrumented (:mod:`secretcache._observe`); never on a hit."""
         self.serving = Serving(clock, counters)
-        """What a reader that waited is given (:mod:`secretcache._serving`)."""
+        """What a reader that waited is given (:class:`secretcache._flight.Serving`)."""
 
     def hit(self, secret_id: str) -> Entry | None:
         """The lock-free fast path of AWSCURRENT: the entry if it holds a value before its refresh point.
@@ -202,7 +201,10 @@ class Store:
             return None  # a lookup by version id is immutable: cached until evicted, never refetched for age
         if ttl is None and entry is not None:
             ttl = entry.ttl
-        return self._timing.ttl_for(key.secret_id) if ttl is None else ttl
+        if ttl is not None:
+            return ttl
+        timing = self._timing
+        return next((seconds for prefix, seconds in timing.overrides if key.secret_id.startswith(prefix)), timing.ttl)
 
     def _serve(self, entry: Entry, now: float) -> tuple[Entry | None, bool, SecretCacheError | None, bool]:
         """Locked. What to do with a cached entry.
