@@ -20,6 +20,7 @@ import botocore.session
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 from hypothesis import settings
 from moto import mock_aws
 from moto.secretsmanager import models as moto_secretsmanager_models
@@ -357,6 +358,14 @@ def replica(aws: None) -> Any:
 @pytest.fixture
 def replica_calls(replica: Any) -> Calls:
     return Calls(replica)
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[Any, Stubber]]:
+    """A secretsmanager client (no backend) and the botocore ``Stubber`` active on it: each call must be scripted."""
+    client = boto3.client("secretsmanager", region_name=REGION)
+    with Stubber(client) as stubber:
+        yield client, stubber
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from secretcache import SecretCache
-from tests.conftest import REGION
+from tests.conftest import REGION, FakeClock
 
 
 @pytest.fixture
@@ -50,3 +50,10 @@ def warm(admin: Any, cache: SecretCache, *names: str) -> None:
         admin.create_secret(Name=name, SecretString=f"{name}-1")
         assert cache.get_secret_string(name) == f"{name}-1"
         admin.put_secret_value(SecretId=name, SecretString=f"{name}-2")
+
+
+def warmed(client: Any, admin: Any, clock: FakeClock, *names: str, **options: Any) -> SecretCache:
+    """A cache over ``client``, TTL one hour, on ``clock`` (and ``options``), with each of ``names`` :func:`warm`."""
+    cache = SecretCache(client, ttl=3600, clock=clock, **options)
+    warm(admin, cache, *names)
+    return cache

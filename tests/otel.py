@@ -14,7 +14,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from secretcache import SecretCache
 from secretcache.otel import instrument
+from tests.conftest import FakeClock
+from tests.test_cache import make_cache
 
 VALUE = "VALUE-MARKER-7f3c"  # no exported byte may hold it
 
@@ -68,6 +71,14 @@ class Telemetry:
         """Everything exported, as text: spans (names, attributes, events, links, status) and metrics."""
         data = self.reader.get_metrics_data()
         return "\n".join([span.to_json() for span in self.spans(None)] + [data.to_json() if data else ""])
+
+
+def instrumented(telemetry: Telemetry, client: Any, admin: Any, clock: FakeClock, **options: Any) -> SecretCache:
+    """Secret ``NAME`` created with ``VALUE``, and ``make_cache(client, clock, **options)`` instrumented."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    cache = make_cache(client, clock, **options)
+    telemetry.instrument(cache)
+    return cache
 
 
 @pytest.fixture

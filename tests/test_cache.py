@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +31,22 @@ def make_cache(client: Any, clock: FakeClock, **options: Any) -> SecretCache:
     }
     settings.update(options)
     return SecretCache(client, **settings)
+
+
+def warm_cache(
+    client: Any,
+    admin: Any,
+    clock: FakeClock,
+    *,
+    value: str = "pw-1",
+    make: Callable[..., SecretCache] = make_cache,
+    **options: Any,
+) -> SecretCache:
+    """Secret ``db`` created with ``value``, and ``make(client, clock, **options)`` after one read of it."""
+    admin.create_secret(Name="db", SecretString=value)
+    cache = make(client, clock, **options)
+    cache.get_secret_string("db")
+    return cache
 
 
 def rotate(admin: Any, secret_id: str, value: str) -> tuple[str, str]:
@@ -123,9 +140,7 @@ class TestStagesAndVersions:
         self, client: Any, admin: Any, calls: Calls, clock: FakeClock
     ) -> None:
         """version_stage='AWSCURRENT' is the default lookup, not a second entry."""
-        admin.create_secret(Name="db", SecretString="pw")
-        cache = make_cache(client, clock)
-        cache.get_secret_string("db")
+        cache = warm_cache(client, admin, clock, value="pw")
         assert cache.get_secret_string("db", version_stage="AWSCURRENT") == "pw"
         assert calls["GetSecretValue"] == 1
 
@@ -247,9 +262,7 @@ class TestInvalidation:
         self, client: Any, admin: Any, calls: Calls, clock: FakeClock
     ) -> None:
         """After invalidate() the next read fetches the current value even within the TTL."""
-        admin.create_secret(Name="db", SecretString="pw-1")
-        cache = make_cache(client, clock)
-        cache.get_secret_string("db")
+        cache = warm_cache(client, admin, clock)
         rotate(admin, "db", "pw-2")
         cache.invalidate("db")
         assert cache.get_secret_string("db") == "pw-2"
@@ -373,9 +386,7 @@ class TestEvictionAndLifecycle:
 
     def test_force_refresh_and_refresh(self, client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
         """force_refresh and refresh() fetch now, whatever the TTL."""
-        admin.create_secret(Name="db", SecretString="pw-1")
-        cache = make_cache(client, clock)
-        cache.get_secret_string("db")
+        cache = warm_cache(client, admin, clock)
         rotate(admin, "db", "pw-2")
         assert cache.get_secret_string("db") == "pw-1"
         assert cache.get_secret_string("db", force_refresh=True) == "pw-2"

@@ -19,7 +19,7 @@ from secretcache import (
     SecretUnavailableError,
 )
 from tests.conftest import FAST_RETRY, Calls, FakeClock, quiescent
-from tests.test_cache import make_cache, rotate
+from tests.test_cache import make_cache, rotate, warm_cache
 
 # Failure backoff: 1 s after the first failure, doubling to at most 8 s.
 BACKOFF = RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0, failure_backoff=1.0, max_failure_backoff=8.0)
@@ -171,9 +171,7 @@ class TestStaleServing:
 
     def test_recovery_after_outage(self, client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
         """Once the service answers again, the next fetch after the backoff installs the new value."""
-        admin.create_secret(Name="db", SecretString="pw-1")
-        cache = make_cache(client, clock, retry=BACKOFF)
-        cache.get_secret_string("db")
+        cache = warm_cache(client, admin, clock, retry=BACKOFF)
         remove = calls.fail_with("ThrottlingException")
         clock.advance(61)
         assert cache.get_secret_string("db") == "pw-1"
@@ -190,9 +188,7 @@ class TestStaleServing:
         self, client: Any, admin: Any, calls: Calls, clock: FakeClock
     ) -> None:
         """A forced refresh that fails transiently returns the cached value instead of raising."""
-        admin.create_secret(Name="db", SecretString="pw-1")
-        cache = make_cache(client, clock)
-        cache.get_secret_string("db")
+        cache = warm_cache(client, admin, clock)
         calls.fail_with("ThrottlingException")
         assert cache.refresh("db").secret_string == "pw-1"  # still within its TTL: not stale
         clock.advance(61)
@@ -204,9 +200,7 @@ class TestStaleServing:
         self, client: Any, admin: Any, calls: Calls, clock: FakeClock
     ) -> None:
         """Access revoked or secret deleted: the cached value is no longer served."""
-        admin.create_secret(Name="db", SecretString="pw-1")
-        cache = make_cache(client, clock)
-        cache.get_secret_string("db")
+        cache = warm_cache(client, admin, clock)
         calls.fail_with("AccessDeniedException")
         clock.advance(61)
         with pytest.raises(SecretAccessDeniedError):
@@ -217,9 +211,7 @@ class TestStaleServing:
 
     def test_max_stale_zero_never_serves_stale(self, client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
         """With max_stale=0 an expired value is never served."""
-        admin.create_secret(Name="db", SecretString="pw-1")
-        cache = make_cache(client, clock, max_stale=0)
-        cache.get_secret_string("db")
+        cache = warm_cache(client, admin, clock, max_stale=0)
         calls.fail_with("ThrottlingException")
         clock.advance(61)
         with pytest.raises(SecretUnavailableError):

@@ -22,8 +22,9 @@ from secretcache._entry import Entry, Failure
 from secretcache._fetcher import Fetcher
 from secretcache._stats import Counters
 from secretcache._store import Flight
-from tests.conftest import Calls, FakeClock, wait_until
+from tests.conftest import Calls, FakeClock
 from tests.test_cache import make_cache
+from tests.threads import waiting_readers
 
 
 def test_retry_waits_are_full_jitter_within_policy(client: Any, calls: Calls) -> None:
@@ -54,8 +55,7 @@ def test_waiters_of_a_flight_see_an_unexpected_error(client: Any, calls: Calls, 
     calls.add_fault(fail_after_gate)
     cache = make_cache(client, clock)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(cache.get_secret_string, "db") for _ in range(4)]
-        wait_until(lambda: cache.stats().misses == 4)
+        futures = waiting_readers(pool, cache, "db", 4)
         gate.set()
         for future in futures:
             with pytest.raises(RuntimeError, match="handler bug"):
@@ -80,8 +80,7 @@ def test_interrupted_fetch_reaches_owner_as_is_and_waiters_typed(
     calls.add_fault(interrupt_first)
     cache = make_cache(client, clock)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(cache.get_secret_string, "db") for _ in range(4)]
-        wait_until(lambda: cache.stats().misses == 4)
+        futures = waiting_readers(pool, cache, "db", 4)
         gate.set()
         errors = [type(future.exception(timeout=20)).__name__ for future in futures]
     assert sorted(errors) == ["KeyboardInterrupt"] + ["SecretUnavailableError"] * 3

@@ -22,7 +22,7 @@ from secretcache import SecretCache
 from secretcache.events import SqsInvalidationListener
 from tests.conftest import REGION, FakeClock, _reset, wait_until
 from tests.listener import queue as queue  # a fixture
-from tests.listener import queue_counts, queue_is_empty, send, warm
+from tests.listener import queue_counts, queue_is_empty, send, warm, warmed
 from tests.test_cache import rotate
 from tests.test_events import change_event, load
 
@@ -68,8 +68,7 @@ def test_stop_returns_while_a_receive_is_blocked_and_start_polls_at_once(
 ) -> None:
     """stop() returns False while the thread's receive is still blocked; start() runs a fresh thread at once."""
     sqs, url, _ = queue
-    cache = SecretCache(client, ttl=3600, clock=clock)
-    warm(admin, cache, "a")
+    cache = warmed(client, admin, clock, "a")
     receives = HeldReceive(sqs)
     listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=1)
     try:
@@ -98,8 +97,7 @@ def test_messages_received_after_stop_are_released_not_applied_nor_deleted(
 ) -> None:  # fmt: skip
     """A stopped thread whose receive returns a message neither applies nor deletes it, and makes it visible again."""
     sqs, url, _ = queue
-    cache = SecretCache(client, ttl=3600, clock=clock)
-    warm(admin, cache, "a")
+    cache = warmed(client, admin, clock, "a")
     receives = HeldReceive(sqs)
     if release_fails:
 
@@ -131,8 +129,7 @@ def test_stop_from_the_polling_thread_returns_without_deadlock(
 ) -> None:
     """stop() called by code running on the polling thread (an on_change listener) returns False and the thread ends."""
     sqs, url, _ = queue
-    cache = SecretCache(client, ttl=3600, clock=clock)
-    warm(admin, cache, "a")
+    cache = warmed(client, admin, clock, "a")
     listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=0, refresh=True)
     results: list[bool] = []
     threads: list[threading.Thread] = []

@@ -20,7 +20,7 @@ from secretcache import SecretCache, SecretNotFoundError
 from secretcache.events import SqsInvalidationListener
 from tests.conftest import FAST_RETRY, REGION, Calls, FakeClock
 from tests.listener import queue as queue  # a fixture
-from tests.listener import queue_counts, queue_is_empty, send, warm
+from tests.listener import queue_counts, queue_is_empty, send, warm, warmed
 from tests.test_cache import rotate
 from tests.test_events import ARN, change_event, load
 
@@ -98,8 +98,7 @@ def test_a_poison_message_does_not_hold_back_its_batch(
 ) -> None:  # fmt: skip
     """Messages that raise or cannot be used are logged by id and deleted; the rest of the batch is applied."""
     sqs, url, _ = queue
-    cache = SecretCache(client, ttl=3600, retry=FAST_RETRY, clock=clock)
-    warm(admin, cache, "first", "poison", "last")
+    cache = warmed(client, admin, clock, "first", "poison", "last", retry=FAST_RETRY)
 
     class Boom(Exception):
         pass
@@ -136,8 +135,7 @@ def test_a_transient_refresh_failure_leaves_the_message_for_redelivery(
     sqs = boto3.client("sqs", region_name=REGION)
     # Visibility 0: a message left undeleted is visible again at once, as after a visibility timeout.
     url = sqs.create_queue(QueueName="secret-changes", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
-    cache = SecretCache(client, ttl=3600, retry=FAST_RETRY, clock=clock)
-    warm(admin, cache, "flaky", "steady")
+    cache = warmed(client, admin, clock, "flaky", "steady", retry=FAST_RETRY)
 
     def unavailable(operation: str, params: dict[str, Any]) -> None:
         if "flaky" in params.get("SecretIdList", []):
@@ -167,8 +165,7 @@ def test_a_definite_refresh_error_deletes_the_message(
 ) -> None:  # fmt: skip
     """After a DeleteSecret event the refresh finds no secret: the invalidation stands and the message is deleted."""
     sqs, url, _ = queue
-    cache = SecretCache(client, ttl=3600, retry=FAST_RETRY, clock=clock)
-    warm(admin, cache, "gone")
+    cache = warmed(client, admin, clock, "gone", retry=FAST_RETRY)
     admin.delete_secret(SecretId="gone", ForceDeleteWithoutRecovery=True)
     event = change_event("gone")
     event["detail"]["eventName"] = "DeleteSecret"

@@ -10,29 +10,20 @@ response with no value at all (a body botocore could not parse) is still malform
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
 from secretcache import SecretCache, SecretChange, SecretUnavailableError
-from tests.conftest import REGION, WATCHDOG, FakeClock, wait_until
+from tests.conftest import WATCHDOG, FakeClock, wait_until
 from tests.threads import start
 
 AWSCURRENT = {"SecretId": "app/key", "VersionStage": "AWSCURRENT"}
 VERSION_1 = "v1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 VERSION_2 = "v2-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/key-AbCdEf"
-
-
-@pytest.fixture
-def stubbed() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.client("secretsmanager", region_name=REGION)
-    with Stubber(client) as stubber:
-        yield client, stubber
 
 
 def full(value: str, version: str, created: int) -> dict[str, Any]:

@@ -207,14 +207,17 @@ class CacheMachine(RuleBasedStateMachine):
     def _call(self, read: Callable[[], Any]) -> tuple[Outcome | str, int, tuple[int, int]]:
         """Run one read: its outcome (a bare version id for the string and JSON getters), calls, counters."""
         calls, stats = self.calls["GetSecretValue"], self.cache.stats()
+        outcome = self._read_outcome(read)
+        after = self.cache.stats()
+        return outcome, self.calls["GetSecretValue"] - calls, (after.hits - stats.hits, after.misses - stats.misses)
+
+    def _read_outcome(self, read: Callable[[], Any]) -> Outcome | str:
+        """Run ``read``: its outcome, ``MISSING`` for "not found"."""
         try:
             result = read()
         except SecretNotFoundError:
-            outcome: Outcome | str = MISSING
-        else:
-            outcome = self._decode(result)
-        after = self.cache.stats()
-        return outcome, self.calls["GetSecretValue"] - calls, (after.hits - stats.hits, after.misses - stats.misses)
+            return MISSING
+        return self._decode(result)
 
     def _decode(self, result: Any) -> Outcome | str:
         if isinstance(result, SecretValue):
@@ -412,6 +415,17 @@ class CacheMachine(RuleBasedStateMachine):
         assert (stats.stale_served, stats.background_refreshes) == (0, 0)
 
 
+def machine_settings(*, examples: int, heavy_examples: int, steps: int, heavy_steps: int) -> settings:
+    """A state machine's Hypothesis settings: its counts (the long ones under the nightly profile), no deadline."""
+    return settings(
+        max_examples=heavy_examples if HEAVY else examples,
+        stateful_step_count=heavy_steps if HEAVY else steps,
+        deadline=None,
+        database=None,  # nothing written into the repository
+        report_multiple_bugs=False,  # shrink the first failure only
+    )
+
+
 def _matches(outcome: Outcome | str, option: Outcome | str) -> bool:
     """Whether an observed outcome fits an allowed one (a bare version id only checks the id)."""
     if isinstance(outcome, str) or isinstance(option, str):
@@ -426,10 +440,5 @@ def _matches(outcome: Outcome | str, option: Outcome | str) -> bool:
 class TestCacheAgainstModel(CacheMachine.TestCase):  # type: ignore[misc,valid-type]
     """Every read stays within what the TTL, invalidations and forced refreshes allow."""
 
-    settings = settings(
-        max_examples=500 if HEAVY else 70,  # + 30 of the seams machine, which replays these rules too
-        stateful_step_count=60 if HEAVY else 30,
-        deadline=None,
-        database=None,  # nothing written into the repository
-        report_multiple_bugs=False,  # shrink the first failure only
-    )
+    # 70 examples, + 30 of the seams machine, which replays these rules too
+    settings = machine_settings(examples=70, heavy_examples=500, steps=30, heavy_steps=60)

@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 
 import boto3
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from moto import mock_aws
@@ -39,7 +38,7 @@ from moto import mock_aws
 from secretcache import RetryPolicy, SecretCache, SecretChange, SecretUnavailableError
 from tests.conftest import REGION, WATCHDOG, Calls, FakeClock, wait_until
 from tests.replication import Lag
-from tests.test_model import HEAVY, sync_moto_current
+from tests.test_model import machine_settings, sync_moto_current
 
 REPLICA = "us-west-2"
 SECRETS = ("app/db",)  # one secret, so the rules meet on it often; spellings make it several keys
@@ -362,10 +361,4 @@ class MonotonicMachine(RuleBasedStateMachine):
 class TestMonotonicReadsAgainstModel(MonotonicMachine.TestCase):  # type: ignore[misc,valid-type]
     """Lagging replicas, spellings, late answers, invalidation mid-fetch and rollbacks never take a read back."""
 
-    settings = settings(
-        max_examples=300 if HEAVY else 50,
-        stateful_step_count=60 if HEAVY else 40,
-        deadline=None,
-        database=None,
-        report_multiple_bugs=False,
-    )
+    settings = machine_settings(examples=50, heavy_examples=300, steps=40, heavy_steps=60)

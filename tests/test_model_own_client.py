@@ -21,28 +21,19 @@ from typing import Any
 
 import botocore.handlers
 import pytest
-from hypothesis import settings
 from hypothesis.stateful import invariant
 
 from secretcache import SecretCache, SecretUnavailableError
-from tests.test_model import HEAVY, MODEL_RETRY, SECRETS, TTL, ModelKey, shared_clients
-from tests.test_model_seams import NEXT, REFRESH_AHEAD, SeamsMachine
+from tests.test_model import SECRETS, ModelKey, machine_settings, shared_clients
+from tests.test_model_seams import NEXT, MachineHandler, SeamsMachine
 
 FETCHED_UP_THE_STACK = "being fetched further up this thread's stack"
 
 
-class ReadingCredentialsHandler(logging.Handler):
+class ReadingCredentialsHandler(MachineHandler):
     """A handler of botocore's credentials log that reads another secret through the cache."""
 
-    def __init__(self, machine: OwnClientMachine) -> None:
-        super().__init__(logging.DEBUG)
-        self.machine = machine
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        """Emit without the handler's lock: a deadlocked emit must not hang ``logging.shutdown()``."""
-        if self.filter(record):
-            self.emit(record)
-        return True
+    machine: OwnClientMachine
 
     def emit(self, record: logging.LogRecord) -> None:
         """Read the secret after the one being read (a failure is recorded for the machine)."""
@@ -67,14 +58,7 @@ class OwnClientMachine(SeamsMachine):
         """The seams machine's cache, without a client: it builds its own; its calls are counted there."""
         self.observer = ("before-call.secretsmanager.*", self.calls._before_call)
         botocore.handlers.BUILTIN_HANDLERS.append(self.observer)
-        return SecretCache(
-            ttl=TTL,
-            ttl_jitter=0.0,
-            refresh_ahead=REFRESH_AHEAD,
-            stale_while_revalidate=0.0,
-            retry=MODEL_RETRY,
-            clock=self.clock,
-        )
+        return super()._make_cache(None)
 
     def teardown(self) -> None:
         """Close, then unhook the call counter from the shared client it was built on.
@@ -131,10 +115,5 @@ class OwnClientMachine(SeamsMachine):
 class TestOwnClientSeamsAgainstModel(OwnClientMachine.TestCase):  # type: ignore[misc,valid-type]
     """A log handler reading the cache while it builds its own client keeps every promise of the seams machine."""
 
-    settings = settings(
-        max_examples=40 if HEAVY else 8,  # a variant of the seams machine, which runs 30
-        stateful_step_count=30 if HEAVY else 20,
-        deadline=None,
-        database=None,  # nothing written into the repository
-        report_multiple_bugs=False,  # shrink the first failure only
-    )
+    # a variant of the seams machine, which runs 30 examples
+    settings = machine_settings(examples=8, heavy_examples=40, steps=20, heavy_steps=30)

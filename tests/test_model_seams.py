@@ -24,14 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule
 
 from secretcache import AsyncSecretCache, CacheStats, SecretCache, SecretChange, SecretNotFoundError
 from tests.conftest import WATCHDOG
 from tests.test_model import (
-    HEAVY,
     MISSING,
     MODEL_RETRY,
     SECRETS,
@@ -42,6 +40,7 @@ from tests.test_model import (
     ModelKey,
     Outcome,
     _matches,
+    machine_settings,
 )
 from tests.threads import T, start
 
@@ -88,8 +87,8 @@ class Gate:
             raise AssertionError("a held call was never released")
 
 
-class CallingBackHandler(logging.Handler):
-    """A log handler that calls back into the cache (``stats()`` takes the store's lock), as a metrics handler might."""
+class MachineHandler(logging.Handler):
+    """A log handler whose ``emit`` calls into the machine's cache; it takes no lock of its own."""
 
     def __init__(self, machine: SeamsMachine) -> None:
         super().__init__(logging.DEBUG)
@@ -100,6 +99,10 @@ class CallingBackHandler(logging.Handler):
         if self.filter(record):
             self.emit(record)
         return True
+
+
+class CallingBackHandler(MachineHandler):
+    """A log handler that calls back into the cache (``stats()`` takes the store's lock), as a metrics handler might."""
 
     def emit(self, record: logging.LogRecord) -> None:
         """Call ``stats()``; a failure is recorded for the machine."""
@@ -164,7 +167,10 @@ class SeamsMachine(CacheMachine):
         threading.excepthook = self._thread_died
 
     def _make_cache(self, client: Any) -> SecretCache:
-        """The cache under test, refreshing ahead at half the TTL, with no stale-while-revalidate window."""
+        """The cache under test, refreshing ahead at half the TTL, with no stale-while-revalidate window.
+
+        With ``client=None`` it builds its own client on its first fetch.
+        """
         return SecretCache(
             client,
             ttl=TTL,
@@ -286,12 +292,7 @@ class SeamsMachine(CacheMachine):
             READS.set(stack)
         stack.append(0)
         try:
-            try:
-                result = read()
-            except SecretNotFoundError:
-                outcome: Outcome | str = MISSING
-            else:
-                outcome = self._decode(result)
+            outcome = self._read_outcome(read)
         finally:
             made = stack.pop()
         with self.lock:
@@ -619,10 +620,4 @@ class SeamsMachine(CacheMachine):
 class TestSeamsAgainstModel(SeamsMachine.TestCase):  # type: ignore[misc,valid-type]
     """Re-entrant listeners, prefetch, a busy refresh pool and orphaned asyncio reads keep the model's promises."""
 
-    settings = settings(
-        max_examples=200 if HEAVY else 30,
-        stateful_step_count=50 if HEAVY else 30,
-        deadline=None,
-        database=None,  # nothing written into the repository
-        report_multiple_bugs=False,  # shrink the first failure only
-    )
+    settings = machine_settings(examples=30, heavy_examples=200, steps=30, heavy_steps=50)

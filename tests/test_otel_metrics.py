@@ -18,7 +18,7 @@ from opentelemetry.trace import StatusCode
 from secretcache import SecretNotFoundError
 from secretcache.otel import instrument
 from tests.conftest import Calls, FakeClock, quiescent, wait_until
-from tests.otel import NAME, VALUE, Telemetry
+from tests.otel import NAME, VALUE, Telemetry, instrumented
 from tests.otel import telemetry as telemetry  # a fixture
 from tests.test_cache import make_cache, rotate
 
@@ -185,9 +185,7 @@ def test_every_read_of_a_cold_stampede_is_counted_once(
     client: Any, admin: Any, calls: Calls, clock: FakeClock, telemetry: Telemetry
 ) -> None:
     """32 threads on a cold key: one call, one fetch span, and exactly 32 reads across the results."""
-    admin.create_secret(Name=NAME, SecretString=VALUE)
-    cache = make_cache(client, clock)
-    telemetry.instrument(cache)
+    cache = instrumented(telemetry, client, admin, clock)
     gate = calls.hold()
     barrier = threading.Barrier(32)
     results: list[str] = []

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
 from secretcache.otel import instrument
 from tests.conftest import Calls, FakeClock, wait_until
-from tests.otel import NAME, VALUE, Telemetry
+from tests.otel import NAME, VALUE, Telemetry, instrumented
 from tests.otel import telemetry as telemetry  # a fixture
 from tests.test_cache import make_cache
 
@@ -26,9 +26,7 @@ def test_a_callback_reading_the_cache_while_a_fetch_runs_does_not_block(
     client: Any, admin: Any, calls: Calls, clock: FakeClock, telemetry: Telemetry
 ) -> None:
     """Collecting metrics while a fetch hangs in Secrets Manager answers at once (no lock held)."""
-    admin.create_secret(Name=NAME, SecretString=VALUE)
-    cache = make_cache(client, clock)
-    telemetry.instrument(cache)
+    cache = instrumented(telemetry, client, admin, clock)
     gate = calls.hold()
     reader = threading.Thread(target=cache.get_secret_string, args=(NAME,), daemon=True)
     reader.start()
@@ -107,9 +105,7 @@ def test_an_interrupted_fetch_ends_its_span_as_an_error(
     client: Any, admin: Any, calls: Calls, clock: FakeClock, telemetry: Telemetry
 ) -> None:
     """A BaseException mid-fetch (KeyboardInterrupt) still ends the span and records the duration."""
-    admin.create_secret(Name=NAME, SecretString=VALUE)
-    cache = make_cache(client, clock)
-    telemetry.instrument(cache)
+    cache = instrumented(telemetry, client, admin, clock)
 
     def interrupt(_operation: str, _params: dict[str, Any]) -> None:
         raise KeyboardInterrupt

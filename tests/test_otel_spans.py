@@ -13,7 +13,7 @@ import boto3
 
 from secretcache import AsyncSecretCache
 from tests.conftest import REGION, Calls, FakeClock, wait_until
-from tests.otel import NAME, VALUE, Telemetry
+from tests.otel import NAME, VALUE, Telemetry, instrumented
 from tests.otel import telemetry as telemetry  # a fixture
 from tests.test_cache import make_cache
 
@@ -49,9 +49,7 @@ def test_foreground_fetch_is_a_child_of_the_callers_span_and_botocore_nests_unde
 def test_background_refresh_is_its_own_trace_linked_to_the_trigger(
     client: Any, admin: Any, calls: Calls, clock: FakeClock, telemetry: Telemetry
 ) -> None:
-    admin.create_secret(Name=NAME, SecretString=VALUE)
-    cache = make_cache(client, clock, refresh_ahead=0.5)
-    telemetry.instrument(cache)
+    cache = instrumented(telemetry, client, admin, clock, refresh_ahead=0.5)
     tracer = telemetry.tracers.get_tracer("app")
     cache.get_secret_string(NAME)
     clock.advance(40)  # past the refresh point (30 s), within the TTL

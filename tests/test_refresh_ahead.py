@@ -11,7 +11,7 @@ import pytest
 from secretcache import RetryPolicy, SecretChange, SecretUnavailableError
 from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent, wait_until
 from tests.store import ahead_cache
-from tests.test_cache import rotate
+from tests.test_cache import rotate, warm_cache
 
 
 def test_read_past_refresh_point_returns_at_once_and_refreshes_once(
@@ -47,9 +47,7 @@ def test_continuous_reads_cost_one_call_per_ttl_not_per_thread(
     client: Any, admin: Any, calls: Calls, clock: FakeClock
 ) -> None:
     """8 threads reading for 10 TTLs cause about 10 fetches, each in the background."""
-    admin.create_secret(Name="db", SecretString="pw")
-    cache = ahead_cache(client, clock)
-    cache.get_secret_string("db")
+    cache = warm_cache(client, admin, clock, value="pw", make=ahead_cache)
     threads = 8
     barrier = threading.Barrier(threads + 1)
 
@@ -81,9 +79,7 @@ def test_expired_value_is_refetched_in_the_foreground_while_the_service_answers(
     client: Any, admin: Any, calls: Calls, clock: FakeClock
 ) -> None:
     """Past its TTL (no stale_while_revalidate), a read fetches: the TTL bounds a value's age."""
-    admin.create_secret(Name="db", SecretString="pw-1")
-    cache = ahead_cache(client, clock)
-    cache.get_secret_string("db")
+    cache = warm_cache(client, admin, clock, make=ahead_cache)
     rotate(admin, "db", "pw-2")
     clock.advance(150)  # idle past the TTL, well within max_stale
     assert cache.get_secret_string("db") == "pw-2"
@@ -95,9 +91,7 @@ def test_stale_while_revalidate_serves_within_its_window_only(
     client: Any, admin: Any, calls: Calls, clock: FakeClock
 ) -> None:
     """Within stale_while_revalidate past the TTL a value is returned at once while a refresh runs."""
-    admin.create_secret(Name="db", SecretString="pw-1")
-    cache = ahead_cache(client, clock, stale_while_revalidate=30)
-    cache.get_secret_string("db")
+    cache = warm_cache(client, admin, clock, make=ahead_cache, stale_while_revalidate=30)
     rotate(admin, "db", "pw-2")
     gate = calls.hold()
     clock.advance(120)  # 20 s past the TTL: inside the 30 s window
@@ -128,10 +122,8 @@ def test_background_failure_backs_off_and_never_raises_in_readers(
     client: Any, admin: Any, calls: Calls, clock: FakeClock
 ) -> None:
     """A failing background refresh keeps serving the value, backs off, and recovers."""
-    admin.create_secret(Name="db", SecretString="pw-1")
     policy = RetryPolicy(attempts=2, initial_delay=0, max_delay=0, failure_backoff=5.0, max_failure_backoff=5.0)
-    cache = ahead_cache(client, clock, retry=policy, max_stale=1000)
-    cache.get_secret_string("db")
+    cache = warm_cache(client, admin, clock, make=ahead_cache, retry=policy, max_stale=1000)
     remove = calls.fail_with("ThrottlingException")
     clock.advance(80)
     assert cache.get_secret_string("db") == "pw-1"
@@ -154,9 +146,7 @@ def test_background_failure_past_max_stale_surfaces_only_to_blocking_readers(
     client: Any, admin: Any, calls: Calls, clock: FakeClock
 ) -> None:
     """Once nothing usable is left, a reader gets SecretUnavailableError, not a background error."""
-    admin.create_secret(Name="db", SecretString="pw-1")
-    cache = ahead_cache(client, clock, max_stale=10)
-    cache.get_secret_string("db")
+    cache = warm_cache(client, admin, clock, make=ahead_cache, max_stale=10)
     calls.fail_with("ServiceUnavailable", 503)
     clock.advance(200)
     with pytest.raises(SecretUnavailableError):
@@ -179,9 +169,7 @@ def test_listener_runs_on_the_background_thread(client: Any, admin: Any, clock: 
 
 def test_close_stops_background_work(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
     """A closed cache schedules nothing and its threads stop."""
-    admin.create_secret(Name="db", SecretString="pw-1")
-    cache = ahead_cache(client, clock)
-    cache.get_secret_string("db")
+    cache = warm_cache(client, admin, clock, make=ahead_cache)
     clock.advance(85)
     cache.get_secret_string("db")
     wait_until(lambda: cache.stats().refreshes == 1)
@@ -197,9 +185,7 @@ def test_close_stops_background_work(client: Any, admin: Any, calls: Calls, cloc
 
 def test_an_interrupted_worker_is_replaced(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
     """A background thread killed by SystemExit is replaced; later refreshes still run."""
-    admin.create_secret(Name="db", SecretString="pw-1")
-    cache = ahead_cache(client, clock)
-    cache.get_secret_string("db")
+    cache = warm_cache(client, admin, clock, make=ahead_cache)
     remove = calls.raise_error(SystemExit(3), times=1)
     clock.advance(85)
     cache.get_secret_string("db")  # its background refresh dies with SystemExit

@@ -8,25 +8,16 @@ Powertools send, so a botocore ``Stubber`` expecting exactly ``{"SecretId": ...}
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
 from secretcache import AsyncSecretCache, SecretCache, SecretNotFoundError
-from tests.conftest import REGION, FakeClock
+from tests.conftest import FakeClock
 from tests.test_cache import make_cache
 
 VERSION = "7a9155b8-2dc9-466e-b4f6-5bc46516c84d"
-
-
-@pytest.fixture
-def stubbed() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.client("secretsmanager", region_name=REGION)
-    with Stubber(client) as stubber:
-        yield client, stubber
 
 
 def test_default_sends_the_current_stage(stubbed: tuple[Any, Stubber], clock: FakeClock) -> None:

@@ -18,6 +18,7 @@ from secretcache import AsyncSecretCache, RetryPolicy, SecretUnavailableError
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.store import _deny
 from tests.test_cache import make_cache
+from tests.threads import waiting_readers
 from tests.watchdog import within_watchdog
 
 # -- 3. an asyncio loop that ends mid-read ---------------------------------------------------
@@ -119,8 +120,7 @@ def test_close_during_a_fetch_wakes_its_readers_and_refuses_new_reads(
     cache = make_cache(client, clock)
     gate = calls.hold()
     with ThreadPoolExecutor(max_workers=3) as pool:
-        readers = [pool.submit(cache.get_secret_string, "db") for _ in range(3)]
-        wait_until(lambda: cache.stats().misses == 3)
+        readers = waiting_readers(pool, cache, "db", 3)
         cache.close()
         gate.set()
         assert [reader.result(timeout=WATCHDOG) for reader in readers] == ["pw"] * 3

@@ -18,7 +18,7 @@ import pytest
 from secretcache import SecretChange, SecretUnavailableError
 from tests.conftest import FAST_RETRY, Calls, FakeClock
 from tests.store import _deny
-from tests.test_cache import make_cache, rotate
+from tests.test_cache import make_cache, rotate, warm_cache
 from tests.watchdog import within_watchdog
 
 
@@ -191,9 +191,7 @@ def test_a_reader_that_sees_an_error_counted_sees_the_failure_installed(
 
 def test_listener_sees_the_new_value_served(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
     """A change listener runs after the new version is installed: reading the secret there returns it, no call."""
-    admin.create_secret(Name="db", SecretString="pw-1")
-    cache = make_cache(client, clock)
-    cache.get_secret_string("db")
+    cache = warm_cache(client, admin, clock)
     read: list[tuple[SecretChange, str]] = []
     cache.on_change(lambda change: read.append((change, cache.get_secret_string("db"))))
     rotate(admin, "db", "pw-2")

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from secretcache import SecretCache
-from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, wait_until
+from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock
 from tests.test_cache import rotate
+from tests.threads import waiting_readers
 
 # -- 6. the TTL is a bound while Secrets Manager answers --------------------------------------
 
@@ -39,8 +40,7 @@ def test_ttl_zero_fetches_on_every_read_but_concurrent_reads_share(
     assert calls["GetSecretValue"] == 2
     gate = calls.hold()
     with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = [pool.submit(cache.get_secret_string, "db") for _ in range(8)]
-        wait_until(lambda: cache.stats().misses == 2 + 8)
+        futures = waiting_readers(pool, cache, "db", 8, misses_before=2)
         gate.set()
         assert [future.result(timeout=WATCHDOG) for future in futures] == ["pw-2"] * 8
     assert calls["GetSecretValue"] == 3

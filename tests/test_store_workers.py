@@ -12,7 +12,7 @@ from typing import Any
 
 from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent, wait_until
 from tests.store import ahead_cache, busy_pool
-from tests.test_cache import rotate
+from tests.test_cache import rotate, warm_cache
 from tests.watchdog import within_watchdog
 
 # -- 4. a forced refresh never waits behind other secrets' queued refreshes -----------------
@@ -80,9 +80,7 @@ def test_a_refresh_the_pool_refuses_is_forgotten_and_tried_again(
     client: Any, admin: Any, calls: Calls, clock: FakeClock
 ) -> None:
     """When the refresh pool refuses a job (closed or full), nothing stays in flight and a later read retries."""
-    admin.create_secret(Name="db", SecretString="pw-1")
-    cache = ahead_cache(client, clock)
-    cache.get_secret_string("db")
+    cache = warm_cache(client, admin, clock, make=ahead_cache)
     cache._pool.close()  # every submission is refused from now on
     clock.advance(85)
     assert cache.get_secret_string("db") == "pw-1"

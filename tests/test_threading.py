@@ -11,6 +11,7 @@ import pytest
 from secretcache import SecretCache, SecretNotFoundError
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.test_cache import make_cache, rotate
+from tests.threads import waiting_readers
 
 
 def test_cold_stampede_of_32_threads_makes_one_call(backend: Any, clock: FakeClock) -> None:
@@ -40,8 +41,7 @@ def test_failed_flight_delivers_the_error_to_every_waiter(client: Any, calls: Ca
     gate = calls.hold()
     cache = make_cache(client, clock)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = [pool.submit(cache.get_secret_string, "missing") for _ in range(8)]
-        wait_until(lambda: cache.stats().misses == 8)
+        futures = waiting_readers(pool, cache, "missing", 8)
         gate.set()
         for future in futures:
             with pytest.raises(SecretNotFoundError):

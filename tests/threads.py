@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
+
+from tests.conftest import wait_until
 
 T = TypeVar("T")
 
@@ -40,3 +42,15 @@ def start(function: Callable[[], T], name: str) -> Future[T]:
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return future
+
+
+def waiting_readers(
+    pool: Executor, cache: Any, secret_id: str, count: int, *, misses_before: int = 0
+) -> list[Future[str]]:
+    """Submit ``count`` reads of ``secret_id`` to ``pool``; return them once each is counted a miss (in or on a fetch).
+
+    ``misses_before`` is the cache's miss count before these reads.
+    """
+    futures = [pool.submit(cache.get_secret_string, secret_id) for _ in range(count)]
+    wait_until(lambda: cache.stats().misses == misses_before + count)
+    return futures
