@@ -90,9 +90,11 @@ def _read_file(variable: str, path: str) -> str:
     if len(data) > MAX_TOKEN_BYTES:
         raise TokenError(f"the SSRF token file ({where}) is longer than {MAX_TOKEN_BYTES} bytes")
     try:
-        token = data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise TokenError(f"the SSRF token file ({where}) is not UTF-8 text") from None
+        token: str | None = data.decode("utf-8").strip()
+    except UnicodeDecodeError:  # its args hold the file's bytes: raised outside, so it is not the context
+        token = None
+    if token is None:
+        raise TokenError(f"the SSRF token file ({where}) is not UTF-8 text")
     if not token:
         raise TokenError(f"the SSRF token file ({where}) is empty")
     return token
