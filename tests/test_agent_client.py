@@ -423,3 +423,70 @@ def test_forked_child_opens_its_own_connection(standin: AgentStandIn, tmp_path: 
     parent, child, parent_again = (seen.port for seen in standin.gets())
     assert child != parent
     assert parent_again == parent
+
+
+@pytest.mark.parametrize(
+    ("created", "expected"),
+    [
+        ('"1569534789.046"', datetime(2019, 9, 26, 21, 53, 9, 46000, tzinfo=timezone.utc)),  # the Agent's
+        ("1569534789.046", datetime(2019, 9, 26, 21, 53, 9, 46000, tzinfo=timezone.utc)),  # a JSON number
+        ('"2019-09-26T21:53:09.046Z"', datetime(2019, 9, 26, 21, 53, 9, 46000, tzinfo=timezone.utc)),
+        ('"2019-09-26T23:53:09.046+02:00"', datetime(2019, 9, 26, 21, 53, 9, 46000, tzinfo=timezone.utc)),
+        ('"yesterday"', None),
+        ("null", None),
+    ],
+)
+def test_created_date_is_read_exactly_or_left_out(
+    client: AgentClient, standin: AgentStandIn, created: str, expected: datetime | None
+) -> None:
+    """CreatedDate in the Agent's string form, a number or ISO 8601 is read to the microsecond in UTC; else left out."""
+    body = '{"ARN":"arn","Name":"app/db","VersionId":"v1","SecretString":"x","VersionStages":["AWSCURRENT"],'
+    standin.fail_next((200, f'{body}"CreatedDate":{created}}}'.encode()))
+    answer = client.get_secret_value(SecretId="app/db")
+    assert answer.get("CreatedDate") == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"[1, 2]", b'{"Name":"app/db","SecretBinary":"not base64!"}'],
+    ids=["empty", "not-an-object", "bad-base64"],
+)
+def test_broken_success_bodies_are_parser_errors(client: AgentClient, standin: AgentStandIn, body: bytes) -> None:
+    """A 200 answer that is not a GetSecretValue object raises botocore's ResponseParserError (transient), no body."""
+    from botocore.parsers import ResponseParserError
+
+    standin.fail_next((200, body))
+    with pytest.raises(ResponseParserError) as caught:
+        client.get_secret_value(SecretId="app/db")
+    assert caught.value.__context__ is None
+    assert "base64!" not in str(caught.value)
+
+
+def test_namespaced_error_type_and_wrong_argument_types(client: AgentClient, standin: AgentStandIn) -> None:
+    """A JSON-protocol "__type" with a namespace gives the bare code; a non-str SecretId is refused as boto3 does."""
+    from botocore.exceptions import ParamValidationError
+
+    standin.fail_next((400, b'{"__type":"com.amazonaws.secretsmanager#DecryptionFailure","Message":"kms"}'))
+    with pytest.raises(ClientError) as caught:
+        client.get_secret_value(SecretId="app/db")
+    assert caught.value.response["Error"] == {"Code": "DecryptionFailure", "Message": "kms"}
+    with pytest.raises(ParamValidationError, match="SecretId"):
+        client.get_secret_value(SecretId=5)  # type: ignore[arg-type]
+    with pytest.raises(ParamValidationError, match="RefreshNow"):
+        client.get_secret_value(SecretId="app/db", RefreshNow="yes")  # type: ignore[arg-type]
+    assert standin.gets()[1:] == []
+
+
+def test_unreadable_token_file_is_named_not_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_TOKEN=file://PATH naming a missing or non-UTF-8 file: a ValueError naming the variable and path only."""
+    missing = tmp_path / "missing"
+    monkeypatch.setenv("AWS_TOKEN", f"file://{missing}")
+    with pytest.raises(ValueError, match="AWS_TOKEN") as caught:
+        AgentClient()
+    assert str(missing) in str(caught.value)
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfehunter2")
+    monkeypatch.setenv("AWS_TOKEN", f"file://{binary}")
+    with pytest.raises(ValueError, match="not UTF-8") as refused:
+        AgentClient()
+    assert "hunter2" not in text_of(refused.value)
