@@ -490,3 +490,13 @@ def test_unreadable_token_file_is_named_not_shown(tmp_path: Path, monkeypatch: p
     with pytest.raises(ValueError, match="not UTF-8") as refused:
         AgentClient()
     assert "hunter2" not in text_of(refused.value)
+
+
+async def test_async_cache_reads_through_the_client(client: AgentClient, standin: AgentStandIn) -> None:
+    """AsyncSecretCache reads through an AgentClient too (its fetches run off the event loop), refresh included."""
+    from secretcache import AsyncSecretCache
+
+    async with AsyncSecretCache(client=client, retry=RETRY) as cache:
+        assert await cache.get_secret_string("app/db") == VALUE
+        await cache.refresh("app/db")
+    assert [seen.query.get("refreshNow") for seen in standin.gets()] == [None, "true"]
