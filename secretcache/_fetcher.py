@@ -44,10 +44,19 @@ if TYPE_CHECKING:
 
     from secretcache._observe import Fetch
 
-__all__ = ["BATCH_SIZE", "BatchFailedError", "BatchRefusedError", "Fetcher", "in_region"]
+__all__ = ["BATCH_SIZE", "REFRESH_NOW", "BatchFailedError", "BatchRefusedError", "Fetcher", "in_region"]
 
 BATCH_SIZE = 20
 """Most secret ids one ``BatchGetSecretValue`` call accepts."""
+
+REFRESH_NOW = "_secretcache_refresh_now"
+"""The attribute by which a client declares that its ``get_secret_value`` takes ``RefreshNow=True``.
+
+A forced read (``force_refresh=True``, ``refresh()``) passes ``RefreshNow=True`` to a client
+whose attribute of this name is ``True`` (:class:`secretcache.agent.AgentClient`, which sends it
+as the Agent protocol's ``refreshNow=true`` so the server refreshes too); never to any other
+client (a boto3 client would refuse the unknown parameter).
+"""
 
 _T = TypeVar("_T")
 
@@ -187,7 +196,8 @@ class Fetcher:
         ``VersionStage`` is sent whenever no version id is asked for, so the label is never left
         for the service to default, unless the cache was built with ``send_current_stage=False``:
         then a read of AWSCURRENT sends only ``SecretId``, as plain boto3 code does. ``fetch``,
-        when given, counts the attempts.
+        when given, counts the attempts; when it is a forced refresh, a client declaring
+        :data:`REFRESH_NOW` is also passed ``RefreshNow=True``.
 
         Raises:
             SecretCacheError: The typed error matching the failure, the botocore error chained.
@@ -204,13 +214,15 @@ class Fetcher:
         elif version_stage is not None and version_stage != DEFAULT_STAGE:
             missing = f"has no version labelled {version_stage}"
         calls: list[None] = []
+        forced = fetch is not None and fetch.refresh == "forced"
 
         def attempt(client: SecretsManagerClient, region: str | None) -> GetSecretValueResponseTypeDef:
             calls.append(None)
             sent = secret_id if region is None else in_region(secret_id, region)
-            response = self._send(
-                client, "GetSecretValue", fetch, lambda: client.get_secret_value(SecretId=sent, **kwargs)
-            )
+            call: Callable[..., GetSecretValueResponseTypeDef] = client.get_secret_value
+            if forced and getattr(client, REFRESH_NOW, False) is True:
+                call = functools.partial(call, RefreshNow=True)
+            response = self._send(client, "GetSecretValue", fetch, lambda: call(SecretId=sent, **kwargs))
             check_fields(response, "GetSecretValue")
             return response
 

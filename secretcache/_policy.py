@@ -208,8 +208,8 @@ ENV_VARIABLES = (
     *_RETRY_FIELDS,
 )
 """Every variable :meth:`SecretCache.from_env` reads, without its prefix."""
-READ_ELSEWHERE = frozenset({"BOTOCORE_LOG_REDACTION"})
-"""Variables with the prefix that other modules read (:mod:`secretcache.redaction`): not typos."""
+READ_ELSEWHERE = frozenset({"BOTOCORE_LOG_REDACTION", "AGENT_ENDPOINT"})
+"""Variables with the prefix that other modules read (:mod:`~secretcache.redaction`, :mod:`~secretcache.agent`)."""
 _OFF = frozenset({"", "none", "off", "false", "no", "0"})
 
 

@@ -28,6 +28,7 @@ else:  # pragma: no cover - Python 3.10
 ROOT = Path(__file__).parent.parent
 PUBLIC_MODULES = [
     "secretcache",
+    "secretcache.agent",
     "secretcache.aws_lambda",
     "secretcache.compat.aws_secretsmanager_caching",
     "secretcache.compat.powertools",
