@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from typing_extensions import Self
 
+    from secretcache._client import SecretsClient
     from secretcache._errors import SecretCacheError
     from secretcache._stats import CacheStats
     from secretcache._value import RefreshResult, SecretValue
@@ -76,7 +77,7 @@ class AsyncSecretCache:
 
     def __init__(
         self,
-        client: SecretsManagerClient | None = None,
+        client: SecretsManagerClient | SecretsClient | None = None,
         *,
         ttl: Duration = DEFAULT,
         max_size: int = DEFAULT,
@@ -126,7 +127,9 @@ class AsyncSecretCache:
         self._runner = runner_of(self._cache)
 
     @classmethod
-    def from_env(cls, client: SecretsManagerClient | None = None, *, prefix: str = "SECRETCACHE_") -> AsyncSecretCache:
+    def from_env(
+        cls, client: SecretsManagerClient | SecretsClient | None = None, *, prefix: str = "SECRETCACHE_"
+    ) -> AsyncSecretCache:
         """Build one from ``{prefix}*`` environment variables, as :meth:`SecretCache.from_env`."""
         return cls(cache=SecretCache.from_env(client, prefix=prefix))
 

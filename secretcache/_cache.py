@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from secretcache import redaction
 from secretcache._batch import Batches
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from typing_extensions import Self
 
+    from secretcache._client import SecretsClient
     from secretcache._value import RefreshResult
 
 __all__ = ["DEFAULT_RETRY", "ChangeListener", "SecretCache", "dropped_keys", "runner_of", "store_of"]
@@ -122,7 +123,7 @@ class SecretCache:
 
     def __init__(
         self,
-        client: SecretsManagerClient | None = None,
+        client: SecretsManagerClient | SecretsClient | None = None,
         *,
         ttl: Duration = 300.0,
         max_size: int = 1024,
@@ -171,7 +172,7 @@ class SecretCache:
             check_primary(default_region(), replicas, "the default Region, which the client the cache builds calls")
         regions = Regions(replicas, retry, self._clock) if replicas else None
         self._fetcher = Fetcher(
-            client,
+            cast("SecretsManagerClient | None", client),  # the fetcher reads the rest of boto3's API only if present
             retry,
             self._counters,
             sleep=sleep,
@@ -196,7 +197,9 @@ class SecretCache:
         redaction.install()
 
     @classmethod
-    def from_env(cls, client: SecretsManagerClient | None = None, *, prefix: str = "SECRETCACHE_") -> SecretCache:
+    def from_env(
+        cls, client: SecretsManagerClient | SecretsClient | None = None, *, prefix: str = "SECRETCACHE_"
+    ) -> SecretCache:
         """Build a cache from ``{prefix}*`` environment variables; unset ones keep their defaults.
 
         One variable per constructor setting (``TTL``, ``MAX_SIZE``, ``REFRESH_AHEAD`` as a

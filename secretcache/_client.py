@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError
 
@@ -11,12 +11,23 @@ from secretcache._regions import env_region
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-__all__ = ["CONNECT_TIMEOUT", "READ_TIMEOUT", "build_client", "call_seconds", "default_region"]
+__all__ = ["CONNECT_TIMEOUT", "READ_TIMEOUT", "SecretsClient", "build_client", "call_seconds", "default_region"]
 
 CONNECT_TIMEOUT = 2.0
 """Seconds a client built by the cache waits to open a connection."""
 READ_TIMEOUT = 5.0
 """Seconds a client built by the cache waits for a response."""
+
+
+class SecretsClient(Protocol):
+    """What a cache needs of a client it is given: boto3's ``get_secret_value``.
+
+    A boto3 ``secretsmanager`` client, or :class:`secretcache.agent.AgentClient`; the cache
+    uses ``batch_get_secret_value`` and the client's Region and timeouts only when it has them.
+    """
+
+    def get_secret_value(self, *, SecretId: str, VersionId: str = ..., VersionStage: str = ...) -> Any:
+        """Read one version of a secret (boto3's parameters and response)."""
 
 
 def build_client(region: str | None = None) -> SecretsManagerClient:

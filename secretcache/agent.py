@@ -52,8 +52,8 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from secretcache import _fork
-from secretcache._agent_token import TOKEN_VARIABLES, read_token
 from secretcache._policy import Duration, to_seconds
+from secretcache._token import TokenError, read_token
 
 __all__ = ["AgentClient"]
 
@@ -135,12 +135,10 @@ class AgentClient:
             endpoint = os.environ.get(ENDPOINT_VARIABLE, "").strip() or DEFAULT_ENDPOINT
         self._endpoint = _check_endpoint(endpoint)
         if token is None:
-            token = read_token()
-            if token is None:
-                raise ValueError(
-                    f"AgentClient needs the server's token: set one of {', '.join(TOKEN_VARIABLES)} "
-                    "(a value file://PATH is read from that file) or pass token="
-                )
+            try:
+                token = read_token().value
+            except TokenError as err:  # names the variables (and a file's path), never a token
+                raise TokenError(f"AgentClient needs the server's token (or token=): {err}") from None
         _check_token(token)
         self._token = token
         self._connect_timeout = _positive(connect_timeout, "connect_timeout")

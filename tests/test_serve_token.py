@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from secretcache._token import MAX_TOKEN_BYTES, TOKEN_VARIABLES, read_token
 from secretcache.serve import ServeConfigError, TokenError
-from secretcache.serve._token import MAX_TOKEN_BYTES, TOKEN_VARIABLES, read_token
 
 TOKEN = "tok-3f9a-SECRET"
 

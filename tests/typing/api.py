@@ -191,7 +191,5 @@ def use_agent_client() -> None:
 
     with AgentClient("http://127.0.0.1:2773", "token", connect_timeout=1, read_timeout=timedelta(seconds=5)) as agent:
         response: dict[str, Any] = agent.get_secret_value(SecretId="db", VersionStage="AWSPENDING", RefreshNow=True)
-        # SecretCache's client parameter is typed SecretsManagerClient: an AgentClient needs the
-        # ignore until the facades accept it (an unused ignore then fails this check).
-        cache = SecretCache(client=agent, ttl=30)  # type: ignore[arg-type]
+        cache = SecretCache(client=agent, ttl=30)  # the facades accept any SecretsClient
         print(response, cache, AgentClient(max_connections=4))

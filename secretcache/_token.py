@@ -1,6 +1,7 @@
 """The SSRF token shared by ``secretcache serve`` and its clients, read as the AWS Agent reads it.
 
-Standard library only: :mod:`secretcache.agent` imports this module without the ``serve`` extra.
+Standard library only: :mod:`secretcache.agent` and ``secretcache serve`` both read it, without the
+``serve`` extra.
 
 The token is the value of the first of ``AWS_TOKEN``, ``AWS_SESSION_TOKEN`` and
 ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` that is set; a value ``file://PATH`` means the contents of
