@@ -163,10 +163,7 @@ class SecretsManagerSettingsSource(EnvSettingsSource):
             )
         none_str = self.env_parse_none_str
         if none_str is not None:
-            try:
-                from pydantic_settings.sources.types import EnvNoneType
-            except ImportError:  # pragma: no cover - pydantic-settings before 2.7 kept it here
-                from pydantic_settings.sources import EnvNoneType  # type: ignore[attr-defined,no-redef]
+            from pydantic_settings.sources.types import EnvNoneType
 
             document = {key: EnvNoneType(item) if item == none_str else item for key, item in document.items()}
         if self.case_sensitive:
