@@ -9,13 +9,15 @@
 It reads through a cache: pydantic-settings builds its sources each time a settings object is
 built, and the source of pydantic-settings calls ``GetSecretValue`` each time; this one costs a
 cache hit, so settings may be built per request and follow rotations within the cache's TTL.
-It also reads staging labels (``version_stage``) and binary secrets holding a JSON document.
+It also reads staging labels (``version_stage``), binary secrets holding a JSON document, and
+nested JSON objects as nested models.
 
 Needs ``pip install 'secretcache[pydantic-settings]'``.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -82,8 +84,9 @@ class SecretsManagerSettingsSource(EnvSettingsSource):
 
     Differences from pydantic-settings' source, on purpose: the read is a cache hit (one
     ``GetSecretValue`` per TTL however many settings objects are built), a rotation is picked up
-    within the TTL, ``version_stage`` reads a staging label, and a binary secret holding a
-    UTF-8 JSON document is read too.
+    within the TTL, ``version_stage`` reads a staging label, a binary secret holding a UTF-8
+    JSON document is read too, and a key whose value is a JSON object (``{"database": {"host":
+    ...}}``) fills a nested model (pydantic-settings' source fails on it with ``TypeError``).
 
     Args:
         settings_cls: The settings class (pydantic-settings passes it to
@@ -161,6 +164,10 @@ class SecretsManagerSettingsSource(EnvSettingsSource):
             raise SecretFormatError(
                 f"secret {secret_id!r} is JSON but not an object; a settings source needs one", secret_id=secret_id
             )
+        # A nested JSON object or array is handed on as the JSON text an environment variable
+        # would hold, which EnvSettingsSource decodes for a complex field (pydantic-settings'
+        # own source hands on the dict, and json.loads refuses it).
+        document = {key: json.dumps(item) if isinstance(item, (dict, list)) else item for key, item in document.items()}
         none_str = self.env_parse_none_str
         if none_str is not None:
             from pydantic_settings.sources.types import EnvNoneType

@@ -204,6 +204,16 @@ def test_binary_secrets_only_here(admin: Any, cache: SecretCache) -> None:
         settings_class(AppSettings, theirs(SECRET))()
 
 
+def test_nested_json_objects_only_here(admin: Any, cache: SecretCache) -> None:
+    """A key holding a JSON object fills a nested model; pydantic-settings' source raises TypeError on it."""
+    nested = {"host": "h", "port": 1, "username": "u", "password": PASSWORD}
+    admin.create_secret(Name=SECRET, SecretString=json.dumps({"app_name": "orders", "database": nested}))
+    settings = settings_class(AppSettings, ours(cache, SECRET))()
+    assert settings.database.username == "u"  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="must be str"):
+        settings_class(AppSettings, theirs(SECRET))()
+
+
 def test_a_document_that_is_no_object_is_a_format_error(admin: Any, cache: SecretCache) -> None:
     """A JSON array is refused with SecretFormatError naming the secret, not an AttributeError."""
     admin.create_secret(Name=SECRET, SecretString=json.dumps([PASSWORD]))
