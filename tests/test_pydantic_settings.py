@@ -215,11 +215,13 @@ def test_nested_json_objects_only_here(admin: Any, cache: SecretCache) -> None:
 
 
 def test_a_document_that_is_no_object_is_a_format_error(admin: Any, cache: SecretCache) -> None:
-    """A JSON array is refused with SecretFormatError naming the secret, not an AttributeError."""
+    """A JSON array is refused with SecretFormatError naming the secret; pydantic-settings' raises AttributeError."""
     admin.create_secret(Name=SECRET, SecretString=json.dumps([PASSWORD]))
     with pytest.raises(SecretFormatError, match="not an object") as info:
         settings_class(AppSettings, ours(cache, SECRET))()
     assert PASSWORD not in str(info.value)
+    with pytest.raises(AttributeError):
+        settings_class(AppSettings, theirs(SECRET))()
 
 
 def test_an_async_cache_and_the_default_cache_serve_too(admin: Any, cache: SecretCache) -> None:
