@@ -93,7 +93,9 @@ def hit_latency(client: Any) -> list[tuple[str, float]]:
         "secretcache get_secret_string (hit)": loop_of(cache.get_secret_string, SECRET),
         "secretcache get_secret (hit)": loop_of(cache.get_secret, SECRET),
         "secretcache get_secret_json key (hit)": loop_of(cache.get_secret_json, SECRET, "user"),
+        "secretcache get_secret_json document (hit)": loop_of(cache.get_secret_json, SECRET),
     }
+    batches.update(model_batches(cache))
     with instrumented(client) as other:
         if other is not None:
             batches["secretcache get_secret_string (hit, OpenTelemetry on)"] = loop_of(other.get_secret_string, SECRET)
@@ -123,6 +125,28 @@ def hit_latency(client: Any) -> list[tuple[str, float]]:
     plain_ns = ns_per_call(loop_of(plain, 0), n=SLOW_BATCHES["boto3"], repeats=3)
     rows.append(("plain boto3 GetSecretValue (moto, no network)", plain_ns))
     return rows
+
+
+def model_batches(cache: SecretCache) -> dict[str, Callable[[int], None]]:
+    """Hits of ``get_secret_model`` (frozen and mutable pydantic models), when pydantic is installed."""
+    try:
+        from pydantic import BaseModel, ConfigDict, SecretStr
+    except ImportError:
+        return {}
+
+    class Frozen(BaseModel):
+        model_config = ConfigDict(frozen=True)
+        user: str
+        password: SecretStr
+
+    class Mutable(BaseModel):
+        user: str
+        password: SecretStr
+
+    return {
+        "secretcache get_secret_model frozen (hit)": loop_of(cache.get_secret_model, SECRET, Frozen),
+        "secretcache get_secret_model mutable, copied (hit)": loop_of(cache.get_secret_model, SECRET, Mutable),
+    }
 
 
 @contextmanager
@@ -256,6 +280,11 @@ def main() -> None:
         print("| hit latency | ns/get | x reference |\n| --- | ---: | ---: |")
         for name, ns in rows:
             print(f"| {name} | {ns:,.1f} | {ns / reference:.2f} |")
+        by_name = dict(rows)
+        json_ns = by_name["secretcache get_secret_json document (hit)"]
+        for name in ("secretcache get_secret_model frozen (hit)", "secretcache get_secret_model mutable, copied (hit)"):
+            if name in by_name:
+                print(f"{name.removeprefix('secretcache ')}: {by_name[name] / json_ns:.2f}x a get_secret_json hit")
 
         cache = SecretCache(client)
         cache.get_secret_string(SECRET)

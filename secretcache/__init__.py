@@ -20,6 +20,7 @@ from secretcache._errors import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
+from secretcache._model import SecretWatch
 from secretcache._policy import RetryPolicy
 from secretcache._public import lazy as _lazy
 from secretcache._public import publish as _publish
@@ -53,6 +54,7 @@ __all__ = [
     "SecretNotFoundError",
     "SecretUnavailableError",
     "SecretValue",
+    "SecretWatch",
     "__version__",
 ]
 

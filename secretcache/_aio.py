@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from secretcache._cache import ChangeListener, SecretCache, runner_of, store_of
+from secretcache._cache import ChangeListener, SecretCache, new_watch, runner_of, store_of
 from secretcache._entry import Entry, binary_of, json_of, refresh_result, string_of, value_of
 from secretcache._keys import check_read
+from secretcache._model import SecretWatch, check_model, model_of
 from secretcache._policy import Duration, RetryPolicy, check_client
 
 if TYPE_CHECKING:
@@ -19,11 +20,13 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from secretcache._client import SecretsClient
-    from secretcache._errors import SecretCacheError
+    from secretcache._errors import SecretCacheError, SecretFormatError
     from secretcache._stats import CacheStats
     from secretcache._value import RefreshResult, SecretValue
 
 __all__ = ["AsyncSecretCache", "wake"]
+
+M = TypeVar("M")
 
 
 class _Default:
@@ -192,6 +195,49 @@ class AsyncSecretCache:
     ) -> SecretValue:
         """Return a secret version with its metadata; see :meth:`SecretCache.get_secret`."""
         return value_of(await self._get(secret_id, version_stage, version_id, force_refresh, ttl))
+
+    async def get_secret_model(
+        self,
+        secret_id: str,
+        model: type[M],
+        *,
+        key: str | None = None,
+        version_stage: str | None = None,
+        version_id: str | None = None,
+        force_refresh: bool = False,
+        ttl: Duration | None = None,
+    ) -> M:
+        """Return a secret validated into ``model``; see :meth:`SecretCache.get_secret_model`.
+
+        Validation runs on the event loop, once per fetched version and model.
+        """
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"key must be a str or None, not {type(key).__name__}")
+        check_model(model)
+        entry = await self._get(secret_id, version_stage, version_id, force_refresh, ttl)
+        return model_of(entry, secret_id, model, key)  # type: ignore[no-any-return]
+
+    async def watch(
+        self,
+        secret_id: str,
+        model: type[M],
+        *,
+        key: str | None = None,
+        version_stage: str | None = None,
+        on_change: Callable[[M], object] | None = None,
+        on_error: Callable[[SecretFormatError], object] | None = None,
+    ) -> SecretWatch[M]:
+        """Hold a secret validated into ``model``, following new versions; see :meth:`SecretCache.watch`.
+
+        The callbacks run on the thread that fetched, never on the event loop: hand work to the
+        loop with ``loop.call_soon_threadsafe``. Reading :attr:`SecretWatch.current` never blocks.
+        """
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"key must be a str or None, not {type(key).__name__}")
+        check_model(model)
+        cache_key, _, _ = check_read(secret_id, version_stage, None, False, None)
+        entry = await self._get(secret_id, version_stage, None, False, None)
+        return new_watch(self._cache, cache_key, model, key, entry, on_change, on_error)
 
     async def refresh(
         self, secret_id: str, *, version_stage: str | None = None, version_id: str | None = None

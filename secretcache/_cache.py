@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from secretcache import redaction
 from secretcache._batch import Batches
@@ -18,6 +18,7 @@ from secretcache._fork import track
 from secretcache._keys import CacheKey, check_read, check_secret_id
 from secretcache._lazy import ClientUnusableError
 from secretcache._logs import facts
+from secretcache._model import SecretWatch, check_model, model_of
 from secretcache._policy import (
     Duration,
     RetryPolicy,
@@ -44,9 +45,12 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from secretcache._client import SecretsClient
+    from secretcache._errors import SecretFormatError
     from secretcache._value import RefreshResult
 
-__all__ = ["DEFAULT_RETRY", "ChangeListener", "SecretCache", "dropped_keys", "runner_of", "store_of"]
+M = TypeVar("M")
+
+__all__ = ["DEFAULT_RETRY", "ChangeListener", "SecretCache", "dropped_keys", "new_watch", "runner_of", "store_of"]
 
 logger = logging.getLogger("secretcache")
 
@@ -394,6 +398,111 @@ class SecretCache:
             entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
         return value_of(entry)
 
+    def get_secret_model(
+        self,
+        secret_id: str,
+        model: type[M],
+        *,
+        key: str | None = None,
+        version_stage: str | None = None,
+        version_id: str | None = None,
+        force_refresh: bool = False,
+        ttl: Duration | None = None,
+    ) -> M:
+        """Return a secret's JSON document (or one top-level key of it) validated into ``model``.
+
+        ``model`` is a pydantic 2 ``BaseModel``, a dataclass or a ``TypedDict`` (validated
+        through pydantic's ``TypeAdapter``; needs ``pip install 'secretcache[pydantic]'``). The
+        object is validated once per fetched version and model (and ``key``), and kept with the
+        cached value: a hit is the cache's hit plus a dictionary lookup, and a rotation yields a
+        new object. A frozen model (``model_config = ConfigDict(frozen=True)``, or
+        ``@dataclass(frozen=True)``) is shared by every reader; any other object is copied per
+        read, as :meth:`get_secret_json` copies its documents. Prefer frozen models, with
+        ``SecretStr`` fields for passwords and keys.
+
+        Args:
+            secret_id: The secret's name, full ARN or partial ARN.
+            model: The class to validate into.
+            key: A key of the top-level JSON object to validate instead of the whole document.
+            version_stage: See :meth:`get_secret_string`.
+            version_id: See :meth:`get_secret_string`.
+            force_refresh: See :meth:`get_secret_string`.
+            ttl: See :meth:`get_secret_string`.
+
+        Raises:
+            SecretFormatError: The document does not match ``model``: the message names the
+                secret, the model, the failing field paths and error types, never a value, and
+                no pydantic error is chained. Also binary data, invalid JSON, or ``key`` missing.
+            TypeError: ``model`` is not something pydantic can validate.
+            SecretCacheError: Any other failure; see :class:`SecretCache`.
+        """
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"key must be a str or None, not {type(key).__name__}")
+        if not isinstance(model, type):  # classes pass at once; typing constructs are checked
+            check_model(model)
+        if version_stage is None and version_id is None and force_refresh is False and ttl is None:
+            try:  # Store.hit, inlined (HIT): a call would cost a fifth of a hit
+                entry = self._current[secret_id]
+            except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
+                entry = None
+            if entry is not None and entry.refresh_at > self._clock():
+                entry.hits += 1
+            else:
+                entry = self._read(secret_id, None, None, False, None)
+        else:
+            entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
+        models = entry.models  # the validated object of this version, if any reader made it
+        if models is not None:
+            held = models.get(model if key is None else (model, key))
+            if held is not None:
+                validated, copier = held
+                return validated if copier is None else copier(validated)  # type: ignore[no-any-return]
+        return model_of(entry, secret_id, model, key)  # type: ignore[no-any-return]
+
+    def watch(
+        self,
+        secret_id: str,
+        model: type[M],
+        *,
+        key: str | None = None,
+        version_stage: str | None = None,
+        on_change: Callable[[M], object] | None = None,
+        on_error: Callable[[SecretFormatError], object] | None = None,
+    ) -> SecretWatch[M]:
+        """Hold a secret validated into ``model``, following each new valid version.
+
+        Reads the secret now (as :meth:`get_secret_model`; an invalid document raises). Each time
+        a fetch finds a new version behind the label (the :meth:`on_change` mechanism), the new
+        version is validated once: if it matches, it becomes :attr:`SecretWatch.current` and
+        ``on_change`` is called with it (rebuild a client or a pool there); if not, the failure
+        is logged (field paths and error types, never a value), ``on_error`` is called with the
+        :class:`SecretFormatError`, and the last valid object is kept. Reading
+        :attr:`SecretWatch.current` never blocks: it starts a due refresh in the background.
+
+        Args:
+            secret_id: The secret's name, full ARN or partial ARN.
+            model: The class to validate into (see :meth:`get_secret_model`).
+            key: A key of the top-level JSON object to validate instead of the whole document.
+            version_stage: Staging label to follow (default ``"AWSCURRENT"``).
+            on_change: Called with the new object (a copy, for a mutable model) after each new
+                valid version, on the thread that fetched it.
+            on_error: Called with a :class:`SecretFormatError` for each new version that does
+                not validate.
+
+        Returns:
+            The watch; :meth:`SecretWatch.close` (or a ``with`` block) stops the callbacks.
+
+        Raises:
+            SecretFormatError: The version read now does not match ``model``.
+            SecretCacheError: The secret cannot be read now; see :class:`SecretCache`.
+        """
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"key must be a str or None, not {type(key).__name__}")
+        check_model(model)
+        cache_key, _, _ = check_read(secret_id, version_stage, None, False, None)
+        entry = self._runner.read(cache_key, False, None)
+        return new_watch(self, cache_key, model, key, entry, on_change, on_error)
+
     def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
         """Warm AWSCURRENT of many secrets with ``BatchGetSecretValue``, 20 per call.
 
@@ -526,6 +635,29 @@ def store_of(cache: SecretCache) -> Store:
 def runner_of(cache: SecretCache) -> Runner:
     """What runs the fetches of ``cache``'s store, for the asyncio facade."""
     return cache._runner
+
+
+def new_watch(
+    cache: SecretCache,
+    key: CacheKey,
+    model: type[M],
+    json_key: str | None,
+    entry: Entry,
+    on_change: Callable[[M], object] | None,
+    on_error: Callable[[SecretFormatError], object] | None,
+) -> SecretWatch[M]:
+    """A :class:`SecretWatch` on ``cache``, starting from ``entry`` (for both facades)."""
+    return SecretWatch(
+        store=cache._store,
+        runner=cache._runner,
+        key=key,
+        model=model,
+        json_key=json_key,
+        entry=entry,
+        on_change=on_change,
+        on_error=on_error,
+        subscribe=cache._store.subscribe,
+    )
 
 
 def dropped_keys(cache: SecretCache, secret_id: str | None) -> list[CacheKey]:

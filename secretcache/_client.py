@@ -30,12 +30,13 @@ class SecretsClient(Protocol):
         """Read one version of a secret (boto3's parameters and response)."""
 
 
-def build_client(region: str | None = None) -> SecretsManagerClient:
+def build_client(region: str | None = None, endpoint_url: str | None = None) -> SecretsManagerClient:
     """Build the ``secretsmanager`` client a cache uses when none is given (or for a replica ``region``).
 
     Botocore's retries are off (the cache's :class:`RetryPolicy` is the one policy) and
     connect/read timeouts are bounded. Region (unless given): ``AWS_REGION``, then botocore's
     chain (``AWS_DEFAULT_REGION``, the profile); credentials from the usual boto3 chain.
+    ``endpoint_url`` (default: botocore's) sends the calls elsewhere, such as a local emulator.
     """
     import boto3
     from botocore.config import Config
@@ -48,7 +49,9 @@ def build_client(region: str | None = None) -> SecretsManagerClient:
     )
     # A fresh Session per client: boto3's default session is not thread-safe.
     region = region or env_region()
-    return boto3.session.Session().client("secretsmanager", region_name=region, config=config)
+    return boto3.session.Session().client(
+        "secretsmanager", region_name=region, endpoint_url=endpoint_url, config=config
+    )
 
 
 def default_region() -> str | None:

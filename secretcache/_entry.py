@@ -58,7 +58,8 @@ class Entry:
     The value and the deadlines never change once built (a refresh installs a new ``Entry``),
     so readers use an entry without locking. Bookkeeping written outside that rule: ``hits``
     (counted on the hot path, doubling as the recency signal for eviction), ``seen`` (the hit
-    count at the last eviction sweep), the memoised JSON parse, and ``refresh_at``, moved to
+    count at the last eviction sweep), the memoised JSON parse, the models validated from it
+    (``models``, written by :mod:`secretcache._model`), and ``refresh_at``, moved to
     ``fresh_until`` under the cache lock once a background refresh is scheduled. An entry whose
     version another spelling, a late answer or an orphaned fetch has overtaken is *retired*: its
     deadlines drop to ``-inf`` under the lock (:meth:`retire`), so no read serves it again.
@@ -81,6 +82,7 @@ class Entry:
         "failure",
         "fresh_until",
         "hits",
+        "models",
         "parsed",
         "refresh_at",
         "seen",
@@ -111,6 +113,7 @@ class Entry:
         self.hits = 0
         self.seen = 0
         self.parsed: Any = _UNPARSED
+        self.models: dict[Any, tuple[Any, Any]] | None = None  # secretcache._model: validated once per model
 
     def __repr__(self) -> str:
         state = "value" if self.value is not None else "no value"

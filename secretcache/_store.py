@@ -139,7 +139,7 @@ class Store:
 
         :class:`SecretCache`'s getters inline this very check (a call would cost a fifth of a
         hit); a change here must be made there too: ``tests/test_hit_copies.py`` checks that the
-        four copies are one statement and that its parts are this method's.
+        five copies are one statement and that its parts are this method's.
         """
         try:
             entry = self.current[secret_id]

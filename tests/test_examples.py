@@ -33,6 +33,12 @@ EXPECTED = {
         'secretcache_api_calls_total{aws_operation="GetSecretValue",error_type="ResourceNotFoundException"',
         "secretcache_fetch_duration_seconds_count{",
     ],
+    "typed_settings.py": [
+        "before rotation: {'app': 'orders', 'settings_user': 'orders_v1', 'pool_user': 'orders_v1'}",
+        "closed the pool of orders_v1",
+        "after rotation: {'app': 'orders', 'settings_user': 'orders_v2', 'pool_user': 'orders_v2'}",
+        "Secrets Manager calls: {'GetSecretValue': 2}",
+    ],
     "official_stubber.py": ["10 reads, 1 call: True", "AWSPENDING: None", "error: AccessDeniedException", "every stub"],
     "lambda_powertools_observability.py": [
         '"Namespace":"MyApp"',

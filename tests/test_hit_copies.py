@@ -1,7 +1,7 @@
 """The lock-free hit is written once in ``Store.hit`` and inlined, identically, in the getters.
 
 A call costs about a fifth of a hit (``SecretCache``'s getters inline it for that reason), so the
-copies stay; these tests keep them one: the four getters' fast paths are the same statement, and
+copies stay; these tests keep them one: the five getters' fast paths are the same statement, and
 its parts are those of ``Store.hit``.
 """
 
@@ -16,7 +16,7 @@ from secretcache._cache import SecretCache
 from secretcache._store import Store
 from secretcache.testing import seeded_cache
 
-GETTERS = ("get_secret_string", "get_secret_binary", "get_secret_json", "get_secret")
+GETTERS = ("get_secret_string", "get_secret_binary", "get_secret_json", "get_secret", "get_secret_model")
 
 
 def _function(function: Callable[..., object]) -> ast.FunctionDef:

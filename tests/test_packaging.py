@@ -36,6 +36,7 @@ PUBLIC_MODULES = [
     "secretcache.db",
     "secretcache.events",
     "secretcache.otel",
+    "secretcache.pydantic",
     "secretcache.redaction",
     "secretcache.testing",
 ]

@@ -1,0 +1,451 @@
+"""Typed secrets: a secret's JSON document validated into a model once per cached version.
+
+``get_secret_model`` validates an entry's parsed document (:meth:`Entry.json`) with pydantic's
+``TypeAdapter`` (one per model type, built on first use) and keeps the result on the entry, in
+``Entry.models``, keyed by the model (and the JSON key read): a hit is the cache's lock-free hit
+plus one dictionary lookup. A rotation installs a new entry, so the next read validates the new
+version once. A frozen model (``frozen=True`` pydantic model or dataclass) is shared by every
+reader; any other object is copied per read, as ``get_secret_json`` copies its documents.
+
+Concurrent readers of one entry validate once: the first claims the validation, the others wait
+for it (:func:`held_of`). A failed validation is remembered on the entry too, as the message of a
+:class:`SecretFormatError` built afresh for each read. Pydantic's ``ValidationError`` carries
+the input (``str()`` prints ``input_value=...``, ``errors()`` hold ``input``), so the error
+raised here keeps only field paths and error types, and is built after the ``except`` block
+ends: no pydantic error is chained as ``__cause__`` or ``__context__``.
+
+Pydantic is imported on the first validation, never by ``import secretcache``.
+
+:class:`SecretWatch` holds the last valid object of one secret and label, updated by the cache's
+``on_change`` listener mechanism when a fetch finds a new version.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from secretcache._entry import Entry, thaw
+from secretcache._errors import SecretCacheError, SecretFormatError
+from secretcache._json import select_key
+from secretcache._keys import CacheKey, aliases
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from secretcache._run import Runner
+    from secretcache._store import Store
+    from secretcache._value import SecretChange
+
+__all__ = ["MAX_LISTED_ERRORS", "SecretWatch", "check_model", "held_of", "model_of"]
+
+M = TypeVar("M")
+
+logger = logging.getLogger("secretcache")
+
+MAX_LISTED_ERRORS = 10
+"""Most failing fields a validation error lists (the message says how many more there were)."""
+
+_FAILED: Any = object()  # the object held for a version that failed validation
+
+
+class _Raise:
+    """The "copier" held for a failed validation: each read raises a new error with the message."""
+
+    __slots__ = ("message", "secret_id")
+
+    def __init__(self, message: str, secret_id: str) -> None:
+        self.message = message
+        self.secret_id = secret_id
+
+    def error(self) -> SecretFormatError:
+        """A new error for one read (never shared, so no traceback piles up on it)."""
+        return SecretFormatError(self.message, secret_id=self.secret_id)
+
+    def __call__(self, _held: object) -> Any:
+        raise self.error()
+
+
+class _Validator:
+    """How one model type is validated and handed out: its ``TypeAdapter`` and its per-read copy."""
+
+    __slots__ = ("adapter", "copier", "name")
+
+    def __init__(self, adapter: Any, copier: Callable[[Any], Any] | None, name: str) -> None:
+        self.adapter = adapter
+        self.copier = copier  # None: immutable, shared by every reader
+        self.name = name
+
+
+_validators: dict[Any, _Validator] = {}
+
+
+def _name_of(model: object) -> str:
+    return str(getattr(model, "__qualname__", None) or repr(model))
+
+
+def check_model(model: object) -> None:
+    """Refuse what cannot be a model before any I/O: ``None``, instances, strings.
+
+    Raises:
+        TypeError: ``model`` is not a class or a typing construct.
+    """
+    if model is None or isinstance(model, (str, bytes, int, float, dict, list, tuple)):
+        raise TypeError(f"model must be a pydantic model, a dataclass or a TypedDict class, not {type(model).__name__}")
+
+
+def validator_for(model: Any) -> _Validator:
+    """The validator of ``model``, built on first use and kept (a race builds two; one is kept).
+
+    Raises:
+        ImportError: pydantic 2 is not installed.
+        TypeError: pydantic cannot validate ``model``.
+    """
+    found = _validators.get(model)
+    if found is not None:
+        return found
+    try:
+        from pydantic import BaseModel, TypeAdapter
+    except ImportError:  # pragma: no cover - the extra is installed wherever the tests run
+        raise ImportError(
+            "get_secret_model() and watch() need pydantic 2: pip install 'secretcache[pydantic]'"
+        ) from None
+    name = _name_of(model)
+    try:
+        adapter = TypeAdapter(model)
+    except Exception as err:  # PydanticSchemaGenerationError, PydanticUserError: about the type, no data
+        raise TypeError(f"pydantic cannot validate {name}: {err}") from err
+    copier: Callable[[Any], Any] | None = _copy_value  # TypedDicts and anything else: copied per read
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        copier = None if model.model_config.get("frozen") else _copy_model
+    elif isinstance(model, type) and dataclasses.is_dataclass(model):
+        params = getattr(model, "__dataclass_params__", None)
+        copier = None if getattr(params, "frozen", False) else copy.deepcopy
+    return _validators.setdefault(model, _Validator(adapter, copier, name))
+
+
+_SHARED = (str, bytes, int, float, bool, type(None), frozenset)  # immutable leaves: shared by the copies
+
+
+def _copy_model(model: Any) -> Any:
+    """A deep copy of a pydantic model, a fraction of the cost of ``model_copy(deep=True)``.
+
+    Built as pydantic's own ``__copy__`` builds one (a new instance given the four attributes
+    pydantic keeps), with every field value copied by :func:`_copy_value`: immutable leaves,
+    ``SecretStr`` and frozen models shared, containers and mutable models copied, anything else
+    deep-copied.
+    """
+    cls = model.__class__
+    copied = cls.__new__(cls)
+    fields = dict(model.__dict__)
+    for name, value in fields.items():
+        if not isinstance(value, _SHARED):
+            fields[name] = _copy_value(value)
+    extra, private = model.__pydantic_extra__, model.__pydantic_private__
+    set_attribute = object.__setattr__
+    set_attribute(copied, "__dict__", fields)
+    set_attribute(copied, "__pydantic_fields_set__", set(model.__pydantic_fields_set__))
+    set_attribute(copied, "__pydantic_extra__", None if extra is None else _copy_value(extra))
+    set_attribute(copied, "__pydantic_private__", None if private is None else copy.deepcopy(private))
+    return copied
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, _SHARED):
+        return value
+    if isinstance(value, dict):
+        return {key: _copy_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_value(item) for item in value]
+    if isinstance(value, tuple) and type(value) is tuple:
+        return tuple(_copy_value(item) for item in value)
+    if isinstance(value, set):
+        return {_copy_value(item) for item in value}
+    from pydantic import BaseModel, SecretBytes, SecretStr
+
+    if isinstance(value, (SecretStr, SecretBytes)):
+        return value  # immutable: its value is only read
+    if isinstance(value, BaseModel):
+        return value if value.model_config.get("frozen") else _copy_model(value)
+    return copy.deepcopy(value)
+
+
+def _describe(err: Any) -> tuple[int, str]:
+    """How many errors a ``ValidationError`` holds and their field paths and types (no input, no message)."""
+    problems = err.errors(include_url=False, include_context=False, include_input=False)
+    parts = []
+    for problem in problems[:MAX_LISTED_ERRORS]:
+        loc = ".".join(str(part) for part in problem.get("loc", ())) or "(root)"
+        parts.append(f"{loc} ({problem.get('type', 'invalid')})")
+    more = len(problems) - MAX_LISTED_ERRORS
+    return len(problems), "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _validate(entry: Entry, secret_id: str, model: Any, key: str | None) -> tuple[Any, Any]:
+    """Validate the entry's document (or one key of it) into ``model``: what to hold for it.
+
+    Raises:
+        SecretFormatError: Binary data, invalid JSON, or ``key`` missing (not remembered: the
+            JSON getters raise these alike).
+    """
+    validator = validator_for(model)
+    document = entry.json(secret_id)
+    data = thaw(document if key is None else select_key(document, key, secret_id))  # never the cached one
+    from pydantic import ValidationError
+
+    described: tuple[int, str] | None = None
+    try:
+        validated = validator.adapter.validate_python(data)
+    except ValidationError as err:
+        described = _describe(err)  # only paths and types: err holds the input, so it is not kept
+    if described is None:
+        return validated, validator.copier
+    # Built after the except block: no ValidationError as __context__.
+    count, listed = described
+    of = f"key {key!r} of secret {secret_id!r}" if key is not None else f"secret {secret_id!r}"
+    plural = "s" if count != 1 else ""
+    message = f"{of} does not match {validator.name}: {count} validation error{plural}: {listed}"
+    return _FAILED, _Raise(message, secret_id)
+
+
+# Single flight of validations: one thread validates an (entry, model) pair, others wait for it.
+_guard = threading.Lock()
+_pending: dict[tuple[int, Any], tuple[threading.Event, int]] = {}
+
+
+def _reset_after_fork() -> None:  # pragma: no cover - runs in forked children
+    """In a forked child: the threads that were validating are gone, so are their claims."""
+    global _guard
+    _guard = threading.Lock()
+    _pending.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def held_of(entry: Entry, secret_id: str, model: Any, key: str | None) -> tuple[Any, Any]:
+    """What the entry holds for ``model`` (and ``key``), validating it first if nobody has.
+
+    Returns:
+        ``(object, copier)``: ``copier`` is ``None`` for a shared immutable object, a copy
+        function otherwise, or for a failed validation a function that raises its error.
+
+    Raises:
+        SecretFormatError: Binary data, invalid JSON, ``key`` missing.
+        TypeError: pydantic cannot validate ``model``.
+        RuntimeError: A validator of ``model`` reads this very model of this very version.
+    """
+    slot = model if key is None else (model, key)
+    token = (id(entry), slot)
+    me = threading.get_ident()
+    while True:
+        models = entry.models
+        if models is not None and slot in models:
+            return models[slot]
+        with _guard:
+            models = entry.models
+            if models is not None and slot in models:
+                return models[slot]
+            waiting = _pending.get(token)
+            if waiting is None:
+                event = threading.Event()
+                _pending[token] = (event, me)
+        if waiting is None:
+            break
+        if waiting[1] == me:
+            raise RuntimeError(f"validating {_name_of(model)} for secret {secret_id!r} reads it again")
+        waiting[0].wait()
+    try:
+        held = _validate(entry, secret_id, model, key)
+        with _guard:
+            entry.models = {**(entry.models or {}), slot: held}  # copied on write: readers take no lock
+    finally:
+        with _guard:
+            _pending.pop(token, None)
+        event.set()
+    return held
+
+
+def model_of(entry: Entry, secret_id: str, model: Any, key: str | None) -> Any:
+    """The entry's document validated into ``model``: the shared object, or a copy if it is mutable.
+
+    Raises:
+        SecretFormatError: The document does not match ``model`` (field paths and error types
+            named, no value), or binary data, invalid JSON, ``key`` missing.
+        TypeError: pydantic cannot validate ``model``.
+    """
+    models = entry.models
+    held = None if models is None else models.get(model if key is None else (model, key))
+    if held is None:
+        held = held_of(entry, secret_id, model, key)
+    validated, copier = held
+    return validated if copier is None else copier(validated)
+
+
+class SecretWatch(Generic[M]):
+    """The last valid model object of one secret and label, following new versions as they arrive.
+
+    Built by :meth:`SecretCache.watch` (or ``await`` :meth:`AsyncSecretCache.watch`). When a
+    fetch of the secret finds a new version (the cache's :meth:`~SecretCache.on_change`
+    mechanism), the version is validated once; if it matches the model it becomes
+    :attr:`current` and ``on_change`` is called with it, else the failure is logged (field paths
+    and error types, never a value), ``on_error`` is called with a :class:`SecretFormatError`,
+    and the last valid object is kept.
+
+    Reading :attr:`current` never blocks and never raises: it returns the object held, and when
+    the cached value is due for a refresh (or expired) it starts that fetch in the background,
+    so a watch read often follows rotations even when nothing else reads the secret.
+
+    Callbacks run on the thread that fetched (a background thread for refresh-ahead), one at a
+    time per watch and in version order; they may read the cache. Exceptions they raise are
+    logged and swallowed. :meth:`close` (or leaving a ``with`` block) stops them.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        runner: Runner,
+        key: CacheKey,
+        model: Any,
+        json_key: str | None,
+        entry: Entry,
+        on_change: Callable[[M], object] | None,
+        on_error: Callable[[SecretFormatError], object] | None,
+        subscribe: Callable[[Callable[[SecretChange], None]], Callable[[], None]],
+    ) -> None:
+        secret_id = key.secret_id
+        validated, copier = held_of(entry, secret_id, model, json_key)
+        if validated is _FAILED:
+            raise copier.error()
+        self._store, self._runner, self._key = store, runner, key
+        self._model, self._json_key, self._secret_id = model, json_key, secret_id
+        self._aliases = aliases(secret_id)
+        self._held: Any = validated
+        self._copier: Callable[[Any], Any] | None = copier
+        self._version = entry.value.version_id if entry.value is not None else ""
+        self._failed_version: str | None = None
+        self._on_change, self._on_error = on_change, on_error
+        self._lock = threading.RLock()
+        self._closed = False
+        self._unsubscribe = subscribe(self._changed)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"version_id={self._version!r}"
+        return f"SecretWatch(secret_id={self._secret_id!r}, model={_name_of(self._model)}, {state})"
+
+    @property
+    def current(self) -> M:
+        """The last valid object (a copy per read for a mutable model); never blocks or raises."""
+        entry = self._nudge()
+        if entry is not None and entry.value is not None:
+            version = entry.value.version_id
+            if version != self._version and version != self._failed_version:
+                self._take(entry)  # a version no listener brought (another spelling's change)
+        held, copier = self._held, self._copier
+        return held if copier is None else copier(held)  # type: ignore[no-any-return]
+
+    @property
+    def version_id(self) -> str:
+        """The version id of :attr:`current`."""
+        return self._version
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Stop following new versions (idempotent); :attr:`current` keeps the last valid object."""
+        self._closed = True
+        self._unsubscribe()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _nudge(self) -> Entry | None:
+        """A cached entry that may be served at once, starting its due refresh in the background."""
+        if self._closed:
+            return None
+        store, key = self._store, self._key
+        if key.current:
+            entry = store.hit(key.secret_id)
+            if entry is not None:
+                return entry
+        try:
+            step = store.begin(key, False, None, runs_here=False)
+        except (RuntimeError, SecretCacheError):  # closed, or an error remembered: keep what we hold
+            return None
+        if isinstance(step, Entry):
+            return step
+        if step.served is not None:  # a refresh is due: the refresh pool runs it
+            self._runner.submit(step.flight)
+            return step.served
+        if step.owner:  # expired: a thread fetches; the listener takes the answer
+            self._runner.start(step.flight)
+        return None
+
+    def _changed(self, change: SecretChange) -> None:
+        """The cache's listener: a label moved; if it is ours, read the new version."""
+        if self._closed or change.version_stage != self._key.stage:
+            return
+        if not self._aliases & (aliases(change.name) | aliases(change.arn)):
+            return
+        try:
+            entry = self._runner.read(self._key, False, None)  # a hit: the new value is served already
+        except (RuntimeError, SecretCacheError) as err:
+            logger.warning("watch of secret %r could not read the new version: %s", self._secret_id, err)
+            return
+        self._take(entry)
+
+    def _take(self, entry: Entry) -> None:
+        """Validate ``entry``'s version; hold it and call ``on_change`` if valid, else report it."""
+        with self._lock:
+            if self._closed or entry.value is None:
+                return
+            version = entry.value.version_id
+            if version in (self._version, self._failed_version):
+                return
+            try:
+                validated, copier = held_of(entry, self._secret_id, self._model, self._json_key)
+            except SecretFormatError as err:  # binary, invalid JSON, key missing: ours, no value
+                validated, copier = _FAILED, _Raise(str(err), self._secret_id)
+            if validated is _FAILED:
+                self._failed_version = version
+                error = copier.error()
+                logger.warning(
+                    "secret %r version %s is not kept; the watch keeps version %s: %s",
+                    self._secret_id,
+                    version,
+                    self._version,
+                    error,
+                )
+                self._call(self._on_error, error)
+                return
+            self._held, self._copier, self._version = validated, copier, version
+            self._failed_version = None
+            if self._on_change is not None:
+                self._call(self._on_change, validated if copier is None else copier(validated))
+
+    def _call(self, callback: Callable[[Any], object] | None, argument: object) -> None:
+        if callback is None:
+            return
+        try:
+            callback(argument)
+        except Exception:
+            logger.exception("watch callback %r failed for secret %r", callback, self._secret_id)

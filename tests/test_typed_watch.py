@@ -1,0 +1,172 @@
+"""``watch``: a typed holder that follows rotations, keeps the last valid version and never leaks a value."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from secretcache import AsyncSecretCache, SecretCache, SecretFormatError, SecretWatch
+from tests.conftest import Calls, FakeClock, wait_until
+from tests.leaks import assert_value_absent
+from tests.test_cache import make_cache, rotate
+
+SECRET = "prod/orders/db"
+PASSWORD = "pw-LEAKMARK-5e0d"
+
+
+class Database(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    username: str
+    password: SecretStr
+
+
+def document(username: str, password: str = PASSWORD) -> str:
+    return json.dumps({"username": username, "password": password})
+
+
+@pytest.fixture
+def cache(client: Any, admin: Any, clock: FakeClock) -> SecretCache:
+    admin.create_secret(Name=SECRET, SecretString=document("v1"))
+    return make_cache(client, clock)
+
+
+def test_rotation_reaches_current_and_the_callback(cache: SecretCache, admin: Any, clock: FakeClock) -> None:
+    """A new version the cache fetches becomes ``current`` and is passed to ``on_change`` once."""
+    seen: list[Database] = []
+    with cache.watch(SECRET, Database, on_change=seen.append) as watch:
+        assert isinstance(watch, SecretWatch)
+        assert watch.current.username == "v1"
+        _, new = rotate(admin, SECRET, document("v2"))
+        clock.advance(61)
+        assert cache.get_secret_model(SECRET, Database).username == "v2"  # any read fetches it
+        assert [item.username for item in seen] == ["v2"]
+        assert watch.current is seen[0]  # frozen: the very object the cache holds
+        assert watch.version_id == new
+        cache.get_secret_string(SECRET)
+        assert len(seen) == 1  # a hit is no change
+
+
+def test_an_invalid_version_keeps_the_last_valid_one(
+    cache: SecretCache, admin: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A version that fails validation is reported (log, on_error) without a value; ``current`` stays."""
+    seen: list[Database] = []
+    errors: list[SecretFormatError] = []
+    watch = cache.watch(SECRET, Database, on_change=seen.append, on_error=errors.append)
+    first_version = watch.version_id
+    with caplog.at_level(logging.DEBUG, logger="secretcache"):
+        rotate(admin, SECRET, json.dumps({"username": PASSWORD}))  # no password field
+        cache.refresh(SECRET)
+        assert watch.current.username == "v1"
+        assert watch.version_id == first_version
+        assert seen == []
+        assert len(errors) == 1
+        assert "password (missing)" in str(errors[0])
+        assert_value_absent(errors[0], PASSWORD)
+        cache.refresh(SECRET)  # the same invalid version again: reported once
+        assert len(errors) == 1
+    assert "is not kept" in caplog.text
+    assert PASSWORD not in caplog.text
+    rotate(admin, SECRET, document("v3"))
+    cache.refresh(SECRET)
+    assert watch.current.username == "v3"
+    assert [item.username for item in seen] == ["v3"]
+    watch.close()
+
+
+def test_close_stops_the_callbacks(cache: SecretCache, admin: Any) -> None:
+    """After ``close()`` no callback runs and ``current`` keeps the last object."""
+    seen: list[Database] = []
+    watch = cache.watch(SECRET, Database, on_change=seen.append)
+    watch.close()
+    watch.close()  # harmless twice
+    rotate(admin, SECRET, document("v2"))
+    cache.refresh(SECRET)
+    assert seen == []
+    assert watch.closed
+    assert watch.current.username == "v1"
+    assert "closed" in repr(watch)
+
+
+def test_reading_current_starts_a_due_refresh_without_blocking(client: Any, admin: Any, clock: FakeClock) -> None:
+    """Past its TTL, ``current`` returns the held object at once and a background fetch brings the new one."""
+    admin.create_secret(Name=SECRET, SecretString=document("v1"))
+    calls = Calls(client)
+    cache = make_cache(client, clock)
+    watch = cache.watch(SECRET, Database)
+    rotate(admin, SECRET, document("v2"))
+    held = calls.hold()  # the fetch waits: current must not
+    clock.advance(61)
+    assert watch.current.username == "v1"
+    held.set()
+    wait_until(lambda: watch.current.username == "v2")
+    assert calls["GetSecretValue"] == 2
+
+
+def test_a_callback_may_read_the_cache(cache: SecretCache, admin: Any) -> None:
+    """``on_change`` runs outside the cache's lock: reading the same secret there returns the new version."""
+    read_inside: list[str] = []
+
+    def rebuild(new: Database) -> None:
+        read_inside.append(cache.get_secret_model(SECRET, Database).username)
+        read_inside.append(cache.get_secret_json(SECRET, "username"))
+
+    watch = cache.watch(SECRET, Database, on_change=rebuild)
+    rotate(admin, SECRET, document("v2"))
+    cache.refresh(SECRET)
+    assert read_inside == ["v2", "v2"]
+    watch.close()
+
+
+def test_a_failing_callback_is_logged_and_the_watch_goes_on(
+    cache: SecretCache, admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception in ``on_change`` is logged; the new object is held all the same."""
+
+    def broken(_new: Database) -> None:
+        raise RuntimeError("pool rebuild failed")
+
+    watch = cache.watch(SECRET, Database, on_change=broken)
+    rotate(admin, SECRET, document("v2"))
+    with caplog.at_level(logging.ERROR, logger="secretcache"):
+        cache.refresh(SECRET)
+    assert "watch callback" in caplog.text
+    assert watch.current.username == "v2"
+
+
+def test_a_watch_spelled_by_arn_follows_a_change_read_by_name(client: Any, admin: Any, clock: FakeClock) -> None:
+    """The change of a secret read under another spelling reaches a watch of its ARN."""
+    arn = admin.create_secret(Name=SECRET, SecretString=document("v1"))["ARN"]
+    cache = make_cache(client, clock)
+    watch = cache.watch(arn, Database)
+    cache.get_secret_string(SECRET)
+    rotate(admin, SECRET, document("v2"))
+    cache.refresh(SECRET)
+    assert watch.current.username == "v2"
+
+
+def test_an_invalid_first_version_raises(cache: SecretCache, admin: Any) -> None:
+    """With no valid version to hold, ``watch`` raises the validation error (no value in it)."""
+    admin.create_secret(Name="app/bad", SecretString=json.dumps({"username": PASSWORD}))
+    with pytest.raises(SecretFormatError) as info:
+        cache.watch("app/bad", Database)
+    assert info.value.__context__ is None
+    assert_value_absent(info.value, PASSWORD)
+
+
+async def test_async_watch_follows_a_rotation(client: Any, admin: Any, clock: FakeClock) -> None:
+    """``await AsyncSecretCache.watch`` holds the model; a rotation reaches it and its callback."""
+    admin.create_secret(Name=SECRET, SecretString=document("v1"))
+    seen: list[str] = []
+    async with AsyncSecretCache(cache=make_cache(client, clock)) as cache:
+        watch = await cache.watch(SECRET, Database, on_change=lambda new: seen.append(new.username))
+        assert watch.current.username == "v1"
+        rotate(admin, SECRET, document("v2"))
+        await cache.refresh(SECRET)
+        assert (watch.current.username, seen) == ("v2", ["v2"])
+        watch.close()
