@@ -188,7 +188,7 @@ class Fetcher:
                 raise ClientUnusableError(str(err), InvalidSecretRequestError) from None
         return client
 
-    def get_secret_value(
+    def fetch_value(
         self, secret_id: str, version_stage: str | None, version_id: str | None, fetch: Fetch | None = None
     ) -> SecretValue:
         """Fetch one version of a secret; AWSCURRENT when neither stage nor version id is given.

@@ -169,7 +169,7 @@ class Runner:
                 unexpected: BaseException | None = None
                 try:
                     with self.observing(fetch):
-                        answer = self._fetcher.get_secret_value(secret_id, key.version_stage, key.version_id, fetch)
+                        answer = self._fetcher.fetch_value(secret_id, key.version_stage, key.version_id, fetch)
                 except SecretCacheError as err:
                     answer = err
                 except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter

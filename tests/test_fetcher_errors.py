@@ -151,7 +151,7 @@ def test_http_429_from_a_proxy_is_retried(client: Any, admin: Any, calls: Calls)
     admin.create_secret(Name="db", SecretString="pw")
     calls.fail_with("TooManyRequests", 429, times=2)
     fetcher = Fetcher(client, FAST_RETRY, Counters())
-    assert fetcher.get_secret_value("db", None, None).secret_string == "pw"
+    assert fetcher.fetch_value("db", None, None).secret_string == "pw"
     assert calls["GetSecretValue"] == 3
 
 

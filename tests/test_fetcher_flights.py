@@ -35,7 +35,7 @@ def test_retry_waits_are_full_jitter_within_policy(client: Any, calls: Calls) ->
     fetcher = Fetcher(client, policy, Counters(), sleep=waits.append)
     for _ in range(20):
         with pytest.raises(SecretUnavailableError):
-            fetcher.get_secret_value("db", None, None)
+            fetcher.fetch_value("db", None, None)
     assert len(waits) == 20 * 5
     bounds = [0.5, 1.0, 2.0, 3.0, 3.0]
     for index, wait in enumerate(waits):
