@@ -39,6 +39,11 @@ EXPECTED = {
         "after rotation: {'app': 'orders', 'settings_user': 'orders_v2', 'pool_user': 'orders_v2'}",
         "Secrets Manager calls: {'GetSecretValue': 2}",
     ],
+    "host_cache.py": [
+        "requests to the server: 1",
+        "Secrets Manager calls for 8 workers x 100 reads: {'BatchGetSecretValue': 1}",
+        "server exited with 0",
+    ],
     "official_stubber.py": ["10 reads, 1 call: True", "AWSPENDING: None", "error: AccessDeniedException", "every stub"],
     "lambda_powertools_observability.py": [
         '"Namespace":"MyApp"',
