@@ -8,8 +8,10 @@ one cache per host), in two cases: ``hard``, a hard-coded GetSecretValue-shaped 
 400 bytes (the stack's own limit), and ``cached``, the same body computed per request from a
 :class:`secretcache.SecretCache` hit (a boto3 client on moto's in-process ``mock_aws`` inside the
 server process; the ``X-Aws-Parameters-Secrets-Token`` header checked with
-``hmac.compare_digest``, the query string parsed, the value dumped to JSON). The target is a
-``cached``/``hard`` ratio of at least 0.8.
+``hmac.compare_digest``, the query string parsed, the value dumped to JSON). A third case,
+``memo``, is ``cached`` with the rendered body kept per :class:`SecretValue` (immutable, so its
+body is too) and the secret id kept per query string: what ``secretcache serve`` can do to reach
+the target, a ``cached``/``hard`` ratio of at least 0.8.
 
 The load is ``wrk`` (one thread, so the server keeps the other core of a 2-core machine) with
 ``--latency``, or, without wrk on ``PATH`` or with ``--generator own``, this script's own asyncio
