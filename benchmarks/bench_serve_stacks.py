@@ -474,13 +474,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(port: int, seconds: float, connections: int) -> Load:
-    """Load with wrk: one thread, ``connections`` keep-alive connections, ``--latency``."""
-    url = f"http://{HOST}:{port}{TARGET}"
+def wrk(port: int, seconds: float, connections: int, *, target: str = TARGET, token: str = TOKEN) -> Load:
+    """Load with wrk: one thread, ``connections`` keep-alive connections, ``--latency``, GET ``target``."""
+    url = f"http://{HOST}:{port}{target}"
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s"]
     before, start = os.times(), time.monotonic()
     out = subprocess.run(  # noqa: S603 - wrk from PATH on loopback
-        [*argv, "-H", f"{TOKEN_HEADER}: {TOKEN}", url], capture_output=True, text=True, check=True, timeout=seconds + 60
+        [*argv, "-H", f"{TOKEN_HEADER}: {token}", url], capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
     after, wall = os.times(), time.monotonic() - start
     unit = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
@@ -499,11 +499,11 @@ def wrk(port: int, seconds: float, connections: int) -> Load:
     return Load(float(rps.group(1)), latency("50"), latency("99"), int(requests.group(1)), errors, cpu / wall)
 
 
-def own(port: int, seconds: float, connections: int) -> Load:
+def own(port: int, seconds: float, connections: int, *, target: str = TARGET, token: str = TOKEN) -> Load:
     """Load with this script's asyncio generator (uvloop if installed): keep-alive, one request in flight each."""
     import asyncio
 
-    request = f"GET {TARGET} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{TOKEN_HEADER}: {TOKEN}\r\n\r\n".encode()
+    request = f"GET {target} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{TOKEN_HEADER}: {token}\r\n\r\n".encode()
     latencies: list[float] = []
     errors = [0]
     perf = time.perf_counter
