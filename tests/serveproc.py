@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.conftest import REGION, WATCHDOG
 
-TOKEN = "tok-3c8f0d1e-serve-test"  # noqa: S105 - the test's SSRF token, searched for in the server's output
+TOKEN = "tok-3c8f0d1e-serve-test"
 READY = "secretcache serve listening on "
 
 
@@ -36,7 +36,7 @@ def base_env(**extra: str) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "SECRETCACHE_"))}
     env.update(
         AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto's fake credentials
+        AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION=REGION,
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,

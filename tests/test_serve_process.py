@@ -87,7 +87,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     server: ServeProcess | None = None
     try:
         # Module scope runs before the autouse fixture that sets fake credentials: pass them.
-        keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # noqa: S106 - moto's
+        keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
         admin = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint, **keys)
         for name, value in VALUES.items():
             admin.create_secret(Name=name, SecretString=value)
@@ -146,7 +146,13 @@ def test_prefetch_is_loaded_before_the_port_accepts(served: Served) -> None:
 
 
 def _curl(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=WATCHDOG, check=False)
+    return subprocess.run(
+        ["bash", "-c", command],  # noqa: S607 - bash from PATH, as a user's shell
+        capture_output=True,
+        text=True,
+        timeout=WATCHDOG,
+        check=False,
+    )
 
 
 def test_curl_with_the_agent_documentation_command_lines(served: Served) -> None:
@@ -155,7 +161,7 @@ def test_curl_with_the_agent_documentation_command_lines(served: Served) -> None
         pytest.skip("curl is not installed") if not _ci() else pytest.fail("curl is needed under CI")
     port, token_file = served.server.port, served.token_file
     readme = (
-        f"curl -v -H \\\n    \"X-Aws-Parameters-Secrets-Token: $(<{token_file})\" \\\n"
+        f'curl -v -H \\\n    "X-Aws-Parameters-Secrets-Token: $(<{token_file})" \\\n'
         f"    'http://localhost:{port}/secretsmanager/get?secretId={BILLING}'; \\\n    echo\n"
     )
     result = _curl(readme)
@@ -164,7 +170,7 @@ def test_curl_with_the_agent_documentation_command_lines(served: Served) -> None
     assert "< HTTP/1.1 200 OK" in result.stderr
     # The refreshNow example (its README copy lacks the "; " before echo, which would make "echo" a second URL).
     refresh = (
-        f"curl -v -H \\\n\"X-Aws-Parameters-Secrets-Token: $(<{token_file})\" \\\n"
+        f'curl -v -H \\\n"X-Aws-Parameters-Secrets-Token: $(<{token_file})" \\\n'
         f"'http://localhost:{port}/secretsmanager/get?secretId={BILLING}&refreshNow=true'; \\\necho\n"
     )
     result = _curl(refresh)
@@ -181,11 +187,11 @@ def _ci() -> bool:
 
 def test_urllib_request_reads_a_secret_and_sees_errors(served: Served) -> None:
     """Python's urllib.request gets the GetSecretValue body, and an HTTPError with the Agent's status for errors."""
-    request = urllib.request.Request(served.url(f"/secretsmanager/get?secretId={ORDERS}"), headers=AUTH)
+    request = urllib.request.Request(served.url(f"/secretsmanager/get?secretId={ORDERS}"), headers=AUTH)  # noqa: S310
     with urllib.request.urlopen(request, timeout=WATCHDOG) as response:  # noqa: S310 - loopback URL
         body = json.load(response)
     assert (body["Name"], body["SecretString"], body["VersionStages"]) == (ORDERS, VALUES[ORDERS], ["AWSCURRENT"])
-    request = urllib.request.Request(served.url(f"/secretsmanager/get?secretId={MISSING}"), headers=AUTH)
+    request = urllib.request.Request(served.url(f"/secretsmanager/get?secretId={MISSING}"), headers=AUTH)  # noqa: S310
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=WATCHDOG)  # noqa: S310 - loopback URL
     assert info.value.code == 404  # moto's status for it (AWS's is 400): passed through as it came
@@ -205,7 +211,13 @@ def test_agent_client_inside_a_secret_cache(served: Served) -> None:
     ("method", "target", "headers", "status", "body"),
     [
         ("GET", f"/secretsmanager/get?secretId={ORDERS}", {}, 403, b"Bad Token"),
-        ("GET", f"/secretsmanager/get?secretId={ORDERS}", {"X-Aws-Parameters-Secrets-Token": "wrong"}, 403, b"Bad Token"),
+        (
+            "GET",
+            f"/secretsmanager/get?secretId={ORDERS}",
+            {"X-Aws-Parameters-Secrets-Token": "wrong"},
+            403,
+            b"Bad Token",
+        ),
         ("GET", f"/secretsmanager/get?secretId={ORDERS}", {**AUTH, "X-Forwarded-For": "10.0.0.1"}, 400, b"Forwarded"),
         ("POST", f"/secretsmanager/get?secretId={ORDERS}", AUTH, 405, b"Not allowed"),
         ("GET", "/secretsmanager/list", AUTH, 404, b"Not found"),
@@ -232,7 +244,7 @@ def test_metrics_endpoint_serves_secretcache_metrics(served: Served) -> None:
     """After reads, the metrics port serves secretcache_* series, and no secret value or token."""
     assert get(served, f"/secretsmanager/get?secretId={ORDERS}", AUTH)[0] == 200
     url = f"http://127.0.0.1:{served.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=WATCHDOG) as response:  # noqa: S310 - loopback URL
+    with urllib.request.urlopen(url, timeout=WATCHDOG) as response:
         scrape = response.read().decode()
     reads = [line for line in scrape.splitlines() if line.startswith("secretcache_reads")]
     assert reads, scrape[:2000]
