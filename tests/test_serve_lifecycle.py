@@ -145,3 +145,16 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(moto_server: str,
     finally:
         gate.set()
         proxy.close()
+
+
+def test_without_the_serve_extra_one_line_names_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without uvicorn installed, `secretcache serve` says which extra to install, in one line, exit 1."""
+    for name in ("secretcache.serve._server", "secretcache.serve._app"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # what an absent package looks like to import
+    monkeypatch.setenv("AWS_TOKEN", TOKEN)
+    assert main(["serve"]) == 1
+    err = capsys.readouterr().err
+    assert err == "secretcache: error: secretcache serve needs the serve extra: pip install 'secretcache[serve]'\n"
