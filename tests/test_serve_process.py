@@ -118,6 +118,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         if server is not None:
             server.stop()
         proxy.close()
+        moto_api(endpoint, "POST", "/moto-api/recorder/stop-recording")  # the recorder is one per process
         moto_server.stop()
         recorder._location = saved_location
 
