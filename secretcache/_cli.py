@@ -1,4 +1,4 @@
-"""The ``secretcache`` command: ``get``, ``describe``, ``check`` and ``demo``.
+"""The ``secretcache`` command: ``get``, ``describe``, ``check``, ``demo`` and ``serve``.
 
 Output rules every command keeps: an error is one line on standard error
 (``secretcache: error: ...``), never a traceback and never a secret value; the library's log
@@ -6,7 +6,8 @@ lines and Python warnings reach standard error only with ``--verbose``; ``check`
 value. The boto3 client is built here from ``--region``, ``--profile`` and ``--endpoint-url``
 (each overriding its ``AWS_*`` variable, as in the AWS CLI) and handed to the cache; the cache's
 settings come from the ``SECRETCACHE_*`` variables. ``check``'s probes and report live in
-:mod:`secretcache._check` and the demo in :mod:`secretcache._demo`; neither imports this module.
+:mod:`secretcache._check`, the demo in :mod:`secretcache._demo` and the server in
+:mod:`secretcache.serve` (imported by ``serve`` alone); none imports this module at import time.
 """
 
 from __future__ import annotations
@@ -226,7 +227,31 @@ def _output(verbose: bool) -> Iterator[None]:
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"get": _get, "describe": _describe, "check": _check}
 
 
+SERVE_EXTRA = "secretcache serve needs the serve extra: pip install 'secretcache[serve]'"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``serve``: check the settings, build the client, then hand over to the server (imported only now)."""
+    try:
+        from secretcache.serve._server import run
+    except ImportError as err:
+        if err.name is not None and err.name.split(".")[0] in ("uvicorn", "httptools"):
+            raise _CliError(SERVE_EXTRA) from None
+        raise
+    from secretcache._token import ServeConfigError
+    from secretcache.serve._config import load_config
+
+    try:
+        config = load_config(vars(args), os.environ)
+    except ServeConfigError as err:
+        raise _CliError(str(err)) from None
+    client = _client(args)
+    return run(config, client)
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "demo":
         from secretcache._demo import run_demo
 
@@ -249,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sys.stdout is None:  # started with standard output closed (`>&-`): read nothing
         say("secretcache: error: standard output is closed: there is nowhere to write to")
         return EXIT_CODES["output_failed"]
-    with _output(args.verbose):
+    with _output(args.verbose and args.command != "serve"):  # serve sets up its own log lines
         try:
             code = _run(args)
             flush()  # a closed pipe or a full disk fails here, not in the interpreter's flush at exit

@@ -129,6 +129,102 @@ def _read_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version-id", metavar="V", help="version id to read")
 
 
+SERVE_DESCRIPTION = """\
+Serve the secrets of this host's processes from one cache, over HTTP on loopback, with the AWS
+Secrets Manager Agent's protocol: GET /secretsmanager/get?secretId=ID (or /v1/ID) with the token
+in X-Aws-Parameters-Secrets-Token; GET /ping needs no token. The token is the value of the first
+set of AWS_TOKEN, AWS_SESSION_TOKEN, AWS_CONTAINER_AUTHORIZATION_TOKEN (file://PATH: read from
+PATH). Stops on SIGTERM or SIGINT once in-flight requests are answered (at most 2 s).
+"""
+
+SERVE_EPILOG = """\
+every option can also be set by the variable named in its help; the option wins. Cache settings
+not listed (TTL_OVERRIDES, RETRY_*, ...) come from their SECRETCACHE_* variables, as for every
+command. Exit status: 0 after SIGTERM or SIGINT; 1 when it cannot start (one line on standard
+error: no token, an address in use, a bad setting); 2 for usage errors.
+"""
+
+
+def _serve_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``serve``; each defaults to ``None`` so that its variable can stand in."""
+    add = parser.add_argument
+    add("--port", metavar="N", help="TCP port (SECRETCACHE_SERVE_PORT; default 2773, 0 for any free port)")
+    add(
+        "--bind",
+        metavar="ADDR",
+        action="append",
+        help="IP address to listen on, repeatable (SECRETCACHE_SERVE_BIND, comma-separated; "
+        "default 127.0.0.1 and ::1); a non-loopback address needs --allow-remote",
+    )
+    add(
+        "--allow-remote",
+        action="store_true",
+        default=None,
+        help="allow non-loopback --bind addresses; the token is then the only defence "
+        "(SECRETCACHE_SERVE_ALLOW_REMOTE=1)",
+    )
+    add("--no-token", action="store_true", help="accept requests without a token: for tests only (no variable)")
+    add(
+        "--max-conn",
+        metavar="N",
+        help="open connections served at once; a request on one more gets 429 (SECRETCACHE_SERVE_MAX_CONN; 800)",
+    )
+    add(
+        "--refresh-interval",
+        metavar="S",
+        help="least seconds between two forced refreshes (refreshNow=true) of one secret "
+        "(SECRETCACHE_SERVE_REFRESH_INTERVAL; 1.0)",
+    )
+    add(
+        "--prefetch",
+        metavar="ID",
+        action="append",
+        help="secret loaded with BatchGetSecretValue before the server listens, repeatable "
+        "(SECRETCACHE_SERVE_PREFETCH, comma-separated)",
+    )
+    add(
+        "--sqs-queue-url",
+        metavar="URL",
+        help="SQS queue of Secrets Manager change events; each one invalidates its secret "
+        "(SECRETCACHE_SERVE_SQS_QUEUE_URL; the SQS endpoint from AWS_ENDPOINT_URL_SQS)",
+    )
+    add(
+        "--metrics-port",
+        metavar="N",
+        help="serve Prometheus metrics on 127.0.0.1:N/metrics (SECRETCACHE_SERVE_METRICS_PORT; "
+        "needs pip install 'secretcache[serve,prometheus]')",
+    )
+    add(
+        "--log-ids",
+        action="store_true",
+        default=None,
+        help="let secret ids appear in log lines (SECRETCACHE_SERVE_LOG_IDS=1; default: never)",
+    )
+    add(
+        "--log-level",
+        metavar="LEVEL",
+        help="debug, info, warning or error (SECRETCACHE_SERVE_LOG_LEVEL; info)",
+    )
+    add("--ttl", metavar="S", help="seconds a secret is served from the cache (SECRETCACHE_TTL; 300)")
+    add("--max-size", metavar="N", help="most secret versions kept (SECRETCACHE_MAX_SIZE; 1024)")
+    add(
+        "--refresh-ahead",
+        metavar="F",
+        help="fraction of the TTL after which a read refreshes in the background, or off "
+        "(SECRETCACHE_REFRESH_AHEAD; 0.8)",
+    )
+    add(
+        "--max-stale",
+        metavar="S",
+        help="seconds an expired value is still served while Secrets Manager fails (SECRETCACHE_MAX_STALE; 3600)",
+    )
+    add(
+        "--replica-regions",
+        metavar="R1,R2",
+        help="Regions to read replicas from when the primary fails (SECRETCACHE_REPLICA_REGIONS)",
+    )
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = _Parser(
         prog="secretcache",
@@ -197,7 +293,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "(needs the demo extra: pip install -e '.[demo]' in a secretcache checkout)",
         description="Create, cache, rotate, pick up, survive an outage and report stats, all locally.",
     )
-    return parser, {"get": get, "describe": describe, "check": check, "demo": demo}
+    serve = commands.add_parser(
+        "serve",
+        help="run one cache per host: a local HTTP server speaking the AWS Secrets Manager Agent's protocol "
+        "(needs the serve extra: pip install 'secretcache[serve]')",
+        description=SERVE_DESCRIPTION,
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _serve_options(serve)
+    _aws_options(serve, in_command=True)
+    return parser, {"get": get, "describe": describe, "check": check, "demo": demo, "serve": serve}
 
 
 def _settle(args: argparse.Namespace, command: argparse.ArgumentParser) -> None:
@@ -226,6 +332,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     command = commands[args.command]
     if unknown:
         command.error(f"unrecognized arguments: {' '.join(map(shown_id, unknown))}")
+    if args.command == "serve":
+        return args
     if args.command == "demo":
         if args.region or args.profile or args.endpoint_url:
             command.error(

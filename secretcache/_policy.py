@@ -210,6 +210,8 @@ ENV_VARIABLES = (
 """Every variable :meth:`SecretCache.from_env` reads, without its prefix."""
 READ_ELSEWHERE = frozenset({"BOTOCORE_LOG_REDACTION", "AGENT_ENDPOINT"})
 """Variables with the prefix that other modules read (:mod:`~secretcache.redaction`, :mod:`~secretcache.agent`)."""
+READ_ELSEWHERE_PREFIX = "SERVE_"
+"""Variables with the prefix then this one belong to ``secretcache serve``, which checks them itself."""
 _OFF = frozenset({"", "none", "off", "false", "no", "0"})
 
 
@@ -230,7 +232,11 @@ def settings_from_env(environ: Mapping[str, str], prefix: str) -> dict[str, obje
             the variable and the value.
     """
     present = {name[len(prefix) :]: value.strip() for name, value in environ.items() if name.startswith(prefix)}
-    unknown = sorted(set(present) - set(ENV_VARIABLES) - READ_ELSEWHERE)
+    unknown = sorted(
+        name
+        for name in set(present) - set(ENV_VARIABLES) - READ_ELSEWHERE
+        if not name.startswith(READ_ELSEWHERE_PREFIX)
+    )
     if unknown:
         known = ", ".join(prefix + name for name in ENV_VARIABLES)
         raise ValueError(f"unknown setting {', '.join(prefix + name for name in unknown)}; known: {known}")

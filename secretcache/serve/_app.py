@@ -1,0 +1,146 @@
+"""The HTTP edge of ``secretcache serve``: a raw ASGI app around the Answerer, and the connection limit.
+
+:class:`AgentApp` turns an ASGI ``http`` scope into a :class:`~secretcache.serve._protocol.Request`
+(method, raw path without the query, raw query string, header names lower-cased with a repeated
+header's values joined by ``", "``), awaits :meth:`Answerer.handle` and writes the status,
+``content-type``, ``content-length`` and body. No framework: one dict per event.
+
+The connection limit is the Agent's (server.rs, ``validate_max_conn``): a connection is counted
+when it is accepted, together with every connection open at that moment; a request on a
+connection accepted while more than ``max_conn`` were open is answered ``429 Connection limit
+exceeded`` and the connection is closed (``/ping`` is allowed two more, as in the Agent).
+:class:`LimitedHttpToolsProtocol`, a subclass of uvicorn's httptools protocol, does the counting
+(uvicorn already keeps the set of open connections) and hands the count to the app in the scope
+under :data:`OPEN_AT_ACCEPT`; the app answers. Without that key (another server) no limit applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, cast
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from secretcache.serve._bodies import Response, text_response
+from secretcache.serve._protocol import Answerer, Request
+
+__all__ = ["OPEN_AT_ACCEPT", "TOO_MANY", "AgentApp", "LimitedHttpToolsProtocol", "request_of"]
+
+logger = logging.getLogger("secretcache.serve")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+OPEN_AT_ACCEPT = "secretcache.open_at_accept"
+"""Scope key: how many connections were open (this one included) when this request's connection was accepted."""
+
+TOO_MANY = text_response(429, "Connection limit exceeded")  # server.rs, validate_max_conn
+_PING_ALLOWANCE = 2  # server.rs, validate_max_conn: "allow 2 extra health check conns"
+_CLOSE = (b"connection", b"close")
+
+
+def request_of(scope: Scope) -> Request:
+    """The :class:`Request` an ASGI ``http`` scope describes.
+
+    The path is ``raw_path`` (still percent-encoded; rebuilt from ``path`` if the server gives
+    none), the query ``query_string``, both decoded with bad UTF-8 replaced; header values are
+    decoded as UTF-8 with undecodable bytes kept as surrogates, so they never equal a token.
+    """
+    raw_path = scope.get("raw_path")
+    if isinstance(raw_path, bytes):
+        path = raw_path.decode("utf-8", "replace").partition("?")[0]
+    else:
+        from urllib.parse import quote
+
+        path = quote(str(scope.get("path", "")), safe="/:@!$&'()*+,;=-._~")
+    query = bytes(scope.get("query_string") or b"").decode("utf-8", "replace")
+    headers: dict[str, str] = {}
+    for name, value in scope.get("headers") or ():
+        key = bytes(name).decode("latin-1").lower()
+        text = bytes(value).decode("utf-8", "surrogateescape")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return Request(str(scope.get("method", "GET")), path, query, headers)
+
+
+class AgentApp:
+    """The ASGI app of ``secretcache serve``: every ``http`` request answered by ``answerer``.
+
+    Also answers the ``lifespan`` protocol (start-up and shutdown complete at once: the cache's
+    lifecycle belongs to whoever built it). Other scope types are ignored. Safe to share between
+    the tasks of one event loop.
+
+    Args:
+        answerer: Parses and answers each request.
+        max_conn: Connections allowed open at once (see the module docstring).
+    """
+
+    def __init__(self, answerer: Answerer, *, max_conn: int) -> None:
+        self._answerer = answerer
+        self._max_conn = max_conn
+
+    def __repr__(self) -> str:
+        return f"AgentApp({self._answerer!r}, max_conn={self._max_conn})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one ASGI connection scope."""
+        kind = scope.get("type")
+        if kind == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        close = self._over_limit(scope)
+        response = TOO_MANY if close else await self._answerer.handle(request_of(scope))
+        await _write(send, response, close=close)
+
+    def _over_limit(self, scope: Scope) -> bool:
+        count = scope.get(OPEN_AT_ACCEPT)
+        if not isinstance(count, int):
+            return False
+        allowed = self._max_conn + (_PING_ALLOWANCE if scope.get("path") == "/ping" else 0)
+        return count > allowed
+
+
+async def _write(send: Send, response: Response, *, close: bool) -> None:
+    headers = [
+        (b"content-type", response.content_type.encode("ascii")),
+        (b"content-length", str(len(response.body)).encode("ascii")),
+    ]
+    if close:
+        headers.append(_CLOSE)
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message.get("type") == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message.get("type") == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, noting in each request's scope how many connections were open at accept.
+
+    ``self.connections`` is uvicorn's set of the server's open connections (shared by every
+    protocol of one server); it holds this connection once ``connection_made`` has run.
+    """
+
+    _open_at_accept = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Count the connections open now, this one included."""
+        super().connection_made(transport)
+        self._open_at_accept = len(self.connections)
+
+    def on_message_begin(self) -> None:
+        """Start a request's scope, with the count taken at accept."""
+        super().on_message_begin()
+        cast("dict[str, Any]", self.scope)[OPEN_AT_ACCEPT] = self._open_at_accept
