@@ -42,6 +42,7 @@ BENCHMARKS = (
     "bench_outage",
     "bench_refresh",
     "bench_regions",
+    "bench_serve",
     "bench_serve_stacks",
     "compare",
     "fleet_model",

@@ -101,6 +101,7 @@ def process(argv: list[str], port: int, env: dict[str, str]) -> Iterator[int]:
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """A moto server on loopback holding the secret, recording requests from now on."""
+    os.environ["MOTO_RECORDER_FILEPATH"] = os.path.join(tempfile.mkdtemp(), "recording")  # else ./moto_recording
     from moto.server import ThreadedMotoServer
 
     port = free_port()
@@ -115,6 +116,7 @@ def moto_server() -> Iterator[str]:
             aws_secret_access_key="testing",  # noqa: S106 - moto's
         )  # fmt: skip
         client.create_secret(Name=SECRET_ID, SecretString=SECRET_STRING)
+        post(f"{endpoint}/moto-api/recorder/reset-recording")
         post(f"{endpoint}/moto-api/recorder/start-recording")
         yield endpoint
     finally:

@@ -17,6 +17,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -47,7 +48,7 @@ def wait_for(url: str, deadline: float) -> None:
     """Wait until ``url`` answers (the server listens once its prefetch list is loaded)."""
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=1):
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - a loopback http URL
                 return
         except OSError:
             if time.monotonic() > deadline:
@@ -57,7 +58,8 @@ def wait_for(url: str, deadline: float) -> None:
 
 def calls_seen(moto: str) -> dict[str, int]:
     """The Secrets Manager operations the moto server received, from its request recorder."""
-    with urllib.request.urlopen(f"{moto}/moto-api/recorder/download-recording", timeout=5) as answer:
+    recording = f"{moto}/moto-api/recorder/download-recording"
+    with urllib.request.urlopen(recording, timeout=5) as answer:  # noqa: S310 - a loopback http URL
         lines = answer.read().decode().splitlines()
     counts: dict[str, int] = {}
     for line in filter(None, lines):
@@ -69,7 +71,12 @@ def calls_seen(moto: str) -> dict[str, int]:
 
 
 def main() -> None:
+    import logging
+
+    os.environ["MOTO_RECORDER_FILEPATH"] = os.path.join(tempfile.mkdtemp(), "recording")  # else ./moto_recording
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server: no access log lines
 
     moto_port, port = free_port(), free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
@@ -82,16 +89,17 @@ def main() -> None:
     boto3.client("secretsmanager", endpoint_url=endpoint).create_secret(
         Name="prod/app/db-password", SecretString="example-password"
     )
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/recorder/start-recording", method="POST"))
+    for action in ("reset-recording", "start-recording"):  # count from here on
+        control = urllib.request.Request(f"{endpoint}/moto-api/recorder/{action}", method="POST")  # noqa: S310
+        urllib.request.urlopen(control, timeout=5).close()  # noqa: S310 - a loopback http URL
 
     token = secrets.token_hex(32)  # in production: the seeded token file (examples/serve/)
     os.environ["AWS_TOKEN"] = token
     os.environ["SECRETCACHE_AGENT_ENDPOINT"] = f"http://127.0.0.1:{port}"
     # --8<-- [start:serve]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "secretcache", "serve", "--port", str(port), "--bind", "127.0.0.1"]
-        + ["--endpoint-url", endpoint, "--prefetch", "prod/app/db-password", "--ttl", "300"],
-    )
+    command = [sys.executable, "-m", "secretcache", "serve", "--port", str(port), "--bind", "127.0.0.1"]
+    command += ["--endpoint-url", endpoint, "--prefetch", "prod/app/db-password", "--ttl", "300"]
+    server = subprocess.Popen(command)  # noqa: S603 - this interpreter
     # --8<-- [end:serve]
     try:
         wait_for(f"http://127.0.0.1:{port}/ping", time.monotonic() + 30)

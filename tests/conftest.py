@@ -8,12 +8,18 @@ import http.client
 import json
 import os
 import socket
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from types import CodeType
 from typing import Any
+
+# moto's request recorder (moto servers' /moto-api/recorder/...) is one per process and writes to
+# a file in the current directory unless told otherwise: one file per test process, in a temp
+# directory, read when moto is imported (below).
+os.environ.setdefault("MOTO_RECORDER_FILEPATH", os.path.join(tempfile.mkdtemp(prefix="moto-recorder-"), "recording"))
 
 import boto3
 import botocore.session

@@ -152,3 +152,31 @@ def test_lifespan_completes_startup_and_shutdown(app: AgentApp) -> None:
 
     asyncio.run(asyncio.wait_for(app({"type": "lifespan"}, receive, send), WATCHDOG))
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def test_accepted_connections_send_without_nagle_delay() -> None:
+    """Connections accepted on the sockets ``serve`` binds have TCP_NODELAY (else ~40 ms per keep-alive request)."""
+    import socket
+
+    from secretcache.serve._config import ServeConfig
+    from secretcache.serve._server import _bind
+
+    sockets = _bind(ServeConfig(port=0, binds=("127.0.0.1",), binds_given=True))
+    nodelay: list[int] = []
+
+    async def accept_one() -> None:
+        accepted = asyncio.Event()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                nodelay.append(transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                accepted.set()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sockets[0])
+        async with server:
+            _, writer = await asyncio.open_connection(*sockets[0].getsockname()[:2])
+            await asyncio.wait_for(accepted.wait(), WATCHDOG)
+            writer.close()
+
+    asyncio.run(accept_one())
+    assert nodelay == [1]

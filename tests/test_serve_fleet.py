@@ -107,7 +107,7 @@ def aws_env(moto: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def infrastructure(moto: str) -> dict[str, str]:
+def infrastructure(moto: str) -> Iterator[dict[str, str]]:
     """A fresh secret and an EventBridge rule sending Secrets Manager events to an SQS queue."""
     _post(f"{moto}/moto-api/reset")
     kwargs: dict[str, Any] = {"endpoint_url": moto, "region_name": REGION}
@@ -118,8 +118,12 @@ def infrastructure(moto: str) -> dict[str, str]:
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name="secret-changes", EventPattern=json.dumps({"source": ["aws.secretsmanager"]}))
     events.put_targets(Rule="secret-changes", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    _post(f"{moto}/moto-api/recorder/reset-recording")
     _post(f"{moto}/moto-api/recorder/start-recording")
-    return {"arn": arn, "queue": queue}
+    try:
+        yield {"arn": arn, "queue": queue}
+    finally:
+        _post(f"{moto}/moto-api/recorder/stop-recording")  # the recorder is one per process
 
 
 def fleet(env: dict[str, str], folder: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import moto.moto_api
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -76,9 +75,6 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """Start moto, the secrets, a queue, then the server behind a proxy that holds its first call (the prefetch)."""
     workdir = tmp_path_factory.mktemp("serve")
-    recorder = moto.moto_api.recorder
-    saved_location = recorder._location
-    recorder._location = str(workdir / "moto-recording")  # its default is a file in the current directory
     port = free_port()
     moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto_server.start()
@@ -120,7 +116,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         proxy.close()
         moto_api(endpoint, "POST", "/moto-api/recorder/stop-recording")  # the recorder is one per process
         moto_server.stop()
-        recorder._location = saved_location
 
 
 def get(served: Served, target: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, bytes]:

@@ -131,7 +131,10 @@ def _bind(config: ServeConfig) -> list[socket.socket]:
     try:
         for address in binds:
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            # IPPROTO_TCP, as asyncio's own create_server passes it: only then does asyncio set
+            # TCP_NODELAY on each accepted connection. Without it a keep-alive request waits
+            # for the client's delayed ACK between the response's head and body (about 40 ms).
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
