@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.conftest import REGION, _free_port
+from tests.serveproc import base_env, moto_api, recorded_calls, start_serve
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -45,17 +45,10 @@ def moto() -> Iterator[str]:
         server.stop()
 
 
-def _post(url: str) -> None:
-    urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10).close()  # noqa: S310
-
-
 def secrets_manager_calls(moto: str) -> int:
     """GetSecretValue and BatchGetSecretValue requests moto received since the recording started."""
-    recording = f"{moto}/moto-api/recorder/download-recording"
-    with urllib.request.urlopen(recording, timeout=10) as answer:  # noqa: S310
-        records = [json.loads(line) for line in answer.read().decode().splitlines() if line.strip()]
-    targets = [record.get("headers", {}).get("X-Amz-Target", "") for record in records]
-    return sum(target in ("secretsmanager.GetSecretValue", "secretsmanager.BatchGetSecretValue") for target in targets)
+    calls = recorded_calls(moto)
+    return calls["GetSecretValue"] + calls["BatchGetSecretValue"]
 
 
 def wait_until(condition: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
@@ -92,24 +85,14 @@ def stopped(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def aws_env(moto: str) -> dict[str, str]:
-    """The environment of every process: moto's endpoint, test credentials, the Region."""
-    env = dict(os.environ)
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_ENDPOINT_URL=moto,
-        PYTHONPATH=str(ROOT),
-    )
-    for name in ("AWS_PROFILE", "AWS_TOKEN", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"):
-        env.pop(name, None)
-    return env
+    """The environment of every process: moto's endpoint, test credentials, the Region, no token."""
+    return base_env(AWS_ENDPOINT_URL=moto, PYTHONPATH=str(ROOT))
 
 
 @pytest.fixture
 def infrastructure(moto: str) -> Iterator[dict[str, str]]:
     """A fresh secret and an EventBridge rule sending Secrets Manager events to an SQS queue."""
-    _post(f"{moto}/moto-api/reset")
+    moto_api(moto, "POST", "/moto-api/reset")
     kwargs: dict[str, Any] = {"endpoint_url": moto, "region_name": REGION}
     kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
     sm, sqs, events = (boto3.client(name, **kwargs) for name in ("secretsmanager", "sqs", "events"))
@@ -118,12 +101,12 @@ def infrastructure(moto: str) -> Iterator[dict[str, str]]:
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name="secret-changes", EventPattern=json.dumps({"source": ["aws.secretsmanager"]}))
     events.put_targets(Rule="secret-changes", Targets=[{"Id": "queue", "Arn": queue_arn}])
-    _post(f"{moto}/moto-api/recorder/reset-recording")
-    _post(f"{moto}/moto-api/recorder/start-recording")
+    moto_api(moto, "POST", "/moto-api/recorder/reset-recording")
+    moto_api(moto, "POST", "/moto-api/recorder/start-recording")
     try:
         yield {"arn": arn, "queue": queue}
     finally:
-        _post(f"{moto}/moto-api/recorder/stop-recording")  # the recorder is one per process
+        moto_api(moto, "POST", "/moto-api/recorder/stop-recording")  # the recorder is one per process
 
 
 def fleet(env: dict[str, str], folder: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -152,14 +135,11 @@ def test_through_the_server_the_host_makes_one_call_and_a_rotation_reaches_every
 ) -> None:
     """8 workers reading through one ``secretcache serve``: 1 call for the host; an event reaches them all."""
     token = secrets.token_hex(32)
-    port = _free_port()
-    server_env = {**aws_env, "AWS_TOKEN": token}
-    command = [sys.executable, "-m", "secretcache", "serve", "--port", str(port), "--bind", "127.0.0.1"]
-    command += ["--ttl", "3600", "--sqs-queue-url", infrastructure["queue"]]
-    server = started(command, server_env, tmp_path / "server.log")
+    args = ["--bind", "127.0.0.1", "--ttl", "3600", "--sqs-queue-url", infrastructure["queue"]]
+    server = start_serve(args, {**aws_env, "AWS_TOKEN": token}, tmp_path)
+    port = server.port
     app = None
     try:
-        wait_until(lambda: _pings(port), "the server to listen")
         worker_env = {**aws_env, "AWS_TOKEN": token, "SECRETCACHE_AGENT_ENDPOINT": f"http://127.0.0.1:{port}"}
         worker_env.update(FLEET_MODE="server", FLEET_L1_TTL="1")
         app = fleet(worker_env, tmp_path / "workers", tmp_path / "fleet.log")
@@ -192,14 +172,6 @@ def test_through_the_server_the_host_makes_one_call_and_a_rotation_reaches_every
     finally:
         if app is not None:
             stopped(app)
-        stopped(server)
-    assert token not in (tmp_path / "server.log").read_text()
-    assert "password-" not in (tmp_path / "server.log").read_text() + (tmp_path / "fleet.log").read_text()
-
-
-def _pings(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
+        assert server.stop() == 0
+    assert token not in server.output()
+    assert "password-" not in server.output() + (tmp_path / "fleet.log").read_text()
