@@ -17,9 +17,9 @@ from types import CodeType
 from typing import Any
 
 # moto's request recorder (moto servers' /moto-api/recorder/...) is one per process and writes to
-# a file in the current directory unless told otherwise: one file per test process, in a temp
-# directory, read when moto is imported (below).
-os.environ.setdefault("MOTO_RECORDER_FILEPATH", os.path.join(tempfile.mkdtemp(prefix="moto-recorder-"), "recording"))
+# a file in the current directory unless told otherwise: one file per test process (each xdist
+# worker sets its own, not the one inherited from the controller), read when moto is imported below.
+os.environ["MOTO_RECORDER_FILEPATH"] = os.path.join(tempfile.mkdtemp(prefix="moto-recorder-"), "recording")
 
 import boto3
 import botocore.session

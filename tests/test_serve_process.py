@@ -84,6 +84,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     try:
         # Module scope runs before the autouse fixture that sets fake credentials: pass them.
         keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        # moto's state is one per process: a module set up again in this worker (tests of other
+        # modules ran in between) finds the secrets it made before.
+        moto_api(endpoint, "POST", "/moto-api/reset")
         admin = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint, **keys)
         for name, value in VALUES.items():
             admin.create_secret(Name=name, SecretString=value)

@@ -41,6 +41,7 @@ OPEN_AT_ACCEPT = "secretcache.open_at_accept"
 TOO_MANY = text_response(429, "Connection limit exceeded")  # server.rs, validate_max_conn
 _PING_ALLOWANCE = 2  # server.rs, validate_max_conn: "allow 2 extra health check conns"
 _CLOSE = (b"connection", b"close")
+_MAX_STARTS = 4096  # start messages kept; the answers they belong to are bounded by the Answerer
 
 
 def request_of(scope: Scope) -> Request:
@@ -58,11 +59,14 @@ def request_of(scope: Scope) -> Request:
 
         path = quote(str(scope.get("path", "")), safe="/:@!$&'()*+,;=-._~")
     query = bytes(scope.get("query_string") or b"").decode("utf-8", "replace")
-    headers: dict[str, str] = {}
-    for name, value in scope.get("headers") or ():
-        key = bytes(name).decode("latin-1").lower()
-        text = bytes(value).decode("utf-8", "surrogateescape")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    raw = scope.get("headers") or ()
+    headers = {name.decode("latin-1").lower(): value.decode("utf-8", "surrogateescape") for name, value in raw}
+    if len(headers) != len(raw):  # a repeated header: its values joined, in order
+        headers = {}
+        for name, value in raw:
+            key = bytes(name).decode("latin-1").lower()
+            text = bytes(value).decode("utf-8", "surrogateescape")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return Request(str(scope.get("method", "GET")), path, query, headers)
 
 
@@ -81,6 +85,7 @@ class AgentApp:
     def __init__(self, answerer: Answerer, *, max_conn: int) -> None:
         self._answerer = answerer
         self._max_conn = max_conn
+        self._starts: dict[int, tuple[Response, Message]] = {}  # a response's start message, built once
 
     def __repr__(self) -> str:
         return f"AgentApp({self._answerer!r}, max_conn={self._max_conn})"
@@ -95,7 +100,17 @@ class AgentApp:
             return
         close = self._over_limit(scope)
         response = TOO_MANY if close else await self._answerer.handle(request_of(scope))
-        await _write(send, response, close=close)
+        known = self._starts.get(id(response))
+        if known is not None and known[0] is response and not close:
+            start = known[1]
+        else:
+            start = _start(response, close=close)
+            if not close:
+                if len(self._starts) >= _MAX_STARTS:
+                    self._starts.clear()
+                self._starts[id(response)] = (response, start)  # holding the response keeps its id from being reused
+        await send(start)
+        await send({"type": "http.response.body", "body": response.body})
 
     def _over_limit(self, scope: Scope) -> bool:
         count = scope.get(OPEN_AT_ACCEPT)
@@ -105,15 +120,15 @@ class AgentApp:
         return count > allowed
 
 
-async def _write(send: Send, response: Response, *, close: bool) -> None:
+def _start(response: Response, *, close: bool) -> Message:
+    """The ``http.response.start`` message of ``response`` (the server treats it as read-only)."""
     headers = [
         (b"content-type", response.content_type.encode("ascii")),
         (b"content-length", str(len(response.body)).encode("ascii")),
     ]
     if close:
         headers.append(_CLOSE)
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
+    return {"type": "http.response.start", "status": response.status, "headers": headers}
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -22,6 +22,7 @@ Where this module departs from the Agent, on purpose (issue 24):
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import time
@@ -138,6 +139,7 @@ def _token_matches(headers: Mapping[str, str], token: str) -> bool:
     return found
 
 
+@functools.lru_cache(maxsize=4096)  # clients repeat their queries: a hit skips the decoding (results are immutable)
 def _query_lookup(query: str, path_id: str | None) -> Lookup | Response:
     """The query's parameters (parse.rs, ``try_from_query`` / ``try_from_path_query``).
 
