@@ -158,3 +158,38 @@ def test_without_the_serve_extra_one_line_names_it(
     assert main(["serve"]) == 1
     err = capsys.readouterr().err
     assert err == "secretcache: error: secretcache serve needs the serve extra: pip install 'secretcache[serve]'\n"
+
+
+def test_systemd_is_told_ready_once_the_server_listens(tmp_path: Path) -> None:
+    """With ``NOTIFY_SOCKET`` set (a ``Type=notify`` unit) the server sends ``READY=1`` once it accepts connections."""
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(path))
+        notify.settimeout(WATCHDOG)
+        served = start_serve(["--bind", "127.0.0.1"], base_env(AWS_TOKEN=TOKEN, NOTIFY_SOCKET=str(path)), tmp_path)
+        try:
+            assert notify.recv(4096) == b"READY=1"
+            with socket.create_connection(("127.0.0.1", served.port), timeout=WATCHDOG):
+                pass
+        finally:
+            assert served.stop() == 0
+
+
+def test_secret_ids_reach_the_log_only_with_log_ids(moto_server: str, tmp_path: Path) -> None:
+    """At DEBUG a failed read's line names the secret with ``--log-ids``; without it the id never appears."""
+    name = "svc/logged-id-0b7e"
+    outputs = []
+    for extra in ([], ["--log-ids"]):
+        args = ["--bind", "127.0.0.1", "--endpoint-url", moto_server, "--log-level", "debug", *extra]
+        served = start_serve(args, base_env(AWS_TOKEN=TOKEN), tmp_path)
+        try:
+            connection = served.connection()
+            headers = {"X-Aws-Parameters-Secrets-Token": TOKEN}
+            connection.request("GET", f"/secretsmanager/get?secretId={name}", headers=headers)
+            assert connection.getresponse().status in (400, 404)  # not found (moto answers 404)
+            connection.close()
+        finally:
+            assert served.stop() == 0
+        outputs.append(served.output())
+    assert name not in outputs[0]
+    assert name in outputs[1]
