@@ -7,6 +7,10 @@ distinct install line (``pip install -e '.[demo]'`` and so on, shared by the exa
 the same one), installs that line from this checkout, and runs each example with it. The examples
 that need a PostgreSQL server (``NEEDS_POSTGRES``) run only under the development extras. pip
 needs PyPI (or a mirror configured for pip): without it these tests fail, they never skip.
+
+The venvs are kept between runs, rebuilt whenever the install line, ``pyproject.toml``, the
+Python or the checkout changes (:class:`Venvs`); ``SECRETCACHE_FRESH_VENVS=rebuild`` (the nightly
+run) builds every one anew, as a new reader would today.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,25 +56,44 @@ def _clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in LEAKY}
 
 
-class Venvs:
-    """Fresh virtualenvs, one per distinct install line, built on first use, once per test run.
+REBUILD = "SECRETCACHE_FRESH_VENVS"
+"""Set to ``rebuild`` (the nightly run) to build every venv anew in this run instead of reusing one."""
+CACHE = "SECRETCACHE_FRESH_VENV_CACHE"
+"""Where venvs are kept between runs (default ``~/.cache/secretcache-tests/fresh-venvs``)."""
+KEEP_DAYS = 14  # a kept venv unused this long is removed
 
-    The pytest-xdist workers share them: a venv lives under a directory every worker of the run
-    sees, and is built under an exclusive lock on a file beside it, so the first worker to need
-    a line builds it while the others wait and then use it (or read why it failed). Each worker
-    counts itself in while it may use them; the last one out removes them.
+
+class Venvs:
+    """Fresh virtualenvs, one per distinct install line, built on first use.
+
+    A venv is named by what decides its contents: the install line, ``pyproject.toml`` (the
+    extras and their pins), this Python, and this checkout's path (the install is editable: it
+    imports this checkout's code, current at every run). Kept between runs, a venv is rebuilt as
+    soon as any of those changes; with ``SECRETCACHE_FRESH_VENVS=rebuild`` every venv is built
+    anew in a directory of the run's own (what PyPI serves today, as a new reader gets it).
+
+    The pytest-xdist workers share them: a venv is built under an exclusive lock on a file
+    beside it, so the first worker to need a line builds it while the others wait and then use
+    it (or read why it failed: a failure counts for this run only).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, run: str) -> None:
         self._root = root
+        self._run = run
 
     def python_for(self, line: str) -> str:
         """The python of a fresh venv into which ``pip install {line}`` ran in the checkout."""
-        venv = self._root / ("venv-" + hashlib.sha256(line.encode()).hexdigest()[:16])
-        outcome = venv.with_name(venv.name + ".outcome")  # the venv's python, or why it failed
+        identity = "\0".join([line, (REPO / "pyproject.toml").read_text(), sys.version, str(REPO)])
+        venv = self._root / ("venv-" + hashlib.sha256(identity.encode()).hexdigest()[:16])
+        outcome = venv.with_name(venv.name + ".outcome")  # the venv's python, or this run's reason it failed
         with _locked(venv.with_name(venv.name + ".lock")):
-            if not outcome.exists():
-                outcome.write_text(self._build(line, venv))
+            built = outcome.read_text() if outcome.exists() else ""
+            usable = built.startswith("/") and Path(built).exists()
+            if not usable and not built.startswith(f"run {self._run}: "):
+                shutil.rmtree(venv, ignore_errors=True)  # a half-built venv of an interrupted run
+                built = self._build(line, venv)
+                outcome.write_text(built if built.startswith("/") else f"run {self._run}: {built}")
+            os.utime(outcome)  # used now: kept another KEEP_DAYS
             built = outcome.read_text()
         if not built.startswith("/"):
             pytest.fail(built)
@@ -109,33 +134,50 @@ def _locked(path: Path) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def venvs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venvs]:
-    """The run's fresh virtualenvs, shared by its workers, removed when the last one is done.
+    """The fresh virtualenvs: kept between runs, or with ``SECRETCACHE_FRESH_VENVS=rebuild`` the run's own.
 
-    Under pytest-xdist each worker's base temporary directory is ``popen-gwN`` inside the
-    run's own, which is where the shared ones go (as pytest-xdist's docs suggest).
+    Kept ones live in :data:`CACHE`'s directory; one unused for :data:`KEEP_DAYS` days is removed.
+    A run's own live under pytest-xdist's shared base directory (each worker's is ``popen-gwN``
+    inside it) and are removed by the last worker out.
     """
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or base.name
+    if os.environ.get(REBUILD) != "rebuild":
+        kept = Path(os.environ.get(CACHE) or Path.home() / ".cache" / "secretcache-tests" / "fresh-venvs")
+        kept.mkdir(parents=True, exist_ok=True)
+        with _locked(kept / "prune.lock"):
+            for outcome in kept.glob("venv-*.outcome"):
+                if time.time() - outcome.stat().st_mtime > KEEP_DAYS * 86400:
+                    with _locked(outcome.with_suffix(".lock")):
+                        outcome.unlink()
+                        _remove_later(outcome.with_suffix(""))
+        yield Venvs(kept, run)
+        return
     root = base / "fresh-venvs"
     root.mkdir(exist_ok=True)
     users = root / "users"
     with _locked(root / "users.lock"):
         users.write_text(str(int(users.read_text() or 0) + 1) if users.exists() else "1")
-    yield Venvs(root)
+    yield Venvs(root, run)
     with _locked(root / "users.lock"):
         left = int(users.read_text()) - 1
         users.write_text(str(left))
         if left == 0:
-            # Removed by a detached `rm`: thousands of files, which on a loaded machine take longer
-            # to delete than pytest-timeout gives the last test's teardown, and nothing waits for
-            # them. The lock files stay (a few bytes), so a late worker still finds them.
             for venv in root.glob("venv-*"):
                 if venv.is_dir():
-                    gone = venv.with_name(f"{venv.name}-removing")
                     venv.with_name(venv.name + ".outcome").unlink(missing_ok=True)
-                    venv.rename(gone)
-                    subprocess.run(["/bin/sh", "-c", 'rm -rf -- "$1" >/dev/null 2>&1 &', "sh", str(gone)], check=True)
+                    _remove_later(venv)
+
+
+def _remove_later(venv: Path) -> None:
+    """Remove ``venv`` with a detached ``rm``: thousands of files, which on a loaded machine take longer
+    to delete than pytest-timeout gives a teardown, and nothing waits for them."""
+    if venv.is_dir():
+        gone = venv.with_name(f"{venv.name}-removing-{os.getpid()}")
+        venv.rename(gone)
+        subprocess.run(["/bin/sh", "-c", 'rm -rf -- "$1" >/dev/null 2>&1 &', "sh", str(gone)], check=True)
 
 
 def test_every_example_states_one_install_line() -> None:
