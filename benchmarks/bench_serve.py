@@ -26,9 +26,7 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench_serve_stacks import HOST, TOKEN_HEADER, Load, cpu_seconds, free_port, own, wrk
+from bench_serve_stacks import HOST, TOKEN_HEADER, Load, cpu_seconds, free_port, listening, own, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_ID = "bench/serve/db"  # noqa: S105 - a secret's name
@@ -71,31 +69,6 @@ def hard_server(port: int, body_file: str) -> None:
         log_level="warning",
     )
     uvicorn.Server(config).run()
-
-
-@contextlib.contextmanager
-def process(argv: list[str], port: int, env: dict[str, str]) -> Iterator[int]:
-    """Start ``argv``; yield its pid once ``port`` accepts connections; stop it on exit."""
-    with tempfile.TemporaryFile("w+") as log:
-        child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603 - ourselves
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if child.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"{argv[:4]} did not start:\n{log.read()[-2000:]}")
-                with socket.socket() as probe:
-                    if probe.connect_ex((HOST, port)) == 0:
-                        break
-                time.sleep(0.05)
-            yield child.pid
-        finally:
-            child.terminate()
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(10)
 
 
 @contextlib.contextmanager
@@ -173,14 +146,13 @@ def main() -> int:
         serve += ["--endpoint-url", endpoint, "--ttl", "3600"]
         body_file = Path(folder) / "body.json"
         for round_ in range(1, rounds + 1):
-            with process(serve, port, env) as pid:
+            with listening(serve, port, env, "secretcache serve") as pid:
                 body = get(port)
                 body_file.write_bytes(body)
                 results["secretcache serve"].append(load(drive, port, pid, seconds, connections))
             hard_port = free_port()
-            with process(
-                [sys.executable, __file__, "--hard-server", str(hard_port), str(body_file)], hard_port, env
-            ) as pid:
+            hard = [sys.executable, __file__, "--hard-server", str(hard_port), str(body_file)]
+            with listening(hard, hard_port, env, "stack limit") as pid:
                 assert get(hard_port) == body
                 results["stack limit"].append(load(drive, hard_port, pid, seconds, connections))
             print(

@@ -407,6 +407,13 @@ def server(stack: Stack, case: str) -> Iterator[tuple[int, int]]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     argv = [sys.executable, __file__, "--serve", stack.name, "--case", case, "--port", str(port)]
+    with listening(argv, port, env, f"{stack.name} {case}") as pid:
+        yield port, pid
+
+
+@contextlib.contextmanager
+def listening(argv: list[str], port: int, env: dict[str, str], what: str) -> Iterator[int]:
+    """Start ``argv``; yield its pid once ``port`` on HOST accepts connections; stop it on exit."""
     with tempfile.TemporaryFile("w+") as log:
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603 - ourselves
         try:
@@ -414,12 +421,12 @@ def server(stack: Stack, case: str) -> Iterator[tuple[int, int]]:
             while True:
                 if child.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
-                    raise RuntimeError(f"{stack.name} {case}: server did not start:\n{log.read()[-2000:]}")
+                    raise RuntimeError(f"{what}: server did not start:\n{log.read()[-2000:]}")
                 with socket.socket() as probe:
                     if probe.connect_ex((HOST, port)) == 0:
                         break
                 time.sleep(0.05)
-            yield port, child.pid
+            yield child.pid
         finally:
             child.terminate()
             try:

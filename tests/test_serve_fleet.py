@@ -21,7 +21,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.conftest import REGION, _free_port
 from tests.serveproc import base_env, moto_api, recorded_calls, start_serve
@@ -33,16 +32,10 @@ SECRET = "prod/fleet/db"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    """A moto server of this module's own (its request recorder counts only these tests' calls)."""
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+@pytest.fixture
+def moto(moto_server: str) -> str:
+    """The session's moto server (its recorder, like moto's state, is one per process: reset by ``infrastructure``)."""
+    return moto_server
 
 
 def secrets_manager_calls(moto: str) -> int:
