@@ -451,12 +451,6 @@ class SecretCache:
                 entry = self._read(secret_id, None, None, False, None)
         else:
             entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
-        models = entry.models  # the validated object of this version, if any reader made it
-        if models is not None:
-            held = models.get(model if key is None else (model, key))
-            if held is not None:
-                validated, copier = held
-                return validated if copier is None else copier(validated)  # type: ignore[no-any-return]
         return model_of(entry, secret_id, model, key)  # type: ignore[no-any-return]
 
     def watch(
