@@ -149,8 +149,8 @@ class Flight:
         The wake-up lists are final by then (none is added to a flight that is done). A failing
         wake-up is logged to ``effects`` and costs none of the others.
         """
+        self._done.set()  # before settled: a reader woken by settled must see the flight done, not serve its spare
         self._settled.set()
-        self._done.set()
         for callback in (*self.callbacks, *self.settle_callbacks):
             try:
                 callback()

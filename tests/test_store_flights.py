@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from secretcache import AsyncSecretCache, RetryPolicy, SecretUnavailableError
+from secretcache import AsyncSecretCache, RetryPolicy, SecretUnavailableError, _flight
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.store import _deny
 from tests.test_cache import make_cache
@@ -170,3 +170,55 @@ def test_a_refused_batch_still_serves_the_readers_of_a_secret_dropped_meanwhile(
         assert reader.result(timeout=WATCHDOG) == "a-1"
         assert batch.result(timeout=WATCHDOG) == {}
     assert cache.stats().in_flight == 0
+
+
+# -- a reader holding a value past its TTL, woken as its fetch completes -----------------------
+
+
+def test_a_reader_woken_by_its_fetch_completing_is_served_its_answer_not_its_spare(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader holding a value past its TTL, woken at the moment its fetch completes, is served the fetch's answer.
+
+    Such a reader waits for its fetch to *settle* and serves its old entry (counted stale) only
+    if the fetch faltered. The settle signal of a completing flight is held open here until the
+    reader has answered: the reader must already see the flight done then. It was once
+    signalled before "done"; a reader in that window served its old entry, counted stale,
+    though the fetch had just succeeded (seen by the 16-thread stress test on a loaded machine).
+    The fetch returns the version the reader holds: a new version would retire the old entry,
+    which hides the window.
+    """
+    admin.create_secret(Name="db", SecretString="pw")
+    cache = make_cache(client, clock, ttl=10.0, max_stale=3600.0)
+    assert cache.get_secret_string("db") == "pw"
+    clock.advance(11.0)  # past the TTL, within max_stale: the reader holds a spare
+    gate = calls.hold()
+    answered = threading.Event()
+
+    class HeldOpen(threading.Event):
+        def set(self) -> None:
+            super().set()
+            answered.wait(WATCHDOG)  # keep the waker here until the reader has answered
+
+    class ProbedFlight(_flight.Flight):
+        __slots__ = ()
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._settled = HeldOpen()
+
+    monkeypatch.setattr(_flight, "Flight", ProbedFlight)
+
+    def read() -> str:
+        try:
+            return cache.get_secret_string("db")
+        finally:
+            answered.set()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reader = pool.submit(read)
+        wait_until(lambda: calls["GetSecretValue"] == 2)  # its fetch runs, on a thread of its own
+        gate.set()
+        assert reader.result(timeout=WATCHDOG) == "pw"
+    stats = cache.stats()
+    assert (stats.stale_served, stats.misses) == (0, 2)  # the first read's miss, and this one's
