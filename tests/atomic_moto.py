@@ -36,3 +36,22 @@ def install() -> None:
 
     SecretsManagerResponse._dispatch = atomic  # type: ignore[method-assign]
     _installed = True
+
+
+def versions(name: str, region: str) -> dict[str, tuple[frozenset[str], str | None]]:
+    """What moto holds for secret ``name`` in ``region``: each version id with its labels and SecretString.
+
+    Read from moto's backend under :data:`LOCK`, so it is one consistent moment of the backend.
+    The models use it as their oracle instead of DescribeSecret and GetSecretValue calls (about
+    3 ms each in-process): what the cache under test calls is unchanged, and the oracle no longer
+    goes through moto's request layer, which is not what they test.
+    """
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    with LOCK:
+        secret = secretsmanager_backends[DEFAULT_ACCOUNT_ID][region].secrets[name]
+        return {
+            version_id: (frozenset(version["version_stages"]), version.get("secret_string"))
+            for version_id, version in secret.versions.items()
+        }

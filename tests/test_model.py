@@ -167,10 +167,11 @@ class CacheMachine(RuleBasedStateMachine):
 
     def _observe(self, name: str) -> None:
         """Record what the backend now holds for ``name``; fail if a label is on two versions."""
-        found = self.admin.describe_secret(SecretId=name)["VersionIdsToStages"]
-        for version_id in found:
+        held = atomic_moto.versions(name, REGION)
+        found = {version_id: stages for version_id, (stages, _) in held.items()}
+        for version_id, (_, value) in held.items():
             if version_id not in self.values:
-                value = self.admin.get_secret_value(SecretId=name, VersionId=version_id)["SecretString"]
+                assert value is not None
                 self.values[version_id] = value
                 self.by_number[name, json.loads(value)["n"]] = version_id
                 self.versions[name].append(version_id)

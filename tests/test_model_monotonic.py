@@ -36,6 +36,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from moto import mock_aws
 
 from secretcache import RetryPolicy, SecretCache, SecretChange, SecretUnavailableError
+from tests import atomic_moto
 from tests.conftest import REGION, WATCHDOG, Calls, FakeClock, wait_until
 from tests.replication import Lag
 from tests.test_model import machine_settings, sync_moto_current
@@ -151,8 +152,11 @@ class MonotonicMachine(RuleBasedStateMachine):
         return f"{name}#{self.count}"
 
     def _current(self, name: str) -> str:
-        version: str = self.admin.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")["VersionId"]
-        return version
+        return next(
+            version_id
+            for version_id, (stages, _) in atomic_moto.versions(name, REGION).items()
+            if "AWSCURRENT" in stages
+        )
 
     def _tick(self) -> int:
         with self.lock:
@@ -180,10 +184,9 @@ class MonotonicMachine(RuleBasedStateMachine):
         """The version id whose value ``value`` is (values are unique per put)."""
         if value is None:
             return None
-        for version_id, stages in self.admin.describe_secret(SecretId=name)["VersionIdsToStages"].items():
-            del stages
-            if self.admin.get_secret_value(SecretId=name, VersionId=version_id)["SecretString"] == value:
-                return str(version_id)
+        for version_id, (_, held) in atomic_moto.versions(name, REGION).items():
+            if held == value:
+                return version_id
         raise AssertionError(f"{name} returned {value!r}, which is no version of it")
 
     def _returned(self, name: str, value: str | None) -> str | None:
@@ -300,8 +303,8 @@ class MonotonicMachine(RuleBasedStateMachine):
     @rule(name=st.sampled_from(SECRETS))
     def roll_back(self, name: str) -> None:
         """Move AWSCURRENT back to the AWSPREVIOUS version, as an operator undoing a rotation does."""
-        stages = self.admin.describe_secret(SecretId=name)["VersionIdsToStages"]
-        previous = next((version for version, labels in stages.items() if "AWSPREVIOUS" in labels), None)
+        held = atomic_moto.versions(name, REGION)
+        previous = next((version for version, (labels, _) in held.items() if "AWSPREVIOUS" in labels), None)
         current = self.history[name][-1]
         if previous is None or previous == current:
             return
@@ -309,7 +312,7 @@ class MonotonicMachine(RuleBasedStateMachine):
             SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=previous, RemoveFromVersionId=current
         )
         sync_moto_current(name, previous)
-        assert self._current(name) == previous
+        assert self.admin.get_secret_value(SecretId=name)["VersionId"] == previous  # moto serves the rollback
         self.history[name].append(previous)
 
     @rule(seconds=st.sampled_from((1.0, 5.0, 11.0)))
