@@ -116,6 +116,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.db)
 
 
+class _EachExampleRunsOnce:
+    """Where an example's fresh-venv run is selected, its run under the development extras is deselected.
+
+    Both run the example and check the same output (``tests/test_examples.py``, ``_run``); the
+    fresh venv holds only the example's documented install line, the stricter set-up. The full
+    run so runs each example once; a run without the fresh venvs (``-m "not fresh_venv"``, CI's
+    other Pythons) keeps the development-extras run.
+    """
+
+    @pytest.hookimpl(trylast=True)  # after -m and -k have selected
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        fresh = {
+            _example(item) for item in items if _named(item, "test_example_runs_in_a_fresh_venv_with_its_install_line")
+        }
+        twins = [item for item in items if _named(item, "test_example_runs") and _example(item) in fresh]
+        if twins:
+            config.hook.pytest_deselected(items=twins)
+            items[:] = [item for item in items if item not in twins]
+
+
+def _named(item: pytest.Item, name: str) -> bool:
+    return getattr(item, "originalname", None) == name
+
+
+def _example(item: pytest.Item) -> object:
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get("name")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the collection step that runs each example once (:class:`_EachExampleRunsOnce`)."""
+    config.pluginmanager.register(_EachExampleRunsOnce(), "secretcache-each-example-once")
+
+
 @pytest.fixture(autouse=True)
 def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and region; no SECRETCACHE_* or endpoint settings leak in."""
