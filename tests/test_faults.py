@@ -11,7 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
 
 from secretcache import RetryPolicy, SecretAccessDeniedError, SecretCache, SecretUnavailableError
-from tests.conftest import REGION, FakeClock
+from tests.conftest import REGION, WATCHDOG, FakeClock
 from tests.faultproxy import INTERNAL, THROTTLE, UNAVAILABLE, FaultProxy
 
 READ_TIMEOUT = 1.0
@@ -19,10 +19,14 @@ CONNECT_TIMEOUT = 1.0
 RETRY = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05, deadline=5.0, failure_backoff=1.0)
 
 
-@pytest.fixture
-def wire(proxy: FaultProxy, moto_server: str) -> tuple[Any, Any]:
-    """A client through the proxy (retries off, short timeouts) and an admin client straight to moto."""
-    config = Config(retries={"total_max_attempts": 1}, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
+@pytest.fixture(params=[WATCHDOG], ids=["timeout-watchdog"])
+def wire(proxy: FaultProxy, moto_server: str, request: pytest.FixtureRequest) -> tuple[Any, Any]:
+    """A client through the proxy (retries off) and an admin client straight to moto.
+
+    The client's read timeout is the watchdog, so a slow answer on a busy machine is never taken
+    for a stall; the stall test asks for ``READ_TIMEOUT`` (``indirect`` parametrisation).
+    """
+    config = Config(retries={"total_max_attempts": 1}, connect_timeout=CONNECT_TIMEOUT, read_timeout=request.param)
     client = boto3.client("secretsmanager", region_name=REGION, endpoint_url=proxy.url, config=config)
     admin = boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_server)
     admin.create_secret(Name="db", SecretString="pw-1")
@@ -74,6 +78,7 @@ def test_slow_server_is_waited_for(proxy: FaultProxy, wire: tuple[Any, Any], clo
     assert (proxy.seen, proxy.forwarded) == (1, 1)
 
 
+@pytest.mark.parametrize("wire", [READ_TIMEOUT], ids=[f"timeout-{READ_TIMEOUT:g}s"], indirect=True)
 def test_stalled_reads_time_out_within_a_bound_from_the_settings(
     proxy: FaultProxy, wire: tuple[Any, Any], clock: FakeClock
 ) -> None:

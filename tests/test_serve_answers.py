@@ -236,10 +236,16 @@ async def test_impossible_ids_are_client_errors(answerer: Answerer, calls: Calls
     assert calls.total == 0
 
 
-@pytest.fixture
-def proxied(proxy: FaultProxy, moto_server: str) -> Iterator[tuple[Answerer, FaultProxy]]:
-    """An Answerer whose cache talks to moto's HTTP server through the fault proxy (one try, short timeouts)."""
-    config = Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=0.3)
+@pytest.fixture(params=[WATCHDOG], ids=["timeout-watchdog"])
+def proxied(
+    proxy: FaultProxy, moto_server: str, request: pytest.FixtureRequest
+) -> Iterator[tuple[Answerer, FaultProxy]]:
+    """An Answerer whose cache talks to moto's HTTP server through the fault proxy (one try).
+
+    The client's read timeout is the watchdog, so an answer is never mistaken for a timeout on a
+    busy machine; the timeout test asks for a short one with ``indirect`` parametrisation.
+    """
+    config = Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=request.param)
     boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_server).create_secret(
         Name="app/db", SecretString=VALUE
     )
@@ -267,10 +273,11 @@ async def test_aws_errors_pass_through(proxied: tuple[Answerer, FaultProxy], sta
     assert error_of(await fetch(answerer, "/v1/app/db")) == (status, code, f"says {code}")
 
 
+@pytest.mark.parametrize("proxied", [0.3], ids=["timeout-0.3s"], indirect=True)
 async def test_timeout_is_504(proxied: tuple[Answerer, FaultProxy]) -> None:
     """A Secrets Manager call that times out is 504 TimeoutError (cache_manager.rs, svc_err)."""
     answerer, proxy = proxied
-    proxy.always(("stall", 1.0))
+    proxy.always(("stall", 1.0))  # longer than the read timeout: a slow machine only times out sooner
     assert error_of(await fetch(answerer, "/v1/app/db")) == (504, "TimeoutError", "Timeout")
 
 
