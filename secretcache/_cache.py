@@ -494,7 +494,7 @@ class SecretCache:
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
         check_model(model)
         cache_key, _, _ = check_read(secret_id, version_stage, None, False, None)
-        entry = self._runner.read(cache_key, False, None)
+        entry = self._runner.read_through(cache_key, False, None)
         return new_watch(self, cache_key, model, key, entry, on_change, on_error)
 
     def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
@@ -550,7 +550,7 @@ class SecretCache:
         """
         key, _, _ = check_read(secret_id, version_stage, version_id, True, None)
         before = self._store.entries.get(key)
-        return refresh_result(before, self._runner.read(key, True, None))
+        return refresh_result(before, self._runner.read_through(key, True, None))
 
     def invalidate(self, secret_id: str | None = None) -> int:
         """Drop every cached entry of a secret, or of all secrets when called without one.
@@ -611,7 +611,7 @@ class SecretCache:
 
     def _read(self, secret_id: object, version_stage: object, version_id: object, force: object, ttl: object) -> Entry:
         """The slow path of every read (the hit, ``Store.hit``, is tried first): checks, then the store."""
-        return self._runner.read(*check_read(secret_id, version_stage, version_id, force, ttl))
+        return self._runner.read_through(*check_read(secret_id, version_stage, version_id, force, ttl))
 
     def _after_fork_in_child(self) -> None:
         """Fresh locks, no inherited fetches or threads, no shared connections; values kept."""

@@ -49,7 +49,7 @@ class Runner:
         self._pool = pool
         self._serving: Serving = store.serving
 
-    def read(self, key: CacheKey, force: bool, ttl: float | None) -> Entry:
+    def read_through(self, key: CacheKey, force: bool, ttl: float | None) -> Entry:
         """The slow path of a read: serve without I/O if possible, else join or run a fetch.
 
         A read served at once may have queued a background refresh: it goes to the pool.
