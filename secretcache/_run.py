@@ -21,7 +21,7 @@ from secretcache._entry import Entry
 from secretcache._errors import SecretCacheError
 from secretcache._flight import Effects
 from secretcache._keys import DEFAULT_STAGE
-from secretcache._logs import facts
+from secretcache._logs import Facts, facts
 from secretcache._observe import Fetch
 from secretcache._value import SecretValue
 
@@ -175,9 +175,9 @@ class Runner:
                 except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
                     unexpected = err
                     if isinstance(err, Exception):  # a bug: say so even if nobody waits (a background refresh)
-                        extra = facts(fetch.operation, secret_name=secret_id, attempt=fetch.attempts, error=err)
+                        fields = Facts(fetch.operation, secret_name=secret_id, attempt=fetch.attempts, error=err)
                         effects.log(
-                            logging.ERROR, "fetching secret %r raised %s", secret_id, type(err).__name__, extra=extra
+                            logging.ERROR, "fetching secret %r raised %s", secret_id, type(err).__name__, facts=fields
                         )
                 if fetch.replica is not None and isinstance(answer, SecretValue):
                     effects.count("failovers")
