@@ -127,14 +127,17 @@ class Runner:
         self.run(flight)
 
     def submit(self, flight: Flight) -> None:
-        """Hand a queued refresh to the pool; if it refuses (full, closed), un-queue it."""
+        """Hand a queued refresh to the pool; if it refuses (full, closed), end it with no answer.
+
+        Unless a reader took it over meanwhile, the refused refresh is taken back and completed
+        with nothing: its entry's refresh point is restored, so a later read queues it again.
+        """
         store = self._store
         if self._pool.submit(lambda: self._run_queued(flight)):
             store.counters.add("background_refreshes")
-        elif store.unqueue(flight):
-            effects = Effects()
-            flight.wake(effects)
-            store.announce(effects)
+            return
+        for taken in store.take([flight]):
+            store.complete(taken, None, None)
 
     def _run_queued(self, flight: Flight) -> None:
         """On a pool thread: run a queued refresh unless a reader took it over or it was dropped."""
