@@ -28,7 +28,6 @@ from secretcache._value import SecretValue
 if TYPE_CHECKING:
     from secretcache._fetcher import Fetcher
     from secretcache._flight import Claim, Flight, Serving
-    from secretcache._keys import CacheKey
     from secretcache._store import Store
     from secretcache._worker import BackgroundPool
 
@@ -49,12 +48,12 @@ class Runner:
         self._pool = pool
         self._serving: Serving = store.serving
 
-    def read_through(self, key: CacheKey, force: bool, ttl: float | None) -> Entry:
-        """The slow path of a read: serve without I/O if possible, else join or run a fetch.
+    def finish(self, step: Entry | Claim) -> Entry:
+        """Finish a blocking read the store has begun (:meth:`Store.begin` with ``runs_here``).
 
-        A read served at once may have queued a background refresh: it goes to the pool.
+        An entry is the answer. A read served at once that queued a background refresh hands it
+        to the pool; any other claim is run, or waited for (:meth:`_wait`).
         """
-        step = self._store.begin(key, force, ttl, runs_here=True)
         if isinstance(step, Entry):
             return step
         if step.served is None:

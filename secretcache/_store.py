@@ -255,7 +255,7 @@ class Store:
         running and ``False`` returned, for the caller to fetch again; from a replica
         (``fetch.replica``) it is a failure of the fetch.
         If the reader that handed this fetch off still waits and it never faltered, its logs and
-        changes are left to that reader (:meth:`Runner.read_through`); else they go to ``effects``
+        changes are left to that reader (:meth:`Runner.finish`); else they go to ``effects``
         (announced here when ``None``).
 
         Returns:
@@ -285,7 +285,7 @@ class Store:
                 elif mine and flight.due is not None and self.entries.get(flight.key) is flight.previous:
                     flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read retries
                 flight.entry, flight.error, flight.state = result, unexpected, DONE
-                if flight.adopter is not None and not flight.faltered:  # its reader announces (Runner.read_through)
+                if flight.adopter is not None and not flight.faltered:  # its reader announces (Runner.finish)
                     flight.announce = effects.detach()
             if result is not None and result.failure is not None:
                 effects.count("errors")
