@@ -95,9 +95,7 @@ class Runner:
             return self._serving.completed(flight)
         finally:
             if adopted:  # announce what the fetch left this reader
-                effects = self._store.release(flight)
-                if effects is not None:
-                    self._store.announce(effects)
+                self._store.release(flight)
 
     def start(self, flight: Flight) -> None:
         """Run a claimed fetch on a new daemon thread, for a reader that must not block (asyncio).

@@ -323,12 +323,13 @@ class Store:
         with self._lock:
             flight.owner = threading.get_ident()
 
-    def release(self, flight: Flight) -> Effects | None:
-        """For the reader that handed its fetch off, as it stops waiting: what the fetch left it to announce."""
+    def release(self, flight: Flight) -> None:
+        """For the reader that handed its fetch off, as it stops waiting: announce what the fetch left it."""
         with self._lock:
             flight.adopter = None
             effects, flight.announce = flight.announce, None
-        return effects
+        if effects is not None:
+            effects.announce(self._listeners)
 
     def falter(self, flights: tuple[Flight, ...]) -> tuple[list[Flight], list[Callable[[], None]]]:
         """An attempt failed transiently: mark ``flights`` faltered; those newly so, and their settle wake-ups."""
