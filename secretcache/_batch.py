@@ -20,7 +20,7 @@ from secretcache._errors import SecretCacheError, SecretNotFoundError
 from secretcache._fetcher import BATCH_SIZE, BatchFailedError, BatchRefusedError
 from secretcache._flight import RUNNING, Effects, Flight
 from secretcache._keys import DEFAULT_STAGE, aliases
-from secretcache._logs import facts
+from secretcache._logs import Facts
 from secretcache._observe import Fetch
 
 if TYPE_CHECKING:
@@ -99,9 +99,9 @@ class Batches:
             # Back in the queue for the single fetches below, so a reader can take one over;
             # one dropped meanwhile is no longer in the table: it is fetched for its waiters.
             dropped = store.requeue(flights)
-            extra = facts("BatchGetSecretValue", attempt=fetch.attempts, error=refusal)
+            fields = Facts("BatchGetSecretValue", attempt=fetch.attempts, error=refusal)
             effects.log(
-                logging.INFO, "BatchGetSecretValue refused (%s); fetching one secret at a time", refusal, extra=extra
+                logging.INFO, "BatchGetSecretValue refused (%s); fetching one secret at a time", refusal, facts=fields
             )
             for flight in dropped:
                 self._runner.run(flight, effects)

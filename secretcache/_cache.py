@@ -494,7 +494,8 @@ class SecretCache:
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
         check_model(model)
         cache_key, _, _ = check_read(secret_id, version_stage, None, False, None)
-        entry = self._runner.read(cache_key, False, None)
+        step = self._store.begin(cache_key, False, None, runs_here=True)
+        entry = self._runner.finish(step)
         return new_watch(self, cache_key, model, key, entry, on_change, on_error)
 
     def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
@@ -550,7 +551,8 @@ class SecretCache:
         """
         key, _, _ = check_read(secret_id, version_stage, version_id, True, None)
         before = self._store.entries.get(key)
-        return refresh_result(before, self._runner.read(key, True, None))
+        step = self._store.begin(key, True, None, runs_here=True)
+        return refresh_result(before, self._runner.finish(step))
 
     def invalidate(self, secret_id: str | None = None) -> int:
         """Drop every cached entry of a secret, or of all secrets when called without one.
@@ -610,8 +612,14 @@ class SecretCache:
         self.close()
 
     def _read(self, secret_id: object, version_stage: object, version_id: object, force: object, ttl: object) -> Entry:
-        """The slow path of every read (the hit, ``Store.hit``, is tried first): checks, then the store."""
-        return self._runner.read(*check_read(secret_id, version_stage, version_id, force, ttl))
+        """The slow path of every read (the hit, ``Store.hit``, is tried first): checks, the store, the runner.
+
+        The store serves the read or claims a fetch (:meth:`Store.begin`); the runner finishes it
+        (:meth:`Runner.finish`): hands a refresh to the pool, or runs the fetch or waits for it.
+        """
+        key, force_refresh, seconds = check_read(secret_id, version_stage, version_id, force, ttl)
+        step = self._store.begin(key, force_refresh, seconds, runs_here=True)
+        return self._runner.finish(step)
 
     def _after_fork_in_child(self) -> None:
         """Fresh locks, no inherited fetches or threads, no shared connections; values kept."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from secretcache._errors import SecretCacheError, SecretFormatError, SecretUnavailableError
 from secretcache._json import parse_document, select_key, thaw
-from secretcache._logs import LogLine
+from secretcache._logs import Facts, LogLine
 from secretcache._value import RefreshResult, SecretValue
 
 if TYPE_CHECKING:
@@ -258,12 +258,12 @@ def failed_entry(
     secret_id: str,
     now: float,
     retry: RetryPolicy,
-    extra: dict[str, object],
+    facts: Facts,
 ) -> tuple[Entry, LogLine | None]:
     """The entry to keep after a failed fetch, and the log line the failure deserves.
 
-    ``extra`` holds the fetch's log fields (:func:`secretcache._logs.facts`); a line about
-    serving a cached value adds its ``version_id``.
+    ``facts`` are the fetch's log fields; a line about serving a cached value adds its
+    ``version_id``.
 
     The last good value is kept through outages only (:class:`SecretUnavailableError`) while
     still servable; a definite answer (deleted, access revoked) stops serving it. Either way the
@@ -279,7 +279,7 @@ def failed_entry(
                 logging.WARNING,
                 "serving the cached value of secret %r (version %s) while fetching fails: %s",
                 (secret_id, previous.value.version_id, err),
-                {**extra, "version_id": previous.value.version_id},
+                facts._replace(version_id=previous.value.version_id),
             )
         kept = Entry(
             previous.value,
@@ -293,13 +293,13 @@ def failed_entry(
     line = None
     if not isinstance(err, SecretUnavailableError):
         # A definite answer the caller receives as an exception; not worth a warning.
-        line = (logging.DEBUG, "fetching secret %r failed: %s", (secret_id, err), extra)
+        line = (logging.DEBUG, "fetching secret %r failed: %s", (secret_id, err), facts)
     elif previous is None or previous.failure is None or previous.value is not None:
         # First failure, or the cached value just grew too old to serve: reads now fail.
         line = (
             logging.WARNING,
             READ_FAILS,
             (secret_id, err),
-            extra,
+            facts,
         )
     return Entry(None, ttl=previous.ttl if previous is not None else None, failure=failure), line

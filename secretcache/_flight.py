@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, NoReturn
 
 from secretcache._errors import SecretCacheError, SecretUnavailableError
-from secretcache._logs import facts
+from secretcache._logs import Facts, facts
 from secretcache._stats import Counters
 
 if TYPE_CHECKING:
@@ -49,9 +49,9 @@ class Effects:
         """Count one ``name`` (a :class:`CacheStats` counter) when :meth:`apply_counts` runs."""
         self.counts.append(name)
 
-    def log(self, level: int, message: str, *args: object, extra: dict[str, object]) -> None:
-        """Log ``message % args`` at ``level``, with the ``extra`` fields, when announced."""
-        self.logs.append((level, message, args, extra))
+    def log(self, level: int, message: str, *args: object, facts: Facts) -> None:
+        """Log ``message % args`` at ``level``, with ``facts`` as the record's fields, when announced."""
+        self.logs.append((level, message, args, facts))
 
     def apply_counts(self, counters: Counters) -> None:
         """Add the pending counts to ``counters`` (each once)."""
@@ -80,8 +80,8 @@ class Effects:
 
         A listener that raises is logged and costs neither the other listeners nor the caller.
         """
-        for level, message, args, extra in self.take_logs():
-            logger.log(level, message, *args, extra=extra)
+        for level, message, args, fields in self.take_logs():
+            logger.log(level, message, *args, extra=fields.extra())
         for change in self.take_changes():
             for listener in listeners:
                 try:
@@ -156,8 +156,8 @@ class Flight:
                 callback()
             except Exception as err:
                 secret_id = self.key.secret_id
-                extra = facts("wake", secret_name=secret_id, error=err)
-                effects.log(logging.ERROR, "waking a reader of secret %r failed", secret_id, extra=extra)
+                fields = Facts("wake", secret_name=secret_id, error=err)
+                effects.log(logging.ERROR, "waking a reader of secret %r failed", secret_id, facts=fields)
 
     def wake_settled(self) -> None:
         """Wake the waiters that only wait for the flight to settle (it faltered)."""

@@ -8,16 +8,42 @@ names are part of the public contract, listed in ``docs/monitoring.md``.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from botocore.exceptions import ClientError
 
-__all__ = ["FIELDS", "LogLine", "error_type", "facts"]
+__all__ = ["FIELDS", "Facts", "LogLine", "error_type", "facts"]
 
 FIELDS = ("secret_name", "version_id", "operation", "attempt", "error_type")
 """The ``extra`` fields a record may carry; ``operation`` is on every record."""
 
-LogLine = tuple[int, str, tuple[object, ...], dict[str, object]]
-"""A log call to make later, outside a lock: level, message, arguments, ``extra`` fields."""
+
+class Facts(NamedTuple):
+    """The facts of a log line made under a lock and emitted after it: :meth:`extra` runs then.
+
+    Building one is tuple work, fit for under the store's lock; :func:`facts` (which names the
+    error) runs when the line is emitted.
+    """
+
+    operation: str
+    secret_name: str | None = None
+    version_id: str | None = None
+    attempt: int | None = None
+    error: BaseException | None = None
+
+    def extra(self) -> dict[str, object]:
+        """The record's ``extra``: :func:`facts` of these fields."""
+        return facts(
+            self.operation,
+            secret_name=self.secret_name,
+            version_id=self.version_id,
+            attempt=self.attempt,
+            error=self.error,
+        )
+
+
+LogLine = tuple[int, str, tuple[object, ...], Facts]
+"""A log call to make later, outside a lock: level, message, arguments, and the record's facts."""
 
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

@@ -407,7 +407,8 @@ class SecretWatch(Generic[M]):
         if not self._aliases & (aliases(change.name) | aliases(change.arn)):
             return
         try:
-            entry = self._runner.read(self._key, False, None)  # a hit: the new value is served already
+            step = self._store.begin(self._key, False, None, runs_here=True)  # a hit: the new value is served already
+            entry = self._runner.finish(step)
         except (RuntimeError, SecretCacheError) as err:
             logger.warning("watch of secret %r could not read the new version: %s", self._secret_id, err)
             return

@@ -21,14 +21,13 @@ from secretcache._entry import Entry
 from secretcache._errors import SecretCacheError
 from secretcache._flight import Effects
 from secretcache._keys import DEFAULT_STAGE
-from secretcache._logs import facts
+from secretcache._logs import Facts, facts
 from secretcache._observe import Fetch
 from secretcache._value import SecretValue
 
 if TYPE_CHECKING:
     from secretcache._fetcher import Fetcher
     from secretcache._flight import Claim, Flight, Serving
-    from secretcache._keys import CacheKey
     from secretcache._store import Store
     from secretcache._worker import BackgroundPool
 
@@ -49,12 +48,12 @@ class Runner:
         self._pool = pool
         self._serving: Serving = store.serving
 
-    def read(self, key: CacheKey, force: bool, ttl: float | None) -> Entry:
-        """The slow path of a read: serve without I/O if possible, else join or run a fetch.
+    def finish(self, step: Entry | Claim) -> Entry:
+        """Finish a blocking read the store has begun (:meth:`Store.begin` with ``runs_here``).
 
-        A read served at once may have queued a background refresh: it goes to the pool.
+        An entry is the answer. A read served at once that queued a background refresh hands it
+        to the pool; any other claim is run, or waited for (:meth:`_wait`).
         """
-        step = self._store.begin(key, force, ttl, runs_here=True)
         if isinstance(step, Entry):
             return step
         if step.served is None:
@@ -96,9 +95,7 @@ class Runner:
             return self._serving.completed(flight)
         finally:
             if adopted:  # announce what the fetch left this reader
-                effects = self._store.release(flight)
-                if effects is not None:
-                    self._store.announce(effects)
+                self._store.release(flight)
 
     def start(self, flight: Flight) -> None:
         """Run a claimed fetch on a new daemon thread, for a reader that must not block (asyncio).
@@ -127,14 +124,17 @@ class Runner:
         self.run(flight)
 
     def submit(self, flight: Flight) -> None:
-        """Hand a queued refresh to the pool; if it refuses (full, closed), un-queue it."""
+        """Hand a queued refresh to the pool; if it refuses (full, closed), end it with no answer.
+
+        Unless a reader took it over meanwhile, the refused refresh is taken back and completed
+        with nothing: its entry's refresh point is restored, so a later read queues it again.
+        """
         store = self._store
         if self._pool.submit(lambda: self._run_queued(flight)):
             store.counters.add("background_refreshes")
-        elif store.unqueue(flight):
-            effects = Effects()
-            flight.wake(effects)
-            store.announce(effects)
+            return
+        for taken in store.take([flight]):
+            store.complete(taken, None, None)
 
     def _run_queued(self, flight: Flight) -> None:
         """On a pool thread: run a queued refresh unless a reader took it over or it was dropped."""
@@ -175,9 +175,9 @@ class Runner:
                 except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
                     unexpected = err
                     if isinstance(err, Exception):  # a bug: say so even if nobody waits (a background refresh)
-                        extra = facts(fetch.operation, secret_name=secret_id, attempt=fetch.attempts, error=err)
+                        fields = Facts(fetch.operation, secret_name=secret_id, attempt=fetch.attempts, error=err)
                         effects.log(
-                            logging.ERROR, "fetching secret %r raised %s", secret_id, type(err).__name__, extra=extra
+                            logging.ERROR, "fetching secret %r raised %s", secret_id, type(err).__name__, facts=fields
                         )
                 if fetch.replica is not None and isinstance(answer, SecretValue):
                     effects.count("failovers")

@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING
 
 from secretcache._entry import Entry
 from secretcache._errors import SecretCacheError
-from secretcache._flight import DONE, QUEUED, Claim, Effects, Flight, Flights, Serving, raise_copy
+from secretcache._flight import DONE, Claim, Effects, Flight, Flights, Serving, raise_copy
 from secretcache._keys import CacheKey, aliases
 from secretcache._observe import FOREGROUND
 from secretcache._table import Table
@@ -248,12 +248,14 @@ class Store:
         """Complete ``flight`` with its fetch's answer: install it unless the flight was dropped, count, wake.
 
         ``answer`` is the value fetched or the typed error of the fetch (``None`` with an
-        ``unexpected`` exception). An answer older than a version of its label served since
-        the fetch started is not served (invariant 6): from the primary Region the flight gets
-        the newer value an entry holds fresh, or is left running and ``False`` returned, for the
-        caller to fetch again; from a replica (``fetch.replica``) it is a failure of the fetch.
+        ``unexpected`` exception, or with neither when no fetch was made: a refresh the pool
+        refused ends with nothing, and its entry's refresh point is restored). An answer older
+        than a version of its label served since the fetch started is not served (invariant 6):
+        from the primary Region the flight gets the newer value an entry holds fresh, or is left
+        running and ``False`` returned, for the caller to fetch again; from a replica
+        (``fetch.replica``) it is a failure of the fetch.
         If the reader that handed this fetch off still waits and it never faltered, its logs and
-        changes are left to that reader (:meth:`Runner.read`); else they go to ``effects``
+        changes are left to that reader (:meth:`Runner.finish`); else they go to ``effects``
         (announced here when ``None``).
 
         Returns:
@@ -283,7 +285,7 @@ class Store:
                 elif mine and flight.due is not None and self.entries.get(flight.key) is flight.previous:
                     flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read retries
                 flight.entry, flight.error, flight.state = result, unexpected, DONE
-                if flight.adopter is not None and not flight.faltered:  # its reader announces (Runner.read)
+                if flight.adopter is not None and not flight.faltered:  # its reader announces (Runner.finish)
                     flight.announce = effects.detach()
             if result is not None and result.failure is not None:
                 effects.count("errors")
@@ -321,20 +323,13 @@ class Store:
         with self._lock:
             flight.owner = threading.get_ident()
 
-    def release(self, flight: Flight) -> Effects | None:
-        """For the reader that handed its fetch off, as it stops waiting: what the fetch left it to announce."""
+    def release(self, flight: Flight) -> None:
+        """For the reader that handed its fetch off, as it stops waiting: announce what the fetch left it."""
         with self._lock:
             flight.adopter = None
             effects, flight.announce = flight.announce, None
-        return effects
-
-    def unqueue(self, flight: Flight) -> bool:
-        """Drop a queued refresh the pool refused; whether it was still queued (its waiters must be woken)."""
-        with self._lock:
-            if flight.state is not QUEUED:
-                return False
-            self._flights.forget(flight, self.entries)
-        return True
+        if effects is not None:
+            effects.announce(self._listeners)
 
     def falter(self, flights: tuple[Flight, ...]) -> tuple[list[Flight], list[Callable[[], None]]]:
         """An attempt failed transiently: mark ``flights`` faltered; those newly so, and their settle wake-ups."""

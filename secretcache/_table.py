@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from secretcache._entry import behind_error, failed_entry, fresh_entry
 from secretcache._errors import SecretCacheError
 from secretcache._keys import CacheKey, aliases
-from secretcache._logs import facts
+from secretcache._logs import Facts
 from secretcache._value import SecretChange, SecretValue
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ class Table:
                 "secret %r is readable again after %d failed fetches",
                 key.secret_id,
                 old.failure.count,
-                extra=facts("GetSecretValue", secret_name=key.secret_id, version_id=version_id),
+                facts=Facts("GetSecretValue", secret_name=key.secret_id, version_id=version_id),
             )
 
     # -- monotonic reads -----------------------------------------------------------------------
@@ -185,8 +185,8 @@ class Table:
             previous = self.holder(key, held.arn) or previous
         error = answer if isinstance(answer, SecretCacheError) else behind_error(key.secret_id, answer, replica)
         operation, attempts = (fetch.operation, fetch.attempts) if fetch is not None else ("GetSecretValue", None)
-        extra = facts(operation, secret_name=key.secret_id, attempt=attempts, error=error)
-        return failed_entry(previous, error, key.secret_id, now, self._retry, extra)
+        fields = Facts(operation, secret_name=key.secret_id, attempt=attempts, error=error)
+        return failed_entry(previous, error, key.secret_id, now, self._retry, fields)
 
     def is_newest(self, key: CacheKey, value: SecretValue) -> bool:
         """Whether ``value`` is the newest version served of its label (or none was)."""
