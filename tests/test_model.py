@@ -437,7 +437,7 @@ def _matches(outcome: Outcome | str, option: Outcome | str) -> bool:
 
 
 # A failure takes a while to shrink (each example replays against moto); let it finish and print.
-@pytest.mark.no_cover  # randomized: run unmeasured (CONTRIBUTING.md, "Coverage")
+@pytest.mark.unmeasured  # randomized: run unmeasured (CONTRIBUTING.md, "Coverage")
 @pytest.mark.timeout(600)
 class TestCacheAgainstModel(CacheMachine.TestCase):  # type: ignore[misc,valid-type]
     """Every read stays within what the TTL, invalidations and forced refreshes allow."""

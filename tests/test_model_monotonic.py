@@ -360,7 +360,7 @@ class MonotonicMachine(RuleBasedStateMachine):
 
 
 # A failure takes a while to shrink (each example replays against moto); let it finish and print.
-@pytest.mark.no_cover  # randomized: run unmeasured (CONTRIBUTING.md, "Coverage")
+@pytest.mark.unmeasured  # randomized: run unmeasured (CONTRIBUTING.md, "Coverage")
 @pytest.mark.timeout(600)
 class TestMonotonicReadsAgainstModel(MonotonicMachine.TestCase):  # type: ignore[misc,valid-type]
     """Lagging replicas, spellings, late answers, invalidation mid-fetch and rollbacks never take a read back."""

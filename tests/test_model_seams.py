@@ -616,7 +616,7 @@ class SeamsMachine(CacheMachine):
 
 
 # A failure takes a while to shrink (each example replays against moto); let it finish and print.
-@pytest.mark.no_cover  # randomized: run unmeasured (CONTRIBUTING.md, "Coverage")
+@pytest.mark.unmeasured  # randomized: run unmeasured (CONTRIBUTING.md, "Coverage")
 @pytest.mark.timeout(600)
 class TestSeamsAgainstModel(SeamsMachine.TestCase):  # type: ignore[misc,valid-type]
     """Re-entrant listeners, prefetch, a busy refresh pool and orphaned asyncio reads keep the model's promises."""

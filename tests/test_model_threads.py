@@ -95,7 +95,7 @@ class Backend:
         return value
 
 
-@pytest.mark.no_cover  # randomized interleavings: run unmeasured (CONTRIBUTING.md, "Coverage")
+@pytest.mark.unmeasured  # randomized interleavings: run unmeasured (CONTRIBUTING.md, "Coverage")
 @pytest.mark.parametrize("refresh_ahead", [None, 0.5], ids=["strict-ttl", "refresh-ahead"])
 def test_sixteen_threads_of_random_operations(
     client: Any, admin: Any, calls: Calls, clock: FakeClock, refresh_ahead: float | None
