@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from secretcache.events import invalidate_from_event
-from tests.conftest import Calls, FakeClock, quiescent
+from tests.conftest import Calls, FakeClock, quiescent, wait_until
 from tests.logs import MARKER, RETRY
 from tests.test_cache import make_cache
 from tests.test_events import change_event
@@ -23,8 +23,12 @@ from tests.test_events import change_event
 STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
-def provoke(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
-    """An invalidation, a change event and an outage served stale, on ``app/key``."""
+def provoke(client: Any, admin: Any, calls: Calls, clock: FakeClock, logged: Callable[[], bool]) -> None:
+    """An invalidation, a change event and an outage served stale, on ``app/key``.
+
+    The outage's lines are logged by the fetch's own thread once its retries end, just after
+    the fetch leaves the table (what ``quiescent`` waits for): ``logged`` says they are out.
+    """
     admin.create_secret(Name="app/key", SecretString=f"{MARKER}-1")
     cache = make_cache(client, clock, retry=RETRY)
     cache.get_secret_string("app/key")
@@ -34,6 +38,7 @@ def provoke(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
     clock.advance(61)
     assert cache.get_secret_string("app/key") == f"{MARKER}-1"
     quiescent(cache)  # the reader got the value at the first failed attempt; the retries end behind it
+    wait_until(logged)
     outage()
     cache.close()
 
@@ -94,7 +99,7 @@ def test_fields_reach_a_json_formatter_as_keys(
         handler.setFormatter(ExtraAsJson())
         library.addHandler(handler)
         library.setLevel(logging.DEBUG)
-    provoke(client, admin, calls, clock)
+    provoke(client, admin, calls, clock, logged=lambda: "serving the cached" in stream.getvalue())
     documents = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert documents
     assert all(document["operation"] for document in documents)
