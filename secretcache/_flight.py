@@ -115,6 +115,7 @@ class Flight:
         "owner",
         "previous",
         "refresh",
+        "requeued",
         "rounds",
         "settle_callbacks",
         "started",
@@ -136,6 +137,7 @@ class Flight:
         self.started = 0  # the store's sequence number when its current fetch started (monotonic reads)
         self.rounds = 0  # fetches made again because an answer was older than a version served meanwhile
         self.faltered = False  # its first attempt failed transiently; retries go on
+        self.requeued = False  # put back in the queue by a refused batch: readers may wait on it (Flights.requeue)
         self.entry: Entry | None = None
         self.error: BaseException | None = None
         self.callbacks: list[Callable[[], None]] = []  # asyncio wake-ups, called once it completes (wake)
@@ -252,10 +254,13 @@ class Flights(dict["CacheKey", Flight]):
         return faltered, callbacks
 
     def take(self, flights: Iterable[Flight]) -> list[Flight]:
-        """Start, on this thread, the queued ``flights`` that nobody took over or dropped meanwhile."""
+        """Start, on this thread, the queued ``flights`` that nobody took over or dropped meanwhile.
+
+        A requeued flight dropped meanwhile is started too: readers may wait on it (:meth:`forget`).
+        """
         taken = []
         for flight in flights:
-            if flight.state is QUEUED and self.get(flight.key) is flight:
+            if flight.state is QUEUED and (self.get(flight.key) is flight or flight.requeued):
                 flight.state, flight.started, flight.owner = RUNNING, self.tick(), threading.get_ident()
                 taken.append(flight)
         return taken
@@ -265,14 +270,18 @@ class Flights(dict["CacheKey", Flight]):
         dropped = [flight for flight in flights if self.get(flight.key) is not flight]
         for flight in flights:
             if flight not in dropped:
-                flight.state = QUEUED
+                flight.state, flight.requeued = QUEUED, True
         return dropped
 
     def forget(self, flight: Flight, entries: dict[CacheKey, Entry]) -> None:
-        """Remove ``flight``; a queued one is done (nobody waits on it), its entry's refresh point restored."""
+        """Remove ``flight``; a queued one is done (nobody waits on it), its entry's refresh point restored.
+
+        A requeued one (:meth:`requeue`) may have readers waiting since it ran in the batch: it
+        stays queued, out of the table, and the batch still runs it for them (:meth:`take`).
+        """
         if self.get(flight.key) is flight:
             del self[flight.key]
-        if flight.state is QUEUED:
+        if flight.state is QUEUED and not flight.requeued:
             flight.state = DONE
             if flight.due is not None and entries.get(flight.key) is flight.previous:
                 flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read queues again

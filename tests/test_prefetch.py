@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -180,3 +181,41 @@ def test_unexpected_failure_finishes_every_claimed_secret(
     remove()
     assert cache.get_secret_string(names[44]) == f"value-of-{names[44]}"  # not stuck behind a flight
     assert cache.stats().in_flight == 0
+
+
+def test_a_reader_of_a_refused_batch_is_answered_when_its_secret_is_invalidated_before_its_single_fetch(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """Invalidating a secret of a refused batch before its single fetch starts still answers the reader waiting on it.
+
+    A read that arrives during the batch call waits on that secret's fetch. The refusal puts
+    the fetches back in the queue for one-by-one calls; an ``invalidate()`` of a queued one
+    used to mark it done without waking that reader, who then waited the whole wait bound.
+    """
+    names = create(admin, 2)
+    first, second = names
+    in_batch, in_single = threading.Event(), threading.Event()
+    release_batch, release_single = threading.Event(), threading.Event()
+
+    def script(operation: str, params: dict[str, Any]) -> None:
+        if operation == "BatchGetSecretValue":
+            in_batch.set()
+            release_batch.wait(WATCHDOG)
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, operation)
+        if params.get("SecretId") == first and not in_single.is_set():
+            in_single.set()
+            release_single.wait(WATCHDOG)
+
+    calls.add_fault(script)
+    cache = make_cache(client, clock)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        batch = pool.submit(cache.prefetch, names)
+        assert in_batch.wait(WATCHDOG)
+        reader = pool.submit(cache.get_secret_string, second)
+        wait_until(lambda: cache.stats().misses == 1)  # it waits on the batch's fetch of the second secret
+        release_batch.set()
+        assert in_single.wait(WATCHDOG)  # the first secret's single fetch is held: the second is still queued
+        cache.invalidate(second)
+        release_single.set()
+        assert reader.result(timeout=WATCHDOG) == f"value-of-{second}"
+        assert batch.result(timeout=WATCHDOG) == {}
