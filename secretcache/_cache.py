@@ -494,8 +494,7 @@ class SecretCache:
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
         check_model(model)
         cache_key, _, _ = check_read(secret_id, version_stage, None, False, None)
-        step = self._store.begin(cache_key, False, None, runs_here=True)
-        entry = self._runner.finish(step)
+        entry = self._through(cache_key, False, None)
         return new_watch(self, cache_key, model, key, entry, on_change, on_error)
 
     def prefetch(self, secret_ids: Iterable[str]) -> dict[str, SecretCacheError]:
@@ -551,8 +550,7 @@ class SecretCache:
         """
         key, _, _ = check_read(secret_id, version_stage, version_id, True, None)
         before = self._store.entries.get(key)
-        step = self._store.begin(key, True, None, runs_here=True)
-        return refresh_result(before, self._runner.finish(step))
+        return refresh_result(before, self._through(key, True, None))
 
     def invalidate(self, secret_id: str | None = None) -> int:
         """Drop every cached entry of a secret, or of all secrets when called without one.
@@ -617,8 +615,11 @@ class SecretCache:
         The store serves the read or claims a fetch (:meth:`Store.begin`); the runner finishes it
         (:meth:`Runner.finish`): hands a refresh to the pool, or runs the fetch or waits for it.
         """
-        key, force_refresh, seconds = check_read(secret_id, version_stage, version_id, force, ttl)
-        step = self._store.begin(key, force_refresh, seconds, runs_here=True)
+        return self._through(*check_read(secret_id, version_stage, version_id, force, ttl))
+
+    def _through(self, key: CacheKey, force: bool, ttl: float | None) -> Entry:
+        """A checked read through the store and the runner, on this thread: served, joined or fetched."""
+        step = self._store.begin(key, force, ttl, runs_here=True)
         return self._runner.finish(step)
 
     def _after_fork_in_child(self) -> None:

@@ -33,13 +33,7 @@ class Facts(NamedTuple):
 
     def extra(self) -> dict[str, object]:
         """The record's ``extra``: :func:`facts` of these fields."""
-        return facts(
-            self.operation,
-            secret_name=self.secret_name,
-            version_id=self.version_id,
-            attempt=self.attempt,
-            error=self.error,
-        )
+        return facts(**self._asdict())
 
 
 LogLine = tuple[int, str, tuple[object, ...], Facts]
