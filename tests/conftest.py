@@ -8,12 +8,13 @@ import http.client
 import json
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Any
 
 # moto's request recorder (moto servers' /moto-api/recorder/...) is one per process and writes to
@@ -34,6 +35,7 @@ from moto.secretsmanager import models as moto_secretsmanager_models
 from moto.server import ThreadedMotoServer
 
 from secretcache import RetryPolicy
+from secretcache._run import Runner
 from tests import atomic_moto
 from tests.servers import Server, mariadb, postgres
 
@@ -325,14 +327,29 @@ def wait_until(condition: Callable[[], bool]) -> None:
 
 
 def quiescent(cache: Any) -> None:
-    """Wait (under the watchdog) until ``cache`` has no fetch in flight.
+    """Wait (under the watchdog) until ``cache`` has no fetch in flight and none still finishing.
 
     A reader holding a value it may serve past its TTL returns once its fetch's first attempt
     fails, while the retries go on in the background; tests that script an outage step by step
-    wait for those retries to end before moving the clock.
+    wait for those retries to end before moving the clock. A fetch leaves the store's table
+    under its lock; its thread then counts, logs and calls the listeners, still inside
+    ``Runner.run``: no other thread may be in there for this cache either.
     """
-    store = cache._store if hasattr(cache, "_store") else cache.cache._store
-    wait_until(lambda: store.hits_size_flying()[2] == 0)
+    owner = cache if hasattr(cache, "_store") else cache.cache
+    store, runner = owner._store, owner._runner
+    wait_until(lambda: store.hits_size_flying()[2] == 0 and not _running(runner))
+
+
+def _running(runner: Runner) -> bool:
+    """Whether a thread other than this one is inside ``runner.run`` (a fetch not finished)."""
+    me = threading.get_ident()
+    for ident, frame in sys._current_frames().items():
+        walking: FrameType | None = frame
+        while ident != me and walking is not None:
+            if walking.f_code is Runner.run.__code__ and walking.f_locals.get("self") is runner:
+                return True
+            walking = walking.f_back
+    return False
 
 
 def _wait(gate: threading.Event) -> None:
