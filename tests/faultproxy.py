@@ -25,11 +25,11 @@ class FaultProxy:
     """Forward HTTP requests to ``upstream`` (``host:port``) unless a fault says otherwise.
 
     Faults: ``("status", (code, error_type, message))``, ``("html", status)`` (an HTML page, as a
-    proxy or WAF sends), ``("stall", seconds)`` (read the request,
-    answer nothing, close after ``seconds``), ``("cut", None)`` (forward, then send half the body
-    and close), ``("slow", seconds)`` (forward after a delay), ``("hold", event)`` (set
-    :attr:`holding`, then forward once ``event`` is set). :meth:`stop_listening` makes the port
-    refuse connections until :meth:`listen` again.
+    proxy or WAF sends), ``("stall", seconds)`` (read the request, answer nothing, close after
+    ``seconds``, or once ``seconds``, an event, is set), ``("cut", None)`` (forward, then send
+    half the body and close), ``("slow", seconds)`` (forward after a delay), ``("hold", event)``
+    (set :attr:`holding`, then forward once ``event`` is set). :meth:`stop_listening` makes the
+    port refuse connections until :meth:`listen` again.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -99,7 +99,10 @@ class FaultProxy:
                     self._answer(arg, "text/html", f"<html><body><h1>{arg} Forbidden</h1></body></html>")
                     return
                 if kind == "stall":
-                    time.sleep(arg)
+                    if isinstance(arg, threading.Event):
+                        arg.wait(30)
+                    else:
+                        time.sleep(arg)
                     self.close_connection = True
                     return
                 if kind == "slow":
