@@ -282,16 +282,18 @@ class SecretCache:
             SecretFormatError: The secret holds binary data.
             SecretCacheError: Any other failure; see :class:`SecretCache`.
         """
+        entry: Entry | None = None
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
             try:  # Store.hit, inlined (HIT): a call would cost a fifth of a hit
                 entry = self._current[secret_id]
             except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
-                entry = None
-            if entry is not None and entry.refresh_at > self._clock():
-                entry.hits += 1
+                pass
             else:
-                entry = self._read(secret_id, None, None, False, None)
-        else:
+                if entry.refresh_at > self._clock():
+                    entry.hits += 1
+                else:
+                    entry = None  # due for a refresh, or no value: the slow path decides
+        if entry is None:
             entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
         string = entry.string
         return string if string is not None else string_of(entry, secret_id)
@@ -313,16 +315,18 @@ class SecretCache:
             SecretFormatError: The secret holds a string.
             SecretCacheError: Any other failure; see :class:`SecretCache`.
         """
+        entry: Entry | None = None
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
             try:  # Store.hit, inlined (HIT): a call would cost a fifth of a hit
                 entry = self._current[secret_id]
             except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
-                entry = None
-            if entry is not None and entry.refresh_at > self._clock():
-                entry.hits += 1
+                pass
             else:
-                entry = self._read(secret_id, None, None, False, None)
-        else:
+                if entry.refresh_at > self._clock():
+                    entry.hits += 1
+                else:
+                    entry = None  # due for a refresh, or no value: the slow path decides
+        if entry is None:
             entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
         return binary_of(entry, secret_id)
 
@@ -356,16 +360,18 @@ class SecretCache:
         """
         if key is not None and not isinstance(key, str):
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
+        entry: Entry | None = None
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
             try:  # Store.hit, inlined (HIT): a call would cost a fifth of a hit
                 entry = self._current[secret_id]
             except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
-                entry = None
-            if entry is not None and entry.refresh_at > self._clock():
-                entry.hits += 1
+                pass
             else:
-                entry = self._read(secret_id, None, None, False, None)
-        else:
+                if entry.refresh_at > self._clock():
+                    entry.hits += 1
+                else:
+                    entry = None  # due for a refresh, or no value: the slow path decides
+        if entry is None:
             entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
         return json_of(entry, secret_id, key)
 
@@ -385,16 +391,18 @@ class SecretCache:
         Raises:
             SecretCacheError: See :class:`SecretCache`.
         """
+        entry: Entry | None = None
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
             try:  # Store.hit, inlined (HIT): a call would cost a fifth of a hit
                 entry = self._current[secret_id]
             except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
-                entry = None
-            if entry is not None and entry.refresh_at > self._clock():
-                entry.hits += 1
+                pass
             else:
-                entry = self._read(secret_id, None, None, False, None)
-        else:
+                if entry.refresh_at > self._clock():
+                    entry.hits += 1
+                else:
+                    entry = None  # due for a refresh, or no value: the slow path decides
+        if entry is None:
             entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
         return value_of(entry)
 
@@ -440,16 +448,18 @@ class SecretCache:
             raise TypeError(f"key must be a str or None, not {type(key).__name__}")
         if not isinstance(model, type):  # classes pass at once; typing constructs are checked
             check_model(model)
+        entry: Entry | None = None
         if version_stage is None and version_id is None and force_refresh is False and ttl is None:
             try:  # Store.hit, inlined (HIT): a call would cost a fifth of a hit
                 entry = self._current[secret_id]
             except (KeyError, TypeError):  # not cached, or not an id at all: the slow path says which
-                entry = None
-            if entry is not None and entry.refresh_at > self._clock():
-                entry.hits += 1
+                pass
             else:
-                entry = self._read(secret_id, None, None, False, None)
-        else:
+                if entry.refresh_at > self._clock():
+                    entry.hits += 1
+                else:
+                    entry = None  # due for a refresh, or no value: the slow path decides
+        if entry is None:
             entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
         return model_of(entry, secret_id, model, key)  # type: ignore[no-any-return]
 
