@@ -20,7 +20,7 @@ import pytest
 
 from secretcache import AsyncSecretCache, SecretCache
 from secretcache.db import Failure, async_connection_factory, attach_to_engine, classify, psycopg_async_connection_class
-from tests.conftest import WATCHDOG, Calls, FakeClock
+from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent
 from tests.db import Database, finish_rotation, rotate_password
 from tests.leaks import assert_value_absent
 from tests.servers import Server, free_port
@@ -301,6 +301,9 @@ async def test_tasks_in_the_grace_share_one_poll(pg_server: Server, client: Any,
 
     async def sleep(seconds: float) -> None:
         await clock.asleep(seconds)
+        # Each poll's forced read starts with no fetch in flight, so it makes a call of its own (a
+        # forced read joins a running fetch, such as the first forced refresh on a loaded machine).
+        await asyncio.to_thread(quiescent, cache)
         if len(clock.sleeps) == 4:  # the secret catches up with the database during the 4th wait
             await asyncio.to_thread(
                 admin.put_secret_value, SecretId=SECRET, SecretString=db.secret(db.user, new_password)
