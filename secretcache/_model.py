@@ -422,6 +422,8 @@ class SecretWatch(Generic[M]):
             version = entry.value.version_id
             if version in (self._version, self._failed_version):
                 return
+            if not self._store.is_newest(self._key, entry.value):  # read before a newer one was served
+                return  # (a listener late with it, a hit raced by a rotation): never take the watch back
             try:
                 validated, copier = held_of(entry, self._secret_id, self._model, self._json_key)
             except SecretFormatError as err:  # binary, invalid JSON, key missing: ours, no value

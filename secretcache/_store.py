@@ -410,6 +410,11 @@ class Store:
         effects.apply_counts(self.counters)
         effects.announce(self._listeners)
 
+    def is_newest(self, key: CacheKey, value: SecretValue) -> bool:
+        """Whether ``value`` is the newest version served of ``key``'s label (what a holder may take)."""
+        with self._lock:
+            return self._table.is_newest(key, value)
+
     def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
         """Add a change listener; return the function that removes it."""
         with self._lock:

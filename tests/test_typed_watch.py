@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from secretcache import AsyncSecretCache, SecretCache, SecretFormatError, SecretWatch
-from tests.conftest import Calls, FakeClock, wait_until
+from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.leaks import assert_value_absent
 from tests.test_cache import make_cache, rotate
 
@@ -170,3 +171,33 @@ async def test_async_watch_follows_a_rotation(client: Any, admin: Any, clock: Fa
         await cache.refresh(SECRET)
         assert (watch.current.username, seen) == ("v2", ["v2"])
         watch.close()
+
+
+def test_a_listener_late_with_an_older_version_never_takes_the_watch_back(
+    cache: SecretCache, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change listener that read v2 but reaches the watch after v3 was taken leaves v3: callbacks in version order."""
+    seen: list[Database] = []
+    watch = cache.watch(SECRET, Database, on_change=seen.append)
+    take = SecretWatch._take
+    paused, resume = threading.Event(), threading.Event()
+
+    def late_take(self: SecretWatch[Any], entry: Any) -> None:
+        if entry.value is not None and entry.value.secret_string == document("v2") and not paused.is_set():
+            paused.set()  # this listener read v2 and is about to take it: hold it there
+            assert resume.wait(WATCHDOG)
+        take(self, entry)
+
+    monkeypatch.setattr(SecretWatch, "_take", late_take)
+    rotate(admin, SECRET, document("v2"))
+    first = threading.Thread(target=lambda: cache.get_secret_string(SECRET, force_refresh=True), daemon=True)
+    first.start()
+    assert paused.wait(WATCHDOG)
+    _, newest = rotate(admin, SECRET, document("v3"))
+    assert cache.get_secret_model(SECRET, Database, force_refresh=True).username == "v3"  # its listener takes v3
+    resume.set()
+    first.join(WATCHDOG)
+    assert not first.is_alive()
+    assert [item.username for item in seen] == ["v3"]  # v2, older and already replaced, is never taken
+    assert watch.version_id == newest
+    assert watch.current.username == "v3"
