@@ -401,18 +401,21 @@ class SecretWatch(Generic[M]):
         return None
 
     def _changed(self, change: SecretChange) -> None:
-        """The cache's listener: a label moved; if it is ours, read the new version."""
+        """The cache's listener: a label moved; if it is ours, take the new version.
+
+        It takes the entry the change installed, under whichever spelling it was read: no read,
+        so the fetching thread (perhaps a reader's) never waits here for a fetch of the watch's
+        own spelling. Should that entry be gone already (evicted, invalidated), :meth:`_nudge`
+        serves what is cached or starts a fetch in the background.
+        """
         if self._closed or change.version_stage != self._key.stage:
             return
         if not self._aliases & (aliases(change.name) | aliases(change.arn)):
             return
-        try:
-            step = self._store.begin(self._key, False, None, runs_here=True)  # a hit: the new value is served already
-            entry = self._runner.finish(step)
-        except (RuntimeError, SecretCacheError) as err:
-            logger.warning("watch of secret %r could not read the new version: %s", self._secret_id, err)
-            return
-        self._take(entry)
+        _, entry = self._store.newest(self._key, change.arn)
+        entry = entry or self._nudge()
+        if entry is not None:
+            self._take(entry)
 
     def _take(self, entry: Entry) -> None:
         """Validate ``entry``'s version; hold it and call ``on_change`` if valid, else report it."""
@@ -422,8 +425,9 @@ class SecretWatch(Generic[M]):
             version = entry.value.version_id
             if version in (self._version, self._failed_version):
                 return
-            if not self._store.is_newest(self._key, entry.value):  # read before a newer one was served
-                return  # (a listener late with it, a hit raced by a rotation): never take the watch back
+            newest, _ = self._store.newest(self._key, entry.value.arn)
+            if newest is not None and newest != version:  # read before a newer one was served (a listener
+                return  # late with it, a hit raced by a rotation): never take the watch back
             try:
                 validated, copier = held_of(entry, self._secret_id, self._model, self._json_key)
             except SecretFormatError as err:  # binary, invalid JSON, key missing: ours, no value

@@ -410,10 +410,10 @@ class Store:
         effects.apply_counts(self.counters)
         effects.announce(self._listeners)
 
-    def is_newest(self, key: CacheKey, value: SecretValue) -> bool:
-        """Whether ``value`` is the newest version served of ``key``'s label (what a holder may take)."""
+    def newest(self, key: CacheKey, arn: str) -> tuple[str | None, Entry | None]:
+        """The newest version served of ``key``'s label (secret ``arn``), if any, and an entry holding it."""
         with self._lock:
-            return self._table.is_newest(key, value)
+            return self._table.newest(key, arn)
 
     def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
         """Add a change listener; return the function that removes it."""

@@ -258,6 +258,11 @@ class Table:
                 if other != keep:
                     self.pop(other)
 
+    def newest(self, key: CacheKey, arn: str) -> tuple[str | None, Entry | None]:
+        """The newest version served of ``key``'s label (ARN ``arn``), if any, and the entry holding it longest."""
+        mark = self._marks.get((arn, key.stage))
+        return (None, None) if mark is None else (mark.version_id, self.holder(key, arn))
+
     def holder(self, key: CacheKey, arn: str) -> Entry | None:
         """The entry holding the newest version served of ``key``'s label (ARN ``arn``) longest, if any."""
         label = (arn, key.stage)

@@ -15,18 +15,22 @@ flip back to the version rolled back from is not). The ``on_change`` reports of 
 chain (each one's old version is the previous one's new) and climb the positions strictly, so
 each real change is reported once and never as a step back and forth; every version a read
 returned is one the listener heard of (or the first served); ``stats().changes`` counts the
-reports.
+reports. A ``watch()`` of the secret under each spelling (its values are JSON documents) must
+climb the same way: each object it hands ``on_change`` is of a later position than the one
+before, and :attr:`SecretWatch.current` never goes back.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import itertools
+import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import boto3
@@ -35,7 +39,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from moto import mock_aws
 
-from secretcache import RetryPolicy, SecretCache, SecretChange, SecretUnavailableError
+from secretcache import RetryPolicy, SecretCache, SecretChange, SecretUnavailableError, SecretWatch
 from tests import atomic_moto
 from tests.conftest import REGION, WATCHDOG, Calls, FakeClock, wait_until
 from tests.replication import Lag
@@ -47,6 +51,15 @@ SPELLINGS = ("name", "arn", "partial")
 TTL = 10.0
 RETRY = RetryPolicy(attempts=2, initial_delay=0.0, max_delay=0.0, failure_backoff=1.0, max_failure_backoff=4.0)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Document:
+    """What every version of the secret holds (``MonotonicMachine._value``), as watches validate it."""
+
+    secret: str
+    n: int
+
 
 HOLD: contextvars.ContextVar[Late | None] = contextvars.ContextVar("HOLD", default=None)
 """The late read whose calls the current context makes (a fetch thread runs in a copy of it)."""
@@ -134,6 +147,17 @@ class MonotonicMachine(RuleBasedStateMachine):
             self.admin.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": REPLICA}])
             self.spellings[name] = {"name": name, "arn": arn, "partial": arn[:-7]}
             self.history[name] = [self._current(name)]
+        # One watch per spelling of the first secret; what each handed on_change, in order.
+        self.watched: dict[str, list[str]] = {spelling: [] for spelling in SPELLINGS}
+        self.watch_positions = dict.fromkeys(SPELLINGS, 0)  # of the last ``current`` read
+        self.watches: dict[str, SecretWatch[Document]] = {
+            spelling: self.cache.watch(
+                self.spellings[SECRETS[0]][spelling],
+                Document,
+                on_change=functools.partial(self._watched, spelling),
+            )
+            for spelling in SPELLINGS
+        }
 
     def teardown(self) -> None:
         try:
@@ -149,7 +173,7 @@ class MonotonicMachine(RuleBasedStateMachine):
 
     def _value(self, name: str) -> str:
         self.count += 1
-        return f"{name}#{self.count}"
+        return json.dumps({"secret": name, "n": self.count})
 
     def _current(self, name: str) -> str:
         return next(
@@ -165,6 +189,10 @@ class MonotonicMachine(RuleBasedStateMachine):
     def _heard(self, change: SecretChange) -> None:
         with self.lock:
             self.changes.append(change)
+
+    def _watched(self, spelling: str, document: Document) -> None:
+        with self.lock:
+            self.watched[spelling].append(json.dumps(asdict(document)))
 
     def _hold(self, before: bool) -> None:
         late = HOLD.get()
@@ -286,6 +314,20 @@ class MonotonicMachine(RuleBasedStateMachine):
         self._release(self.late[data.draw(st.integers(0, len(self.late) - 1), label="late")])
         self._settle()
 
+    @rule(spelling=st.sampled_from(SPELLINGS))
+    def read_watch(self, spelling: str) -> None:
+        """``current`` of a watch: never blocks; never older than what it held before."""
+        name = SECRETS[0]
+        version = self._version(
+            name, json.dumps(asdict(_result(_run(lambda: self.watches[spelling].current), "current")))
+        )
+        history = self.history[name]
+        floor = self.watch_positions[spelling]
+        positions = [index for index in range(floor, len(history)) if history[index] == version]
+        assert positions, f"watch by {spelling} went back to {version} from position {floor}; history {history}"
+        self.watch_positions[spelling] = positions[0]
+        self._settle()  # a due refresh it started in the background
+
     @rule(name=st.sampled_from([None, *SECRETS]), spelling=st.sampled_from(SPELLINGS))
     def invalidate(self, name: str | None, spelling: str) -> None:
         self.cache.invalidate(None if name is None else self.spellings[name][spelling])
@@ -342,6 +384,21 @@ class MonotonicMachine(RuleBasedStateMachine):
                 assert later, f"{name}: {after} reports a step back (history {history})"
                 position = later[0]
         assert self.cache.stats().changes == len(changes)
+
+    @invariant()
+    def every_watch_climbs(self) -> None:
+        """What each watch hands ``on_change`` climbs the history, one later position per call."""
+        self._settle()
+        name = SECRETS[0]
+        history = self.history[name]
+        for spelling in SPELLINGS:
+            with self.lock:
+                watched = [self._version(name, value) for value in self.watched[spelling]]
+            position = 0
+            for version in watched:
+                later = [index for index in range(position + 1, len(history)) if history[index] == version]
+                assert later, f"watch by {spelling} went back: handed {watched} (history {history})"
+                position = later[0]
 
     @invariant()
     def every_version_returned_was_reported(self) -> None:

@@ -14,6 +14,7 @@ from secretcache import AsyncSecretCache, SecretCache, SecretFormatError, Secret
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.leaks import assert_value_absent
 from tests.test_cache import make_cache, rotate
+from tests.watchdog import within_watchdog
 
 SECRET = "prod/orders/db"
 PASSWORD = "pw-LEAKMARK-5e0d"
@@ -149,6 +150,39 @@ def test_a_watch_spelled_by_arn_follows_a_change_read_by_name(client: Any, admin
     rotate(admin, SECRET, document("v2"))
     cache.refresh(SECRET)
     assert watch.current.username == "v2"
+
+
+def test_a_watch_never_makes_the_fetching_thread_wait_for_its_own_spelling(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A read by name that finds a new version returns while a fetch by the watch's ARN is held.
+
+    The watch takes the entry the change installed: its listener, on the reader's thread, makes
+    no read of its own spelling, so it never joins (and waits for) that held fetch.
+    """
+    arn = admin.create_secret(Name=SECRET, SecretString=document("v1"))["ARN"]
+    cache = make_cache(client, clock)
+    seen: list[Database] = []
+    watch = cache.watch(arn, Database, on_change=seen.append)
+    rotate(admin, SECRET, document("v2"))
+    held, release = threading.Event(), threading.Event()
+
+    def hold_arn(_op: str, params: dict[str, Any]) -> None:
+        if params.get("SecretId") == arn:
+            held.set()
+            release.wait(2 * WATCHDOG)  # longer than the watchdog: a reader waiting for it fails
+
+    calls.add_fault(hold_arn)
+    by_arn = threading.Thread(target=lambda: cache.get_secret_string(arn, force_refresh=True), daemon=True)
+    by_arn.start()
+    try:
+        assert held.wait(WATCHDOG)  # a fetch of the watch's own spelling is in flight, held
+        assert within_watchdog(lambda: cache.get_secret_model(SECRET, Database, force_refresh=True)).username == "v2"
+        assert [item.username for item in seen] == ["v2"]  # taken from the read by name, on its thread
+        assert watch.current.username == "v2"
+    finally:
+        release.set()
+    by_arn.join(WATCHDOG)
 
 
 def test_an_invalid_first_version_raises(cache: SecretCache, admin: Any) -> None:
