@@ -405,15 +405,14 @@ class SecretWatch(Generic[M]):
 
         It takes the entry the change installed, under whichever spelling it was read: no read,
         so the fetching thread (perhaps a reader's) never waits here for a fetch of the watch's
-        own spelling. Should that entry be gone already (evicted, invalidated), :meth:`_nudge`
-        serves what is cached or starts a fetch in the background.
+        own spelling, and starts nothing. Should no entry hold the version (an orphaned fetch,
+        invalidated mid-call, installs nothing), :attr:`current` takes it once a read caches it.
         """
         if self._closed or change.version_stage != self._key.stage:
             return
         if not self._aliases & (aliases(change.name) | aliases(change.arn)):
             return
         _, entry = self._store.newest(self._key, change.arn)
-        entry = entry or self._nudge()
         if entry is not None:
             self._take(entry)
 
