@@ -348,7 +348,7 @@ class SecretWatch(Generic[M]):
         if entry is not None and entry.value is not None:
             version = entry.value.version_id
             if version != self._version and version != self._failed_version:
-                self._take(entry)  # a version no listener brought (another spelling's change)
+                self._take(entry)  # a version no listener brought (an orphaned fetch saw it first)
         held, copier = self._held, self._copier
         return held if copier is None else copier(held)  # type: ignore[no-any-return]
 

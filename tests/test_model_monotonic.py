@@ -366,6 +366,18 @@ class MonotonicMachine(RuleBasedStateMachine):
     @invariant()
     def every_change_is_reported_once_and_never_backwards(self) -> None:
         self._settle()
+
+        def all_heard() -> bool:  # a fetch counts its changes, then calls the listeners on its thread
+            counted = self.cache.stats().changes
+            with self.lock:
+                return len(self.changes) == counted
+
+        try:
+            wait_until(all_heard)
+        except AssertionError:
+            raise AssertionError(
+                f"stats() counts {self.cache.stats().changes} changes, listeners heard others"
+            ) from None
         with self.lock:
             changes = list(self.changes)
         by_name: dict[str, list[SecretChange]] = {}
