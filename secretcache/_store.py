@@ -284,12 +284,12 @@ class Store:
                     self._table.install(flight.key, result, effects)
                 elif mine and flight.due is not None and self.entries.get(flight.key) is flight.previous:
                     flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read retries
+                if result is not None and result.failure is not None:
+                    effects.count("errors")
+                effects.apply_counts(self.counters)  # before DONE: a reader that sees it done sees its counts
                 flight.entry, flight.error, flight.state = result, unexpected, DONE
                 if flight.adopter is not None and not flight.faltered:  # its reader announces (Runner.finish)
                     flight.announce = effects.detach()
-            if result is not None and result.failure is not None:
-                effects.count("errors")
-            effects.apply_counts(self.counters)
         finally:
             if not again:
                 flight.wake(effects)

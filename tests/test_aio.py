@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from secretcache import AsyncSecretCache, RetryPolicy, SecretCache, SecretFormatError, SecretNotFoundError
-from tests.conftest import FAST_RETRY, Calls, FakeClock
+from secretcache._flight import Flight
+from secretcache._stats import Counters
+from secretcache._store import Store
+from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, wait_until
 from tests.test_cache import rotate
 
 
@@ -79,6 +84,54 @@ async def test_errors_are_typed_and_not_shared(client: Any, calls: Calls, clock:
     assert all(isinstance(error, SecretNotFoundError) for error in errors)
     assert len({id(error) for error in errors}) == 3
     assert calls["GetSecretValue"] == 1
+
+
+def test_a_task_sees_its_fetch_counted_when_its_read_returns(
+    client: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that finds its fetch already done reads stats() that count it (they once lagged).
+
+    The fetching thread is paused as it counts the failed fetch, and the task asks to be woken
+    only then. The fetch was marked done before it was counted, so the task returned and read
+    ``errors=0`` (a failover test failed this way on a loaded machine); now it waits until the
+    count is in.
+    """
+    counting, proceed = threading.Event(), threading.Event()
+    real_add, real_when_done = Counters.add, Store.when_done
+
+    def add(self: Counters, name: str, amount: int = 1) -> None:
+        if name == "errors":
+            counting.set()
+            assert proceed.wait(WATCHDOG), "the task never reached when_done"
+        real_add(self, name, amount)
+
+    def when_done(self: Store, flight: Flight, callback: Callable[[], None], *, settled: bool = False) -> None:
+        assert counting.wait(WATCHDOG), "the fetch never counted"
+        real_when_done(self, flight, callback, settled=settled)
+
+    monkeypatch.setattr(Counters, "add", add)
+    monkeypatch.setattr(Store, "when_done", when_done)
+    cache = async_cache(client, clock)
+    seen: list[int] = []
+
+    async def read() -> None:
+        with pytest.raises(SecretNotFoundError):
+            await cache.get_secret_string("missing")
+        seen.append(cache.stats().errors)
+
+    reader = threading.Thread(target=asyncio.run, args=(read(),))
+    reader.start()
+    # Release the count once the task has returned, or is stuck asking to be woken (the fix).
+    wait_until(lambda: not reader.is_alive() or _inside(reader, real_when_done))
+    proceed.set()
+    reader.join(WATCHDOG)
+    assert seen == [1]
+
+
+def _inside(thread: threading.Thread, function: Callable[..., object]) -> bool:
+    """Whether ``thread`` is running ``function`` now (its innermost Python frame)."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    return frame is not None and frame.f_code is function.__code__
 
 
 async def test_cancelled_reader_does_not_cancel_the_fetch(
