@@ -8,9 +8,10 @@ the same one), installs that line from this checkout, and runs each example with
 that need a PostgreSQL server (``NEEDS_POSTGRES``) run only under the development extras. pip
 needs PyPI (or a mirror configured for pip): without it these tests fail, they never skip.
 
-The venvs are kept between runs, rebuilt whenever the install line, ``pyproject.toml``, the
-Python or the checkout changes (:class:`Venvs`); ``SECRETCACHE_FRESH_VENVS=rebuild`` (the nightly
-run) builds every one anew, as a new reader would today.
+The venvs are kept between runs and shared by every checkout on the machine, rebuilt whenever the
+install line, ``pyproject.toml`` or the Python changes (:class:`Venvs`);
+``SECRETCACHE_FRESH_VENVS=rebuild`` (the nightly run) builds every one anew, as a new reader would
+today.
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def _clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in LEAKY}
 
 
+def _checkout_env() -> dict[str, str]:
+    """:func:`_clean_env` with this checkout on ``PYTHONPATH``, where a venv's editable install puts it.
+
+    A kept venv's editable install names the checkout that built it (:class:`Venvs`): this makes
+    the code run this checkout's, whichever built the venv.
+    """
+    return {**_clean_env(), "PYTHONPATH": str(REPO)}
+
+
 REBUILD = "SECRETCACHE_FRESH_VENVS"
 """Set to ``rebuild`` (the nightly run) to build every venv anew in this run instead of reusing one."""
 CACHE = "SECRETCACHE_FRESH_VENV_CACHE"
@@ -67,10 +77,12 @@ class Venvs:
     """Fresh virtualenvs, one per distinct install line, built on first use.
 
     A venv is named by what decides its contents: the install line, ``pyproject.toml`` (the
-    extras and their pins), this Python, and this checkout's path (the install is editable: it
-    imports this checkout's code, current at every run). Kept between runs, a venv is rebuilt as
-    soon as any of those changes; with ``SECRETCACHE_FRESH_VENVS=rebuild`` every venv is built
-    anew in a directory of the run's own (what PyPI serves today, as a new reader gets it).
+    extras and their pins) and this Python. Not the checkout: the install is editable, so the
+    package's code is the checkout's, and the examples run with this checkout on ``PYTHONPATH``
+    (:func:`_checkout_env`), so every checkout on the machine shares a venv (CI's clean one too),
+    whichever built it. Kept between runs, a venv is rebuilt as soon as any of those changes; with
+    ``SECRETCACHE_FRESH_VENVS=rebuild`` every venv is built anew in a directory of the run's own
+    (what PyPI serves today, as a new reader gets it).
 
     The pytest-xdist workers share them: a venv is built under an exclusive lock on a file
     beside it, so the first worker to need a line builds it while the others wait and then use
@@ -83,7 +95,7 @@ class Venvs:
 
     def python_for(self, line: str) -> str:
         """The python of a fresh venv into which ``pip install {line}`` ran in the checkout."""
-        identity = "\0".join([line, (REPO / "pyproject.toml").read_text(), sys.version, str(REPO)])
+        identity = "\0".join([line, (REPO / "pyproject.toml").read_text(), sys.version])
         venv = self._root / ("venv-" + hashlib.sha256(identity.encode()).hexdigest()[:16])
         outcome = venv.with_name(venv.name + ".outcome")  # the venv's python, or this run's reason it failed
         with _locked(venv.with_name(venv.name + ".lock")):
@@ -193,7 +205,21 @@ def test_every_example_states_one_install_line() -> None:
 )
 def test_example_runs_in_a_fresh_venv_with_its_install_line(name: str, venvs: Venvs) -> None:
     """The example runs with nothing installed but its documented install line, not the dev extras."""
-    _run(name, _clean_env(), python=venvs.python_for(install_line(name)))
+    _run(name, _checkout_env(), python=venvs.python_for(install_line(name)))
+
+
+@pytest.mark.timeout(INSTALL_TIMEOUT + 300)
+def test_a_kept_venv_runs_this_checkouts_code_whichever_checkout_built_it(venvs: Venvs, tmp_path: Path) -> None:
+    """The checkout comes before the venv's site-packages, so before the editable path its builder left."""
+    python = venvs.python_for(install_line(FRESH[0]))
+    probe = "import secretcache, sys; print(secretcache.__file__); print(*sys.path, sep='\\n')"
+    result = subprocess.run(
+        [python, "-c", probe], cwd=tmp_path, env=_checkout_env(), capture_output=True, text=True, timeout=60, check=True
+    )
+    module, *path = result.stdout.splitlines()
+    assert Path(module).is_relative_to(REPO / "secretcache")
+    packages = next(entry for entry in path if entry.endswith("site-packages"))
+    assert path.index(str(REPO)) < path.index(packages)
 
 
 @pytest.mark.timeout(INSTALL_TIMEOUT + 300)
@@ -205,7 +231,7 @@ def test_docs_extra_builds_the_site_with_formatted_signatures(venvs: Venvs) -> N
     result = subprocess.run(
         [python, "scripts/check_docs.py"],
         cwd=REPO,
-        env=_clean_env(),
+        env=_checkout_env(),
         capture_output=True,
         text=True,
         timeout=300,
