@@ -50,10 +50,13 @@ FAST_RETRY = RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0, deadline=
 # itself; "nightly" runs several times more examples and longer runs of steps, and the thread
 # stress test more iterations: `pytest --hypothesis-profile=nightly` (CONTRIBUTING.md).
 # SECRETCACHE_HEAVY=1 selects it too (read here, before the autouse fixture clears SECRETCACHE_*).
-# The machines read the profile's name at import (tests/test_model.py, HEAVY), after the
-# Hypothesis plugin has loaded the one named on the command line.
+# The machines read the profile's name at import (tests/test_model.py: machine_settings, HEAVY,
+# LIGHT), after the Hypothesis plugin has loaded the one named on the command line.
 settings.register_profile("ci", print_blob=True)  # a failure prints the blob that replays it
 settings.register_profile("nightly", settings.get_profile("ci"), max_examples=1000)
+# "compat": CI's runs on the other supported Pythons (.ci/run), which check that the package works
+# there; the full counts run on the default Python in the same CI run. A third of the examples.
+settings.register_profile("compat", settings.get_profile("ci"))
 settings.load_profile("nightly" if os.environ.get("SECRETCACHE_HEAVY") == "1" else "ci")
 
 

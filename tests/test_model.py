@@ -21,8 +21,10 @@ from secretcache import RetryPolicy, SecretCache, SecretNotFoundError, SecretVal
 from tests import atomic_moto
 from tests.conftest import REGION, Calls, FakeClock
 
-# The long runs: `pytest --hypothesis-profile=nightly` (profiles registered in tests/conftest.py).
+# The long runs: `pytest --hypothesis-profile=nightly`; the short ones, for CI's other Pythons:
+# `--hypothesis-profile=compat` (profiles registered in tests/conftest.py).
 HEAVY = settings.get_current_profile_name() == "nightly"
+LIGHT = settings.get_current_profile_name() == "compat"
 
 SECRETS = ("app/db", "app/api", "svc")
 STAGES = ("AWSCURRENT", "AWSPREVIOUS", "AWSPENDING")
@@ -417,10 +419,12 @@ class CacheMachine(RuleBasedStateMachine):
 
 
 def machine_settings(*, examples: int, heavy_examples: int, steps: int, heavy_steps: int) -> settings:
-    """A state machine's Hypothesis settings: its counts (the long ones under the nightly profile), no deadline."""
+    """A state machine's Hypothesis settings: its counts (the long ones under the nightly profile,
+    a third of the examples under the compat one), no deadline."""
+    profile = settings.get_current_profile_name()
     return settings(
-        max_examples=heavy_examples if HEAVY else examples,
-        stateful_step_count=heavy_steps if HEAVY else steps,
+        max_examples={"nightly": heavy_examples, "compat": -(-examples // 3)}.get(profile, examples),
+        stateful_step_count=heavy_steps if profile == "nightly" else steps,
         deadline=None,
         database=None,  # nothing written into the repository
         report_multiple_bugs=False,  # shrink the first failure only
@@ -444,3 +448,15 @@ class TestCacheAgainstModel(CacheMachine.TestCase):  # type: ignore[misc,valid-t
 
     # 70 examples, + 30 of the seams machine, which replays these rules too
     settings = machine_settings(examples=70, heavy_examples=500, steps=30, heavy_steps=60)
+
+
+@pytest.mark.parametrize(("profile", "examples", "steps"), [("ci", 70, 30), ("compat", 24, 30), ("nightly", 500, 60)])
+def test_each_profile_sets_the_machines_counts(profile: str, examples: int, steps: int) -> None:
+    """ci runs a machine's own counts, compat (CI's other Pythons) a third of its examples, nightly the long ones."""
+    before = settings.get_current_profile_name()
+    settings.load_profile(profile)
+    try:
+        chosen = machine_settings(examples=70, heavy_examples=500, steps=30, heavy_steps=60)
+    finally:
+        settings.load_profile(before)
+    assert (chosen.max_examples, chosen.stateful_step_count) == (examples, steps)
