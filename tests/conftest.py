@@ -355,6 +355,16 @@ def _running(runner: Runner) -> bool:
     return False
 
 
+def inside(thread: threading.Thread, function: Callable[..., object]) -> bool:
+    """Whether ``thread`` is running ``function`` now (anywhere on its stack)."""
+    frame: FrameType | None = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        if frame.f_code is function.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _wait(gate: threading.Event) -> None:
     if not gate.wait(timeout=30):
         raise AssertionError("a held call was never released")

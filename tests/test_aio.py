@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +13,7 @@ from secretcache import AsyncSecretCache, RetryPolicy, SecretCache, SecretFormat
 from secretcache._flight import Flight
 from secretcache._stats import Counters
 from secretcache._store import Store
-from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, wait_until
+from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, inside, wait_until
 from tests.test_cache import rotate
 
 
@@ -122,16 +121,10 @@ def test_a_task_sees_its_fetch_counted_when_its_read_returns(
     reader = threading.Thread(target=asyncio.run, args=(read(),))
     reader.start()
     # Release the count once the task has returned, or is stuck asking to be woken (the fix).
-    wait_until(lambda: not reader.is_alive() or _inside(reader, real_when_done))
+    wait_until(lambda: not reader.is_alive() or inside(reader, real_when_done))
     proceed.set()
     reader.join(WATCHDOG)
     assert seen == [1]
-
-
-def _inside(thread: threading.Thread, function: Callable[..., object]) -> bool:
-    """Whether ``thread`` is running ``function`` now (its innermost Python frame)."""
-    frame = sys._current_frames().get(thread.ident or 0)
-    return frame is not None and frame.f_code is function.__code__
 
 
 async def test_cancelled_reader_does_not_cancel_the_fetch(
