@@ -346,23 +346,24 @@ def quiescent(cache: Any) -> None:
 def _running(runner: Runner) -> bool:
     """Whether a thread other than this one is inside ``runner.run`` (a fetch not finished)."""
     me = threading.get_ident()
-    for ident, frame in sys._current_frames().items():
-        walking: FrameType | None = frame
-        while ident != me and walking is not None:
-            if walking.f_code is Runner.run.__code__ and walking.f_locals.get("self") is runner:
-                return True
-            walking = walking.f_back
-    return False
+    return any(
+        frame.f_code is Runner.run.__code__ and frame.f_locals.get("self") is runner
+        for ident, top in sys._current_frames().items()
+        if ident != me
+        for frame in _stack(top)
+    )
 
 
 def inside(thread: threading.Thread, function: Callable[..., object]) -> bool:
     """Whether ``thread`` is running ``function`` now (anywhere on its stack)."""
-    frame: FrameType | None = sys._current_frames().get(thread.ident or 0)
+    return any(frame.f_code is function.__code__ for frame in _stack(sys._current_frames().get(thread.ident or 0)))
+
+
+def _stack(frame: FrameType | None) -> Iterator[FrameType]:
+    """``frame`` and its callers, innermost first."""
     while frame is not None:
-        if frame.f_code is function.__code__:
-            return True
+        yield frame
         frame = frame.f_back
-    return False
 
 
 def _wait(gate: threading.Event) -> None:
