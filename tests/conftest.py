@@ -36,7 +36,7 @@ from moto.server import ThreadedMotoServer
 
 from secretcache import RetryPolicy
 from secretcache._run import Runner
-from tests import atomic_moto
+from tests import atomic_moto, untraced
 from tests.servers import Server, mariadb, postgres
 
 REGION = "us-east-1"
@@ -83,6 +83,8 @@ def _share_botocore_loaders() -> None:
 
 _share_botocore_loaders()
 atomic_moto.install()  # moto's Secrets Manager applies each request whole, as the service does
+if os.environ.get("SECRETCACHE_TESTS_TRACE_ALL") != "1":  # read before the autouse fixture clears SECRETCACHE_*
+    untraced.install()  # moto's work, sessions and clients being built: not traced by coverage.py
 
 
 DB_SERVER_FIXTURES = frozenset({"pg_server", "maria_server"})

@@ -1,0 +1,97 @@
+"""The suite's untraced spans (tests/untraced.py): no tracer inside, tracer back after, lines after measured."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import coverage
+import pytest
+
+from tests.untraced import SPANS, untraced
+
+
+def test_a_span_runs_without_the_trace_function_and_puts_it_back_even_when_it_raises() -> None:
+    seen: list[object] = []
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> None:
+        return None
+
+    def span(fail: bool) -> None:
+        seen.append(sys.gettrace())
+        if fail:
+            raise LookupError("inside the span")
+
+    wrapped = untraced(span)
+    before = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        wrapped(False)
+        after = sys.gettrace()
+        with pytest.raises(LookupError, match="inside the span"):
+            wrapped(True)
+        after_raising = sys.gettrace()
+    finally:
+        sys.settrace(before)
+    assert seen == [None, None]
+    assert after is tracer
+    assert after_raising is tracer
+
+
+def test_without_a_trace_function_a_span_just_runs() -> None:
+    before = sys.gettrace()
+    sys.settrace(None)
+    try:
+        assert untraced(lambda value: value * 2)(21) == 42
+        assert sys.gettrace() is None
+    finally:
+        sys.settrace(before)
+
+
+@pytest.mark.unmeasured  # runs a coverage measurement of its own
+def test_coverage_measures_the_lines_after_a_span_and_none_inside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """coverage.py's C tracer, removed for a span and put back, measures the rest of the caller and of its callers."""
+    source = tmp_path / "probe.py"
+    source.write_text(
+        textwrap.dedent(
+            """\
+            def inside():
+                return 1
+
+
+            def measured(span):
+                total = span()
+                total += 1
+                return total
+
+
+            def caller(span):
+                result = measured(span)
+                result += 1
+                return result
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("COVERAGE_CORE", "ctrace")  # the tracer CI measures with (Python 3.11)
+    import probe  # type: ignore[import-not-found]
+
+    measurement = coverage.Coverage(data_file=None, config_file=False, branch=True, include=[str(source)])
+    measurement.start()
+    try:
+        assert probe.caller(untraced(probe.inside)) == 3
+    finally:
+        measurement.stop()
+    lines = set(measurement.get_data().lines(str(source)) or ())
+    assert 2 not in lines  # inside the span
+    assert {6, 7, 8, 12, 13, 14} <= lines  # after it, in the function that called it and in its caller
+
+
+def test_every_span_names_a_function_that_exists() -> None:
+    for owner, name in SPANS:
+        assert callable(getattr(owner, name)), (owner, name)
