@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import textwrap
 from pathlib import Path
@@ -77,9 +78,12 @@ def test_coverage_measures_the_lines_after_a_span_and_none_inside_it(
             """
         )
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("COVERAGE_CORE", "ctrace")  # the tracer CI measures with (Python 3.11)
-    import probe  # type: ignore[import-not-found]
+    spec = importlib.util.spec_from_file_location(f"untraced_probe_{id(source)}", source)
+    assert spec is not None
+    assert spec.loader is not None
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
 
     measurement = coverage.Coverage(data_file=None, config_file=False, branch=True, include=[str(source)])
     measurement.start()
