@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from secretcache import AsyncSecretCache, SecretCache, SecretFormatError, Secret
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.leaks import assert_value_absent
 from tests.test_cache import make_cache, rotate
+from tests.test_monotonic import _named
 from tests.watchdog import within_watchdog
 
 SECRET = "prod/orders/db"
@@ -139,6 +141,39 @@ def test_a_failing_callback_is_logged_and_the_watch_goes_on(
         cache.refresh(SECRET)
     assert "watch callback" in caplog.text
     assert watch.current.username == "v2"
+
+
+def test_a_version_only_an_orphaned_fetch_brought_reaches_current_once_a_read_caches_it(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """An orphaned fetch announces v2 but installs nothing, so the watch's listener finds no entry
+    to take; the read that caches v2 announces no change again, and ``current`` takes it."""
+    admin.create_secret(Name=SECRET, SecretString=document("v1"))
+    cache = make_cache(client, clock)
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold_the_orphans_call(operation: str, _params: dict[str, Any]) -> None:
+        if threading.current_thread().name == "orphan" and not release.is_set():
+            arrived.set()
+            assert release.wait(WATCHDOG)
+
+    calls.add_fault(hold_the_orphans_call)
+    seen: list[Database] = []
+    with cache.watch(SECRET, Database, on_change=seen.append) as watch, ThreadPoolExecutor(max_workers=1) as pool:
+        first = watch.version_id
+        orphan = pool.submit(_named, "orphan", lambda: cache.get_secret_string(SECRET, force_refresh=True))
+        assert arrived.wait(WATCHDOG)  # its fetch started; Secrets Manager has not answered yet
+        cache.invalidate(SECRET)  # orphans it
+        assert json.loads(cache.get_secret_string(SECRET))["username"] == "v1"  # v1 cached again
+        _, new = rotate(admin, SECRET, document("v2"))
+        release.set()
+        assert json.loads(orphan.result(timeout=WATCHDOG))["username"] == "v2"
+        assert (seen, watch.version_id) == ([], first)  # the change came, with no entry holding v2
+        assert json.loads(cache.get_secret_string(SECRET))["username"] == "v2"  # fetched and cached
+        assert seen == []  # no second change for the same version
+        assert watch.current.username == "v2"
+        assert watch.version_id == new
+        assert [item.username for item in seen] == ["v2"]  # on_change, once
 
 
 def test_a_watch_spelled_by_arn_follows_a_change_read_by_name(client: Any, admin: Any, clock: FakeClock) -> None:
