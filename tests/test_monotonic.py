@@ -27,7 +27,7 @@ from secretcache import AsyncSecretCache, RetryPolicy, SecretChange, SecretUnava
 from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent
 from tests.replication import Lag
 from tests.test_cache import make_cache, rotate
-from tests.threads import serialize_backend
+from tests.threads import Held, serialize_backend
 
 REPLICA = "us-west-2"
 THROTTLING = "ThrottlingException"
@@ -47,24 +47,6 @@ def create(admin: Any, name: str, value: str) -> str:
 def version_of(admin: Any, name: str) -> str:
     version: str = admin.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")["VersionId"]
     return version
-
-
-class Held:
-    """Holds the answers of GetSecretValue calls made on threads named ``name`` until released.
-
-    Registered on botocore's ``after-call`` event: moto has answered, the answer is late.
-    """
-
-    def __init__(self, client: Any, name: str) -> None:
-        self.name = name
-        self.arrived = threading.Event()
-        self.released = threading.Event()
-        client.meta.events.register("after-call.secretsmanager.GetSecretValue", self._hold)
-
-    def _hold(self, **_: Any) -> None:
-        if threading.current_thread().name == self.name and not self.released.is_set():
-            self.arrived.set()
-            assert self.released.wait(WATCHDOG), "a held answer was never released"
 
 
 def test_a_lagging_replica_never_takes_the_cache_back(
@@ -152,21 +134,14 @@ def test_an_orphaned_fetch_with_a_newer_answer_wins_over_an_older_installed_sinc
     cache = make_cache(client, clock)
     changes: list[SecretChange] = []
     cache.on_change(changes.append)
-    arrived, release = threading.Event(), threading.Event()
-
-    def hold_before_the_call(operation: str, _params: dict[str, Any]) -> None:
-        if threading.current_thread().name == "orphan" and not release.is_set():
-            arrived.set()
-            assert release.wait(WATCHDOG)
-
-    calls.add_fault(hold_before_the_call)
+    held = Held(client, "orphan", event="before-call")
     with ThreadPoolExecutor(max_workers=1) as pool:
         orphan = pool.submit(lambda: _named("orphan", lambda: cache.get_secret_string("db")))
-        assert arrived.wait(WATCHDOG)  # its fetch started; Secrets Manager has not answered yet
+        assert held.arrived.wait(WATCHDOG)  # its fetch started; Secrets Manager has not answered yet
         cache.invalidate("db")  # orphans it
         assert cache.get_secret_string("db") == "pw-1"  # a read after invalidate() installs v1
         rotate(admin, "db", "pw-2")
-        release.set()  # the orphan's request reaches Secrets Manager now: v2
+        held.released.set()  # the orphan's request reaches Secrets Manager now: v2
         assert orphan.result(timeout=WATCHDOG) == "pw-2"
     made = calls["GetSecretValue"]
     assert cache.get_secret_string("db") == "pw-2"  # never v1 again

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from secretcache import AsyncSecretCache, SecretCache, SecretFormatError, SecretWatch
+from secretcache import AsyncSecretCache, SecretCache, SecretChange, SecretFormatError, SecretWatch
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.leaks import assert_value_absent
 from tests.test_cache import make_cache, rotate
-from tests.test_monotonic import _named
+from tests.threads import Held, start
 from tests.watchdog import within_watchdog
 
 SECRET = "prod/orders/db"
@@ -144,33 +143,30 @@ def test_a_failing_callback_is_logged_and_the_watch_goes_on(
 
 
 def test_a_version_only_an_orphaned_fetch_brought_reaches_current_once_a_read_caches_it(
-    client: Any, admin: Any, calls: Calls, clock: FakeClock
+    client: Any, admin: Any, clock: FakeClock
 ) -> None:
     """An orphaned fetch announces v2 but installs nothing, so the watch's listener finds no entry
     to take; the read that caches v2 announces no change again, and ``current`` takes it."""
     admin.create_secret(Name=SECRET, SecretString=document("v1"))
     cache = make_cache(client, clock)
-    arrived, release = threading.Event(), threading.Event()
-
-    def hold_the_orphans_call(operation: str, _params: dict[str, Any]) -> None:
-        if threading.current_thread().name == "orphan" and not release.is_set():
-            arrived.set()
-            assert release.wait(WATCHDOG)
-
-    calls.add_fault(hold_the_orphans_call)
+    held = Held(client, "orphan", event="before-call")
+    changes: list[SecretChange] = []
+    cache.on_change(changes.append)
     seen: list[Database] = []
-    with cache.watch(SECRET, Database, on_change=seen.append) as watch, ThreadPoolExecutor(max_workers=1) as pool:
+    with cache.watch(SECRET, Database, on_change=seen.append) as watch:
         first = watch.version_id
-        orphan = pool.submit(_named, "orphan", lambda: cache.get_secret_string(SECRET, force_refresh=True))
-        assert arrived.wait(WATCHDOG)  # its fetch started; Secrets Manager has not answered yet
+        orphan = start(lambda: cache.get_secret_string(SECRET, force_refresh=True), "orphan")
+        assert held.arrived.wait(WATCHDOG)  # its fetch started; Secrets Manager has not answered yet
         cache.invalidate(SECRET)  # orphans it
         assert json.loads(cache.get_secret_string(SECRET))["username"] == "v1"  # v1 cached again
         _, new = rotate(admin, SECRET, document("v2"))
-        release.set()
+        held.released.set()
         assert json.loads(orphan.result(timeout=WATCHDOG))["username"] == "v2"
-        assert (seen, watch.version_id) == ([], first)  # the change came, with no entry holding v2
+        assert [change.new_version_id for change in changes] == [new]  # the orphan's change came
+        assert (seen, watch.version_id) == ([], first)  # with no entry holding v2 to take
         assert json.loads(cache.get_secret_string(SECRET))["username"] == "v2"  # fetched and cached
-        assert seen == []  # no second change for the same version
+        assert [change.new_version_id for change in changes] == [new]  # no second change for it
+        assert seen == []
         assert watch.current.username == "v2"
         assert watch.version_id == new
         assert [item.username for item in seen] == ["v2"]  # on_change, once

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
-from tests.conftest import wait_until
+from tests.conftest import WATCHDOG, wait_until
 
 T = TypeVar("T")
 
@@ -54,3 +54,22 @@ def waiting_readers(
     futures = [pool.submit(cache.get_secret_string, secret_id) for _ in range(count)]
     wait_until(lambda: cache.stats().misses == misses_before + count)
     return futures
+
+
+class Held:
+    """Holds the GetSecretValue calls made on threads named ``name`` until released.
+
+    Registered on botocore's ``event``: ``after-call`` (the default) holds the answer once moto
+    has answered, so it arrives late; ``before-call`` holds the request before it reaches moto.
+    """
+
+    def __init__(self, client: Any, name: str, event: str = "after-call") -> None:
+        self.name = name
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+        client.meta.events.register(f"{event}.secretsmanager.GetSecretValue", self._hold)
+
+    def _hold(self, **_: Any) -> None:  # returns None: a before-call result would replace the response
+        if threading.current_thread().name == self.name and not self.released.is_set():
+            self.arrived.set()
+            assert self.released.wait(WATCHDOG), "a held call was never released"
