@@ -1,25 +1,27 @@
-"""The suite's untraced spans (tests/untraced.py): no tracer inside, tracer back after, lines after measured."""
+"""The suite's untraced spans (tests/untraced.py): coverage's tracer off inside, back after; a debugger's kept."""
 
 from __future__ import annotations
 
+import bdb
 import importlib.util
 import sys
 import textwrap
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import coverage
 import pytest
 
-from tests.untraced import SPANS, is_installed, untraced
+from tests.untraced import SPANS, is_coverage, is_installed, untraced
 
 
-def test_a_span_runs_without_the_trace_function_and_puts_it_back_even_when_it_raises() -> None:
+@pytest.mark.unmeasured  # runs a coverage measurement of its own
+@pytest.mark.parametrize("core", ["ctrace", "pytrace"])
+def test_a_span_runs_without_coverages_tracer_and_puts_it_back_even_when_it_raises(
+    core: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both of coverage.py's tracers (C and Python) are removed inside a span, and are back after it."""
     seen: list[object] = []
-
-    def tracer(frame: FrameType, event: str, arg: Any) -> None:
-        return None
 
     def span(fail: bool) -> None:
         seen.append(sys.gettrace())
@@ -27,19 +29,50 @@ def test_a_span_runs_without_the_trace_function_and_puts_it_back_even_when_it_ra
             raise LookupError("inside the span")
 
     wrapped = untraced(span)
-    before = sys.gettrace()
-    sys.settrace(tracer)
+    monkeypatch.setenv("COVERAGE_CORE", core)
+    measurement = coverage.Coverage(data_file=None, config_file=False)
+    measurement.start()
     try:
+        tracer = sys.gettrace()
         wrapped(False)
         after = sys.gettrace()
         with pytest.raises(LookupError, match="inside the span"):
             wrapped(True)
         after_raising = sys.gettrace()
     finally:
-        sys.settrace(before)
+        measurement.stop()
+    assert is_coverage(tracer)
     assert seen == [None, None]
     assert after is tracer
     assert after_raising is tracer
+
+
+@pytest.mark.unmeasured  # the debugger replaces the trace function, coverage.py's included
+def test_a_debuggers_breakpoint_inside_a_span_stops() -> None:
+    """A debugger's trace function (bdb, which pdb and IDEs build on) is left in place: its breakpoint stops."""
+
+    def span(value: int) -> int:
+        return value * 2  # the breakpoint's line
+
+    class Recorder(bdb.Bdb):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stops: list[tuple[str, int]] = []
+
+        def user_line(self, frame: FrameType) -> None:
+            self.stops.append((frame.f_code.co_name, frame.f_lineno))
+            self.set_continue()  # on to the next breakpoint, as pdb's "continue" does
+
+    line = span.__code__.co_firstlineno + 1
+    debugger = Recorder()
+    assert debugger.set_break(__file__, line) is None  # None: the breakpoint was set
+    before = sys.gettrace()
+    try:
+        assert debugger.runcall(untraced(span), 21) == 42
+    finally:
+        sys.settrace(before)
+    assert ("span", line) in debugger.stops
+    assert not is_coverage(debugger.trace_dispatch)
 
 
 def test_without_a_trace_function_a_span_just_runs() -> None:

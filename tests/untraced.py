@@ -7,7 +7,9 @@ functions of other libraries that call no test's code and no code of ``secretcac
 cache's redacting log filter when a test turns botocore's debug lines on: moto handling a
 request, in-process or on its HTTP server's threads; moto starting and stopping; a botocore or
 boto3 session and a client being built; pytest rewriting a test module's asserts. Each runs with
-the calling thread's trace function removed, and put back as it returns. A client's requests
+the calling thread's trace function removed, and put back as it returns, when that function is
+coverage.py's: a debugger's (pdb's, an IDE's) is left in place, so its breakpoints in these
+libraries still stop. A client's requests
 are not among them: botocore emits events to the cache and to the tests while it builds, sends
 and parses one.
 
@@ -48,13 +50,23 @@ SPANS: tuple[tuple[object, str], ...] = (
 _installed = False
 
 
+def is_coverage(tracer: object) -> bool:
+    """Whether ``tracer`` (a trace function, as ``sys.gettrace`` returns it) is coverage.py's.
+
+    Its C tracer is a ``coverage.CTracer``; its Python tracer a method of a
+    ``coverage.pytracer.PyTracer``. A debugger's trace function belongs to neither.
+    """
+    owner = getattr(tracer, "__self__", tracer)
+    return type(owner).__module__.partition(".")[0] == "coverage"
+
+
 def untraced(function: F) -> F:
-    """``function``, run with this thread's trace function removed, and put back when it returns."""
+    """``function``, run with this thread's trace function removed if it is coverage.py's, and put back after."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         tracer = sys.gettrace()
-        if tracer is None:
+        if tracer is None or not is_coverage(tracer):  # none, or a debugger's: breakpoints stop inside
             return function(*args, **kwargs)
         sys.settrace(None)
         try:
