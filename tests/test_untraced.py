@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bdb
 import importlib.util
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -12,39 +14,63 @@ from types import FrameType
 import coverage
 import pytest
 
+from tests.conftest import WATCHDOG
 from tests.untraced import SPANS, is_coverage, is_installed, untraced
 
+_SPAN_UNDER_COVERAGE = """
+import sys
+import coverage
+from tests.untraced import is_coverage, untraced
 
-@pytest.mark.unmeasured  # runs a coverage measurement of its own
-@pytest.mark.parametrize("core", ["ctrace", "pytrace"])
-def test_a_span_runs_without_coverages_tracer_and_puts_it_back_even_when_it_raises(
-    core: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Both of coverage.py's tracers (C and Python) are removed inside a span, and are back after it."""
-    seen: list[object] = []
+seen = []
 
-    def span(fail: bool) -> None:
-        seen.append(sys.gettrace())
-        if fail:
-            raise LookupError("inside the span")
 
-    wrapped = untraced(span)
-    monkeypatch.setenv("COVERAGE_CORE", core)
-    measurement = coverage.Coverage(data_file=None, config_file=False)
-    measurement.start()
+def span(fail):
+    seen.append(sys.gettrace())
+    if fail:
+        raise LookupError("inside the span")
+
+
+def caller(wrapped):
+    tracer = sys.gettrace()
+    wrapped(False)
+    after = sys.gettrace()
     try:
-        tracer = sys.gettrace()
-        wrapped(False)
-        after = sys.gettrace()
-        with pytest.raises(LookupError, match="inside the span"):
-            wrapped(True)
-        after_raising = sys.gettrace()
-    finally:
-        measurement.stop()
-    assert is_coverage(tracer)
-    assert seen == [None, None]
-    assert after is tracer
-    assert after_raising is tracer
+        wrapped(True)
+    except LookupError:
+        pass
+    return tracer, after, sys.gettrace()
+
+
+measurement = coverage.Coverage(data_file=None, config_file=False)
+measurement.start()
+try:
+    tracer, after, after_raising = caller(untraced(span))
+finally:
+    measurement.stop()
+print(is_coverage(tracer), seen == [None, None], after is tracer, after_raising is tracer)
+"""
+
+
+@pytest.mark.parametrize("core", ["ctrace", "pytrace"])
+def test_a_span_runs_without_coverages_tracer_and_puts_it_back_even_when_it_raises(core: str) -> None:
+    """Both of coverage.py's tracers (C and Python) are off inside a span, and are back after it.
+
+    In a Python of its own: in this process, pytest-cov's tracer (stopped for an ``unmeasured``
+    test) is still held by the test's frames, and under pytest-xdist took a tracer set there off again.
+    """
+    environment = {**os.environ, "COVERAGE_CORE": core, "PYTHONPATH": str(Path(__file__).parents[1])}
+    run = subprocess.run(
+        [sys.executable, "-c", _SPAN_UNDER_COVERAGE],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=WATCHDOG,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    # the tracer is coverage.py's; none inside the span; the same one after it, and after it raised
+    assert run.stdout.split() == ["True", "True", "True", "True"]
 
 
 @pytest.mark.unmeasured  # the debugger replaces the trace function, coverage.py's included
