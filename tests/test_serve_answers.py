@@ -10,6 +10,9 @@ import asyncio
 import base64
 import json
 import logging
+import sys
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +23,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 
 from secretcache import AsyncSecretCache, RetryPolicy, SecretCache
+from secretcache.serve import _protocol
 from secretcache.serve._protocol import Answerer, Request, Response
 from tests.conftest import REGION, WATCHDOG, Calls, FakeClock
 from tests.faultproxy import FaultProxy
@@ -165,6 +169,61 @@ async def test_refresh_interval_zero_forces_every_time(client: Any, secrets: Any
         for _ in range(3):
             assert (await fetch(answerer, "/v1/blob?refreshNow=true")).status == 200
     assert calls["GetSecretValue"] == 3
+
+
+@pytest.mark.unmeasured  # a stress test: thousands of requests on four threads
+def test_refresh_now_from_loops_on_several_threads_never_fails(
+    client: Any, secrets: Any, calls: Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One Answerer shared by event loops on four threads: refreshNow's bookkeeping holds up.
+
+    Each thread forces reads of ids of its own that are refused before any call (so that
+    thousands cost no call), while the remembered forced reads are cleaned up every 64; then
+    each forces a read of one real secret. Every answer is the one the protocol defines, never a
+    500, and nothing is logged as a bug (a table changed by another thread mid clean-up was one).
+    """
+    monkeypatch.setattr(_protocol, "_MAX_FORCED", 64)
+    cache = AsyncSecretCache(client, retry=ONE_TRY)
+    answerer = Answerer(cache, token=TOKEN, refresh_interval=0.0)
+    barrier = threading.Barrier(4)
+    statuses: list[Counter[int]] = []
+    bodies: list[dict[str, Any]] = []
+    bugs: list[logging.LogRecord] = []
+    recorder = logging.Handler(logging.ERROR)
+    recorder.emit = bugs.append  # type: ignore[method-assign]
+
+    def loop_on_a_thread(thread: int) -> None:
+        async def requests() -> None:
+            seen: Counter[int] = Counter()
+            for number in range(5000):
+                response = await fetch(
+                    answerer, f"/secretsmanager/get?secretId=bad%01{thread}-{number}&refreshNow=true"
+                )
+                seen[response.status] += 1
+            statuses.append(seen)
+            bodies.append(body_of(await fetch(answerer, "/v1/app/db/primary?refreshNow=true")))
+
+        barrier.wait(WATCHDOG)
+        asyncio.run(requests())
+
+    switching = sys.getswitchinterval()
+    logging.getLogger("secretcache").addHandler(recorder)
+    sys.setswitchinterval(1e-6)  # threads take turns as often as they can
+    try:
+        threads = [threading.Thread(target=loop_on_a_thread, args=(thread,)) for thread in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(4 * WATCHDOG)
+        assert not any(thread.is_alive() for thread in threads)
+    finally:
+        sys.setswitchinterval(switching)
+        logging.getLogger("secretcache").removeHandler(recorder)
+        cache.close()
+    assert [record.getMessage() for record in bugs] == []
+    assert statuses == [Counter({400: 5000})] * 4
+    assert [body["SecretString"] for body in bodies] == [VALUE] * 4
+    assert 1 <= calls["GetSecretValue"] <= 4
 
 
 async def test_refresh_now_false_is_a_plain_read(answerer: Answerer, secrets: Any, calls: Calls) -> None:

@@ -25,6 +25,7 @@ import asyncio
 import functools
 import hmac
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -247,6 +248,7 @@ class Answerer:
         self._answers: dict[int, tuple[SecretValue, Response]] = {}
         self._max_answers = 2 * cache.max_size + 16
         self._forced: dict[tuple[str, str | None, str | None], _Forced] = {}
+        self._forced_lock = threading.Lock()
 
     def __repr__(self) -> str:
         token = "None" if self._token is None else "<set>"
@@ -303,11 +305,16 @@ class Answerer:
         return await cache.get_secret(secret_id, version_id=version_id, version_stage=version_stage)
 
     def _remember(self, key: tuple[str, str | None, str | None], forced: _Forced, now: float) -> None:
-        """Record a forced read, forgetting those whose window has passed when too many are kept."""
+        """Record a forced read, forgetting those whose window has passed when too many are kept.
+
+        Under a lock of its own: loops on other threads record theirs too (a read of one entry,
+        ``_read``'s, needs none).
+        """
         table = self._forced
-        if len(table) >= _MAX_FORCED:
-            for old in [k for k, f in table.items() if now - f.started >= self._interval and f.task.done()]:
-                del table[old]
-            if len(table) >= _MAX_FORCED:  # a flood of distinct keys within one window: start afresh
-                table.clear()
-        table[key] = forced
+        with self._forced_lock:
+            if len(table) >= _MAX_FORCED:
+                for old in [k for k, f in table.items() if now - f.started >= self._interval and f.task.done()]:
+                    del table[old]
+                if len(table) >= _MAX_FORCED:  # a flood of distinct keys within one window: start afresh
+                    table.clear()
+            table[key] = forced
