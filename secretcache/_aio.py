@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from secretcache._stats import CacheStats
     from secretcache._value import RefreshResult, SecretValue
 
-__all__ = ["AsyncSecretCache", "wake"]
+__all__ = ["AsyncSecretCache", "wake", "woken_within"]
 
 M = TypeVar("M")
 
@@ -320,28 +320,42 @@ class AsyncSecretCache:
             self._runner.start(flight)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + store.wait_bound
-        try:
-            if spare is not None:  # a value to serve if the fetch falters: wait for it to settle only
-                settled = loop.create_future()
-                store.when_done(flight, lambda: wake(loop, settled), settled=True)
-                await asyncio.wait_for(settled, store.wait_bound)
-                served = None if flight.done else store.serving.spare(spare)
-                if served is not None:
-                    return served
-            done = loop.create_future()
-            store.when_done(flight, lambda: wake(loop, done))
-            await asyncio.wait_for(done, max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
-            return store.serving.give_up(flight, f"its fetch took longer than {store.wait_bound:g} s")
+        why = f"its fetch took longer than {store.wait_bound:g} s"
+        if spare is not None:  # a value to serve if the fetch falters: wait for it to settle only
+            settled: asyncio.Future[bool] = loop.create_future()
+            store.when_done(flight, lambda: wake(loop, settled), settled=True)
+            if not await woken_within(settled, store.wait_bound):
+                return store.serving.give_up(flight, why)
+            served = None if flight.done else store.serving.spare(spare)
+            if served is not None:
+                return served
+        done: asyncio.Future[bool] = loop.create_future()
+        store.when_done(flight, lambda: wake(loop, done))
+        if not await woken_within(done, deadline - loop.time()):
+            return store.serving.give_up(flight, why)
         return store.serving.completed(flight)
 
 
-def wake(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
-    """From any thread: resolve ``done`` on its loop, unless the loop is closed or it is done."""
+def wake(loop: asyncio.AbstractEventLoop, woken: asyncio.Future[bool]) -> None:
+    """From any thread: resolve ``woken`` (to ``True``) on its loop, unless the loop is closed or it is done."""
     with contextlib.suppress(RuntimeError):  # a closed loop: nobody is awaiting any more
-        loop.call_soon_threadsafe(_resolve, done)
+        loop.call_soon_threadsafe(_resolve, woken, True)
 
 
-def _resolve(done: asyncio.Future[None]) -> None:
-    if not done.done():  # the awaiting task may have been cancelled
-        done.set_result(None)
+async def woken_within(woken: asyncio.Future[bool], timeout: float) -> bool:
+    """Await ``woken``: ``True`` once :func:`wake` resolves it, ``False`` after ``timeout`` seconds.
+
+    A plain ``await`` of the future, so a cancellation of the waiting task always propagates:
+    ``asyncio.wait_for`` before Python 3.12 returned the result instead when the future was
+    resolved just before the task, already cancelled, ran again.
+    """
+    timer = woken.get_loop().call_later(max(0.0, timeout), _resolve, woken, False)
+    try:
+        return await woken
+    finally:
+        timer.cancel()
+
+
+def _resolve(woken: asyncio.Future[bool], value: bool) -> None:
+    if not woken.done():  # woken already, timed out, or the awaiting task was cancelled
+        woken.set_result(value)

@@ -145,6 +145,38 @@ async def test_cancelled_reader_does_not_cancel_the_fetch(
     assert calls["GetSecretValue"] == 1
 
 
+@pytest.mark.parametrize("spare", [False, True], ids=["nothing-cached", "a-value-to-serve-stale"])
+async def test_a_task_cancelled_as_its_fetch_completes_is_cancelled(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, spare: bool
+) -> None:
+    """The cancellation wins when the fetch completes first and the loop has not run the task since.
+
+    Python 3.10 and 3.11's ``asyncio.wait_for`` returned the value instead (the task went on
+    as if never cancelled), whether the read waited for the fetch to complete or to settle.
+    """
+    admin.create_secret(Name="db", SecretString="pw")
+    cache = async_cache(client, clock, max_stale=600.0, stale_while_revalidate=0.0)
+    if spare:
+        assert await cache.get_secret_string("db") == "pw"
+        clock.advance(61)  # expired, still servable if the fetch falters
+    gate = calls.hold()
+    task = asyncio.create_task(cache.get_secret_string("db"))
+    while cache.stats().misses < 1 + spare:
+        await asyncio.sleep(0.001)
+    fetching = [thread for thread in threading.enumerate() if thread.name == "secretcache-fetch"]
+    assert fetching
+    gate.set()
+    for thread in fetching:  # without awaiting: the task is woken, and cancelled, before the loop runs it
+        thread.join(WATCHDOG)
+    assert not any(thread.is_alive() for thread in fetching)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert calls["GetSecretValue"] == 1 + spare
+    assert await cache.get_secret_string("db") == "pw"  # the fetch completed for the cache all the same
+    assert calls["GetSecretValue"] == 1 + spare
+
+
 async def test_refresh_ahead_and_prefetch(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
     """Warm async reads refresh in the background; prefetch batches; invalidate and stats work."""
     for name in ("a", "b", "c"):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from secretcache._aio import AsyncSecretCache, wake
+from secretcache._aio import AsyncSecretCache, wake, woken_within
 from secretcache._cache import SecretCache, store_of
 from secretcache.db._credentials import DbCredentials, async_credentials
 from secretcache.db._drive import drive, drive_async
@@ -102,10 +101,9 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
     async def _await_poll(self, generation: int) -> None:
         """Wait (without blocking the loop) until the poll after ``generation`` ends, or the wait bound passes."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[bool] = loop.create_future()
         if self._recovery.subscribe(generation, lambda: wake(loop, done)):
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(done, self._wait_bound)
+            await woken_within(done, self._wait_bound)
 
     def call_bridged(self, connect: Callable[..., Any]) -> Any:
         """Open a connection from the blocking code SQLAlchemy's asyncio engine runs (``do_connect``).
