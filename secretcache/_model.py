@@ -73,14 +73,15 @@ class _Raise:
 
 
 class _Validator:
-    """How one model type is validated and handed out: its ``TypeAdapter`` and its per-read copy."""
+    """How one model type is validated and handed out: its ``TypeAdapter``, its per-read copy, its field names."""
 
-    __slots__ = ("adapter", "copier", "name")
+    __slots__ = ("adapter", "copier", "name", "names")
 
     def __init__(self, adapter: Any, copier: Callable[[Any], Any] | None, name: str) -> None:
         self.adapter = adapter
         self.copier = copier  # None: immutable, shared by every reader
         self.name = name
+        self.names = declared_names(adapter.core_schema)  # what an error's field path may show
 
 
 _validators: dict[Any, _Validator] = {}
@@ -130,6 +131,46 @@ def validator_for(model: Any) -> _Validator:
     return _validators.setdefault(model, _Validator(adapter, copier, name))
 
 
+_FIELDS = ("model-fields", "typed-dict", "dataclass-args")  # the core schemas that declare fields
+
+
+def declared_names(schema: object) -> frozenset[str]:
+    """Every field name and validation alias a pydantic core schema declares, at any depth.
+
+    They come from the model's source, never from a document: a validation error's field path
+    shows these, and nothing else it holds (a dict's keys, an undeclared field's name, a union's
+    tag) as text, since those are the document's own and may be secret.
+    """
+    names: set[str] = set()
+    seen: set[int] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, dict):
+            fields = node.get("fields") if node.get("type") in _FIELDS else None
+            if isinstance(fields, dict):  # a model's or a TypedDict's: {name: field}
+                names.update(name for name in fields if isinstance(name, str))
+            for field in fields.values() if isinstance(fields, dict) else fields if isinstance(fields, list) else ():
+                if isinstance(field, dict):  # a dataclass's fields carry their name
+                    names.update(_strings(field.get("name")), _strings(field.get("validation_alias")))
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return frozenset(names)
+
+
+def _strings(alias: object) -> list[str]:
+    """The names in a field's name or alias: a string, or lists of them (``AliasPath``, ``AliasChoices``)."""
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, (list, tuple)):
+        return [name for item in alias for name in _strings(item)]
+    return []
+
+
 _SHARED = (str, bytes, int, float, bool, type(None), frozenset)  # immutable leaves: shared by the copies
 
 
@@ -176,12 +217,23 @@ def _copy_value(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def _describe(err: Any) -> tuple[int, str]:
-    """How many errors a ``ValidationError`` holds and their field paths and types (no input, no message)."""
+_MARKERS = frozenset({"[key]"})  # what pydantic itself puts in a path: "the key of this dict item"
+
+
+def _describe(err: Any, names: frozenset[str]) -> tuple[int, str]:
+    """How many errors a ``ValidationError`` holds and their field paths and types (no input, no message).
+
+    A path shows list positions and the field names and aliases of ``names``; any other part
+    (a key of the document: a dict's, an undeclared field's, a union's tag) is ``*``.
+    """
     problems = err.errors(include_url=False, include_context=False, include_input=False)
     parts = []
     for problem in problems[:MAX_LISTED_ERRORS]:
-        loc = ".".join(str(part) for part in problem.get("loc", ())) or "(root)"
+        path = (
+            str(part) if isinstance(part, int) or part in names or part in _MARKERS else "*"
+            for part in problem.get("loc", ())
+        )
+        loc = ".".join(path) or "(root)"
         parts.append(f"{loc} ({problem.get('type', 'invalid')})")
     more = len(problems) - MAX_LISTED_ERRORS
     return len(problems), "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
@@ -200,15 +252,21 @@ def _validate(entry: Entry, secret_id: str, model: Any, key: str | None) -> tupl
     from pydantic import ValidationError
 
     described: tuple[int, str] | None = None
+    raised: str | None = None
     try:
         validated = validator.adapter.validate_python(data)
     except ValidationError as err:
-        described = _describe(err)  # only paths and types: err holds the input, so it is not kept
+        described = _describe(err, validator.names)  # only paths and types: err holds the input, not kept
+    except Exception as err:  # a validator's own error (pydantic turns only ValueError and AssertionError
+        raised = type(err).__name__  # into a ValidationError): its message may quote the value, so not kept
+    of = f"key {key!r} of secret {secret_id!r}" if key is not None else f"secret {secret_id!r}"
+    # Built after the except block: no ValidationError (or validator error) as __context__.
+    if raised is not None:
+        message = f"validating {of} as {validator.name} raised {raised} (its message is not shown: it may hold a value)"
+        return _FAILED, _Raise(message, secret_id)
     if described is None:
         return validated, validator.copier
-    # Built after the except block: no ValidationError as __context__.
     count, listed = described
-    of = f"key {key!r} of secret {secret_id!r}" if key is not None else f"secret {secret_id!r}"
     plural = "s" if count != 1 else ""
     message = f"{of} does not match {validator.name}: {count} validation error{plural}: {listed}"
     return _FAILED, _Raise(message, secret_id)
@@ -299,13 +357,16 @@ class SecretWatch(Generic[M]):
     and error types, never a value), ``on_error`` is called with a :class:`SecretFormatError`,
     and the last valid object is kept.
 
-    Reading :attr:`current` never blocks and never raises: it returns the object held, and when
-    the cached value is due for a refresh (or expired) it starts that fetch in the background,
-    so a watch read often follows rotations even when nothing else reads the secret.
+    Reading :attr:`current` never blocks, never raises and never runs a callback: it returns the
+    object held, and when the cached value is due for a refresh (or expired) it starts that
+    fetch in the background, so a watch read often follows rotations even when nothing else
+    reads the secret. A new version it finds cached that no change brought the watch (an
+    orphaned fetch announced it first) is taken on the cache's refresh threads.
 
     Callbacks run on the thread that fetched (a background thread for refresh-ahead), one at a
     time per watch and in version order; they may read the cache. Exceptions they raise are
-    logged and swallowed. :meth:`close` (or leaving a ``with`` block) stops them.
+    logged and swallowed. :meth:`close` (or leaving a ``with`` block) stops them: once it
+    returns, none runs.
     """
 
     def __init__(
@@ -332,6 +393,7 @@ class SecretWatch(Generic[M]):
         self._copier: Callable[[Any], Any] | None = copier
         self._version = entry.value.version_id if entry.value is not None else ""
         self._failed_version: str | None = None
+        self._deferred: str | None = None  # a version current handed to the refresh threads to take
         self._on_change, self._on_error = on_change, on_error
         self._lock = threading.RLock()
         self._closed = False
@@ -343,14 +405,24 @@ class SecretWatch(Generic[M]):
 
     @property
     def current(self) -> M:
-        """The last valid object (a copy per read for a mutable model); never blocks or raises."""
+        """The last valid object (a copy per read for a mutable model); never blocks, raises or calls back."""
         entry = self._nudge()
         if entry is not None and entry.value is not None:
             version = entry.value.version_id
-            if version != self._version and version != self._failed_version:
-                self._take(entry)  # a version no listener brought (an orphaned fetch saw it first)
+            if version not in (self._version, self._failed_version, self._deferred):
+                self._catch_up(entry, version)
         held, copier = self._held, self._copier
         return held if copier is None else copier(held)  # type: ignore[no-any-return]
+
+    def _catch_up(self, entry: Entry, version: str) -> None:
+        """Take ``entry``, a version no change brought (an orphaned fetch saw it first), on a refresh thread.
+
+        Not on the reader's thread: taking it validates, may wait for a callback running on
+        another thread, and calls ``on_change`` (never on an event loop, never in a read).
+        """
+        self._deferred = version
+        if not self._runner.defer(lambda: self._take(entry)):
+            self._deferred = None  # the pool is full or closed: a later read tries again
 
     @property
     def version_id(self) -> str:
@@ -363,9 +435,15 @@ class SecretWatch(Generic[M]):
         return self._closed
 
     def close(self) -> None:
-        """Stop following new versions (idempotent); :attr:`current` keeps the last valid object."""
-        self._closed = True
+        """Stop following new versions (idempotent); :attr:`current` keeps the last valid object.
+
+        Once it returns no callback runs: it waits for one running on another thread to return
+        (called from a callback of this watch, it returns at once and that callback finishes).
+        """
+        self._closed = True  # a take that has not started sees it and does nothing
         self._unsubscribe()
+        with self._lock:  # held by a take already past that check, until its callback returns
+            pass
 
     def __enter__(self) -> Self:
         return self

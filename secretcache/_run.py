@@ -14,6 +14,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
@@ -135,6 +136,10 @@ class Runner:
             return
         for taken in store.take([flight]):
             store.complete(taken, None, None)
+
+    def defer(self, job: Callable[[], None]) -> bool:
+        """Run ``job`` on a refresh thread (for work a reader must not do itself); whether the pool took it."""
+        return self._pool.submit(job)
 
     def _run_queued(self, flight: Flight) -> None:
         """On a pool thread: run a queued refresh unless a reader took it over or it was dropped."""

@@ -9,7 +9,7 @@ import threading
 from typing import Any, ClassVar
 
 import pytest
-from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, model_validator
 from typing_extensions import TypedDict
 
 from secretcache import AsyncSecretCache, SecretCache, SecretFormatError
@@ -286,6 +286,40 @@ class TestValidationErrors:
         assert error.__context__ is None
         assert_value_absent(error, PASSWORD)
         assert_value_absent(error, "orders")  # a value of a failing field, even one that is no secret
+
+    def test_keys_of_the_document_the_model_does_not_declare_are_never_shown(
+        self, cache: SecretCache, admin: Any
+    ) -> None:
+        """A path shows declared field names, aliases and positions; a dict's keys, an undeclared
+        field's name and a union's tag are ``*``: they are the document's, and may be secret."""
+
+        class Port(BaseModel):
+            number: int
+
+        class Keys(BaseModel):
+            model_config = ConfigDict(frozen=True, extra="forbid")
+            keys: dict[SecretStr, int]
+            ports: list[Port]
+            login: str = Field(alias="userName")
+            either: Port | int = 0
+
+        document = {
+            "keys": {"sk_live_KEYMARK1": "not a number"},
+            "ports": [{"number": 1}, {"number": "KEYMARK2"}],
+            "KEYMARK3-extra": 1,
+            "either": "KEYMARK4",
+        }
+        admin.create_secret(Name="app/keys", SecretString=json.dumps(document))
+        with pytest.raises(SecretFormatError) as info:
+            cache.get_secret_model("app/keys", Keys)
+        message = str(info.value)
+        assert "keys.* (int_parsing)" in message
+        assert "ports.1.number (int_parsing)" in message
+        assert "userName (missing)" in message
+        assert "* (extra_forbidden)" in message
+        assert "either.* (model_type)" in message
+        for mark in ("KEYMARK1", "KEYMARK2", "KEYMARK3", "KEYMARK4"):
+            assert_value_absent(info.value, mark)
 
     def test_secret_str_constraints_leak_nothing(self, cache: SecretCache, admin: Any) -> None:
         """A SecretStr field that fails a constraint is reported by path and type only."""

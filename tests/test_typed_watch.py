@@ -8,10 +8,11 @@ import threading
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from secretcache import AsyncSecretCache, SecretCache, SecretChange, SecretFormatError, SecretWatch
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
+from tests.conftest import inside as inside_function
 from tests.leaks import assert_value_absent
 from tests.test_cache import make_cache, rotate
 from tests.threads import Held, start
@@ -146,14 +147,21 @@ def test_a_version_only_an_orphaned_fetch_brought_reaches_current_once_a_read_ca
     client: Any, admin: Any, clock: FakeClock
 ) -> None:
     """An orphaned fetch announces v2 but installs nothing, so the watch's listener finds no entry
-    to take; the read that caches v2 announces no change again, and ``current`` takes it."""
+    to take; the read that caches v2 announces no change again, and ``current`` has a refresh
+    thread take it (``on_change`` never runs on the reading thread)."""
     admin.create_secret(Name=SECRET, SecretString=document("v1"))
     cache = make_cache(client, clock)
     held = Held(client, "orphan", event="before-call")
     changes: list[SecretChange] = []
     cache.on_change(changes.append)
     seen: list[Database] = []
-    with cache.watch(SECRET, Database, on_change=seen.append) as watch:
+    threads: list[str] = []
+
+    def changed(database: Database) -> None:
+        threads.append(threading.current_thread().name)
+        seen.append(database)
+
+    with cache.watch(SECRET, Database, on_change=changed) as watch:
         first = watch.version_id
         orphan = start(lambda: cache.get_secret_string(SECRET, force_refresh=True), "orphan")
         assert held.arrived.wait(WATCHDOG)  # its fetch started; Secrets Manager has not answered yet
@@ -167,9 +175,125 @@ def test_a_version_only_an_orphaned_fetch_brought_reaches_current_once_a_read_ca
         assert json.loads(cache.get_secret_string(SECRET))["username"] == "v2"  # fetched and cached
         assert [change.new_version_id for change in changes] == [new]  # no second change for it
         assert seen == []
+        assert watch.current.username in ("v1", "v2")  # returns at once; a refresh thread takes v2
+        wait_until(lambda: watch.version_id == new)
         assert watch.current.username == "v2"
-        assert watch.version_id == new
         assert [item.username for item in seen] == ["v2"]  # on_change, once
+        assert len(threads) == 1
+        assert threads[0].startswith("secretcache-refresh")
+
+
+def test_current_never_runs_a_callback_on_the_reading_thread(client: Any, admin: Any, clock: FakeClock) -> None:
+    """A version cached before the watch's own listener ran (a slower listener runs first) is taken
+    on a refresh thread: ``current`` returns at once, and ``on_change`` runs once, elsewhere."""
+    admin.create_secret(Name=SECRET, SecretString=document("v1"))
+    cache = make_cache(client, clock)
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(_change: SecretChange) -> None:
+        inside.set()
+        assert release.wait(WATCHDOG)
+
+    cache.on_change(slow)  # called before the watch's listener, which subscribes after it
+    ran: list[tuple[str, str]] = []
+    watch = cache.watch(
+        SECRET, Database, on_change=lambda db: ran.append((threading.current_thread().name, db.username))
+    )
+    rotate(admin, SECRET, document("v2"))
+    fetcher = start(lambda: cache.refresh(SECRET), "fetcher")
+    try:
+        assert inside.wait(WATCHDOG)  # v2 is cached; the listeners run on the fetcher, the watch's not yet
+        assert watch.current.username in ("v1", "v2")
+        wait_until(lambda: bool(ran))
+        assert ran[0][0].startswith("secretcache-refresh")
+        assert watch.current.username == "v2"
+    finally:
+        release.set()
+    fetcher.result(timeout=WATCHDOG)
+    assert ran == [(ran[0][0], "v2")]  # the watch's listener, late, found v2 taken already
+
+
+def test_close_returns_once_a_running_callback_has(cache: SecretCache, admin: Any) -> None:
+    """``close()`` on another thread waits for the callback running: once it returns, none runs."""
+    inside, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow(_database: Database) -> None:
+        inside.set()
+        assert release.wait(WATCHDOG)
+        order.append("callback returned")
+
+    watch = cache.watch(SECRET, Database, on_change=slow)
+    rotate(admin, SECRET, document("v2"))
+    fetcher = start(lambda: cache.refresh(SECRET), "fetcher")
+    assert inside.wait(WATCHDOG)
+
+    def close() -> None:
+        watch.close()
+        order.append("close returned")
+
+    closer = threading.Thread(target=close, daemon=True)
+    closer.start()
+    wait_until(lambda: not closer.is_alive() or inside_function(closer, SecretWatch.close))
+    release.set()
+    closer.join(WATCHDOG)
+    fetcher.result(timeout=WATCHDOG)
+    assert order == ["callback returned", "close returned"]
+
+
+def test_a_callback_may_close_its_own_watch(cache: SecretCache, admin: Any) -> None:
+    """``close()`` from the watch's own callback returns at once (no deadlock); no later version arrives."""
+    seen: list[str] = []
+
+    def changed(database: Database) -> None:
+        seen.append(database.username)
+        watch.close()
+
+    watch = cache.watch(SECRET, Database, on_change=changed)
+    rotate(admin, SECRET, document("v2"))
+    start(lambda: cache.refresh(SECRET), "fetcher").result(timeout=WATCHDOG)
+    assert watch.closed
+    rotate(admin, SECRET, document("v3"))
+    cache.refresh(SECRET)
+    assert seen == ["v2"]
+    assert watch.current.username == "v2"
+
+
+class Checked(BaseModel):
+    """A model whose validator has a bug: it raises ``TypeError``, quoting the value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    username: str
+    password: SecretStr
+
+    @field_validator("username")
+    @classmethod
+    def buggy(cls, username: str) -> str:
+        if username == "v2":
+            raise TypeError(f"cannot handle {username} with password {PASSWORD}")
+        return username
+
+
+def test_a_validator_raising_another_error_is_a_failed_version(
+    cache: SecretCache, admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A validator's ``TypeError`` is a version that fails, once: ``current`` keeps the last valid
+    object and never raises; reads raise ``SecretFormatError`` naming the type, never the message."""
+    errors: list[SecretFormatError] = []
+    watch = cache.watch(SECRET, Checked, on_error=errors.append)
+    rotate(admin, SECRET, document("v2"))
+    with caplog.at_level(logging.WARNING, logger="secretcache"):
+        cache.refresh(SECRET)
+        for _ in range(3):
+            assert watch.current.username == "v1"
+    assert len(errors) == 1
+    assert "TypeError" in str(errors[0])
+    assert_value_absent(errors[0], PASSWORD)
+    with pytest.raises(SecretFormatError, match="raised TypeError") as raised:
+        cache.get_secret_model(SECRET, Checked)
+    assert_value_absent(raised.value, PASSWORD)
+    assert PASSWORD not in caplog.text
 
 
 def test_a_watch_spelled_by_arn_follows_a_change_read_by_name(client: Any, admin: Any, clock: FakeClock) -> None:
