@@ -15,7 +15,7 @@ import pytest
 
 from secretcache import InvalidSecretRequestError, SecretCache, SecretNotFoundError
 from secretcache.aws_lambda import default_cache, handle_rotation_event, inject_secrets, reset_default_cache, secret
-from tests.conftest import WATCHDOG, Calls, FakeClock
+from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.threads import start
 
 
@@ -75,6 +75,29 @@ def test_cold_start_is_one_batch_call_and_warm_invocations_are_free(
     assert handler({}, lambda_context()) == expected
     assert calls.counts == {"BatchGetSecretValue": 2}  # refreshed after the TTL, still batched
     assert handler.get_cache() is cache  # type: ignore[attr-defined]
+
+
+def test_with_refresh_ahead_a_warm_invocation_past_its_share_refreshes_each_secret_behind(
+    client: Any, calls: Calls, clock: FakeClock, three_secrets: None
+) -> None:
+    """The default ``refresh_ahead`` (0.8): an invocation past 80% of the TTL returns the cached
+    values and refreshes each secret read with one background GetSecretValue (not batched)."""
+    cache = SecretCache(client, ttl=300, ttl_jitter=0, clock=clock)
+
+    @inject_secrets(cache, api_key="prod/api-key", username=secret("prod/db", key="username"))
+    def handler(event: dict[str, Any], context: Any, *, api_key: str, username: str) -> str:
+        return f"{api_key}|{username}"
+
+    assert handler({}, lambda_context()) == "key-123|app"
+    clock.advance(239)
+    assert handler({}, lambda_context()) == "key-123|app"
+    assert calls.counts == {"BatchGetSecretValue": 1}  # within 80% of the TTL: free
+    clock.advance(2)
+    assert handler({}, lambda_context()) == "key-123|app"  # served at once from the cache
+    wait_until(lambda: cache.stats().refreshes == 2)
+    assert calls.counts == {"BatchGetSecretValue": 1, "GetSecretValue": 2}
+    assert cache.stats().background_refreshes == 2
+    cache.close()
 
 
 def test_default_cache_is_built_once_from_the_environment(

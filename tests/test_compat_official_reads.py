@@ -132,6 +132,22 @@ def test_string_and_binary_secrets(lib: ModuleType, admin: Any, client: Any) -> 
     assert cache.get_secret_string("text", "AWSCURRENT") == "pw"
 
 
+def test_a_label_no_version_can_carry_is_not_refreshed(admin: Any) -> None:
+    """A label too long to exist reads None, as the original; refresh_secret_now then still succeeds
+    (the adapter does not remember it among the labels to refresh, which would fail every time)."""
+
+    def example(lib: ModuleType) -> list[Any]:
+        fresh_secret(admin, "db", "v1")
+        cache = build(lib, new_client())
+        return [
+            cache.get_secret_string("db", "X" * 300),
+            cache.refresh_secret_now("db"),
+            cache.refresh_secret_now("db"),
+        ]
+
+    assert same(example) == [None, True, True]
+
+
 def test_staging_labels_through_rotations(admin: Any) -> None:
     """AWSCURRENT, AWSPENDING and AWSPREVIOUS follow two rotations once refresh_secret_now is called."""
 

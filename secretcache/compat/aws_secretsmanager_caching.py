@@ -289,7 +289,7 @@ class SecretCache:
             # carrying such a label: the default label's read stands for the description.
             self._read(secret_id, None)
             return None
-        if label != self._stage:
+        if label != self._stage and 0 < len(label) <= _MAX_LABEL:  # one no version can carry is not refreshed
             self._remember(secret_id, label)
         try:
             # AWSCURRENT is passed as None: that read takes the cache's lock-free hit path.
