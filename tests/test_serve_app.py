@@ -96,6 +96,18 @@ def test_protocol_answers_pass_through(
     assert (response.status_code, response.content, response.headers["content-type"]) == (status, body, "text/plain")
 
 
+def test_only_answers_served_again_keep_their_start_message(app: AgentApp) -> None:
+    """A success's start message is built once and kept; an error's (a new answer per request,
+    whose body names what was asked) is not, so failing requests leave nothing behind."""
+    headers = {"X-Aws-Parameters-Secrets-Token": TOKEN}
+    for number in range(20):
+        assert _get(app, f"/v1/missing-{number}", headers).status_code in (400, 404)  # moto answers 404
+    assert len(app._starts) == 0
+    assert _get(app, "/v1/app/db", headers).status_code == 200
+    assert _get(app, "/v1/app/db", headers).status_code == 200
+    assert len(app._starts) == 1
+
+
 async def _call(app: AgentApp, scope: dict[str, Any]) -> list[dict[str, Any]]:
     sent: list[dict[str, Any]] = []
 

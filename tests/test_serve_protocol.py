@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secretcache.serve._bodies import created_date
-from secretcache.serve._protocol import Lookup, Request, Response, parse
+from secretcache.serve._protocol import Lookup, Request, Response, _query_lookup, parse
 
 TOKEN = "s3cr3t-token"
 AUTH = {"x-aws-parameters-secrets-token": TOKEN}
@@ -143,6 +143,19 @@ def test_path_style_ids(target: str, secret_id: str | None) -> None:
 def test_path_style_parameters() -> None:
     """/v1/<id> takes versionId, versionStage and refreshNow from the query."""
     assert get("/v1/app/db?versionStage=AWSPENDING&refreshNow=true") == Lookup("app/db", None, "AWSPENDING", True)
+
+
+def test_the_parse_cache_keeps_short_queries_only() -> None:
+    """A query is parsed once and kept, unless it is longer than a real one (8 KB): the kept parses
+    stay small however long the queries a token holder sends."""
+    _query_lookup.cache_clear()
+    short = "/secretsmanager/get?secretId=app/db&versionStage=AWSCURRENT"
+    long = "/secretsmanager/get?secretId=app/db&versionStage=AWSCURRENT&" + "&" * 10_000
+    assert get(short) == get(short) == Lookup("app/db", None, "AWSCURRENT", False)
+    assert get(long) == get(long) == Lookup("app/db", None, "AWSCURRENT", False)
+    assert get("/v1/" + "x" * 9000) == get("/v1/" + "x" * 9000)
+    info = _query_lookup.cache_info()
+    assert (info.currsize, info.hits) == (1, 1)
 
 
 def test_bad_percent_encoding_is_kept_literally() -> None:

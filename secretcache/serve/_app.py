@@ -105,7 +105,7 @@ class AgentApp:
             start = known[1]
         else:
             start = _start(response, close=close)
-            if not close:
+            if not close and response.status == 200:  # an answer served again; an error is made per request
                 if len(self._starts) >= _MAX_STARTS:
                     self._starts.clear()
                 self._starts[id(response)] = (response, start)  # holding the response keeps its id from being reused

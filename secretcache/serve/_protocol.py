@@ -122,11 +122,23 @@ def parse(request: Request, token: str | None) -> Lookup | Response:
     if path == "/ping":
         return PING
     if path == "/secretsmanager/get":
-        return _query_lookup(request.query, None)
+        return _lookup(request.query, None)
     if path.startswith(PATH_PREFIX):
         secret_id = unquote(path[len(PATH_PREFIX) :], errors="replace")
-        return MISSING_PATH_ID if not secret_id else _query_lookup(request.query, secret_id)
+        return MISSING_PATH_ID if not secret_id else _lookup(request.query, secret_id)
     return NOT_FOUND
+
+
+_CACHED_QUERY = 8192
+"""Longest query (with a path's id) whose parse is cached: room for a 2,048-character id
+percent-encoded and every other parameter, and the cache holds at most 4,096 of 8 KB."""
+
+
+def _lookup(query: str, path_id: str | None) -> Lookup | Response:
+    """:func:`_query_lookup`, cached unless the query is too long for the cache to stay small."""
+    if len(query) + len(path_id or "") > _CACHED_QUERY:
+        return _query_lookup.__wrapped__(query, path_id)
+    return _query_lookup(query, path_id)
 
 
 def _token_matches(headers: Mapping[str, str], token: str) -> bool:
