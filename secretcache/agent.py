@@ -41,6 +41,7 @@ from urllib.parse import quote, urlsplit
 
 import urllib3
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
@@ -96,7 +97,8 @@ class AgentClient:
 
     The client makes one HTTP request per call and never retries by itself: a cache retries
     transient failures under its own :class:`~secretcache.RetryPolicy`. Its ``repr`` shows the
-    endpoint and the timeouts, never the token; no error it raises holds the token or a value.
+    endpoint and the timeouts, never the token; no error it raises holds the token or a value,
+    nor any byte of an answer cut off by a broken connection (in its arguments, attributes or chain).
 
     Args:
         endpoint: The server's base URL, ``http://host:port`` (no path, query or credentials).
@@ -253,8 +255,12 @@ class AgentClient:
     def _request(self, target: str) -> tuple[int, dict[str, str], bytes]:
         """One GET of ``target``: the status, the headers (names lower-cased) and the body.
 
-        urllib3's failures become the botocore exceptions a boto3 client raises for them.
+        urllib3's failures become the botocore exceptions a boto3 client raises for them. Those
+        that can come after part of the answer was read are not chained and keep only the names
+        of urllib3's errors: http.client's ``IncompleteRead`` holds the bytes read (the value),
+        and urllib3's ``InvalidChunkLength`` the line read where a chunk's length should be.
         """
+        failure: BotoCoreError | None = None
         try:
             response = self._pool.request(
                 "GET", target, headers={TOKEN_HEADER: self._token}, retries=False, redirect=False
@@ -264,13 +270,22 @@ class AgentClient:
         except urllib3.exceptions.ConnectTimeoutError as err:
             raise ConnectTimeoutError(endpoint_url=self._url, error=err) from err
         except urllib3.exceptions.ReadTimeoutError as err:
-            raise ReadTimeoutError(endpoint_url=self._url, error=err) from err
+            failure = ReadTimeoutError(endpoint_url=self._url, error=_names(err))
         except urllib3.exceptions.ProtocolError as err:
-            raise ConnectionClosedError(endpoint_url=self._url, error=err) from err
+            failure = ConnectionClosedError(endpoint_url=self._url, error=_names(err))
         except urllib3.exceptions.HTTPError as err:
-            raise HTTPClientError(error=err) from err
+            failure = HTTPClientError(error=_names(err))
+        if failure is not None:
+            raise failure  # outside the except block: no __context__ either
         headers = {name.lower(): value for name, value in response.headers.items()}
         return response.status, headers, response.data
+
+
+def _names(err: BaseException) -> str:
+    """``err``'s class and those of the errors it wraps (``ProtocolError (IncompleteRead)``): never their contents."""
+    inner = (*err.args, err.__cause__, err.__context__)
+    wrapped = dict.fromkeys(type(each).__name__ for each in inner if isinstance(each, BaseException))
+    return type(err).__name__ + (f" ({', '.join(wrapped)})" if wrapped else "")
 
 
 def _check_endpoint(endpoint: object) -> str:

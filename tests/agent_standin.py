@@ -15,7 +15,8 @@ order, ``SecretBinary`` in base64, ``CreatedDate`` epoch seconds *in a string*
 (``"1569534789.046"``, as the Agent's own tests assert). Plain-text answers carry no
 ``Content-Type``, as hyper sends them.
 
-Tests script what the Agent would answer (``fail_next``, ``outage``), and read what it was sent
+Tests script what the Agent would answer (``fail_next``, ``outage``), or a connection that breaks
+in the middle of a success body (``cut_next``), and read what it was sent
 (``requests``: path, query, lower-cased headers and the client's port, one per request).
 """
 
@@ -97,6 +98,7 @@ class AgentStandIn:
         self.delay = threading.Event()  # while clear and hold is set, requests wait (a hung server)
         self.hold = False
         self._next: deque[tuple[int, bytes]] = deque()
+        self._cuts: deque[str] = deque()
         self._lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -115,6 +117,20 @@ class AgentStandIn:
         """Answer the next secret requests (past the token check) with ``answers``, in order."""
         with self._lock:
             self._next.extend(answers)
+
+    def cut_next(self, *framings: str) -> None:
+        """Break the next success answers after their value: the head, the body up to ``VersionStages``, then close.
+
+        Each of ``framings`` frames one answer: ``"length"`` (a ``Content-Length`` of the whole body)
+        or ``"chunked"`` (the part sent is the first chunk of a chunked body).
+        """
+        with self._lock:
+            self._cuts.extend(framings)
+
+    def take_cut(self) -> str | None:
+        """The framing of the next cut, if one is scripted (taken once)."""
+        with self._lock:
+            return self._cuts.popleft() if self._cuts else None
 
     def gets(self) -> list[Seen]:
         """The requests for a secret received so far."""
@@ -165,12 +181,30 @@ def _handler(standin: AgentStandIn) -> type[BaseHTTPRequestHandler]:
 
         def _reply(self) -> None:
             status, body = standin.answer(self)
+            framing = standin.take_cut() if status == 200 and self.path.startswith("/secretsmanager/get") else None
+            if framing is not None:
+                self._cut(body, framing)
+                return
             self.send_response_only(status)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Date", self.date_time_string())
             self.end_headers()
             with contextlib.suppress(ConnectionError):  # a client that timed out has gone
                 self.wfile.write(body)
+
+        def _cut(self, body: bytes, framing: str) -> None:
+            sent = body[: body.index(b',"VersionStages"')]  # the value is in it, the rest of the body is not
+            self.send_response_only(200)
+            if framing == "chunked":
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(sent), sent))
+            else:
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(sent)
+            self.wfile.flush()
+            self.close_connection = True  # the handler closes the connection when it returns
 
         do_GET = do_POST = do_PUT = do_DELETE = _reply
 

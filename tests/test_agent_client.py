@@ -35,6 +35,7 @@ from secretcache.agent import AgentClient
 from tests import agent_standin
 from tests.agent_standin import TOKEN, AgentStandIn, running
 from tests.conftest import REGION, FakeClock, quiescent
+from tests.leaks import assert_value_absent
 
 VALUE = "pw-7c1d-never-shown"
 BINARY = b"\x00\xffbinary-7c1d\x80"
@@ -352,6 +353,34 @@ def test_broken_connection_is_transient(client: AgentClient, standin: AgentStand
                 cache.get_secret_string("app/db")
             closer.join(5)
     assert isinstance(caught.value.__cause__, ConnectionClosedError)
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_connection_broken_mid_body_holds_no_body_byte(
+    client: AgentClient, standin: AgentStandIn, framing: str
+) -> None:
+    """A connection that breaks after the value was sent is a transient ConnectionClosedError holding none of the body.
+
+    http.client's IncompleteRead holds the bytes read (the value); neither the client's error nor
+    the cache's (raised, then remembered) may reach it by any chain, argument or attribute.
+    """
+    standin.cut_next(framing)
+    with pytest.raises(ConnectionClosedError) as direct:
+        client.get_secret_value(SecretId="app/db")
+    errors: list[BaseException] = [direct.value]
+    with cache_of(client) as cache:
+        standin.cut_next(*[framing] * RETRY.attempts)
+        for _ in range(2):  # the failure, then the same failure remembered
+            with pytest.raises(SecretUnavailableError, match="Connection was closed") as caught:
+                cache.get_secret_string("app/db")
+            errors.append(caught.value)
+        standin.cut_next(framing)
+        assert cache.get_secret_string("app/db", force_refresh=True) == VALUE  # retried past the cut
+    for error in errors:
+        for body_part in (VALUE, '{"ARN":"'):
+            assert_value_absent(error, body_part)
+    assert direct.value.__context__ is None
+    assert len(standin.gets()) == 1 + RETRY.attempts + 2
 
 
 def test_token_and_value_never_shown(
