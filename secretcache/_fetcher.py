@@ -64,7 +64,15 @@ _WATCH_ID = "secretcache-attempt-failed"
 
 
 class BatchRefusedError(Exception):
-    """``BatchGetSecretValue`` itself is not allowed or not known; fetch one by one instead."""
+    """``BatchGetSecretValue`` itself is not allowed or not known; fetch one by one instead.
+
+    The message names the first secrets asked for (``secretcache check`` shows it); ``reason``
+    says why without naming any, for a log line that a filter of secret ids cannot see into.
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = message if reason is None else reason
 
 
 class ReplicaFailedError(Exception):
@@ -297,7 +305,7 @@ class Fetcher:
         label = ", ".join(secret_ids[:3]) + (", ..." if len(secret_ids) > 3 else "")
         mapped = map_error(err, "BatchGetSecretValue", label)
         if isinstance(mapped, (SecretAccessDeniedError, InvalidSecretRequestError)):
-            raise BatchRefusedError(str(mapped)) from err
+            raise BatchRefusedError(str(mapped), _reason(err)) from err
         errors: dict[str, SecretCacheError] = {}
         for secret_id in secret_ids:
             errors[secret_id] = error = map_error(err, "BatchGetSecretValue", secret_id)
@@ -438,6 +446,14 @@ class Fetcher:
         falter = fetch.falter if fetch is not None else None
         policy, clock, sleep = self._retry, self._clock, self._sleep
         return retrying(attempt, policy, clock=clock, sleep=sleep, falter=falter, attempts=attempts, deadline=deadline)
+
+
+def _reason(err: Exception) -> str:
+    """Why a batch call was refused, naming no secret: the service's code and message, or botocore's error."""
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        return f"{error.get('Code', 'Unknown')}: {error.get('Message', '')}".rstrip(": ")
+    return f"{type(err).__name__}: {err}"
 
 
 def in_region(secret_id: str, region: str) -> str:

@@ -193,3 +193,29 @@ def test_secret_ids_reach_the_log_only_with_log_ids(moto_server: str, tmp_path: 
         outputs.append(served.output())
     assert name not in outputs[0]
     assert name in outputs[1]
+
+
+def test_a_refused_prefetch_batch_logs_its_reason_and_no_secret_id(
+    moto_server: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """--prefetch whose BatchGetSecretValue is refused logs why at INFO, without --log-ids naming no secret."""
+    names = ["svc/prefetched-a-41d2", "svc/prefetched-b-41d2"]
+    admin = boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_server)
+    for name in names:
+        admin.create_secret(Name=name, SecretString=VALUE)
+    proxy.then(
+        ("status", (400, "AccessDeniedException", "not authorized to perform: secretsmanager:BatchGetSecretValue"))
+    )
+    prefetch = [arg for name in names for arg in ("--prefetch", name)]
+    served = start_serve(
+        ["--bind", "127.0.0.1", "--endpoint-url", proxy.url, *prefetch], base_env(AWS_TOKEN=TOKEN), tmp_path
+    )
+    try:
+        assert proxy.seen == 1 + len(names)  # the refused batch, then one read per secret, before it listens
+    finally:
+        assert served.stop() == 0
+    output = served.output()
+    assert "BatchGetSecretValue refused" in output
+    assert "AccessDeniedException: not authorized to perform: secretsmanager:BatchGetSecretValue" in output
+    for name in names:
+        assert name not in output
