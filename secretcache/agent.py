@@ -35,7 +35,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -68,6 +68,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # (aws_secretsmanager_agent/src/utils.rs, err_response): a message holding a quote is not JSON.
 _AGENT_ERROR = re.compile(r'\A\{"__type":"([^"\\]*)"(?:, ?"message":"(.*)")?\}\Z', re.DOTALL)
 _MESSAGE_LIMIT = 300  # characters of a plain-text error body kept as the error's message
+_MAX_DIGITS = 12  # a CreatedDate of 10**13 seconds or more is past year 9999: not computed, left out
 
 
 @dataclass(frozen=True)
@@ -338,7 +339,7 @@ def _client_error(status: int, body: bytes, metadata: dict[str, Any]) -> ClientE
     code, message = None, None
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser recurses
         parsed = None
     if isinstance(parsed, dict) and isinstance(parsed.get("__type"), str):
         code = parsed["__type"]
@@ -357,7 +358,7 @@ def _client_error(status: int, body: bytes, metadata: dict[str, Any]) -> ClientE
 def _response(body: bytes, metadata: dict[str, Any]) -> dict[str, Any]:
     """The boto3-shaped response of a success body; raises ``ResponseParserError`` (naming no content) if broken."""
     parsed: object = None
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError, RecursionError):  # RecursionError: nested deeper than the parser recurses
         parsed = json.loads(body)
     # Raised outside the except block: a JSONDecodeError holds the whole body (the value).
     if not isinstance(parsed, dict):
@@ -393,22 +394,25 @@ def _base64(text: str) -> bytes | None:
 def _created(raw: object) -> datetime | None:
     """``CreatedDate`` as the Agent sends it (epoch seconds in a string, ``"1569534789.046"``), a number or ISO 8601.
 
-    Read exactly (to the microsecond, no float rounding), in UTC. Anything else is left out:
-    the date orders versions, and none is better than a wrong one.
+    Read exactly (to the microsecond, no float rounding), in UTC. Anything else is left out,
+    a date outside what a datetime holds too: the date orders versions, and none is better than
+    a wrong one.
     """
     if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
         return None
     try:
         seconds = Decimal(str(raw).strip())
-        if not seconds.is_finite():
+        if not seconds.is_finite() or seconds.adjusted() > _MAX_DIGITS:
             return None
         return _EPOCH + timedelta(microseconds=int(seconds.scaleb(6).to_integral_value()))
-    except (InvalidOperation, OverflowError):
+    except ArithmeticError:  # decimal's InvalidOperation and Overflow, timedelta's OverflowError
         pass
     if not isinstance(raw, str):
         return None
     try:
         parsed = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: in UTC, before year 1 or after 9999
         return None
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)

@@ -206,14 +206,19 @@ def test_transient_answers_exhaust_into_unavailable(client: AgentClient, standin
     assert caught.value.__cause__.response["Error"]["Code"] == "ConnectionError"
 
 
+@pytest.mark.parametrize(
+    "outage",
+    [agent_standin.INTERNAL, (500, b"[" * 200_000)],
+    ids=["InternalFailure", "nested-past-the-recursion-limit"],
+)
 def test_value_past_ttl_is_served_during_an_outage(
-    client: AgentClient, standin: AgentStandIn, clock: FakeClock
+    client: AgentClient, standin: AgentStandIn, clock: FakeClock, outage: tuple[int, bytes]
 ) -> None:
-    """Past its TTL, while the server answers 5xx, the last good value is served and counted stale, as with boto3."""
+    """Past its TTL, while the server answers 5xx (any body), the last good value is served and counted stale."""
     with cache_of(client, ttl=60, clock=clock, sleep=clock.sleep) as cache:
         assert cache.get_secret_string("app/db") == VALUE
         clock.advance(61)
-        standin.outage = agent_standin.INTERNAL
+        standin.outage = outage
         assert cache.get_secret_string("app/db") == VALUE
         quiescent(cache)  # the retries behind the stale read end
         assert cache.stats().stale_served == 1
@@ -463,6 +468,10 @@ def test_forked_child_opens_its_own_connection(standin: AgentStandIn, tmp_path: 
         ('"2019-09-26T23:53:09.046+02:00"', datetime(2019, 9, 26, 21, 53, 9, 46000, tzinfo=timezone.utc)),
         ('"yesterday"', None),
         ("null", None),
+        ('"1e999999999"', None),  # past what decimal's context holds (decimal.Overflow)
+        ('"-1E+1000000"', None),
+        ('"0001-01-01T00:00:00+01:00"', None),  # before year 1 in UTC (OverflowError)
+        ('"9999-12-31T23:59:59-01:00"', None),
     ],
 )
 def test_created_date_is_read_exactly_or_left_out(
@@ -477,8 +486,8 @@ def test_created_date_is_read_exactly_or_left_out(
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"[1, 2]", b'{"Name":"app/db","SecretBinary":"not base64!"}'],
-    ids=["empty", "not-an-object", "bad-base64"],
+    [b"", b"[1, 2]", b'{"Name":"app/db","SecretBinary":"not base64!"}', b"[" * 200_000],
+    ids=["empty", "not-an-object", "bad-base64", "nested-past-the-recursion-limit"],
 )
 def test_broken_success_bodies_are_parser_errors(client: AgentClient, standin: AgentStandIn, body: bytes) -> None:
     """A 200 answer that is not a GetSecretValue object raises botocore's ResponseParserError (transient), no body."""
