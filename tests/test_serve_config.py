@@ -89,6 +89,13 @@ def test_from_env_leaves_serve_variables_to_serve(monkeypatch: pytest.MonkeyPatc
         ({"prefetch": ["a", " "]}, {}, "--prefetch holds an empty secret id"),
         ({"sqs_queue_url": "queue"}, {}, "--sqs-queue-url='queue' is not an SQS queue URL"),
         ({"metrics_port": "0"}, {}, "--metrics-port='0' is not a port number"),
+        (
+            {},
+            {"SECRETCACHE_SERVE_PORT": "²"},
+            "SECRETCACHE_SERVE_PORT='²' is not a port number",
+        ),  # isdigit(), not int()
+        ({"max_conn": "1²"}, {}, "--max-conn='1²' is not a connection count"),
+        ({"metrics_port": "9" * 5000}, {}, "--metrics-port='9999"),  # more digits than int() converts
         ({}, {"SECRETCACHE_SERVE_LOG_IDS": "sometimes"}, "SECRETCACHE_SERVE_LOG_IDS='sometimes' is not a yes/no"),
         ({"log_level": "trace"}, {}, "--log-level='trace' is not a log level"),
         ({}, {"SECRETCACHE_SERVE_PROT": "1"}, "unknown setting SECRETCACHE_SERVE_PROT; known: SECRETCACHE_SERVE_PORT"),

@@ -26,6 +26,7 @@ The cache's settings are read by :func:`secretcache._policy.settings_from_env` (
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 from collections.abc import Mapping, Sequence
@@ -131,9 +132,13 @@ def _given(flags: Mapping[str, Any], dest: str, flag: str, environ: Mapping[str,
 
 def _whole(raw: Any, where: str, low: int, high: int, what: str) -> int:
     text = str(raw).strip()
-    if not text.isdigit() or not low <= int(text) <= high:
+    number = None
+    # isdigit() alone accepts what int() refuses: superscripts ("²"), more digits than it converts.
+    with contextlib.suppress(ValueError):
+        number = int(text) if text.isdigit() else None
+    if number is None or not low <= number <= high:
         raise ServeConfigError(f"{where}={text!r} is not {what} (a whole number from {low} to {high})")
-    return int(text)
+    return number
 
 
 def _flag(raw: Any, where: str) -> bool:
