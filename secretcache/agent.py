@@ -68,6 +68,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # (aws_secretsmanager_agent/src/utils.rs, err_response): a message holding a quote is not JSON.
 _AGENT_ERROR = re.compile(r'\A\{"__type":"([^"\\]*)"(?:, ?"message":"(.*)")?\}\Z', re.DOTALL)
 _MESSAGE_LIMIT = 300  # characters of a plain-text error body kept as the error's message
+_CLOSED_POOL_TRIES = 10  # a request meets at most this many pools closed by close() on other threads
 _MAX_DIGITS = 12  # a CreatedDate of 10**13 seconds or more is past year 9999: not computed, left out
 
 
@@ -94,7 +95,8 @@ class AgentClient:
     Thread-safe: requests share one urllib3 connection pool (keep-alive, at most
     ``max_connections`` kept open). In a forked child the pool is replaced before the child's
     first request, so parent and child never share a connection. :meth:`close` (or use as a
-    context manager) closes the pooled connections; a request after it opens new ones.
+    context manager) closes the pooled connections; a request after it opens new ones, and one
+    on another thread at that moment is not failed by it.
 
     The client makes one HTTP request per call and never retries by itself: a cache retries
     transient failures under its own :class:`~secretcache.RetryPolicy`. Its ``repr`` shows the
@@ -175,9 +177,13 @@ class AgentClient:
         )
 
     def close(self) -> None:
-        """Close the pooled connections. Idempotent; a later request opens a new connection."""
-        self._pool.close()
-        self._pool = self._new_pool()
+        """Close the pooled connections. Idempotent; a later request opens a new connection.
+
+        Requests on other threads are not failed: one that has its connection finishes on it (the
+        connection is closed after), one that took the closed pool before its connection takes the new one.
+        """
+        closed, self._pool = self._pool, self._new_pool()  # the new one in place first: no request takes the old
+        closed.close()
 
     def __enter__(self) -> AgentClient:
         return self
@@ -263,9 +269,7 @@ class AgentClient:
         """
         failure: BotoCoreError | None = None
         try:
-            response = self._pool.request(
-                "GET", target, headers={TOKEN_HEADER: self._token}, retries=False, redirect=False
-            )
+            response = self._send(target)
         except urllib3.exceptions.NewConnectionError as err:  # before ConnectTimeoutError: a subclass of it
             raise EndpointConnectionError(endpoint_url=self._url, error=err) from err
         except urllib3.exceptions.ConnectTimeoutError as err:
@@ -280,6 +284,21 @@ class AgentClient:
             raise failure  # outside the except block: no __context__ either
         headers = {name.lower(): value for name, value in response.headers.items()}
         return response.status, headers, response.data
+
+    def _send(self, target: str) -> urllib3.BaseHTTPResponse:
+        """GET ``target`` on the current pool, again on the next one if :meth:`close` closed it under this request.
+
+        urllib3 raises ``ClosedPoolError`` before it takes a connection, so nothing was sent.
+        """
+        headers = {TOKEN_HEADER: self._token}
+        for _ in range(_CLOSED_POOL_TRIES - 1):
+            pool = self._pool
+            try:
+                return pool.request("GET", target, headers=headers, retries=False, redirect=False)
+            except urllib3.exceptions.ClosedPoolError:
+                if self._pool is pool:  # closed, yet still in place: not close()'s doing
+                    raise
+        return self._pool.request("GET", target, headers=headers, retries=False, redirect=False)
 
 
 def _names(err: BaseException) -> str:

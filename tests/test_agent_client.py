@@ -388,6 +388,31 @@ def test_connection_broken_mid_body_holds_no_body_byte(
     assert len(standin.gets()) == 1 + RETRY.attempts + 2
 
 
+def test_close_on_another_thread_fails_no_request(client: AgentClient, standin: AgentStandIn) -> None:
+    """close() while other threads read: every request is answered once, none fails on the pool close() closed."""
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        for _ in range(50):
+            try:
+                client.get_secret_value(SecretId="app/db")
+            except Exception as err:
+                failures.append(err)
+
+    readers = [threading.Thread(target=read, daemon=True) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    closes = 0
+    while any(reader.is_alive() for reader in readers) and closes < 1_000_000:
+        client.close()
+        closes += 1
+    for reader in readers:
+        reader.join(30)
+    assert [f"{type(err).__name__}: {err}" for err in failures] == []
+    assert closes > 0
+    assert len(standin.gets()) == 4 * 50  # none sent twice
+
+
 def test_token_and_value_never_shown(
     client: AgentClient, standin: AgentStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
