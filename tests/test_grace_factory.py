@@ -20,8 +20,9 @@ import pytest
 
 from secretcache import SecretCache
 from secretcache.db import Failure, async_connection_factory, classify, connection_factory
-from tests.conftest import WATCHDOG, Calls, FakeClock
+from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.grace import GRACE, POLLS, THREADS
+from tests.threads import start
 
 
 def document(password: str) -> str:
@@ -108,6 +109,79 @@ def test_threads_in_a_grace_make_one_call_per_poll(
     # and one that fails only after the fake clock has run past the 5 s rate limit forces both
     # labels once more. Then one call per poll: 8 threads never make 8 calls a poll.
     assert calls["GetSecretValue"] <= 3 + 3 + polls + 1
+
+
+# -- connects refused at once share the forced refresh --------------------------------------------
+
+
+def rotated_while_held(admin: Any, calls: Calls, server: Server) -> list[str]:
+    """Finish a rotation (pw-1 to pw-2); hold every read until all THREADS logins with pw-1 were refused.
+
+    Returns the labels read from then on (one entry per GetSecretValue call).
+    """
+    server.password = "pw-2"
+    admin.put_secret_value(SecretId="db", SecretString=document("pw-2"))
+    refused_before = server.tried.count("pw-1")
+    stages: list[str] = []
+
+    def hold(operation: str, params: dict[str, Any]) -> None:
+        stages.append(params.get("VersionStage", "AWSCURRENT"))
+        wait_until(lambda: server.tried.count("pw-1") == refused_before + THREADS)
+
+    calls.add_fault(hold)
+    return stages
+
+
+@pytest.mark.parametrize("grace", [0.0, GRACE])
+def test_threads_refused_at_once_share_one_forced_refresh(
+    cache: SecretCache, admin: Any, calls: Calls, clock: FakeClock, grace: float
+) -> None:
+    """8 threads refused while one forces AWSCURRENT wait for its answer: all log in with pw-2, one call in all."""
+    admin.create_secret(Name="db", SecretString=document("pw-1"))
+    server = Server("pw-1")
+    factory = connection_factory(
+        cache, "db", server.connect, mapping="pymysql", rotation_grace=grace, sleep=clock.sleep
+    )
+    assert factory() == "connection as pw-1"
+    stages = rotated_while_held(admin, calls, server)
+    barrier = threading.Barrier(THREADS)
+
+    def worker() -> object:
+        barrier.wait(WATCHDOG)
+        try:
+            return factory()
+        except Exception as error:  # checked below
+            return error
+
+    pool = [start(worker, f"connect-{i}") for i in range(THREADS)]
+    assert [future.result(WATCHDOG) for future in pool] == ["connection as pw-2"] * THREADS
+    assert stages == ["AWSCURRENT"]  # the one forced read; no AWSPENDING, no poll
+    assert clock.sleeps == []
+
+
+async def test_tasks_refused_at_once_share_one_forced_refresh(
+    cache: SecretCache, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """The asyncio factory: 8 tasks refused while one forces AWSCURRENT all log in with pw-2, one call in all."""
+    admin.create_secret(Name="db", SecretString=document("pw-1"))
+    server = Server("pw-1")
+
+    async def connect(**kwargs: Any) -> str:
+        return server.connect(**kwargs)
+
+    factory = async_connection_factory(cache, "db", connect, mapping="aiomysql", rotation_grace=0, sleep=clock.asleep)
+    assert await factory() == "connection as pw-1"
+    stages = rotated_while_held(admin, calls, server)
+
+    async def attempt() -> object:
+        try:
+            return await factory()
+        except Exception as error:  # checked below
+            return error
+
+    outcomes = await asyncio.wait_for(asyncio.gather(*(attempt() for _ in range(THREADS))), WATCHDOG)
+    assert outcomes == ["connection as pw-2"] * THREADS
+    assert stages == ["AWSCURRENT"]
 
 
 # -- when the grace opens, and when it does not -----------------------------------------------

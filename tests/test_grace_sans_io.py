@@ -12,7 +12,7 @@ import pymysql
 import pytest
 
 from secretcache.db import DbCredentials, classify
-from secretcache.db._recovery import AwaitPoll, Connect, Read, Recovery, Sleep, plan
+from secretcache.db._recovery import AwaitPoll, AwaitRefresh, Connect, Read, Recovery, Sleep, plan
 from tests.conftest import FakeClock
 from tests.grace import GRACE
 
@@ -28,8 +28,10 @@ def test_callers_share_one_poll() -> None:
     plans = [plan(recovery, classify) for _ in range(4)]
     assert [p.send(None) for p in plans] == [Read(None, False)] * 4
     assert [p.send(v1) for p in plans] == [Connect(v1)] * 4
-    assert [p.throw(error) for p in plans] == [Read(None, True)] + [Read(None, False)] * 3  # rate limit
-    assert [p.send(v1) for p in plans] == [Read("AWSPENDING", True)] + [Read("AWSPENDING", False)] * 3
+    assert [p.throw(error) for p in plans] == [Read(None, True)] + [AwaitRefresh(None, 0)] * 3  # rate limit
+    assert [p.send(None) for p in plans[1:]] == [Read(None, False)] * 3  # (woken: see the next test)
+    assert [p.send(v1) for p in plans] == [Read("AWSPENDING", True)] + [AwaitRefresh("AWSPENDING", 0)] * 3
+    assert [p.send(None) for p in plans[1:]] == [Read("AWSPENDING", False)] * 3
     owner, waiters = plans[0], plans[1:]
     assert [p.send(None) for p in plans] == [Sleep(0.25)] + [AwaitPoll(0)] * 3
     woken: list[int] = []
@@ -49,6 +51,37 @@ def test_callers_share_one_poll() -> None:
             p.send(f"connection {i}")
         assert done.value.value == f"connection {i}"
     assert recovery.preferred(v1) == v2
+
+
+def test_callers_refused_during_a_forced_refresh_wait_for_it() -> None:
+    """Sans-IO: callers refused while one forces AWSCURRENT wait for that refresh, then read the cache it filled."""
+    clock = FakeClock()
+    recovery = Recovery(clock, min_refresh_interval=5.0, rotation_grace=0)
+    v1, v2 = (DbCredentials(username="app", password=p, version_id=p) for p in ("v1", "v2"))
+    error = pymysql.err.OperationalError(1045, "Access denied")
+    plans = [plan(recovery, classify) for _ in range(3)]
+    assert [p.send(None) for p in plans] == [Read(None, False)] * 3
+    assert [p.send(v1) for p in plans] == [Connect(v1)] * 3
+    owner, waiters = plans[0], plans[1:]
+    assert owner.throw(error) == Read(None, True)
+    assert [p.throw(error) for p in waiters] == [AwaitRefresh(None, 0)] * 2
+    woken: list[int] = []
+    for i in range(2):
+        assert recovery.subscribe_refresh(None, 0, lambda i=i: woken.append(i))
+    assert owner.send(v2) == Connect(v2)  # the forced read's answer
+    assert sorted(woken) == [0, 1]  # its end woke every caller waiting for it
+    assert not recovery.subscribe_refresh(None, 0, lambda: None)  # and it is over
+    assert [p.send(None) for p in waiters] == [Read(None, False)] * 2  # the cache, which now holds v2
+    assert [p.send(v2) for p in waiters] == [Connect(v2)] * 2
+    for i, p in enumerate(plans):
+        with pytest.raises(StopIteration) as done:
+            p.send(f"connection {i}")
+        assert done.value.value == f"connection {i}"
+    # Once it has ended, a caller refused within the rate limit reads the cache without waiting.
+    late = plan(recovery, classify)
+    assert late.send(None) == Read(None, False)
+    assert late.send(v1) == Connect(v2)  # v1 was refused and v2 worked: straight to v2
+    assert late.throw(error) == Read(None, False)
 
 
 def fail_into_grace(steps: Any, cached: DbCredentials, error: Exception) -> Any:
@@ -92,10 +125,7 @@ def test_interrupted_owner_hands_the_poll_on() -> None:
     v1 = DbCredentials(username="app", password="v1", version_id="v1")
     error = pymysql.err.OperationalError(1045, "Access denied")
     plans = [plan(recovery, classify) for _ in range(2)]
-    for step in (lambda p: p.send(None), lambda p: p.send(v1), lambda p: p.throw(error), lambda p: p.send(v1)):
-        for p in plans:
-            step(p)
-    assert [p.send(None) for p in plans] == [Sleep(0.25), AwaitPoll(0)]
+    assert [fail_into_grace(p, v1, error) for p in plans] == [Sleep(0.25), AwaitPoll(0)]
     plans[0].close()
     assert not recovery.subscribe(0, lambda: None)  # that poll is over
     assert plans[1].send(None) == Sleep(0.25)

@@ -98,11 +98,14 @@ class AsyncConnectionFactory(FactoryBase, Generic[_C]):
         """Read the credentials ``op`` asks for through the cache, off the event loop."""
         return async_credentials(self._cache, self._secret_id, version_stage=op.stage, force_refresh=op.force)
 
-    async def _await_poll(self, generation: int) -> None:
-        """Wait (without blocking the loop) until the poll after ``generation`` ends, or the wait bound passes."""
+    async def _await(self, subscribe: Callable[[Callable[[], None]], bool]) -> None:
+        """Wait (without blocking the loop) until what ``subscribe`` waits for ends, or the wait bound passes.
+
+        That is another caller's poll or forced refresh, which may run on another loop or thread.
+        """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[bool] = loop.create_future()
-        if self._recovery.subscribe(generation, lambda: wake(loop, done)):
+        if subscribe(lambda: wake(loop, done)):
             await woken_within(done, self._wait_bound)
 
     def call_bridged(self, connect: Callable[..., Any]) -> Any:

@@ -14,7 +14,7 @@ from secretcache._logs import facts
 from secretcache.db._auth import Failure, classify
 from secretcache.db._credentials import DbCredentials, credentials
 from secretcache.db._drive import Drive, drive
-from secretcache.db._recovery import POLL_INTERVAL, Connect, Op, Read, Recovery, Sleep, plan
+from secretcache.db._recovery import POLL_INTERVAL, AwaitPoll, Connect, Op, Read, Recovery, Sleep, plan
 from secretcache.db._secrecy import Witness
 
 __all__ = ["MAPPINGS", "ConnectionFactory", "FactoryBase", "Options", "connect_kwargs", "connection_factory"]
@@ -133,7 +133,7 @@ class FactoryBase:
     """What the sync and async factories share: checked arguments, the recovery, and its I/O ops.
 
     A factory runs :func:`~secretcache.db._recovery.plan` with :meth:`_start` and does each op
-    with :meth:`_perform`; a subclass supplies the I/O edge: ``_read`` and ``_await_poll``
+    with :meth:`_perform`; a subclass supplies the I/O edge: ``_read`` and ``_await``
     (blocking, or returning awaitables) and ``_open``, which runs the plan with its loop
     (:func:`~secretcache.db._drive.drive` or :func:`~secretcache.db._drive.drive_async`).
 
@@ -149,8 +149,10 @@ class FactoryBase:
     """Open a connection (``args`` and ``kwargs`` go on to ``connect``)."""
     _read: Callable[[Read], Any]
     """Read the credentials a :class:`Read` asks for."""
-    _await_poll: Callable[[int], Any]
-    """Wait, within a bound, until the poll after a generation ends."""
+    _await: Callable[[Callable[[Callable[[], None]], bool]], Any]
+    """Wait, within a bound, for another caller's poll or forced refresh: ``_await(subscribe)``
+    calls ``subscribe(wake)``, which arranges for ``wake()`` at its end, or returns ``False``
+    when it has ended already."""
 
     def __init__(self, cache: Any, secret_id: str, connect: Callable[..., Any], options: Options) -> None:
         clock = getattr(cache, "clock", None)  # read once: the rate limit runs on the cache's clock
@@ -198,7 +200,9 @@ class FactoryBase:
             return self._connect(*args, **self._kwargs(op.creds, kwargs))
         if isinstance(op, Sleep):
             return self._sleep(op.seconds)
-        return self._await_poll(op.generation)
+        if isinstance(op, AwaitPoll):
+            return self._await(lambda wake: self._recovery.subscribe(op.generation, wake))
+        return self._await(lambda wake: self._recovery.subscribe_refresh(op.stage, op.generation, wake))
 
     def _log(self, op: Read) -> None:
         """Log the start of a recovery (INFO) or a poll of the grace (DEBUG)."""
@@ -215,7 +219,8 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
     On an authentication failure it recovers as a rotation requires, then gives up:
 
     1. force-refresh ``AWSCURRENT`` (at most once per ``min_refresh_interval`` per factory;
-       concurrent refreshes share one call) and, if the version changed, connect with it;
+       connects refused while that refresh is in flight wait for it and read its answer from the
+       cache, so concurrent failures share one call) and, if the version changed, connect with it;
     2. if that did not help, read ``AWSPENDING`` the same way and, if it exists with a version not
        yet tried, connect with it: during a rotation the database may already have the new
        password before ``AWSCURRENT`` moves;
@@ -275,7 +280,7 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
             )
         options = Options(mapping, overrides, is_auth_error, min_refresh_interval, rotation_grace, sleep)
         super().__init__(cache, secret_id, connect, options)
-        # Waiting for another thread's poll: its sleep plus one bounded fetch, at most.
+        # Waiting for another thread's poll or forced refresh: a poll's sleep plus one bounded fetch, at most.
         self._wait_bound = POLL_INTERVAL + store_of(cache).wait_bound
 
     def __call__(self) -> _C:
@@ -295,10 +300,10 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
         """Read the credentials ``op`` asks for through the cache."""
         return credentials(self._cache, self._secret_id, version_stage=op.stage, force_refresh=op.force)
 
-    def _await_poll(self, generation: int) -> None:
-        """Block until the poll after ``generation`` ends, or the wait bound passes."""
+    def _await(self, subscribe: Callable[[Callable[[], None]], bool]) -> None:
+        """Block until what ``subscribe`` waits for (another thread's poll or forced refresh) ends, or the bound."""
         done = threading.Event()
-        if self._recovery.subscribe(generation, done.set):
+        if subscribe(done.set):
             done.wait(self._wait_bound)
 
 

@@ -8,9 +8,9 @@ that (blocking, or awaiting) and sends the result back, or throws the error in. 
 are in ``_drive.py``), so they cannot drift apart.
 
 :class:`Recovery` is what a factory remembers across connects (the versions the database refused,
-the one that worked, when each label was last force-refreshed, the rotation grace and its shared
-poll). Its lock guards only attribute work: it is never held across a read, a connect or a sleep,
-so asyncio code may take it too.
+the one that worked, when each label was last force-refreshed and whether that refresh is still in
+flight, the rotation grace and its shared poll). Its lock guards only attribute work: it is never
+held across a read, a connect or a sleep, so asyncio code may take it too.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from secretcache._errors import SecretCacheError, SecretNotFoundError
 from secretcache.db._auth import Failure, scrub
 from secretcache.db._credentials import DbCredentials
 
-__all__ = ["POLL_INTERVAL", "AwaitPoll", "Connect", "Op", "Read", "Recovery", "Sleep", "plan"]
+__all__ = ["POLL_INTERVAL", "AwaitPoll", "AwaitRefresh", "Connect", "Op", "Read", "Recovery", "Sleep", "plan"]
 
 POLL_INTERVAL = 0.25
 """Seconds between two polls of Secrets Manager by one factory during the rotation grace."""
@@ -68,7 +68,41 @@ class AwaitPoll:
     generation: int
 
 
-Op = Read | Connect | Sleep | AwaitPoll
+@dataclass(frozen=True, slots=True)
+class AwaitRefresh:
+    """Wait until another caller's forced refresh of ``stage`` ends (passes ``generation``), within a bound."""
+
+    stage: str | None
+    generation: int
+
+
+Op = Read | Connect | Sleep | AwaitPoll | AwaitRefresh
+
+
+@dataclass(slots=True)
+class _Turn:
+    """Something one caller does for all (a poll, a forced refresh), and the callers waiting for its end.
+
+    Changed only under :class:`Recovery`'s lock.
+    """
+
+    running: int = 0  # callers doing it now
+    generation: int = 0  # how many times it has ended
+    waiters: list[Callable[[], None]] = field(default_factory=list)
+
+    def end(self) -> list[Callable[[], None]]:
+        """End one run; the waiters to wake (after the lock is released)."""
+        self.running -= 1
+        self.generation += 1
+        waiters, self.waiters = self.waiters, []
+        return waiters
+
+    def subscribe(self, generation: int, wake: Callable[[], None]) -> bool:
+        """Wake ``wake`` at the end after ``generation``; ``False`` if it has come already."""
+        if self.generation > generation or not self.running:
+            return False
+        self.waiters.append(wake)
+        return True
 
 
 class Recovery:
@@ -87,16 +121,15 @@ class Recovery:
         self.rotation_grace = rotation_grace
         self._lock = threading.Lock()
         self._refreshed_at: dict[str | None, float] = {}
+        self._refreshes: dict[str | None, _Turn] = {}  # forced refreshes per label
         self._refused: set[str] = set()  # versions the database refused
         self._working: DbCredentials | None = None
         self._grace_until: float | None = None  # the open grace period's end
         self._grace_spent: set[str] = set()  # versions tried in a grace that ran out without a success
-        self._polling = False
+        self._poll = _Turn()
         self._next_poll = 0.0
-        self._generation = 0
         self._latest: DbCredentials | None = None
         self._latest_generation = 0  # the poll that read ``_latest``
-        self._waiters: list[Callable[[], None]] = []
 
     # -- connects --------------------------------------------------------------------------------
 
@@ -121,15 +154,37 @@ class Recovery:
         with self._lock:
             self._refused.add(creds.version_id)
 
-    def may_force(self, stage: str | None) -> bool:
-        """Whether this recovery may force-refresh ``stage`` now (rate limit per factory and label)."""
+    def claim_refresh(self, stage: str | None) -> tuple[bool, int | None]:
+        """``(force, generation)``: how a caller reads ``stage`` in its recovery.
+
+        ``force`` is ``True`` when it may force-refresh ``stage`` now (rate limit per factory and
+        label); it then calls :meth:`finish_refresh` once the read ends, however it ends. Else,
+        while another caller's forced refresh of ``stage`` is in flight, ``generation`` is the
+        one to wait past (:meth:`subscribe_refresh`) before reading the cache, which would
+        otherwise answer at once with the version cached before that refresh; ``None`` when
+        none is in flight (the cache holds what the last one read).
+        """
         now = self.clock()
         with self._lock:
+            turn = self._refreshes.setdefault(stage, _Turn())
             last = self._refreshed_at.get(stage)
             if last is not None and now - last < self.min_refresh_interval:
-                return False
+                return False, (turn.generation if turn.running else None)
             self._refreshed_at[stage] = now
-            return True
+            turn.running += 1
+            return True, None
+
+    def finish_refresh(self, stage: str | None) -> None:
+        """End a forced refresh of ``stage`` claimed by :meth:`claim_refresh`, waking the callers waiting for it."""
+        with self._lock:
+            waiters = self._refreshes[stage].end()
+        for wake in waiters:
+            wake()
+
+    def subscribe_refresh(self, stage: str | None, generation: int, wake: Callable[[], None]) -> bool:
+        """Call ``wake`` when the forced refresh of ``stage`` after ``generation`` ends; ``False`` if it already has."""
+        with self._lock:
+            return self._refreshes.setdefault(stage, _Turn()).subscribe(generation, wake)
 
     # -- the rotation grace ----------------------------------------------------------------------
 
@@ -167,36 +222,32 @@ class Recovery:
         """``(generation, delay)``: poll after ``delay`` seconds, or (``None``) wait for the running poll."""
         now = self.clock()
         with self._lock:
-            if self._polling:
-                return self._generation, None
-            self._polling = True
-            return self._generation, max(0.0, self._next_poll - now)
+            poll = self._poll
+            if poll.running:
+                return poll.generation, None
+            poll.running = 1
+            return poll.generation, max(0.0, self._next_poll - now)
 
     def finish_poll(self, latest: DbCredentials | None) -> None:
         """End the running poll with what it read, and wake the callers waiting for it."""
         with self._lock:
-            self._polling = False
-            self._generation += 1
+            waiters = self._poll.end()
             self._next_poll = self.clock() + POLL_INTERVAL
             if latest is not None:
                 self._latest = latest
-                self._latest_generation = self._generation
-            waiters, self._waiters = self._waiters, []
+                self._latest_generation = self._poll.generation
         for wake in waiters:
             wake()
 
     def subscribe(self, generation: int, wake: Callable[[], None]) -> bool:
         """Call ``wake`` when the poll after ``generation`` ends; ``False`` if it already has."""
         with self._lock:
-            if self._generation > generation or not self._polling:
-                return False
-            self._waiters.append(wake)
-            return True
+            return self._poll.subscribe(generation, wake)
 
     def polls(self) -> int:
         """How many polls have ended (the current generation)."""
         with self._lock:
-            return self._generation
+            return self._poll.generation
 
     def latest(self, since: int) -> DbCredentials | None:
         """What the last poll read, if that poll ended after ``since`` polls had; else ``None``.
@@ -213,9 +264,10 @@ def plan(recovery: Recovery, classify: Callable[[BaseException], Failure]) -> Ge
 
     1. Connect with AWSCURRENT as cached (or the version that worked, while AWSCURRENT still
        holds one the database refused).
-    2. On an authentication failure: force-refresh AWSCURRENT (rate-limited) and, if the version
-       changed, connect with it; then AWSPENDING the same way (not for a failure that only may be
-       one, :attr:`Failure.UNKNOWN`).
+    2. On an authentication failure: force-refresh AWSCURRENT (rate-limited; a caller refused
+       while another's forced refresh of the label is in flight waits for it, then reads the
+       cache) and, if the version changed, connect with it; then AWSPENDING the same way (not for
+       a failure that only may be one, :attr:`Failure.UNKNOWN`).
     3. If that failed too: poll AWSCURRENT for a new version during the rotation grace (one
        shared poll per factory, at most every :data:`POLL_INTERVAL` seconds) and connect with
        each new version found.
@@ -250,12 +302,20 @@ def _recover(
     last: Exception = error
     stages: tuple[str | None, ...] = (None,) if failure is Failure.UNKNOWN else (None, "AWSPENDING")
     for stage in stages:
+        force, generation = recovery.claim_refresh(stage)
+        if generation is not None:
+            # Another connect's forced refresh of this label is in flight: its answer, once the
+            # cache has it, not the version cached before it (which this connect was refused).
+            yield AwaitRefresh(stage, generation)
         try:
-            creds: DbCredentials | None = yield Read(stage, recovery.may_force(stage), logins=len(tried), error=last)
+            creds: DbCredentials | None = yield Read(stage, force, logins=len(tried), error=last)
         except SecretNotFoundError:
             if stage is None:
                 raise
             continue  # no AWSPENDING: no rotation in progress
+        finally:
+            if force:
+                recovery.finish_refresh(stage)
         if creds is None or creds.version_id in tried:
             continue
         tried.add(creds.version_id)
