@@ -17,8 +17,9 @@ from typing import Any
 
 import pymysql
 import pytest
+from botocore.exceptions import ClientError
 
-from secretcache import SecretCache
+from secretcache import RetryPolicy, SecretCache
 from secretcache.db import Failure, async_connection_factory, classify, connection_factory
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.grace import GRACE, POLLS, THREADS
@@ -315,6 +316,59 @@ def test_secrets_manager_failing_during_the_grace(
     finally:
         for remove in removers:
             remove()
+
+
+def fail_reads_of(calls: Calls, stage: str, code: str) -> None:
+    """Make every GetSecretValue of ``stage`` fail with the service error ``code``."""
+
+    def fault(operation: str, params: dict[str, Any]) -> None:
+        if params.get("VersionStage", "AWSCURRENT") == stage:
+            error = {
+                "Error": {"Code": code, "Message": f"injected {code}"},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
+            raise ClientError(error, operation)  # type: ignore[arg-type]
+
+    calls.add_fault(fault)
+
+
+@pytest.mark.parametrize(
+    ("stage", "code"),
+    [
+        ("AWSPENDING", "AccessDeniedException"),  # an IAM policy that allows AWSCURRENT only
+        ("AWSPENDING", "ThrottlingException"),
+        ("AWSCURRENT", "AccessDeniedException"),
+        ("AWSCURRENT", "ResourceNotFoundException"),
+    ],
+)
+def test_secrets_manager_failing_in_steps_1_and_2_keeps_the_login_error(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, stage: str, code: str
+) -> None:
+    """A read of the refresh or of AWSPENDING that fails is a stage with nothing new: the login error is raised."""
+    admin.create_secret(Name="db", SecretString=document("pw-1"))
+    cache = SecretCache(client, ttl=3600, clock=clock, retry=RetryPolicy(attempts=1))
+    server = Server("pw-2")
+    factory = connection_factory(cache, "db", server.connect, mapping="pymysql", rotation_grace=0)
+    cache.get_secret("db")
+    fail_reads_of(calls, stage, code)
+    refused(factory)
+    assert server.tried == ["pw-1"]
+
+
+def test_pending_denied_still_gets_the_grace(cache: SecretCache, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """AWSPENDING denied by IAM, then the secret catches up at the first poll: the connect logs in with it."""
+    admin.create_secret(Name="db", SecretString=document("pw-1"))
+    server = Server("pw-2")
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        admin.put_secret_value(SecretId="db", SecretString=document("pw-2"))
+
+    factory = connection_factory(cache, "db", server.connect, mapping="pymysql", sleep=sleep)
+    cache.get_secret("db")
+    fail_reads_of(calls, "AWSPENDING", "AccessDeniedException")
+    assert factory() == "connection as pw-2"
+    assert len(clock.sleeps) == 1
 
 
 # -- arguments, and interrupted waits ---------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from secretcache import SecretAccessDeniedError, SecretUnavailableError
 from secretcache.db import DbCredentials, classify
 from secretcache.db._recovery import AwaitPoll, AwaitRefresh, Connect, Read, Recovery, Sleep, plan
 from tests.conftest import FakeClock
@@ -82,6 +83,21 @@ def test_callers_refused_during_a_forced_refresh_wait_for_it() -> None:
     assert late.send(None) == Read(None, False)
     assert late.send(v1) == Connect(v2)  # v1 was refused and v2 worked: straight to v2
     assert late.throw(error) == Read(None, False)
+
+
+def test_failed_reads_in_the_recovery_leave_the_login_error() -> None:
+    """Sans-IO: the refresh and the AWSPENDING read both fail; the plan raises the driver's error, not theirs."""
+    recovery = Recovery(FakeClock(), min_refresh_interval=5.0, rotation_grace=0)
+    v1 = DbCredentials(username="app", password="v1", version_id="v1")
+    error = pymysql.err.OperationalError(1045, "Access denied")
+    steps = plan(recovery, classify)
+    assert steps.send(None) == Read(None, False)
+    assert steps.send(v1) == Connect(v1)
+    assert steps.throw(error) == Read(None, True)
+    assert steps.throw(SecretUnavailableError("throttled", secret_id="db")) == Read("AWSPENDING", True)
+    with pytest.raises(pymysql.err.OperationalError) as raised:
+        steps.throw(SecretAccessDeniedError("denied", secret_id="db"))
+    assert raised.value is error
 
 
 def fail_into_grace(steps: Any, cached: DbCredentials, error: Exception) -> Any:

@@ -234,6 +234,8 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
        connect;
     4. raise the original error, or, if the password can be read from it (its message, args,
        attributes or chain: whatever its class), a :class:`RedactedConnectError` in its place.
+       A read of Secrets Manager that fails during steps 1 to 3 (throttling, an IAM policy that
+       allows ``AWSCURRENT`` only) is a label with nothing new, never the error raised.
 
     Steps 1 and 2 cost at most one API call each; the grace one call per 250 ms. An error that
     is not about credentials (server down) is raised at once without any call. What counts as an

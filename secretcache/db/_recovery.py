@@ -20,7 +20,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from secretcache._errors import SecretCacheError, SecretNotFoundError
+from secretcache._errors import SecretCacheError
 from secretcache.db._auth import Failure, scrub
 from secretcache.db._credentials import DbCredentials
 
@@ -271,7 +271,8 @@ def plan(recovery: Recovery, classify: Callable[[BaseException], Failure]) -> Ge
     3. If that failed too: poll AWSCURRENT for a new version during the rotation grace (one
        shared poll per factory, at most every :data:`POLL_INTERVAL` seconds) and connect with
        each new version found.
-    4. Raise the first error. Any error that is not about credentials is raised at once.
+    4. Raise the first error. Any error that is not about credentials is raised at once; a read
+       of Secrets Manager that fails on the way is a label with nothing new, never raised.
     """
     since = recovery.polls()  # polls ending from now on read a version at least as new as ours
     first: DbCredentials = yield Read(None, False)
@@ -309,10 +310,11 @@ def _recover(
             yield AwaitRefresh(stage, generation)
         try:
             creds: DbCredentials | None = yield Read(stage, force, logins=len(tried), error=last)
-        except SecretNotFoundError:
-            if stage is None:
-                raise
-            continue  # no AWSPENDING: no rotation in progress
+        except SecretCacheError:
+            # No AWSPENDING (no rotation in progress), or Secrets Manager failing (throttled, an IAM
+            # policy that allows AWSCURRENT only): nothing new from this label. The login error, not
+            # this one, is what the connect raises if nothing works.
+            continue
         finally:
             if force:
                 recovery.finish_refresh(stage)
