@@ -248,6 +248,33 @@ def test_new_factory_gets_a_fresh_grace(cache: SecretCache, admin: Any, clock: F
     assert len(clock.sleeps) == 2 * POLLS
 
 
+@pytest.mark.parametrize("moved", [False, True])
+def test_an_unrecognised_postgres_error_gets_one_refresh_and_no_grace(
+    cache: SecretCache, admin: Any, calls: Calls, clock: FakeClock, moved: bool
+) -> None:
+    """An error classify() calls UNKNOWN: one forced read of AWSCURRENT, a retry if it moved; no AWSPENDING or grace."""
+    import psycopg
+
+    admin.create_secret(Name="db", SecretString=document("pw-1"))
+    cache.get_secret("db")
+    if moved:
+        admin.put_secret_value(SecretId="db", SecretString=document("pw-2"))
+    tried: list[str] = []
+
+    def connect(**kwargs: Any) -> str:
+        tried.append(kwargs["password"])
+        raise psycopg.OperationalError("FATAL:  Es sind bereits zu viele Verbindungen offen")  # a localised server
+
+    factory = connection_factory(cache, "db", connect, mapping="psycopg", sleep=clock.sleep)
+    before = calls["GetSecretValue"]
+    with pytest.raises(psycopg.OperationalError) as info:
+        factory()
+    assert classify(info.value) is Failure.UNKNOWN
+    assert tried == (["pw-1", "pw-2"] if moved else ["pw-1"])
+    assert calls["GetSecretValue"] - before == 1
+    assert clock.sleeps == []
+
+
 def test_zero_grace_is_the_behaviour_before_it(cache: SecretCache, admin: Any, calls: Calls, clock: FakeClock) -> None:
     """rotation_grace=0: no sleep, the first read plus one forced AWSCURRENT and one AWSPENDING, then the error."""
     admin.create_secret(Name="db", SecretString=document("pw-1"))

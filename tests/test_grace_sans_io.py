@@ -100,6 +100,22 @@ def test_failed_reads_in_the_recovery_leave_the_login_error() -> None:
     assert raised.value is error
 
 
+def test_an_unknown_failure_gets_one_refresh_and_no_grace() -> None:
+    """Sans-IO: a failure that only may be about credentials gets the refresh of AWSCURRENT, then the error."""
+    import psycopg
+
+    recovery = Recovery(FakeClock(), min_refresh_interval=5.0, rotation_grace=GRACE)
+    v1 = DbCredentials(username="app", password="v1", version_id="v1")
+    error = psycopg.OperationalError("FATAL:  Es sind bereits zu viele Verbindungen offen")
+    steps = plan(recovery, classify)
+    assert steps.send(None) == Read(None, False)
+    assert steps.send(v1) == Connect(v1)
+    assert steps.throw(error) == Read(None, True)
+    with pytest.raises(psycopg.OperationalError) as raised:
+        steps.send(v1)  # no AWSPENDING, no Sleep of a grace
+    assert raised.value is error
+
+
 def fail_into_grace(steps: Any, cached: DbCredentials, error: Exception) -> Any:
     """Drive a plan through a refused login, the refresh (``cached`` again) and no AWSPENDING."""
     assert steps.send(None) == Read(None, False)

@@ -241,7 +241,8 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
     is not about credentials (server down) is raised at once without any call. What counts as an
     authentication failure is decided by ``is_auth_error`` when given, else per driver (see
     :func:`classify`): for PostgreSQL an unrecognised connect-time ``OperationalError`` gets
-    exactly one refresh-and-retry.
+    exactly one refresh of ``AWSCURRENT`` and, if it changed, one retry (no ``AWSPENDING``, no
+    grace).
 
     While ``AWSCURRENT`` still holds a version the database refused and a newer version worked,
     connects go straight to the one that worked, so a rotation costs one failed login per

@@ -266,11 +266,12 @@ def plan(recovery: Recovery, classify: Callable[[BaseException], Failure]) -> Ge
        holds one the database refused).
     2. On an authentication failure: force-refresh AWSCURRENT (rate-limited; a caller refused
        while another's forced refresh of the label is in flight waits for it, then reads the
-       cache) and, if the version changed, connect with it; then AWSPENDING the same way (not for
-       a failure that only may be one, :attr:`Failure.UNKNOWN`).
-    3. If that failed too: poll AWSCURRENT for a new version during the rotation grace (one
-       shared poll per factory, at most every :data:`POLL_INTERVAL` seconds) and connect with
-       each new version found.
+       cache) and, if the version changed, connect with it; then AWSPENDING the same way. A
+       failure that only may be one (:attr:`Failure.UNKNOWN`) gets that refresh of AWSCURRENT
+       and its retry, nothing more.
+    3. If that failed too (after an authentication failure): poll AWSCURRENT for a new version
+       during the rotation grace (one shared poll per factory, at most every
+       :data:`POLL_INTERVAL` seconds) and connect with each new version found.
     4. Raise the first error. Any error that is not about credentials is raised at once; a read
        of Secrets Manager that fails on the way is a label with nothing new, never raised.
     """
@@ -301,7 +302,8 @@ def _recover(
 ) -> Generator[Op, Any, Any]:
     tried = {failed.version_id}  # one login per version: its size is the count of logins refused
     last: Exception = error
-    stages: tuple[str | None, ...] = (None,) if failure is Failure.UNKNOWN else (None, "AWSPENDING")
+    unknown = failure is Failure.UNKNOWN  # only may be about credentials: one refresh and one retry, no more
+    stages: tuple[str | None, ...] = (None,) if unknown else (None, "AWSPENDING")
     for stage in stages:
         force, generation = recovery.claim_refresh(stage)
         if generation is not None:
@@ -328,7 +330,7 @@ def _recover(
     # The grace is about the versions Secrets Manager gave: not the older one that used to work
     # (tried first while AWSCURRENT held a refused version), or a typo would cost a grace each.
     secret_versions = (tried | {current}) - ({failed.version_id} if failed.version_id != current else set())
-    deadline = recovery.grace_deadline(secret_versions)
+    deadline = None if unknown else recovery.grace_deadline(secret_versions)
     # The clock ends the grace; the count of rounds bounds it too, should the clock stand still.
     rounds = int(recovery.rotation_grace / POLL_INTERVAL) + 2
     while deadline is not None:
