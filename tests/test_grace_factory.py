@@ -314,6 +314,39 @@ def test_server_down_during_the_grace_is_raised_at_once(cache: SecretCache, admi
     assert len(clock.sleeps) == 2
 
 
+@pytest.mark.parametrize("left_by", ["server down", "interrupt"])
+def test_a_grace_left_without_running_out_leaves_the_next_gap_a_grace(
+    cache: SecretCache, admin: Any, clock: FakeClock, left_by: str
+) -> None:
+    """A connect that leaves its grace by a non-auth error or an interrupt ends it: a later gap is waited out."""
+    admin.create_secret(Name="db", SecretString=document("pw-1"))
+    server = Server("pw-1")
+    at_next_sleep: list[Callable[[], None]] = []
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if at_next_sleep:
+            at_next_sleep.pop()()
+
+    def catch_up_and_go_down() -> None:
+        admin.put_secret_value(SecretId="db", SecretString=document("pw-2"))
+        server.down = True
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    factory = connection_factory(cache, "db", server.connect, mapping="pymysql", sleep=sleep)
+    assert factory() == "connection as pw-1"
+    server.password = "pw-2"  # gap 1: the first poll finds pw-2, but the server is down by then
+    at_next_sleep.append(catch_up_and_go_down if left_by == "server down" else interrupt)
+    with pytest.raises((pymysql.err.OperationalError, KeyboardInterrupt)):
+        factory()
+    clock.advance(600)
+    server.down, server.password = False, "pw-3"  # gap 2, long after: the secret follows at the next poll
+    at_next_sleep.append(lambda: admin.put_secret_value(SecretId="db", SecretString=document("pw-3")))
+    assert factory() == "connection as pw-3"
+
+
 @pytest.mark.parametrize("recovers", [True, False])
 def test_secrets_manager_failing_during_the_grace(
     cache: SecretCache, admin: Any, calls: Calls, clock: FakeClock, recovers: bool

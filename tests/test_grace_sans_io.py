@@ -161,3 +161,24 @@ def test_interrupted_owner_hands_the_poll_on() -> None:
     plans[0].close()
     assert not recovery.subscribe(0, lambda: None)  # that poll is over
     assert plans[1].send(None) == Sleep(0.25)
+
+
+@pytest.mark.parametrize("left_by", ["server down", "closed"])
+def test_a_grace_left_without_running_out_is_not_spent(left_by: str) -> None:
+    """Sans-IO: a caller that leaves its grace by another error or closed ends it: a later refusal gets a grace."""
+    clock = FakeClock()
+    recovery = Recovery(clock, min_refresh_interval=5.0, rotation_grace=GRACE)
+    v1, v2 = (DbCredentials(username="app", password=p, version_id=p) for p in ("v1", "v2"))
+    error = pymysql.err.OperationalError(1045, "Access denied")
+    first = plan(recovery, classify)
+    assert fail_into_grace(first, v1, error) == Sleep(0.25)
+    if left_by == "closed":  # a cancelled task, a KeyboardInterrupt: the factory closes the plan
+        first.close()
+    else:
+        clock.advance(0.25)
+        assert first.send(None) == Read(None, True, poll=True)
+        assert first.send(v2) == Connect(v2)
+        with pytest.raises(pymysql.err.OperationalError):
+            first.throw(pymysql.err.OperationalError(2003, "Can't connect to MySQL server"))
+    clock.advance(600)  # long after that grace would have ended
+    assert fail_into_grace(plan(recovery, classify), v2, error) == Sleep(0.25)

@@ -231,7 +231,8 @@ class ConnectionFactory(FactoryBase, Generic[_C]):
        sets the database first). The grace opens on the first such failure after a success; once
        it has run out without a success, connects fail at once (no grace) until one succeeds or
        the version changes, so a wrong password in the secret costs one grace period, not one per
-       connect;
+       connect (a grace every waiting connect left early, by another error or an interrupt, ends
+       unspent);
     4. raise the original error, or, if the password can be read from it (its message, args,
        attributes or chain: whatever its class), a :class:`RedactedConnectError` in its place.
        A read of Secrets Manager that fails during steps 1 to 3 (throttling, an IAM policy that

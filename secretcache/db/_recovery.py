@@ -126,6 +126,7 @@ class Recovery:
         self._working: DbCredentials | None = None
         self._grace_until: float | None = None  # the open grace period's end
         self._grace_spent: set[str] = set()  # versions tried in a grace that ran out without a success
+        self._in_grace = 0  # callers given the open grace's deadline that have not left it yet
         self._poll = _Turn()
         self._next_poll = 0.0
         self._latest: DbCredentials | None = None
@@ -193,7 +194,8 @@ class Recovery:
 
         The grace opens on the first failure after a success and is shared by every caller. Once it
         ran out without a success, it stays closed for every version tried in it: later connects
-        fail at once until one succeeds or a version not yet tried appears.
+        fail at once until one succeeds or a version not yet tried appears. A caller given a
+        deadline calls :meth:`leave_grace` when it leaves, however it leaves.
         """
         if self.rotation_grace <= 0:
             return None
@@ -207,7 +209,21 @@ class Recovery:
             if now >= self._grace_until:
                 self._spend(tried)
                 return None
+            self._in_grace += 1
             return self._grace_until
+
+    def leave_grace(self) -> None:
+        """A caller given a deadline by :meth:`grace_deadline` leaves the grace, however it leaves.
+
+        When the last one leaves a grace that neither ran out nor ended in a success (the
+        callers met an error that is not about credentials, were cancelled or interrupted), the
+        grace ends unspent: else it would stay open past its end, and the next refusal, even of
+        a version never tried, would find it run out and get no grace at all.
+        """
+        with self._lock:
+            self._in_grace -= 1
+            if not self._in_grace:
+                self._grace_until = None
 
     def expire(self, tried: set[str]) -> None:
         """The grace ran out without a success; ``tried`` are the versions the caller tried."""
@@ -333,33 +349,37 @@ def _recover(
     deadline = None if unknown else recovery.grace_deadline(secret_versions)
     # The clock ends the grace; the count of rounds bounds it too, should the clock stand still.
     rounds = int(recovery.rotation_grace / POLL_INTERVAL) + 2
-    while deadline is not None:
-        # First what a poll already found (one that ended while this caller read and failed: it
-        # connects at once, instead of polling again), then after each poll what that one read.
-        creds = recovery.latest(since)
-        if creds is not None and creds.version_id not in tried:
-            tried.add(creds.version_id)
-            opened, refusal = yield from _attempt(recovery, classify, creds)
-            if opened is not None:
-                return opened
-            last = refusal if refusal is not None else last
-        if recovery.clock() >= deadline or rounds <= 0:
-            recovery.expire(secret_versions | (tried - {failed.version_id}))
-            break
-        rounds -= 1
-        generation, delay = recovery.claim_poll()
-        if delay is None:
-            yield AwaitPoll(generation)
-        else:
-            latest: DbCredentials | None = None
-            try:
-                if delay > 0:
-                    yield Sleep(delay)
-                latest = yield Read(None, True, poll=True, logins=len(tried), error=last)
-            except SecretCacheError:
-                pass  # Secrets Manager failing too: keep waiting for the grace to end
-            finally:
-                recovery.finish_poll(latest)
+    try:
+        while deadline is not None:
+            # First what a poll already found (one that ended while this caller read and failed: it
+            # connects at once, instead of polling again), then after each poll what that one read.
+            creds = recovery.latest(since)
+            if creds is not None and creds.version_id not in tried:
+                tried.add(creds.version_id)
+                opened, refusal = yield from _attempt(recovery, classify, creds)
+                if opened is not None:
+                    return opened
+                last = refusal if refusal is not None else last
+            if recovery.clock() >= deadline or rounds <= 0:
+                recovery.expire(secret_versions | (tried - {failed.version_id}))
+                break
+            rounds -= 1
+            generation, delay = recovery.claim_poll()
+            if delay is None:
+                yield AwaitPoll(generation)
+            else:
+                latest: DbCredentials | None = None
+                try:
+                    if delay > 0:
+                        yield Sleep(delay)
+                    latest = yield Read(None, True, poll=True, logins=len(tried), error=last)
+                except SecretCacheError:
+                    pass  # Secrets Manager failing too: keep waiting for the grace to end
+                finally:
+                    recovery.finish_poll(latest)
+    finally:
+        if deadline is not None:
+            recovery.leave_grace()  # however it leaves: a grace nobody waits in any more ends
     raise error
 
 
