@@ -330,6 +330,48 @@ def test_django_backend_error_holds_no_password(users: dict[str, Database], tmp_
     assert report == {"type": "secretcache.db.RedactedConnectError", "found": []}
 
 
+class Node:
+    """An object with a default ``repr`` (its address) holding one thing."""
+
+    def __init__(self, child: object) -> None:
+        self.child = child
+
+
+def nested(levels: int, value: object) -> object:
+    for _ in range(levels):
+        value = Node(value)
+    return value
+
+
+def test_search_past_its_depth_or_into_a_closure_counts_as_holding(client: Any, admin: Any) -> None:
+    """A password deeper than the search goes or kept by a closure is found; too deep to search counts as holding."""
+    password = f"pw-{TOKEN}-deep"
+
+    def closure(value: str) -> Any:
+        return lambda: value
+
+    def carrying(holding: object) -> ValueError:
+        error = ValueError("connect failed")
+        error.__dict__["conn"] = holding
+        return error
+
+    assert holds(carrying(nested(12, password)), [password])
+    assert holds(carrying(nested(12, "nothing")), [password])  # too deep to vouch for
+    assert not holds(carrying(nested(2, "nothing")), [password])
+    assert holds(carrying(closure(password)), [password])
+    assert not holds(carrying(closure("nothing")), [password])
+
+    def connect(**kwargs: Any) -> Any:
+        raise carrying(nested(7, kwargs["password"]))  # a driver keeping its connection's objects
+
+    admin.create_secret(Name=SECRET, SecretString=f'{{"username": "u", "password": "{password}"}}')
+    with SecretCache(client, ttl=3600) as cache:
+        factory = connection_factory(cache, SECRET, connect, mapping="psycopg", rotation_grace=0)
+        with pytest.raises(RedactedConnectError) as info:
+            factory()
+    assert info.value.driver_error == "builtins.ValueError"
+
+
 def test_an_error_that_breaks_the_search_is_redacted(client: Any, admin: Any) -> None:
     """An error whose attributes cannot even be read is replaced, not let out with the search's error chained."""
     password = f"pw-{TOKEN}-opaque"

@@ -13,8 +13,10 @@ What counts as showing the password: the whole value, or any run of :data:`FRAGM
 of it, as text, escaped the ways a ``repr``, JSON or a libpq connection string escape it, or
 encoded (UTF-8, Latin-1). The search covers ``str()`` and ``repr()`` of each error, its ``args``,
 its attributes (instance dict, ``__slots__``, ``__notes__`` and a few well-known ones), what those
-hold, and the ``__cause__``/``__context__``/``.orig`` chain. It is bounded: an error too large to
-search, or one whose ``str()``/``repr()`` fails, counts as holding the value.
+hold (what a function's closure captured, a bound method's object included), and the
+``__cause__``/``__context__``/``.orig`` chain. It is bounded: an error too large or too deep to
+search (an object held more than :data:`_DEPTH` attributes down), or one whose
+``str()``/``repr()`` fails, counts as holding the value.
 ``BaseException``s that are not ``Exception``s (``KeyboardInterrupt``, ``asyncio.CancelledError``)
 keep their type and pass untouched: they are raised by the runtime, not built from a password.
 """
@@ -37,9 +39,9 @@ FRAGMENT = 16
 """Characters of a password that, found together in an error, count as the password showing."""
 
 _BUDGET = 20_000  # objects searched per error chain before giving up (and redacting)
-_DEPTH = 6  # how deep into the attributes of an error's objects the search goes
+_DEPTH = 6  # how deep into the attributes of an error's objects the search goes (an object deeper: redacted)
 _ATTRIBUTES = ("object", "orig", "pgconn", "pgresult", "detail", "hint", "statement", "params", "exceptions")
-_OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+_OPAQUE = (type, types.ModuleType, types.BuiltinFunctionType)
 _SQLSTATE = re.compile(r"[0-9A-Z]{5}")
 
 
@@ -161,9 +163,18 @@ def holds(error: BaseException, values: Iterable[str]) -> bool:
             continue
         if item is None or isinstance(item, (bool, int, float, complex, *_OPAQUE)) or id(item) in seen:
             continue
+        if depth > _DEPTH:
+            return True  # an object deeper than the search goes (text there is still read): cannot vouch for it
         seen.add(id(item))
         if isinstance(item, dict):
             stack.extend((member, depth) for pair in item.items() for member in pair)
+            continue
+        if isinstance(item, types.FunctionType):  # what a closure captured (a retry callback's password)
+            stack.extend((_cell(cell), depth) for cell in item.__closure__ or ())
+            continue
+        if isinstance(item, types.MethodType):
+            stack.append((item.__func__, depth))
+            stack.append((item.__self__, depth))
             continue
         if isinstance(item, (tuple, list, set, frozenset)):
             stack.extend((member, depth) for member in item)
@@ -179,10 +190,15 @@ def holds(error: BaseException, values: Iterable[str]) -> bool:
         if isinstance(item, BaseException):
             depth = 0  # every error of the chain is searched as deeply as the first
             stack.extend((part, 0) for part in (item.args, item.__cause__, item.__context__))
-        elif depth >= _DEPTH:
-            continue
         stack.extend((member, depth + 1) for member in _attributes(item, exception))
     return False
+
+
+def _cell(cell: types.CellType) -> object:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return None
 
 
 def _attributes(holder: object, exception: bool) -> Iterator[object]:
