@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from secretcache._cache import SecretCache
+    from secretcache._keys import CacheKey
 
 __all__ = ["SqsInvalidationListener"]
 
@@ -289,15 +290,23 @@ class SqsInvalidationListener:
             )  # fmt: skip
             return True
         applied = True
-        for cache in self._caches:
+        invalidated: list[tuple[SecretCache, list[CacheKey]]] = []
+        for cache in self._caches:  # every cache first: none waits for another's refresh
             if cache.closed:
                 self._drop_closed(cache)
                 continue
-            dropped = [key for secret_id in ids for key in dropped_keys(cache, secret_id)]
-            if self._refresh:
-                # Warm AWSCURRENT again under the ids the application reads it by.
+            invalidated.append((cache, [key for secret_id in ids for key in dropped_keys(cache, secret_id)]))
+        for cache, dropped in invalidated if self._refresh else ():
+            # Warm AWSCURRENT again under the ids the application reads it by.
+            try:
                 warmed = self._warm(cache, [key.secret_id for key in dropped if key.current], message_id)
-                applied = warmed and applied
+            except Exception as error:  # this cache's refresh only: the others' still run, the invalidation stands
+                logger.warning(
+                    "refreshing after SQS message %s raised %s; the invalidation stands", message_id,
+                    type(error).__name__, extra=facts("sqs.refresh", error=error),
+                )  # fmt: skip
+                continue
+            applied = warmed and applied
         for secret_id in ids:  # one record per secret, so each carries its own ``secret_name``
             logger.info(
                 "invalidated %s after SQS message %s", shown(secret_id), message_id,
@@ -369,7 +378,8 @@ class SqsInvalidationListener:
                 failures = 0
             except Exception as error:
                 failures += 1
-                delay = min(self.backoff_max, self.backoff_initial * 2.0 ** (failures - 1))
+                # The exponent stops growing: 2.0 ** 1024 overflows (after some 8.5 h of failures).
+                delay = min(self.backoff_max, self.backoff_initial * 2.0 ** min(failures - 1, 62))
                 logger.warning(
                     "polling SQS failed (%s); retrying in %.1f s", type(error).__name__, delay,
                     extra=facts("sqs.poll", attempt=failures, error=error),

@@ -196,17 +196,18 @@ def test_stop_during_a_real_long_poll_over_http(http_sqs: tuple[Any, Any], clock
     assert cache.get_secret_string("a") == "a-2"
 
 
-def test_listener_thread_survives_sqs_errors_and_stops_promptly(
-    client: Any, admin: Any, queue: tuple[Any, str, str], clock: FakeClock
-) -> None:
-    """Receive failures are retried with backoff; the event is applied once SQS answers; stop() is prompt."""
+def rotation_behind_failed_receives(
+    queue: tuple[Any, str, str], client: Any, admin: Any, clock: FakeClock, failures: int
+) -> tuple[SecretCache, list[int]]:
+    """A cache holding pw-1 of a secret rotated to pw-2 since, whose rotation event waits in the
+    queue behind ``failures`` receives that fail; the count of failures still to come."""
     sqs, url, _ = queue
     admin.create_secret(Name="prod/orders/db", SecretString="pw-1")
-    failures = [3]
+    left = [failures]
 
     def fail_receive(**_: Any) -> None:
-        if failures[0] > 0:
-            failures[0] -= 1
+        if left[0] > 0:
+            left[0] -= 1
             raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "ReceiveMessage")
 
     sqs.meta.events.register("before-call.sqs.ReceiveMessage", fail_receive)
@@ -214,6 +215,15 @@ def test_listener_thread_survives_sqs_errors_and_stops_promptly(
     cache.get_secret_string("prod/orders/db")
     rotate(admin, "prod/orders/db", "pw-2")
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps(load("service_rotation_succeeded.json")))
+    return cache, left
+
+
+def test_listener_thread_survives_sqs_errors_and_stops_promptly(
+    client: Any, admin: Any, queue: tuple[Any, str, str], clock: FakeClock
+) -> None:
+    """Receive failures are retried with backoff; the event is applied once SQS answers; stop() is prompt."""
+    sqs, url, _ = queue
+    cache, failures = rotation_behind_failed_receives(queue, client, admin, clock, 3)
     listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=1)
     listener.backoff_initial = 0.01
     with listener:
@@ -224,6 +234,26 @@ def test_listener_thread_survives_sqs_errors_and_stops_promptly(
     assert listener.iterations >= 4
     assert cache.get_secret_string("prod/orders/db") == "pw-2"
     assert "stopped" in repr(listener)
+
+
+def test_listener_thread_outlives_a_thousand_failures_in_a_row(
+    client: Any, admin: Any, queue: tuple[Any, str, str], clock: FakeClock
+) -> None:
+    """Its backoff stops doubling: past 1,024 failures (8.5 h at the default backoff) it does not
+    overflow and kill the thread, and the first event after SQS answers again is applied."""
+    sqs, url, _ = queue
+    cache, failures = rotation_behind_failed_receives(queue, client, admin, clock, 1100)
+    listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=1)
+    listener.backoff_initial = listener.backoff_max = 0.0  # no waiting: the delays are still computed
+    logging.getLogger("secretcache.events").disabled = True  # 1,100 warnings
+    try:
+        with listener:
+            wait_until(lambda: cache.stats().size == 0 or not listener.running)
+            assert listener.running
+    finally:
+        logging.getLogger("secretcache.events").disabled = False
+    assert failures == [0]
+    assert cache.get_secret_string("prod/orders/db") == "pw-2"
 
 
 def test_listener_settings_and_fork(client: Any, admin: Any, queue: tuple[Any, str, str], clock: FakeClock) -> None:

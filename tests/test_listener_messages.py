@@ -123,7 +123,7 @@ def test_a_poison_message_does_not_hold_back_its_batch(
     assert calls["BatchGetSecretValue"] == 3  # first, poison (raised), last
     assert cache.get_secret_string("first") == "first-2"
     assert cache.get_secret_string("last") == "last-2"
-    assert f"deleting SQS message {poison}: applying it raised Boom" in caplog.text
+    assert f"refreshing after SQS message {poison} raised Boom; the invalidation stands" in caplog.text
     assert all(message_id in caplog.text for message_id in sent)
     assert MARKER not in caplog.text
 
@@ -204,6 +204,38 @@ def test_a_closed_cache_is_dropped_once_and_the_others_still_served(
     assert caplog.text.count("a closed SecretCache was dropped") == 1
     assert "caches=1" in repr(listener)
     listener.remove(closed)  # already dropped: a no-op
+
+
+def test_a_cache_whose_refresh_raises_holds_back_none_of_the_others(
+    admin: Any, queue: tuple[Any, str, str], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``refresh=True``, an unexpected error in one cache's refresh (a bug, a thread refused)
+    is logged for it alone: every cache is invalidated, and the others are refreshed."""
+    sqs, url, _ = queue
+    buggy_client, client = (boto3.client("secretsmanager", region_name=REGION) for _ in range(2))
+
+    def bug(**_: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    buggy_client.meta.events.register("before-call.secretsmanager.BatchGetSecretValue", bug)
+    buggy = SecretCache(buggy_client, ttl=3600, clock=clock)
+    served = SecretCache(client, ttl=3600, clock=clock)
+    admin.create_secret(Name="a", SecretString="a-1")
+    assert buggy.get_secret_string("a") == served.get_secret_string("a") == "a-1"
+    admin.put_secret_value(SecretId="a", SecretString="a-2")
+    listener = SqsInvalidationListener(buggy, url, client=sqs, wait_time_seconds=0, refresh=True)
+    listener.add(served)
+    send(sqs, url, change_event("a"))
+    calls = Calls(client)
+    with caplog.at_level(logging.WARNING, logger="secretcache.events"):
+        assert listener.poll_once() == 1
+    assert queue_is_empty(sqs, url)
+    assert calls.counts == {"BatchGetSecretValue": 1}  # the other cache was refreshed
+    assert served.get_secret_string("a") == "a-2"
+    assert calls.total == 1
+    assert "raised RuntimeError; the invalidation stands" in caplog.text
+    buggy_client.meta.events.unregister("before-call.secretsmanager.BatchGetSecretValue", bug)
+    assert buggy.get_secret_string("a") == "a-2"  # invalidated all the same
 
 
 def test_remove_stops_invalidating_a_cache_and_ignores_one_not_served(
