@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from secretcache._entry import Entry, thaw
 from secretcache._errors import SecretCacheError, SecretFormatError
+from secretcache._fork import track
 from secretcache._json import select_key
 from secretcache._keys import CacheKey, aliases
 
@@ -398,6 +399,7 @@ class SecretWatch(Generic[M]):
         self._lock = threading.RLock()
         self._closed = False
         self._unsubscribe = subscribe(self._changed)
+        track(self)  # a callback running at a fork holds the lock, in the child by no thread
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"version_id={self._version!r}"
@@ -447,6 +449,10 @@ class SecretWatch(Generic[M]):
 
     def __enter__(self) -> Self:
         return self
+
+    def _after_fork_in_child(self) -> None:
+        """A new lock: a callback running on another thread at the fork held it, and is gone here."""
+        self._lock = threading.RLock()
 
     def __exit__(
         self,

@@ -109,3 +109,59 @@ def test_forked_child_reads_with_fresh_locks_and_connections(moto_server: str, t
         "built_read": "pw-1",
         "child_background_refreshes": 1,
     }
+
+
+# Forks while a watch's on_change runs on another thread (holding the watch's lock), then has the
+# child take a new version through that watch.
+WATCH_SCRIPT = textwrap.dedent(
+    """
+    import json, os, signal, sys, threading
+    import boto3
+    from pydantic import BaseModel
+    from secretcache import SecretCache
+
+    class Database(BaseModel):
+        username: str
+
+    client = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=sys.argv[1])
+    cache = SecretCache(client, ttl=300)
+    parent = os.getpid()
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(database):
+        if os.getpid() == parent:
+            inside.set()
+            release.wait()
+
+    watch = cache.watch("fork/watched", Database, on_change=slow)
+    client.put_secret_value(SecretId="fork/watched", SecretString=json.dumps({"username": "v2"}))
+    threading.Thread(target=lambda: cache.refresh("fork/watched"), daemon=True).start()
+    assert inside.wait(10)  # the callback runs, holding the watch's lock
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)  # a hung child ends by itself (SIGALRM), failing the test
+        client.put_secret_value(SecretId="fork/watched", SecretString=json.dumps({"username": "v3"}))
+        cache.refresh("fork/watched")  # the watch's listener takes v3 here
+        print(json.dumps({"current": watch.current.username}), flush=True)
+        os._exit(0)
+    release.set()
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_forked_child_takes_new_versions_through_a_watch_whose_callback_ran_at_the_fork(
+    moto_server: str, tmp_path: Path
+) -> None:
+    """A watch's lock, held at the fork by a callback on another thread, is the child's own there."""
+    admin: Any = boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_server)
+    admin.create_secret(Name="fork/watched", SecretString=json.dumps({"username": "v1"}))
+    script = tmp_path / "fork_watch.py"
+    script.write_text(WATCH_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, str(script), moto_server], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"current": "v3"}
