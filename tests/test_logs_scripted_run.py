@@ -207,8 +207,8 @@ def test_every_record_of_a_scripted_run_carries_its_facts_and_no_value(
     expect(records, f"SQS message {useless}: no Secrets Manager change event", operation="sqs.message")
     expect(
         records,
-        f"SQS message {sent['app/poison']}: applying it raised LookupError",
-        operation="sqs.message",
+        f"refreshing after SQS message {sent['app/poison']} raised LookupError; the invalidation stands",
+        operation="sqs.refresh",
         error_type="LookupError",
     )
     gone = f"refreshing 'app/gone' after SQS message {sent['app/gone']} failed"
