@@ -30,7 +30,17 @@ from secretcache._cli_args import parse
 from secretcache._client import CONNECT_TIMEOUT, READ_TIMEOUT
 from secretcache._entry import READ_FAILS
 from secretcache._errors import SecretCacheError
-from secretcache._output import OutputError, discard_stdout, flush, out, out_bytes, printable, render, say
+from secretcache._output import (
+    OutputError,
+    QueryError,
+    discard_stdout,
+    flush,
+    out,
+    out_bytes,
+    printable,
+    render,
+    say,
+)
 from secretcache._policy import RetryPolicy, settings_from_env
 from secretcache._regions import env_region
 from secretcache._startup import release
@@ -263,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit status.
 
     Exit status: 0 on success, 1 when a secret cannot be read or the AWS configuration is
-    unusable (one line on standard error, never a traceback or a value), 2 for usage errors,
+    unusable (one line on standard error, never a traceback or a value), 2 for usage errors (a
+    ``--query`` that fails on the document too: one line, never the value),
     74 when standard output cannot be written (closed, full, an I/O error: one line on standard
     error), 130 after Ctrl-C, 141 (128 + SIGPIPE) when standard output is closed before everything was written (a pipe's
     reader exited: ``secretcache get ID | head -c1``), silently; ``check`` uses the table in
@@ -281,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (SecretCacheError, _CliError) as err:
             say(f"secretcache: error: {printable(one_line(err))}")
             return EXIT_CODES["error"]
+        except QueryError as err:  # a bad --query found on the document: a usage error, as one found parsing
+            say(f"secretcache: error: {printable(str(err))}")
+            return EXIT_CODES["usage"]
         except OutputError as err:
             discard_stdout()
             say(f"secretcache: error: {err}")

@@ -15,7 +15,18 @@ import re
 import sys
 from typing import Any
 
-__all__ = ["OutputError", "discard_stdout", "flush", "out", "out_bytes", "printable", "render", "say", "shown_id"]
+__all__ = [
+    "OutputError",
+    "QueryError",
+    "discard_stdout",
+    "flush",
+    "out",
+    "out_bytes",
+    "printable",
+    "render",
+    "say",
+    "shown_id",
+]
 
 # What Secrets Manager allows in a name, plus the ARN's colons: shown bare, anything else quoted.
 _PLAIN_ID = re.compile(r"[A-Za-z0-9/_+=.@:-]+")
@@ -23,6 +34,13 @@ _PLAIN_ID = re.compile(r"[A-Za-z0-9/_+=.@:-]+")
 
 class OutputError(Exception):
     """Standard output could not be written (closed, full, an I/O error); the command exits 74."""
+
+
+class QueryError(Exception):
+    """``--query`` failed on the document (a function given the wrong type, an unknown function); exit 2.
+
+    Its message names the failure and never quotes the document, which may hold the value.
+    """
 
 
 def shown_id(secret_id: str) -> str:
@@ -42,9 +60,35 @@ def render(document: dict[str, object], *, query: Any = None, as_text: bool = Fa
 
     Text is the AWS CLI's: a string as it is, ``None``/``True``/``False``, a list or object of
     scalars on one tab-separated line, one line per element otherwise.
+
+    Raises:
+        QueryError: ``query`` failed on the document (its message never quotes the document).
     """
-    selected = document if query is None else query.search(document)
+    selected = document if query is None else _search(query, document)
     return _text(selected) if as_text else json.dumps(selected, indent=2)
+
+
+def _search(query: Any, document: dict[str, object]) -> object:
+    """``query.search(document)``; a failure is a :class:`QueryError` whose message holds no value."""
+    try:
+        return query.search(document)
+    except (TypeError, ValueError) as err:  # jmespath's own errors are ValueErrors
+        raise QueryError(f"argument --query: cannot be applied to the document: {_query_failure(err)}") from None
+
+
+def _query_failure(err: Exception) -> str:
+    """The error's type, and what of its message cannot quote the document."""
+    from jmespath.exceptions import ArityError, JMESPathTypeError, UnknownFunctionError
+
+    name = type(err).__name__
+    if isinstance(err, JMESPathTypeError):  # its own message quotes the value it was given
+        expected = " or ".join(map(str, err.expected_types))
+        return f"{name}: function {err.function_name}() expects {expected}, got {err.actual_type}"
+    if isinstance(err, (ArityError, UnknownFunctionError)):  # a function's name and counts only
+        return f"{name}: {err}"
+    # jmespath lets Python's own errors through, whose messages may quote a value: a TypeError
+    # from comparing a string with a number (a filter, min_by), a ValueError from a slice step of 0.
+    return name
 
 
 def _text(value: object) -> str:

@@ -84,6 +84,30 @@ def test_query_selects_from_the_json_document(cli_secrets: Any, capsys: pytest.C
     assert capsys.readouterr().out == "gone\t5\n"
 
 
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["get", "plain", "--query", "abs(secret_string)"], "JMESPathTypeError: function abs() expects number"),
+        (["get", "plain", "--query", "foo(name)"], "UnknownFunctionError: Unknown function: foo()"),
+        (["get", "plain", "--query", "[secret_string, `1`][?@ > `0`]"], "TypeError"),
+        (["get", "plain", "--query", "[secret_string][::0]"], "ValueError"),
+        (["describe", "plain", "--show-value", "--query", "keys(secret_string)"], "JMESPathTypeError: function keys()"),
+        (["check", "plain", "--query", "length(@.exit_code)"], "JMESPathTypeError: function length()"),
+    ],
+)
+def test_query_failing_on_the_document_is_one_line_without_the_value(
+    cli_secrets: Any, capsys: pytest.CaptureFixture[str], argv: list[str], reason: str
+) -> None:
+    """A --query that fails on the document (type, unknown function): one line, exit 2, no traceback, no value."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("secretcache: error: argument --query: cannot be applied to the document: ")
+    assert reason in captured.err
+    assert captured.err.count("\n") == 1
+    assert "pw-1" not in captured.err
+
+
 def test_missing_label_names_it(cli_secrets: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """A staging label no version carries: the error says which (CLI and library)."""
     assert main(["get", "plain", "--version-stage", "AWSPREVIOUS"]) == 1
