@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError
@@ -9,9 +10,22 @@ from botocore.exceptions import BotoCoreError
 from secretcache._regions import env_region
 
 if TYPE_CHECKING:
+    from botocore.config import Config
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-__all__ = ["CONNECT_TIMEOUT", "READ_TIMEOUT", "SecretsClient", "build_client", "call_seconds", "default_region"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "ISOLATED_REGION",
+    "READ_TIMEOUT",
+    "SecretsClient",
+    "build_client",
+    "call_seconds",
+    "default_region",
+    "isolated_client",
+]
+
+ISOLATED_REGION = "us-east-1"
+"""The Region of :func:`isolated_client`'s clients."""
 
 CONNECT_TIMEOUT = 2.0
 """Seconds a client built by the cache waits to open a connection."""
@@ -51,6 +65,37 @@ def build_client(region: str | None = None, endpoint_url: str | None = None) -> 
     region = region or env_region()
     return boto3.session.Session().client(
         "secretsmanager", region_name=region, endpoint_url=endpoint_url, config=config
+    )
+
+
+def isolated_client(config: Config | None = None) -> SecretsManagerClient:
+    """A ``secretsmanager`` client that reads nothing of the AWS environment or the AWS config files.
+
+    For clients whose calls never leave the process (the demo's embedded moto,
+    :func:`secretcache.testing.seeded_cache`): no ``AWS_PROFILE``, ``AWS_CONFIG_FILE``,
+    ``AWS_ENDPOINT_URL``, ``AWS_DEFAULTS_MODE``, ``AWS_MAX_ATTEMPTS``, ``AWS_USE_FIPS_ENDPOINT``
+    or other ``AWS_*`` setting can stop it or send it elsewhere. Every botocore setting has its
+    default; the Region is :data:`ISOLATED_REGION` and the credentials are fake. ``config`` adds
+    client options.
+    """
+    import boto3
+    import botocore.session
+    from botocore.configprovider import ConfigChainFactory, ConfigValueStore
+
+    session = botocore.session.Session()
+    # Each setting from the session's own variables, else its default: no environment, no file.
+    chains = ConfigChainFactory(session=session, environ={})
+    settings = {
+        name: chains.create_config_chain(instance_name=name, default=default, conversion_func=convert)
+        for name, (_, _, default, convert) in session.session_var_map.items()
+    }
+    session.register_component("config_store", ConfigValueStore(mapping=settings))
+    session.set_config_variable("config_file", os.devnull)
+    session.set_config_variable("credentials_file", os.devnull)
+    session.set_config_variable("ignore_configured_endpoint_urls", True)  # botocore reads AWS_ENDPOINT_URL* itself
+    fake = "isolated"  # credentials for calls that never leave the process
+    return boto3.session.Session(botocore_session=session).client(
+        "secretsmanager", region_name=ISOLATED_REGION, aws_access_key_id=fake, aws_secret_access_key=fake, config=config
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,5 +81,64 @@ def test_seeded_cache_errors_name_the_secret_not_the_request() -> None:
     assert "'prod/other' (version stage 'AWSPENDING') is not seeded" in str(caught.value)
     assert "GetSecretValue" in str(caught.value.__cause__)
     assert sorted(failures) == ["prod/one", "prod/two"]
-    assert "secrets 'prod/one', 'prod/two' are not seeded" in str(failures["prod/one"])
+    assert "secret 'prod/one' is not seeded" in str(failures["prod/one"])  # each id on its own, as the service
     assert "BatchGetSecretValue" in str(failures["prod/one"].__cause__)
+
+
+def test_seeded_values_survive_refresh_and_prefetch() -> None:
+    """refresh(), try_refresh() and a prefetch() that also names an unseeded id read the same seeded version again."""
+    cache = seeded_cache({"prod/key": "abc", "prod/db": {"password": "pw"}})
+    changes: list[Any] = []
+    cache.on_change(changes.append)
+    version = cache.get_secret("prod/key").version_id
+    assert cache.refresh("prod/key").version_id == version
+    assert cache.get_secret_string("prod/key") == "abc"
+    assert cache.try_refresh("prod/db").stale is False
+    assert cache.get_secret_json("prod/db", "password") == "pw"
+    failures = cache.prefetch(["prod/key", "prod/db", "prod/other"])
+    assert sorted(failures) == ["prod/other"]
+    assert cache.get_secret_string("prod/key", force_refresh=True) == "abc"
+    assert cache.get_secret("prod/key").version_id == version
+    assert changes == []
+
+
+def test_seeded_secret_is_read_by_every_spelling() -> None:
+    """A secret seeded under a name, a full or a partial ARN is read by its name, its reported ARN, the id given."""
+    full = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/full-AbCdEf"
+    partial = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/partial"
+    cache = seeded_cache({"prod/name": "n", full: "f", partial: "p"})
+    for seeded_id, name, value in (
+        ("prod/name", "prod/name", "n"),
+        (full, "prod/full", "f"),
+        (partial, "prod/partial", "p"),
+    ):
+        secret = cache.get_secret(seeded_id)
+        assert (secret.name, secret.secret_string) == (name, value)
+        assert cache.get_secret_string(name) == value
+        assert cache.get_secret_string(secret.arn) == value
+        assert cache.get_secret_string(secret.arn[: -len("-XXXXXX")]) == value  # the partial ARN
+    assert cache.get_secret(full).arn == full
+    assert cache.get_secret(partial).arn == partial + "-SEEDED"
+    with pytest.raises(ValueError, match="name the same secret"):
+        seeded_cache({"prod/x": "1", "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/x": "2"})
+
+
+def test_seeded_cache_needs_no_aws_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An unknown AWS_PROFILE, a broken config file, bad botocore settings or an endpoint URL change nothing."""
+    (tmp_path / "config").write_text("[default\nregion = us-east-1\n")
+    for name, value in {
+        "AWS_PROFILE": "missing",
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "config"),
+        "AWS_DEFAULTS_MODE": "bogus",
+        "AWS_USE_FIPS_ENDPOINT": "bogus",
+        "AWS_MAX_ATTEMPTS": "abc",
+        "AWS_RETRY_MODE": "bogus",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    cache = seeded_cache({"prod/key": "abc"})
+    assert cache.get_secret_string("prod/key") == "abc"
+    assert cache.refresh("prod/key").secret_string == "abc"
+    with pytest.raises(SecretNotFoundError, match="not seeded"):
+        cache.get_secret_string("prod/other")
