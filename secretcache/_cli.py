@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
 
@@ -70,6 +71,8 @@ def make_client(*, region: str | None, profile: str | None, endpoint_url: str | 
     Raises:
         botocore.exceptions.ProfileNotFound: ``profile`` (or ``AWS_PROFILE``) is not configured.
         botocore.exceptions.NoRegionError: No Region from the argument, environment or profile.
+        ValueError: The endpoint URL (``endpoint_url`` or ``AWS_ENDPOINT_URL``) is invalid, its port
+            out of range, say.
     """
     import boto3
     from botocore.config import Config
@@ -83,7 +86,13 @@ def make_client(*, region: str | None, profile: str | None, endpoint_url: str | 
     # AWS_REGION wins over AWS_DEFAULT_REGION and the profile, as in the AWS CLI v2 (botocore
     # reads it only inside Lambda).
     session = boto3.session.Session(profile_name=profile, region_name=region or env_region())
-    return session.client("secretsmanager", endpoint_url=endpoint_url, config=config)
+    client = session.client("secretsmanager", endpoint_url=endpoint_url, config=config)
+    try:  # botocore takes a port out of range and fails on the first call, with a traceback
+        urlsplit(client.meta.endpoint_url).port  # noqa: B018 - reading it is the check
+    except ValueError:
+        client.close()
+        raise
+    return client
 
 
 def _client(args: argparse.Namespace) -> SecretsManagerClient:

@@ -252,6 +252,20 @@ def test_endpoint_url_flag_overrides_the_environment(moto_server: str, closed_en
     assert (result.returncode, result.stdout, result.stderr) == (0, "by-flag\n", "")
 
 
+@pytest.mark.parametrize("command", ["get", "describe", "check"])
+def test_endpoint_port_out_of_range_is_a_client_setup_error(
+    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """An endpoint URL whose port is out of range, from --endpoint-url or AWS_ENDPOINT_URL: one line, exit 1."""
+    assert main([command, "plain", "--endpoint-url", "http://127.0.0.1:99999"]) == 1
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:70000")
+    assert main([command, "plain"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    message = "secretcache: error: cannot set up the Secrets Manager client: Port out of range 0-65535\n"
+    assert captured.err == message * 2
+
+
 def test_empty_flag_values_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     """An empty --region, --profile or --endpoint-url is refused before any call (exit 2)."""
     for flag in ("--region", "--profile", "--endpoint-url"):
