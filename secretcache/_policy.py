@@ -292,6 +292,8 @@ def _overrides_from_json(variable: str, raw: str) -> dict[str, float]:
         parsed = json.loads(raw)
     except ValueError:
         raise ValueError(f'{variable}={raw!r} is not a JSON object like {{"prod/db/": 60}}') from None
+    except RecursionError:  # json.loads recurses once per nested array or object
+        raise ValueError(f'{variable} is nested too deeply: write a flat JSON object like {{"prod/db/": 60}}') from None
     if not isinstance(parsed, dict):
         raise ValueError(f'{variable}={raw!r} is not a JSON object like {{"prod/db/": 60}}')
     try:

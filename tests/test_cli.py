@@ -195,6 +195,30 @@ def test_secretcache_variables_configure_the_cli(
     assert captured.err.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SECRETCACHE_TTL_OVERRIDES", "[" * 100_000),
+    ],
+)
+@pytest.mark.parametrize("command", ["get", "describe", "check"])
+def test_settings_past_the_parsers_limits_are_one_line(
+    cli_secrets: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    name: str,
+    value: str,
+) -> None:
+    """A setting past json's or int()'s limits (nesting depth, digits) is one line naming it, exit 1."""
+    monkeypatch.setenv(name, value)
+    assert main([command, "plain"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"secretcache: error: {name}")
+    assert captured.err.count("\n") == 1
+
+
 # -- --region, --profile, --endpoint-url ---------------------------------------------------------
 
 

@@ -66,6 +66,8 @@ def test_from_env_defaults_and_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
         ("SECRETCACHE_RETRY_MAX_DELAY", "0.01", "SECRETCACHE_RETRY_\\* settings are inconsistent"),
         ("SECRETCACHE_TTL_OVERRIDES", "[1]", "SECRETCACHE_TTL_OVERRIDES='\\[1\\]' is not a JSON object"),
         ("SECRETCACHE_TTL_OVERRIDES", '{"a": -1}', "SECRETCACHE_TTL_OVERRIDES="),
+        ("SECRETCACHE_TTL_OVERRIDES", "[" * 100_000, "SECRETCACHE_TTL_OVERRIDES is nested too deeply"),
+        ("SECRETCACHE_TTL_OVERRIDES", '{"a": ' * 100_000, "SECRETCACHE_TTL_OVERRIDES is nested too deeply"),
         ("SECRETCACHE_TLL", "5", "unknown setting SECRETCACHE_TLL"),
         ("SECRETCACHE_REPLICA_REGIONS", "us-west-2,,eu-west-1", "holds an empty Region name"),
         ("SECRETCACHE_REPLICA_TTL", "-1", "SECRETCACHE_REPLICA_TTL must be a duration >= 0"),
