@@ -19,6 +19,7 @@ __all__ = [
     "check_size",
     "settings_from_env",
     "to_seconds",
+    "whole_number",
 ]
 
 Duration = float | int | timedelta
@@ -215,6 +216,20 @@ READ_ELSEWHERE_PREFIX = "SERVE_"
 _OFF = frozenset({"", "none", "off", "false", "no", "0"})
 
 
+def whole_number(text: str) -> int | None:
+    """``text`` (a setting's value) as a whole number of digits, or ``None`` if it is not one.
+
+    ``str.isdigit()`` alone accepts what ``int()`` refuses: superscripts (``"²"``), and more
+    digits than ``int()`` converts (``sys.get_int_max_str_digits()``); both are ``None`` here.
+    """
+    if not text.isdigit():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def _number(variable: str, raw: str) -> float:
     try:
         return float(raw)
@@ -246,9 +261,10 @@ def settings_from_env(environ: Mapping[str, str], prefix: str) -> dict[str, obje
             settings[name.lower()] = to_seconds(_number(prefix + name, present[name]), prefix + name)
     if "MAX_SIZE" in present:
         raw = present["MAX_SIZE"]
-        if not raw.isdigit():
+        size = whole_number(raw)
+        if size is None:
             raise ValueError(f"{prefix}MAX_SIZE={raw!r} is not a whole number")
-        settings["max_size"] = check_size(int(raw), prefix + "MAX_SIZE", minimum=1)
+        settings["max_size"] = check_size(size, prefix + "MAX_SIZE", minimum=1)
     if "TTL_JITTER" in present:
         settings["ttl_jitter"] = check_fraction(
             _number(prefix + "TTL_JITTER", present["TTL_JITTER"]), prefix + "TTL_JITTER", upper=1.0

@@ -199,6 +199,8 @@ def test_secretcache_variables_configure_the_cli(
     ("name", "value"),
     [
         ("SECRETCACHE_TTL_OVERRIDES", "[" * 100_000),
+        ("SECRETCACHE_MAX_SIZE", "²"),
+        ("SECRETCACHE_MAX_SIZE", "9" * 5000),
     ],
 )
 @pytest.mark.parametrize("command", ["get", "describe", "check"])

@@ -59,6 +59,8 @@ def test_from_env_defaults_and_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
         ("SECRETCACHE_TTL", "-1", "SECRETCACHE_TTL must be a duration >= 0"),
         ("SECRETCACHE_MAX_SIZE", "1.5", "SECRETCACHE_MAX_SIZE='1.5' is not a whole number"),
         ("SECRETCACHE_MAX_SIZE", "0", "SECRETCACHE_MAX_SIZE must be >= 1"),
+        ("SECRETCACHE_MAX_SIZE", "²", "SECRETCACHE_MAX_SIZE='²' is not a whole number"),  # isdigit(), not int()
+        ("SECRETCACHE_MAX_SIZE", "9" * 5000, "SECRETCACHE_MAX_SIZE='9999"),  # more digits than int() converts
         ("SECRETCACHE_REFRESH_AHEAD", "1.5", "SECRETCACHE_REFRESH_AHEAD must be > 0 and <= 1"),
         ("SECRETCACHE_TTL_JITTER", "2", "SECRETCACHE_TTL_JITTER must be >= 0 and < 1"),
         ("SECRETCACHE_RETRY_ATTEMPTS", "2.5", "SECRETCACHE_RETRY_ATTEMPTS='2.5' is not a whole number"),

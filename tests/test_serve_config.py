@@ -101,6 +101,9 @@ def test_from_env_leaves_serve_variables_to_serve(monkeypatch: pytest.MonkeyPatc
         ({}, {"SECRETCACHE_SERVE_PROT": "1"}, "unknown setting SECRETCACHE_SERVE_PROT; known: SECRETCACHE_SERVE_PORT"),
         ({"ttl": "soon"}, {}, "--ttl='soon' is not a number"),
         ({"max_size": "-3"}, {}, "--max-size='-3' is not a whole number"),
+        ({"max_size": "²"}, {}, "--max-size='²' is not a whole number"),
+        ({}, {"SECRETCACHE_MAX_SIZE": "9" * 5000}, "SECRETCACHE_MAX_SIZE='9999"),
+        ({}, {"SECRETCACHE_TTL_OVERRIDES": "[" * 100_000}, "SECRETCACHE_TTL_OVERRIDES is nested too deeply"),
         ({}, {"SECRETCACHE_MAX_STALE": "x"}, "SECRETCACHE_MAX_STALE='x' is not a number"),
     ],
 )

@@ -26,14 +26,13 @@ The cache's settings are read by :func:`secretcache._policy.settings_from_env` (
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from secretcache._policy import settings_from_env
+from secretcache._policy import settings_from_env, whole_number
 from secretcache._token import ServeConfigError
 
 __all__ = [
@@ -132,10 +131,7 @@ def _given(flags: Mapping[str, Any], dest: str, flag: str, environ: Mapping[str,
 
 def _whole(raw: Any, where: str, low: int, high: int, what: str) -> int:
     text = str(raw).strip()
-    number = None
-    # isdigit() alone accepts what int() refuses: superscripts ("²"), more digits than it converts.
-    with contextlib.suppress(ValueError):
-        number = int(text) if text.isdigit() else None
+    number = whole_number(text)
     if number is None or not low <= number <= high:
         raise ServeConfigError(f"{where}={text!r} is not {what} (a whole number from {low} to {high})")
     return number
