@@ -10,7 +10,6 @@ from botocore.exceptions import BotoCoreError
 from secretcache._regions import env_region
 
 if TYPE_CHECKING:
-    from botocore.config import Config
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 __all__ = [
@@ -68,15 +67,14 @@ def build_client(region: str | None = None, endpoint_url: str | None = None) -> 
     )
 
 
-def isolated_client(config: Config | None = None) -> SecretsManagerClient:
+def isolated_client() -> SecretsManagerClient:
     """A ``secretsmanager`` client that reads nothing of the AWS environment or the AWS config files.
 
     For clients whose calls never leave the process (the demo's embedded moto,
     :func:`secretcache.testing.seeded_cache`): no ``AWS_PROFILE``, ``AWS_CONFIG_FILE``,
     ``AWS_ENDPOINT_URL``, ``AWS_DEFAULTS_MODE``, ``AWS_MAX_ATTEMPTS``, ``AWS_USE_FIPS_ENDPOINT``
     or other ``AWS_*`` setting can stop it or send it elsewhere. Every botocore setting has its
-    default; the Region is :data:`ISOLATED_REGION` and the credentials are fake. ``config`` adds
-    client options.
+    default; the Region is :data:`ISOLATED_REGION` and the credentials are fake.
     """
     import boto3
     import botocore.session
@@ -95,7 +93,7 @@ def isolated_client(config: Config | None = None) -> SecretsManagerClient:
     session.set_config_variable("ignore_configured_endpoint_urls", True)  # botocore reads AWS_ENDPOINT_URL* itself
     fake = "isolated"  # credentials for calls that never leave the process
     return boto3.session.Session(botocore_session=session).client(
-        "secretsmanager", region_name=ISOLATED_REGION, aws_access_key_id=fake, aws_secret_access_key=fake, config=config
+        "secretsmanager", region_name=ISOLATED_REGION, aws_access_key_id=fake, aws_secret_access_key=fake
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from secretcache._cache import SecretCache
+from secretcache._client import isolated_client
 from secretcache._errors import SecretUnavailableError
+from secretcache._output import flush, out, say
 from secretcache._policy import RetryPolicy
 from secretcache._value import SecretChange
 
@@ -37,7 +38,9 @@ class _DemoClock:
 
 
 def _say(text: str = "") -> None:
-    print(text, flush=True)
+    """Print one line of the story now, through the command's output (a failure to write: exit 74 or 141)."""
+    out(text)
+    flush()
 
 
 def _step(number: int, title: str) -> None:
@@ -87,8 +90,8 @@ def _calls(client: SecretsManagerClient) -> dict[str, int]:
 def _forget_aws_configuration() -> None:
     """Drop the environment's AWS profile, config files and endpoint URLs: the demo talks to moto only.
 
-    An ``AWS_ENDPOINT_URL`` would send the demo's calls past moto to that endpoint, and an unknown
-    ``AWS_PROFILE`` would stop it; credentials are moto's own. Call under ``mock.patch.dict(os.environ)``.
+    The demo's client reads none of them (:func:`~secretcache._client.isolated_client`); dropping
+    them too keeps them from anything else the demo runs (moto). Call under ``mock.patch.dict(os.environ)``.
     """
     for name in list(os.environ):
         if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
@@ -101,13 +104,11 @@ def run_demo() -> int:
     try:
         from moto import mock_aws
     except ImportError:
-        print(
+        say(
             "secretcache: error: the demo needs moto; install the demo extra: pip install -e '.[demo]' in a "
-            "secretcache checkout (or pip install 'secretcache[demo]' once secretcache is on PyPI)",
-            file=sys.stderr,
+            "secretcache checkout (or pip install 'secretcache[demo]' once secretcache is on PyPI)"
         )
         return 1
-    import boto3
     from botocore.exceptions import EndpointConnectionError
 
     handler = _LogLines()
@@ -118,7 +119,7 @@ def run_demo() -> int:
     try:
         with mock.patch.dict(os.environ), mock_aws():  # the environment is restored on exit
             _forget_aws_configuration()
-            client = boto3.client("secretsmanager", region_name="us-east-1")
+            client = isolated_client()  # AWS_DEFAULTS_MODE, AWS_MAX_ATTEMPTS, ... cannot stop it either
             return _story(client, EndpointConnectionError, handler)
     finally:
         logger.removeHandler(handler)

@@ -106,6 +106,8 @@ def test_demo_tells_the_story(
     """The demo runs offline whatever AWS_* says; one call for the stampede, the rotation, the outage, stats."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", closed_endpoint)  # would send the calls past moto
     monkeypatch.setenv("AWS_PROFILE", "nowhere")  # would stop boto3 before the first call
+    for name in ("AWS_DEFAULTS_MODE", "AWS_USE_FIPS_ENDPOINT", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
+        monkeypatch.setenv(name, "bogus")  # each would stop botocore building the client
     assert main(["demo"]) == 0
     assert (os.environ["AWS_ENDPOINT_URL"], os.environ["AWS_PROFILE"]) == (closed_endpoint, "nowhere")
     out = capsys.readouterr().out

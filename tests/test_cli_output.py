@@ -28,6 +28,7 @@ COMMANDS = [
     ["describe", "ID"],
     ["check", "ID"],
     ["check", "ID", "--json"],
+    ["demo"],
 ]
 
 
