@@ -289,8 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     reader exited: ``secretcache get ID | head -c1``), silently; ``check`` uses the table in
     :data:`EXIT_CODES` (highest applicable wins).
     """
-    release()  # a Ctrl-C from here on closes what the command opened, then exits 130
-    args = parse(argv)
+    try:
+        release()  # a Ctrl-C from here on closes what the command opened, then exits 130
+        return _main(parse(argv))
+    except KeyboardInterrupt:  # while the arguments are parsed, or the output set up or taken down
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
+    """Run the parsed command; each failure is its one error line and exit status (Ctrl-C: :func:`main`)."""
     if sys.stdout is None:  # started with standard output closed (`>&-`): read nothing
         say("secretcache: error: standard output is closed: there is nowhere to write to")
         return EXIT_CODES["output_failed"]
@@ -311,6 +318,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:
             discard_stdout()
             return EXIT_CODES["broken_pipe"]
-        except KeyboardInterrupt:
-            return 130
         return code

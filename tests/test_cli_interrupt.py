@@ -110,6 +110,12 @@ def test_sigint_under_python_m_is_130_and_quiet(module: str, tmp_path: Path) -> 
     assert _interrupted_at(module, command, tmp_path) == (130, b"", b"")
 
 
+def test_sigint_while_the_arguments_are_parsed_is_130_and_quiet(tmp_path: Path) -> None:
+    """Ctrl-C while argparse runs, after main() gave SIGINT back to Python (here: --query imports jmespath): 130."""
+    command = [sys.executable, "-m", "secretcache", "get", "x", "--query", "name"]
+    assert _interrupted_at("jmespath", command, tmp_path) == (130, b"", b"")
+
+
 @pytest.mark.parametrize("module", ["botocore", "secretcache._cli", "boto3"])
 def test_sigint_under_the_console_script_is_130_and_quiet(module: str, tmp_path: Path) -> None:
     """The `secretcache` script pip installs, interrupted at each stage: 130, nothing printed."""
