@@ -326,9 +326,11 @@ class Fetcher:
             self.regions.reset_after_fork()
 
     def _send(self, client: Any, operation: str, fetch: Fetch | None, call: Callable[[], _T]) -> _T:
-        """Make one call with ``client``, counting it (and its failure, by error type) and the fetch's attempt.
+        """Make one call with ``client``, counting it and the fetch's attempt, then its outcome.
 
-        While it runs, botocore's ``needs-retry`` events of the client reach ``fetch`` (see
+        The call is counted as it starts, its outcome as it ends: ok, or failed by error type,
+        whatever ended it (an interrupt is a ``KeyboardInterrupt`` error). While it runs,
+        botocore's ``needs-retry`` events of the client reach ``fetch`` (see
         :func:`_attempt_failed`).
         """
         self._counters.api_call(operation)
@@ -341,12 +343,14 @@ class Fetcher:
                     events.register("needs-retry.secrets-manager", _attempt_failed, unique_id=_WATCH_ID)
         _ATTEMPT.fetch = fetch
         try:
-            return call()
-        except Exception as err:
+            result = call()
+        except BaseException as err:  # an interrupt ends the call too: it must not stay in flight
             self._counters.api_error(operation, error_type(err))
             raise
         finally:
             _ATTEMPT.fetch = outer
+        self._counters.api_ok(operation)
+        return result
 
     def _across_regions(
         self, operation: str, attempt: Callable[[SecretsManagerClient, str | None], _T], fetch: Fetch | None

@@ -42,7 +42,9 @@ class CacheStats:
             counter).
         api_errors: The calls of ``api_calls`` that failed, by error type: the AWS error code
             (``"ThrottlingException"``) or the botocore exception's class name
-            (``"ReadTimeoutError"``).
+            (``"ReadTimeoutError"``); a call cut off by an exception that is not an
+            ``Exception`` counts under its class name (``"KeyboardInterrupt"``). Counted when
+            the call ends, where ``api_calls`` counts it as it starts.
         read_errors: Reads that raised because no value could be served: the fetch failed
             with nothing servable cached, a remembered failure was backing off, or the fetch
             took longer than the wait bound.
@@ -105,7 +107,7 @@ class CacheStats:
 class Counters:
     """Mutable counters behind a cache. Thread-safe: every change takes a short private lock."""
 
-    __slots__ = ("_api_calls", "_api_errors", "_lock", "_values")
+    __slots__ = ("_api_calls", "_api_errors", "_api_ok", "_lock", "_values")
 
     _NAMES = (
         "misses",
@@ -126,6 +128,7 @@ class Counters:
         self._values: Counter[str] = Counter()
         self._api_calls: Counter[str] = Counter()
         self._api_errors: Counter[tuple[str, str]] = Counter()
+        self._api_ok: Counter[str] = Counter()
 
     def add(self, name: str, amount: int = 1) -> None:
         """Add ``amount`` to the counter ``name`` (a :class:`CacheStats` counter or ``MISSES_SERVED``)."""
@@ -133,19 +136,28 @@ class Counters:
             self._values[name] += amount
 
     def api_call(self, operation: str) -> None:
-        """Count one call of a Secrets Manager operation."""
+        """Count one call of a Secrets Manager operation, as it starts."""
         with self._lock:
             self._api_calls[operation] += 1
 
+    def api_ok(self, operation: str) -> None:
+        """Count one call of ``operation`` (already counted by :meth:`api_call`) as ended without error."""
+        with self._lock:
+            self._api_ok[operation] += 1
+
     def api_error(self, operation: str, error_type: str) -> None:
-        """Count one call of ``operation`` (already counted by :meth:`api_call`) as failed."""
+        """Count one call of ``operation`` (already counted by :meth:`api_call`) as ended in failure."""
         with self._lock:
             self._api_errors[operation, error_type] += 1
 
     def api_outcomes(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
-        """Calls by operation, and the failed ones by operation and error type."""
+        """The calls that ended: the ones that succeeded by operation, the failed ones by operation and error type.
+
+        A call in flight is in neither yet, so each count only ever grows (a call counted
+        ``ok`` never turns into an error later).
+        """
         with self._lock:
-            return dict(self._api_calls), dict(self._api_errors)
+            return dict(self._api_ok), dict(self._api_errors)
 
     def reads(self, hits: int) -> dict[str, int]:
         """Every read once, by what it returned: ``hit``, ``miss``, ``stale`` or ``error``.

@@ -30,7 +30,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from secretcache import __version__
 from secretcache._aio import AsyncSecretCache
@@ -89,9 +89,11 @@ def instrument(
             a secret's name can tell an attacker what to look for.
 
     Returns:
-        A function that removes the instrumentation (idempotent): the cache's counts leave the
-        observable metrics, and fetches record nothing more, not even one in flight (its span is
-        dropped unended, so never exported). Instrumenting again later works.
+        A function that removes the instrumentation (idempotent): the counters keep the cache's
+        counts as they are then (so no counter goes down) and count nothing more of it, its
+        entries leave the gauge, and fetches record nothing more, not even one in flight (its span
+        is dropped unended, so never exported). Instrumenting again later works: its live counts
+        then replace the kept ones.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -117,7 +119,8 @@ def instrument(
     tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(SCOPE, __version__)
     done = threading.Event()
     observer = _Observer(tracer, instruments, target.clock, secret_names, done)
-    _join(target, meters)
+    with _MEMBERS_LOCK:
+        _join(target, meters)
     store.observer = observer
 
     def uninstrument() -> None:
@@ -125,7 +128,8 @@ def instrument(
         if done.is_set():
             return
         done.set()  # first: a fetch in flight now records nothing when it ends
-        _leave(target)
+        with _MEMBERS_LOCK:
+            _leave(target)
         if store.observer is observer:
             store.observer = None
 
@@ -176,73 +180,133 @@ class _Instruments:
             explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
         )
 
-    def _caches(self) -> list[SecretCache]:
-        """The instrumented caches whose provider resolves to this set's, now."""
+    def _counted(self, name: str) -> Iterable[Observation]:
+        """The counter ``name``: every instrumented cache's count now, plus the retired ones' last.
+
+        Read under the members' lock, so an ``uninstrument()`` moves a cache's counts from live to
+        retired entirely before or entirely after this read: the sum never goes down.
+        """
         provider = self._provider()
         if provider is None:
-            return []
+            return ()
         target = _resolved(provider)
-        return [cache for cache, source in _MEMBERS if _resolved(source) is target]
+        totals: Counter[_Series] = Counter()
+        found = False
+        with _MEMBERS_LOCK:
+            for source, retired in _RETIRED.items():
+                if _resolved(source) is target:
+                    totals.update(retired)
+                    found = True
+            for cache, source in _MEMBERS:
+                if _resolved(source) is target:
+                    totals.update(_counts(cache))
+                    found = True
+        return (
+            [Observation(count, dict(attributes)) for (metric, attributes), count in totals.items() if metric == name]
+            if found
+            else ()
+        )
 
     # -- callbacks, run by the SDK at collection time ------------------------------------------------
 
     def _reads(self, options: CallbackOptions) -> Iterable[Observation]:
-        caches = self._caches()
-        totals: Counter[str] = Counter()
-        for cache in caches:
-            store = store_of(cache)
-            totals.update(store.counters.reads(store.hits_size_flying()[0]))
-        return _observations(totals, "secretcache.result") if caches else ()
+        return self._counted("secretcache.reads")
 
     def _api_calls(self, options: CallbackOptions) -> Iterable[Observation]:
-        totals: Counter[tuple[tuple[str, AttributeValue], ...]] = Counter()
-        for cache in self._caches():
-            calls, errors = store_of(cache).counters.api_outcomes()
-            failed: Counter[str] = Counter()
-            for (operation, kind), count in errors.items():
-                failed[operation] += count
-                attributes = (("aws.operation", operation), ("secretcache.outcome", "error"), ("error.type", kind))
-                totals[attributes] += count
-            for operation, count in calls.items():
-                totals[("aws.operation", operation), ("secretcache.outcome", "ok")] += count - failed[operation]
-        return [Observation(count, dict(attributes)) for attributes, count in totals.items()]
-
-    def _entries(self, options: CallbackOptions) -> Iterable[Observation]:
-        return self._total(lambda cache: store_of(cache).hits_size_flying()[1])
+        return self._counted("secretcache.api_calls")
 
     def _evictions(self, options: CallbackOptions) -> Iterable[Observation]:
-        return self._total(lambda cache: cache.stats().evictions)
+        return self._counted("secretcache.evictions")
 
     def _stale_served(self, options: CallbackOptions) -> Iterable[Observation]:
-        return self._total(lambda cache: cache.stats().stale_served)
+        return self._counted("secretcache.stale_served")
 
     def _changes(self, options: CallbackOptions) -> Iterable[Observation]:
-        return self._total(lambda cache: cache.stats().changes)
+        return self._counted("secretcache.changes")
 
     def _failovers(self, options: CallbackOptions) -> Iterable[Observation]:
-        return self._total(lambda cache: cache.stats().failovers)
+        return self._counted("secretcache.failovers")
 
-    def _total(self, count: Callable[[SecretCache], int]) -> Iterable[Observation]:
-        caches = self._caches()
-        return [Observation(sum(map(count, caches)))] if caches else ()
+    def _entries(self, options: CallbackOptions) -> Iterable[Observation]:
+        """The gauge: the entries of the caches instrumented now (a retired cache's leave it)."""
+        provider = self._provider()
+        if provider is None:
+            return ()
+        target = _resolved(provider)
+        caches = [cache for cache, source in _MEMBERS if _resolved(source) is target]
+        return [Observation(sum(store_of(cache).hits_size_flying()[1] for cache in caches))] if caches else ()
+
+
+_Series: TypeAlias = tuple[str, tuple[tuple[str, "AttributeValue"], ...]]
+"""A counter's data point: the metric's name and the point's attributes."""
+
+
+def _counts(cache: SecretCache) -> Counter[_Series]:
+    """Every counter of ``cache`` now, by metric and attributes (what the observable counters report)."""
+    store = store_of(cache)
+    stats = cache.stats()
+    counts: Counter[_Series] = Counter()
+    for result, count in store.counters.reads(stats.hits).items():
+        counts["secretcache.reads", (("secretcache.result", result),)] = count
+    ok, errors = store.counters.api_outcomes()
+    for operation, count in ok.items():
+        counts["secretcache.api_calls", (("aws.operation", operation), ("secretcache.outcome", "ok"))] += count
+    for (operation, kind), count in errors.items():
+        attributes = (("aws.operation", operation), ("secretcache.outcome", "error"), ("error.type", kind))
+        counts["secretcache.api_calls", attributes] += count
+    counts["secretcache.evictions", ()] = stats.evictions
+    counts["secretcache.stale_served", ()] = stats.stale_served
+    counts["secretcache.changes", ()] = stats.changes
+    counts["secretcache.failovers", ()] = stats.failovers
+    return counts
 
 
 _REGISTRY: weakref.WeakKeyDictionary[metrics.MeterProvider, _Instruments] = weakref.WeakKeyDictionary()
 _REGISTRY_LOCK = threading.Lock()
+_MEMBERS_LOCK = threading.Lock()
+"""Guards ``_MEMBERS``, ``_RETIRED``, ``_SHARES`` and each store's ``observer`` as instrument() sets it.
+
+Held for dict and attribute work and reading the caches' counters only, never while calling into
+OpenTelemetry: the SDK holds its own lock while it runs the callbacks, which take this one.
+"""
 _MEMBERS: tuple[tuple[SecretCache, metrics.MeterProvider], ...] = ()
 """Every instrumented cache with the provider it was instrumented with; replaced, never mutated."""
+_RETIRED: weakref.WeakKeyDictionary[metrics.MeterProvider, Counter[_Series]] = weakref.WeakKeyDictionary()
+"""By provider: the counts, at uninstrument(), of the caches no longer instrumented with it.
+
+The counters keep reporting them, so removing a cache never makes a sum go down (a monotonic
+counter that drops reads as a reset in Prometheus and as a negative delta).
+"""
+_SHARES: weakref.WeakKeyDictionary[SecretCache, tuple[metrics.MeterProvider, Counter[_Series]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Each retired cache's part of ``_RETIRED``: taken back out if it is instrumented again there."""
 
 
 def _join(cache: SecretCache, provider: metrics.MeterProvider) -> None:
+    """Count ``cache`` with ``provider``'s metrics (under ``_MEMBERS_LOCK``).
+
+    If the cache was retired from the same metrics, its retired counts make way for its live ones,
+    which are at least as large.
+    """
     global _MEMBERS
-    with _REGISTRY_LOCK:
-        _MEMBERS = (*_MEMBERS, (cache, provider))
+    share = _SHARES.pop(cache, None)
+    if share is not None and _resolved(share[0]) is _resolved(provider):
+        retired = _RETIRED.get(share[0])
+        if retired is not None:
+            retired.subtract(share[1])
+    _MEMBERS = (*_MEMBERS, (cache, provider))
 
 
 def _leave(cache: SecretCache) -> None:
+    """Stop counting ``cache`` live; its counts now stay in the sums as they are (under ``_MEMBERS_LOCK``)."""
     global _MEMBERS
-    with _REGISTRY_LOCK:
-        _MEMBERS = tuple(member for member in _MEMBERS if member[0] is not cache)
+    for member, source in _MEMBERS:
+        if member is cache:
+            last = _counts(cache)
+            _RETIRED.setdefault(source, Counter()).update(last)
+            _SHARES[cache] = (source, last)
+    _MEMBERS = tuple(member for member in _MEMBERS if member[0] is not cache)
 
 
 def _resolved(provider: metrics.MeterProvider) -> metrics.MeterProvider:

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from secretcache import SecretCache
 from secretcache.otel import instrument
-from tests.conftest import FakeClock
+from tests.conftest import Calls, FakeClock
 from tests.test_cache import make_cache
 
 VALUE = "VALUE-MARKER-7f3c"  # no exported byte may hold it
@@ -79,6 +79,20 @@ def instrumented(telemetry: Telemetry, client: Any, admin: Any, clock: FakeClock
     cache = make_cache(client, clock, **options)
     telemetry.instrument(cache)
     return cache
+
+
+def interrupted(calls: Calls, read: Callable[[], object]) -> None:
+    """Run ``read`` while every Secrets Manager call raises KeyboardInterrupt; it must raise it."""
+
+    def interrupt(_operation: str, _params: dict[str, Any]) -> None:
+        raise KeyboardInterrupt
+
+    remove = calls.add_fault(interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            read()
+    finally:
+        remove()
 
 
 @pytest.fixture

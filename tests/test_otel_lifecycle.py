@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.util._once import Once
 
-from secretcache import SecretCache, SecretNotFoundError, otel
+from secretcache import CacheStats, SecretNotFoundError, otel
 from secretcache._cache import store_of
 from secretcache._observe import Fetch
 from secretcache.otel import instrument
@@ -40,6 +41,8 @@ def global_meters(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics_api, "_PROXY_METER_PROVIDER", metrics_api._ProxyMeterProvider())
     # A cache a failed test left instrumented with an older proxy must not count in the next test.
     monkeypatch.setattr(otel, "_MEMBERS", ())
+    monkeypatch.setattr(otel, "_RETIRED", weakref.WeakKeyDictionary())
+    monkeypatch.setattr(otel, "_SHARES", weakref.WeakKeyDictionary())
 
 
 # Each step: instrument cache "a" or "b" with the global provider or the SDK provider passed
@@ -75,24 +78,31 @@ def test_metrics_equal_the_sum_of_stats_whatever_the_order_of_instrument_and_set
         for _ in range(reads):
             caches[name].get_secret_string(NAME)
 
-    _assert_metrics_equal_stats(telemetry, list(caches.values()))
+    _assert_metrics_equal_stats(telemetry, [cache.stats() for cache in caches.values()])
     [(_, histogram)] = telemetry.metrics()["secretcache.fetch.duration"]
     assert histogram.count == 2  # one fetch each
-    # Removing the first cache instrumented (whose instruments the SDK kept) leaves the other's counts.
+    # Removing the first cache instrumented (whose instruments the SDK kept) leaves the other's counts
+    # counting and keeps its own as they were: no counter goes down; its entries leave the gauge.
     first = next(step.split(":")[0] for step in order if step != "set")
     removers.pop(first)()
-    _assert_metrics_equal_stats(telemetry, [cache for name, cache in caches.items() if name != first])
+    at_removal = caches[first].stats()
+    caches[first].refresh(NAME)  # after its removal: not counted
+    [other] = [cache for name, cache in caches.items() if name != first]
+    other.get_secret_string(NAME)
+    _assert_metrics_equal_stats(telemetry, [at_removal, other.stats()], held=[other.stats()])
 
 
-def _assert_metrics_equal_stats(telemetry: Telemetry, caches: list[SecretCache]) -> None:
-    stats = [cache.stats() for cache in caches]
+def _assert_metrics_equal_stats(
+    telemetry: Telemetry, stats: list[CacheStats], held: list[CacheStats] | None = None
+) -> None:
+    """The counters equal the sums of ``stats``; the entries gauge, the sum of ``held`` (``stats`` by default)."""
     reads = telemetry.sums("secretcache.reads", "secretcache.result")
     assert reads[("hit",)] == sum(item.hits for item in stats)
     assert reads[("miss",)] == sum(item.misses for item in stats)
     api = telemetry.sums("secretcache.api_calls", "aws.operation")
     assert api[("GetSecretValue",)] == sum(item.api_calls.get("GetSecretValue", 0) for item in stats)
     assert [point.value for _, point in telemetry.metrics()["secretcache.entries"]] == [
-        sum(item.size for item in stats)
+        sum(item.size for item in (stats if held is None else held))
     ]
 
 

@@ -6,21 +6,26 @@ providers are in ``tests/otel.py``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader, Sum
 from opentelemetry.trace import StatusCode
 
 from secretcache import SecretNotFoundError
 from secretcache.otel import instrument
-from tests.conftest import Calls, FakeClock, quiescent, wait_until
-from tests.otel import NAME, VALUE, Telemetry, instrumented
+from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent, wait_until
+from tests.otel import NAME, VALUE, Telemetry, instrumented, interrupted
 from tests.otel import telemetry as telemetry  # a fixture
 from tests.test_cache import make_cache, rotate
+from tests.threads import Held, start
 
 
 def test_scripted_run_metrics_equal_stats_and_the_script(
@@ -129,6 +134,7 @@ def test_secret_names_only_when_asked(client: Any, admin: Any, clock: FakeClock,
 
 
 def test_uninstrument_stops_all_recording(client: Any, admin: Any, clock: FakeClock, telemetry: Telemetry) -> None:
+    """After uninstrument() the counters stay where they were, the entries leave, nothing more is recorded."""
     admin.create_secret(Name=NAME, SecretString=VALUE)
     cache = make_cache(client, clock)
     uninstrument = telemetry.instrument(cache)
@@ -142,8 +148,9 @@ def test_uninstrument_stops_all_recording(client: Any, admin: Any, clock: FakeCl
     cache.refresh(NAME)
     after = telemetry.metrics()
     assert len(telemetry.spans()) == 1
-    for name in ("secretcache.reads", "secretcache.api_calls", "secretcache.entries", "secretcache.changes"):
-        assert not after.get(name), name
+    for name in ("secretcache.reads", "secretcache.api_calls", "secretcache.changes"):
+        assert _values(after[name]) == _values(before[name]), name  # kept, not grown, never gone down
+    assert not after.get("secretcache.entries")
     [(_, histogram)] = after["secretcache.fetch.duration"]
     assert histogram.count == 1  # the cumulative histogram keeps its one sample and gets no more
     # Instrumenting again works, and counts resume from the cache's counters.
@@ -239,3 +246,142 @@ def _instruments(telemetry: Telemetry) -> Any:
     from secretcache import otel
 
     return otel._REGISTRY[telemetry.meters]
+
+
+def _values(points: list[tuple[dict[str, Any], Any]]) -> dict[tuple[tuple[str, Any], ...], Any]:
+    """A metric's point values by their attributes."""
+    return {tuple(sorted(attributes.items())): point.value for attributes, point in points}
+
+
+# -- counters never go down ---------------------------------------------------------------------
+
+TEMPORALITIES = {"cumulative": AggregationTemporality.CUMULATIVE, "delta": AggregationTemporality.DELTA}
+
+Points = dict[tuple[str, tuple[tuple[str, Any], ...]], float]
+
+
+def _counter_reader(temporality: AggregationTemporality) -> tuple[InMemoryMetricReader, MeterProvider]:
+    """An SDK reader exporting the observable counters with ``temporality``, and its provider."""
+    reader = InMemoryMetricReader(preferred_temporality={ObservableCounter: temporality})
+    return reader, MeterProvider(metric_readers=[reader])
+
+
+def _collect(reader: InMemoryMetricReader) -> Points:
+    """One collection: every monotonic secretcache counter's points, by metric and attributes."""
+    points: Points = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else []:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if isinstance(metric.data, Sum) and metric.data.is_monotonic:
+                    for point in metric.data.data_points:
+                        points[metric.name, tuple(sorted((point.attributes or {}).items()))] = point.value
+    return points
+
+
+def _assert_never_down(collections: list[Points], temporality: AggregationTemporality) -> None:
+    """Cumulative: no point lower than in an earlier collection. Delta: no negative point."""
+    if temporality is AggregationTemporality.DELTA:
+        assert all(value >= 0 for points in collections for value in points.values()), collections
+        return
+    for earlier, later in itertools.pairwise(collections):
+        assert all(later.get(key, 0) >= value for key, value in earlier.items()), (earlier, later)
+
+
+def _reads(points: Points) -> dict[str, float]:
+    """The ``secretcache.reads`` points by result."""
+    return {attributes[0][1]: value for (name, attributes), value in points.items() if name == "secretcache.reads"}
+
+
+def _raised(read: Callable[[], object]) -> BaseException | None:
+    """What ``read`` raised, if anything."""
+    try:
+        read()
+    except Exception as err:
+        return err
+    return None
+
+
+def _sum_over(collections: list[Points], temporality: AggregationTemporality) -> Points:
+    """What the collections add up to: the last one (cumulative) or their sum (delta)."""
+    if temporality is AggregationTemporality.CUMULATIVE:
+        return collections[-1]
+    total: Counter[tuple[str, tuple[tuple[str, Any], ...]]] = Counter()
+    for points in collections:
+        total.update(points)
+    return dict(total)
+
+
+@pytest.mark.parametrize("temporality", TEMPORALITIES.values(), ids=TEMPORALITIES.keys())
+def test_api_calls_never_go_down_while_a_call_that_fails_is_in_flight(
+    client: Any, clock: FakeClock, temporality: AggregationTemporality
+) -> None:
+    """A call collected while in flight is not yet counted ok, so its failure takes nothing back."""
+    reader, meters = _counter_reader(temporality)
+    cache = make_cache(client, clock)
+    remove = instrument(cache, meter_provider=meters)
+    held = Held(client, "reader")  # the answer (an error) held after moto gave it
+    failed = start(lambda: _raised(lambda: cache.get_secret_string("missing")), "reader")
+    assert held.arrived.wait(WATCHDOG)
+    collections = [_collect(reader)]  # the call in flight
+    held.released.set()
+    assert isinstance(failed.result(timeout=WATCHDOG), SecretNotFoundError)
+    collections.append(_collect(reader))
+    collections.append(_collect(reader))
+    _assert_never_down(collections, temporality)
+    calls = {
+        key: value
+        for key, value in _sum_over(collections, temporality).items()
+        if key[0] == "secretcache.api_calls" and value
+    }
+    error = ("aws.operation", "GetSecretValue"), ("error.type", "ResourceNotFoundException")
+    assert calls == {("secretcache.api_calls", (*error, ("secretcache.outcome", "error"))): 1}
+    remove()
+    meters.shutdown()
+
+
+def test_a_call_cut_off_by_an_interrupt_counts_as_an_error_of_its_type(
+    client: Any, calls: Calls, clock: FakeClock, telemetry: Telemetry
+) -> None:
+    """A KeyboardInterrupt out of a call ends it as an error ``KeyboardInterrupt``, never as ok."""
+    cache = make_cache(client, clock)
+    telemetry.instrument(cache)
+    interrupted(calls, lambda: cache.get_secret_string(NAME))
+    assert telemetry.sums("secretcache.api_calls", "secretcache.outcome", "error.type") == {
+        ("error", "KeyboardInterrupt"): 1
+    }
+    assert cache.stats().api_errors == {"KeyboardInterrupt": 1}
+
+
+@pytest.mark.parametrize("temporality", TEMPORALITIES.values(), ids=TEMPORALITIES.keys())
+def test_uninstrumenting_one_of_two_caches_keeps_its_counts_in_the_sums(
+    client: Any, admin: Any, clock: FakeClock, temporality: AggregationTemporality
+) -> None:
+    """Removing one cache leaves its counts in the counters as they were: no sum goes down, none grows from it."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    reader, meters = _counter_reader(temporality)
+    first, second = make_cache(client, clock), make_cache(client, clock)
+    remove_first = instrument(first, meter_provider=meters)
+    remove_second = instrument(second, meter_provider=meters)
+    for _ in range(5):
+        first.get_secret_string(NAME)
+        second.get_secret_string(NAME)
+    collections = [_collect(reader)]
+    remove_first()
+    at_removal = first.stats()
+    collections.append(_collect(reader))
+    first.get_secret_string(NAME)  # no longer counted
+    second.get_secret_string(NAME)
+    collections.append(_collect(reader))
+    _assert_never_down(collections, temporality)
+    reads = _reads(_sum_over(collections, temporality))
+    assert reads == {"hit": at_removal.hits + second.stats().hits, "miss": 2, "stale": 0, "error": 0}
+    # Instrumented again, the cache counts live once more, from its own counters: nothing twice.
+    remove_first = instrument(first, meter_provider=meters)
+    collections.append(_collect(reader))
+    _assert_never_down(collections, temporality)
+    reads = _reads(_sum_over(collections, temporality))
+    assert reads["hit"] == first.stats().hits + second.stats().hits == 10
+    remove_first()
+    remove_second()
+    meters.shutdown()

@@ -166,10 +166,10 @@ def test_prometheus_scrape_equals_stats_after_an_outage(
     assert value(samples, "secretcache_evictions_total") == stats.evictions == 0
 
 
-def test_prometheus_scrape_after_uninstrument_has_no_cache_counts(
+def test_prometheus_scrape_after_uninstrument_keeps_the_cache_counts_as_they_were(
     client: Any, admin: Any, clock: FakeClock, endpoint: Endpoint
 ) -> None:
-    """Once uninstrumented, the cache's counts leave the scrape (the reader keeps serving)."""
+    """Once uninstrumented, the cache's counters stay at their last values (never a reset) and its entries leave."""
     admin.create_secret(Name=NAME, SecretString=VALUE)
     cache = make_cache(client, clock)
     uninstrument = instrument(cache, meter_provider=endpoint.provider)
@@ -177,7 +177,13 @@ def test_prometheus_scrape_after_uninstrument_has_no_cache_counts(
     assert value(parse(endpoint.scrape()), "secretcache_reads_total", secretcache_result="miss") == 1
     uninstrument()
     cache.get_secret_string(NAME)
-    assert not any(name == "secretcache_reads_total" for name, _ in parse(endpoint.scrape()))
+    clock.advance(61)
+    cache.get_secret_string(NAME)
+    samples = parse(endpoint.scrape())
+    assert value(samples, "secretcache_reads_total", secretcache_result="miss") == 1
+    assert value(samples, "secretcache_reads_total", secretcache_result="hit") == 0
+    assert total(samples, "secretcache_api_calls_total") == 1
+    assert not any(name == "secretcache_entries" for name, _ in samples)
     cache.close()
 
 

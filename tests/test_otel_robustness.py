@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
 from secretcache.otel import instrument
 from tests.conftest import Calls, FakeClock, wait_until
-from tests.otel import NAME, VALUE, Telemetry, instrumented
+from tests.otel import NAME, VALUE, Telemetry, instrumented, interrupted
 from tests.otel import telemetry as telemetry  # a fixture
 from tests.test_cache import make_cache
 
@@ -106,14 +106,7 @@ def test_an_interrupted_fetch_ends_its_span_as_an_error(
 ) -> None:
     """A BaseException mid-fetch (KeyboardInterrupt) still ends the span and records the duration."""
     cache = instrumented(telemetry, client, admin, clock)
-
-    def interrupt(_operation: str, _params: dict[str, Any]) -> None:
-        raise KeyboardInterrupt
-
-    remove = calls.add_fault(interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        cache.get_secret_string(NAME)
-    remove()
+    interrupted(calls, lambda: cache.get_secret_string(NAME))
     [span] = telemetry.spans()
     assert span.attributes is not None
     assert span.attributes["error.type"] == "KeyboardInterrupt"
