@@ -68,6 +68,8 @@ SCOPE = "secretcache"
 
 # Seconds, for calls that take milliseconds but may retry for seconds (the SDK's default
 # boundaries are for milliseconds).
+_INSTRUMENTED = "this cache is instrumented already; call the function instrument() returned first"
+
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0)
 
 
@@ -112,16 +114,18 @@ def instrument(
     store = store_of(target)
     if store.closed:
         raise RuntimeError("this SecretCache is closed")
-    if store.observer is not None:
-        raise ValueError("this cache is instrumented already; call the function instrument() returned first")
+    if store.observer is not None:  # early, before any work; checked again under the lock
+        raise ValueError(_INSTRUMENTED)
     meters = meter_provider or metrics.get_meter_provider()
     instruments = _Instruments.of(meters)
     tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(SCOPE, __version__)
     done = threading.Event()
     observer = _Observer(tracer, instruments, target.clock, secret_names, done)
-    with _MEMBERS_LOCK:
+    with _MEMBERS_LOCK:  # check and claim in one step: of threads instrumenting one cache, one wins
+        if store.observer is not None:
+            raise ValueError(_INSTRUMENTED)
         _join(target, meters)
-    store.observer = observer
+        store.observer = observer
 
     def uninstrument() -> None:
         """Stop recording ``cache``'s metrics and spans (idempotent)."""
@@ -130,8 +134,8 @@ def instrument(
         done.set()  # first: a fetch in flight now records nothing when it ends
         with _MEMBERS_LOCK:
             _leave(target)
-        if store.observer is observer:
-            store.observer = None
+            if store.observer is observer:
+                store.observer = None
 
     return uninstrument
 

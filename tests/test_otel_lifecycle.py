@@ -9,6 +9,7 @@ does) and puts the old one back afterwards.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -22,13 +23,14 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.util._once import Once
 
-from secretcache import CacheStats, SecretNotFoundError, otel
+from secretcache import CacheStats, SecretCache, SecretNotFoundError, otel
 from secretcache._cache import store_of
 from secretcache._observe import Fetch
 from secretcache.otel import instrument
-from tests.conftest import wait_until
+from tests.conftest import WATCHDOG, wait_until
 from tests.otel import NAME, VALUE, Telemetry, telemetry
 from tests.test_cache import make_cache
+from tests.threads import start
 
 __all__ = ["telemetry"]  # a fixture, used by name
 
@@ -276,3 +278,40 @@ def test_a_fetch_that_picked_up_the_observer_just_before_uninstrument_records_no
         assert trace.get_current_span() is trace.INVALID_SPAN
     assert telemetry.spans() == []
     assert "secretcache.fetch.duration" not in telemetry.metrics()
+
+
+# -- instrument() racing itself -----------------------------------------------------------------
+
+
+def test_threads_instrumenting_one_cache_at_once_one_wins_the_others_get_value_error(
+    client: Any, admin: Any, clock: Any, telemetry: Telemetry
+) -> None:
+    """Of four threads instrumenting one cache at once, exactly one succeeds; the cache is counted once."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so an unlocked check-then-act shows
+    try:
+        for _ in range(30):
+            cache = make_cache(client, clock)
+            cache.get_secret_string(NAME)  # one entry: the gauge shows how often the cache is counted
+            barrier = threading.Barrier(4)
+
+            def race(cache: SecretCache = cache, barrier: threading.Barrier = barrier) -> object:
+                barrier.wait(timeout=WATCHDOG)
+                try:
+                    return telemetry.instrument(cache)
+                except ValueError as err:
+                    return err
+
+            outcomes = [future.result(timeout=WATCHDOG) for future in [start(race, f"i{n}") for n in range(4)]]
+            winners = [outcome for outcome in outcomes if callable(outcome)]
+            assert len(winners) == 1, outcomes
+            [remove] = winners
+            assert sum(isinstance(outcome, ValueError) for outcome in outcomes) == 3
+            assert [point.value for _, point in telemetry.metrics()["secretcache.entries"]] == [1]
+            remove()
+            assert store_of(cache).observer is None
+            assert "secretcache.entries" not in telemetry.metrics()
+            cache.close()
+    finally:
+        sys.setswitchinterval(interval)
