@@ -94,8 +94,10 @@ def instrument(
         A function that removes the instrumentation (idempotent): the counters keep the cache's
         counts as they are then (so no counter goes down) and count nothing more of it, its
         entries leave the gauge, and fetches record nothing more, not even one in flight (its span
-        is dropped unended, so never exported). Instrumenting again later works: its live counts
-        then replace the kept ones.
+        is dropped unended, so never exported). It returns once nothing more of the cache will
+        be recorded: a fetch already recording its end (its span processors included) finishes
+        first, unless it is the caller's own thread. Instrumenting again later works: its live
+        counts then replace the kept ones.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -119,8 +121,7 @@ def instrument(
     meters = meter_provider or metrics.get_meter_provider()
     instruments = _Instruments.of(meters)
     tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(SCOPE, __version__)
-    done = threading.Event()
-    observer = _Observer(tracer, instruments, target.clock, secret_names, done)
+    observer = _Observer(tracer, instruments, target.clock, secret_names)
     with _MEMBERS_LOCK:  # check and claim in one step: of threads instrumenting one cache, one wins
         if store.observer is not None:
             raise ValueError(_INSTRUMENTED)
@@ -128,13 +129,11 @@ def instrument(
         store.observer = observer
 
     def uninstrument() -> None:
-        """Stop recording ``cache``'s metrics and spans (idempotent)."""
-        if done.is_set():
-            return
-        done.set()  # first: a fetch in flight now records nothing when it ends
+        """Stop recording ``cache``'s metrics and spans (idempotent); return once nothing more is recorded."""
+        observer.stop()  # first: a fetch in flight now records nothing when it ends
         with _MEMBERS_LOCK:
-            _leave(target)
-            if store.observer is observer:
+            if store.observer is observer:  # the first call
+                _leave(target)
                 store.observer = None
 
     return uninstrument
@@ -331,24 +330,38 @@ def _observations(totals: Counter[str], attribute: str) -> list[Observation]:
 class _Observer:
     """Wraps each fetch of one cache in a span and records its duration (:class:`secretcache._observe.Observer`).
 
-    Once ``stopped`` is set (``uninstrument()``), it starts no span, and a fetch in flight ends
-    without recording its duration or ending its span: an unended span is never exported. The
-    caller's context is restored all the same.
+    Once :meth:`stop` is called (``uninstrument()``), it starts no span, and a fetch in flight
+    ends without recording its duration or ending its span: an unended span is never exported.
+    The caller's context is restored all the same.
+
+    A fetch that ends decides whether to record, and says it is recording, in one step under
+    ``_state``; :meth:`stop` sets ``_stopped`` under it and then waits until no other thread is
+    recording. So when ``stop()`` returns, every fetch has either recorded everything or will
+    record nothing. No lock is held while recording (the SDK runs span processors and exporters
+    then): ``stop()`` waits on a condition, which releases the lock.
     """
 
     def __init__(
-        self,
-        tracer: trace.Tracer,
-        instruments: _Instruments,
-        clock: Callable[[], float],
-        secret_names: bool,
-        stopped: threading.Event,
+        self, tracer: trace.Tracer, instruments: _Instruments, clock: Callable[[], float], secret_names: bool
     ) -> None:
         self._tracer = tracer
         self._instruments = instruments
         self._clock = clock
         self._secret_names = secret_names
-        self._stopped = stopped
+        self._state = threading.Condition(threading.Lock())
+        self._stopped = False
+        self._recording: Counter[int] = Counter()  # thread ident -> fetch ends it is recording now
+
+    def stop(self) -> None:
+        """Record nothing more; return once no other thread is recording a fetch's end. Idempotent.
+
+        A thread recording a fetch's end (a span processor calling ``uninstrument()``) is not
+        waited for: it would wait for itself.
+        """
+        me = threading.get_ident()
+        with self._state:
+            self._stopped = True
+            self._state.wait_for(lambda: all(ident == me for ident in self._recording))
 
     def origin(self) -> object:
         """The span whose read queued a background refresh, to link the refresh's span to."""
@@ -371,7 +384,7 @@ class _Observer:
 
     def _start(self, fetch: Fetch) -> tuple[trace.Span | None, Token[Context] | None]:
         """Start the fetch's span and make it current; ``(None, None)`` if stopped or the SDK fails."""
-        if self._stopped.is_set():
+        if self._stopped:  # read without the lock: a span started just after stop() is dropped by _finish
             return None, None
         attributes: dict[str, AttributeValue] = {"aws.operation": fetch.operation, "secretcache.refresh": fetch.refresh}
         if fetch.version_stage is not None:
@@ -399,20 +412,37 @@ class _Observer:
     def _finish(
         self, fetch: Fetch, span: trace.Span | None, token: Token[Context] | None, seconds: float, failure: str | None
     ) -> None:
-        """Record the duration, restore the caller's context, end the span: each whatever the others raise."""
-        if self._stopped.is_set():  # uninstrumented during the fetch: only the context is restored
-            if token is not None:
-                _detach(token)
-            return
+        """Record the duration, restore the caller's context, end the span: each whatever the others raise.
+
+        Records nothing once stopped, decided in one step with :meth:`stop` (see the class).
+        """
+        me = threading.get_ident()
+        recording = False
         try:
-            self._record(fetch, seconds, failure)  # while the fetch's span is current: an exemplar points at it
-        finally:
-            try:
+            with self._state:
+                if not self._stopped:
+                    self._recording[me] += 1
+                    recording = True
+            if not recording:  # uninstrumented during the fetch: only the context is restored
                 if token is not None:
                     _detach(token)
+                return
+            try:
+                self._record(fetch, seconds, failure)  # while the fetch's span is current: an exemplar points at it
             finally:
-                if span is not None:
-                    _end(span, fetch, failure)
+                try:
+                    if token is not None:
+                        _detach(token)
+                finally:
+                    if span is not None:
+                        _end(span, fetch, failure)
+        finally:
+            if recording:
+                with self._state:
+                    self._recording[me] -= 1
+                    if not self._recording[me]:
+                        del self._recording[me]
+                    self._state.notify_all()
 
     def _record(self, fetch: Fetch, seconds: float, failure: str | None) -> None:
         try:

@@ -20,14 +20,16 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import _internal as metrics_api
 from opentelemetry.sdk.metrics import ExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
 
 from secretcache import CacheStats, SecretCache, SecretNotFoundError, otel
 from secretcache._cache import store_of
 from secretcache._observe import Fetch
 from secretcache.otel import instrument
-from tests.conftest import WATCHDOG, wait_until
+from tests.conftest import WATCHDOG, inside, wait_until
 from tests.otel import NAME, VALUE, Telemetry, telemetry
 from tests.test_cache import make_cache
 from tests.threads import start
@@ -315,3 +317,81 @@ def test_threads_instrumenting_one_cache_at_once_one_wins_the_others_get_value_e
             cache.close()
     finally:
         sys.setswitchinterval(interval)
+
+
+class _HoldFetchSpans(SpanProcessor):
+    """Holds the thread ending a ``secretcache.fetch`` span in ``on_end`` until released."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.name == "secretcache.fetch" and not self.released.is_set():
+            self.arrived.set()
+            assert self.released.wait(WATCHDOG), "a held span was never released"
+
+
+def test_uninstrument_returns_only_once_a_fetch_already_recording_its_end_has_finished(
+    client: Any, admin: Any, clock: Any
+) -> None:
+    """A fetch that was recording its end when uninstrument() was called has exported everything when it returns."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    cache = make_cache(client, clock)
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    exporter, held = InMemorySpanExporter(), _HoldFetchSpans()
+    tracers = TracerProvider()
+    tracers.add_span_processor(held)  # first: the span is held before it is exported
+    tracers.add_span_processor(SimpleSpanProcessor(exporter))
+    remove = instrument(cache, meter_provider=meters, tracer_provider=tracers)
+    read = start(lambda: cache.get_secret_string(NAME), "reader")
+    assert held.arrived.wait(WATCHDOG)  # the fetch decided to record and is ending its span
+    exported: list[int] = []
+    remover = threading.Thread(target=lambda: (remove(), exported.append(len(exporter.get_finished_spans()))))
+    remover.start()
+    # Released once uninstrument() has returned, or is waiting for the fetch (never while it runs).
+    wait_until(lambda: not remover.is_alive() or inside(remover, threading.Condition.wait))
+    held.released.set()
+    assert read.result(timeout=WATCHDOG) == VALUE
+    remover.join(timeout=WATCHDOG)
+    assert exported == [1]  # the span was exported before uninstrument() returned, not after
+    assert len(exporter.get_finished_spans()) == 1
+    cache.refresh(NAME)  # after uninstrument(): nothing recorded
+    assert len(exporter.get_finished_spans()) == 1
+    data = reader.get_metrics_data()
+    [duration] = [
+        point
+        for resource in (data.resource_metrics if data else [])
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "secretcache.fetch.duration"
+        for point in metric.data.data_points
+    ]
+    assert duration.count == 1
+    meters.shutdown()
+    tracers.shutdown()
+
+
+class _RemoveOnEnd(SpanProcessor):
+    """Calls the given ``uninstrument()`` from ``on_end``, on the thread ending the fetch's span."""
+
+    def __init__(self) -> None:
+        self.remove: Callable[[], None] = lambda: None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.remove()
+
+
+def test_a_span_processor_may_uninstrument_from_the_fetch_ending_its_span(
+    client: Any, admin: Any, clock: Any, telemetry: Telemetry
+) -> None:
+    """uninstrument() called from a span processor on the recording thread returns (it waits for no one)."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    cache = make_cache(client, clock)
+    remover = _RemoveOnEnd()
+    telemetry.tracers.add_span_processor(remover)
+    remover.remove = telemetry.instrument(cache)
+    assert start(lambda: cache.get_secret_string(NAME), "reader").result(timeout=WATCHDOG) == VALUE
+    assert len(telemetry.spans()) == 1
+    assert store_of(cache).observer is None
