@@ -36,6 +36,7 @@ from secretcache._errors import SecretCacheError, SecretFormatError
 from secretcache._fork import track
 from secretcache._json import select_key
 from secretcache._keys import CacheKey, aliases
+from secretcache._logs import facts
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -524,18 +525,21 @@ class SecretWatch(Generic[M]):
                     version,
                     self._version,
                     error,
+                    extra=facts("watch", secret_name=self._secret_id, version_id=version, error=error),
                 )
-                self._call(self._on_error, error)
+                self._call(self._on_error, error, version)
                 return
             self._held, self._copier, self._version = validated, copier, version
             self._failed_version = None
             if self._on_change is not None:
-                self._call(self._on_change, validated if copier is None else copier(validated))
+                self._call(self._on_change, validated if copier is None else copier(validated), version)
 
-    def _call(self, callback: Callable[[Any], object] | None, argument: object) -> None:
+    def _call(self, callback: Callable[[Any], object] | None, argument: object, version: str) -> None:
+        """Call ``callback(argument)`` about ``version``; log what it raises, with the record's facts."""
         if callback is None:
             return
         try:
             callback(argument)
-        except Exception:
-            logger.exception("watch callback %r failed for secret %r", callback, self._secret_id)
+        except Exception as err:
+            extra = facts("watch", secret_name=self._secret_id, version_id=version, error=err)
+            logger.exception("watch callback %r failed for secret %r", callback, self._secret_id, extra=extra)

@@ -7,6 +7,7 @@ it emits; the asyncio factory is checked the same way. The record checks are in 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -42,6 +43,14 @@ def records() -> Iterator[Records]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+@dataclasses.dataclass(frozen=True)
+class Login:
+    """What the watch in the scripted run holds."""
+
+    user: str
+    password: str
 
 
 class LoginRefused(Exception):
@@ -358,8 +367,40 @@ def test_every_record_of_a_scripted_run_carries_its_facts_and_no_value(
         error_type="LoginRefused",
     )
 
+    # A watch: a version its model refuses, then a valid one whose on_change raises.
+    admin.create_secret(Name="app/watched", SecretString=json.dumps({"user": "app", "password": MARKER}))
+
+    def broken(_login: Login) -> None:
+        raise RuntimeError("on_change bug")
+
+    watch = cache.watch("app/watched", Login, on_change=broken)
+    refused = admin.put_secret_value(SecretId="app/watched", SecretString=json.dumps({"user": "app"}))["VersionId"]
+    cache.refresh("app/watched")
+    expect(
+        records,
+        "secret 'app/watched' version",
+        operation="watch",
+        secret_name="app/watched",
+        version_id=refused,
+        error_type="SecretFormatError",
+    )
+    valid = json.dumps({"user": "app", "password": MARKER + "-2"})
+    kept = admin.put_secret_value(SecretId="app/watched", SecretString=valid)["VersionId"]
+    cache.refresh("app/watched")
+    expect(
+        records,
+        "watch callback",
+        operation="watch",
+        secret_name="app/watched",
+        version_id=kept,
+        error_type="RuntimeError",
+    )
+    watch.close()
+
     mine = [record for record in records.records if record.name.startswith("secretcache")]
+    assert all(isinstance(getattr(record, "operation", None), str) for record in mine)  # on every record
     assert {
+        "watch",
         "invalidate",
         "event",
         "sqs.message",
@@ -371,7 +412,7 @@ def test_every_record_of_a_scripted_run_carries_its_facts_and_no_value(
         "connect",
     } <= {getattr(record, "operation", None) for record in mine}
     ids = ["app/key", "app/feed", "app/gone", "app/flaky", "app/poison", "app/db", "app/cold", "app/missing"]
-    assert_well_formed(mine, ids)
+    assert_well_formed(mine, [*ids, "app/watched"])
     cache.close()
 
 
