@@ -323,10 +323,6 @@ def _resolved(provider: metrics.MeterProvider) -> metrics.MeterProvider:
     return provider
 
 
-def _observations(totals: Counter[str], attribute: str) -> list[Observation]:
-    return [Observation(count, {attribute: value}) for value, count in totals.items()]
-
-
 class _Observer:
     """Wraps each fetch of one cache in a span and records its duration (:class:`secretcache._observe.Observer`).
 
