@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from secretcache._errors import SecretCacheError, SecretNotFoundError
 from secretcache._fetcher import BATCH_SIZE, BatchFailedError, BatchRefusedError
 from secretcache._flight import RUNNING, Effects, Flight
-from secretcache._keys import DEFAULT_STAGE, aliases
+from secretcache._keys import DEFAULT_STAGE, names
 from secretcache._logs import Facts
 from secretcache._observe import Fetch
 
@@ -142,9 +142,5 @@ class Batches:
 
 
 def _match(secret_id: str, values: list[SecretValue]) -> SecretValue | None:
-    """The value among ``values`` that ``secret_id`` (name, ARN or partial ARN) names."""
-    wanted = aliases(secret_id)
-    for value in values:
-        if value.name in wanted or not aliases(value.arn).isdisjoint(wanted):
-            return value
-    return None
+    """The value among ``values`` that ``secret_id`` (name, ARN or partial ARN) names (:func:`names`)."""
+    return next((value for value in values if names(secret_id, value.name, value.arn)), None)

@@ -28,7 +28,7 @@ from secretcache._errors import (
     SecretCacheError,
     SecretUnavailableError,
 )
-from secretcache._keys import DEFAULT_STAGE, aliases
+from secretcache._keys import DEFAULT_STAGE, names
 from secretcache._lazy import ClientUnusableError, Lazy
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
@@ -130,10 +130,17 @@ def _attempt_failed(response: Any = None, caught_exception: BaseException | None
         fetch.falter()
 
 
-def _named_by(secret_ids: list[str], item: Any) -> list[str]:
-    """The requested ids that name a batch item, by name, ARN or partial ARN."""
-    found = aliases(item["ARN"]) | {item["Name"]}
-    return [secret_id for secret_id in secret_ids if not aliases(secret_id).isdisjoint(found)]
+def _named_by(secret_ids: list[str], item: Any, replica: str | None) -> list[str]:
+    """The requested ids that name a batch item, by name, ARN or partial ARN (:func:`names`).
+
+    From a replica, an id is matched as it was sent there (its ARN in the replica's Region).
+    """
+    name, arn = str(item.get("Name", "")), str(item.get("ARN", ""))
+    return [
+        secret_id
+        for secret_id in secret_ids
+        if names(secret_id if replica is None else in_region(secret_id, replica), name, arn)
+    ]
 
 
 class Fetcher:
@@ -296,7 +303,7 @@ class Fetcher:
             if problem is None:
                 values.append(self._value(entry, entry["Name"], "BatchGetSecretValue", replica))
                 continue
-            for secret_id in _named_by(secret_ids, entry):
+            for secret_id in _named_by(secret_ids, entry, replica):
                 errors[secret_id] = format_error("BatchGetSecretValue", secret_id, problem)
         return values, errors
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 from secretcache._errors import InvalidSecretRequestError
 from secretcache._policy import to_seconds
 
-__all__ = ["CacheKey", "aliases", "check_read", "check_secret_id", "make_key"]
+__all__ = ["CacheKey", "aliases", "check_read", "check_secret_id", "make_key", "names"]
 
 MAX_SECRET_ID = 2048
 MIN_VERSION_ID = 32
@@ -132,3 +132,16 @@ def aliases(secret_id: str) -> set[str]:
             found.add(match.group(1))
             found.add(secret_id[:-7])
     return found
+
+
+def names(secret_id: str, name: str, arn: str) -> bool:
+    """Whether ``secret_id`` names exactly the secret called ``name`` whose full ARN is ``arn``.
+
+    It does if it is that name, that ARN, or that ARN without its six-character suffix (the
+    partial ARN). Unlike :func:`aliases`, which over-matches on purpose (for invalidation), this
+    tells secrets apart: ``...:secret:app-config`` is the partial ARN of ``app-config``, never a
+    full ARN of ``app``; so an answer naming several secrets is matched to the ids asked for.
+    """
+    if secret_id in (name, arn):
+        return True
+    return len(arn) == len(secret_id) + 7 and arn.startswith(secret_id) and arn[len(secret_id)] == "-"

@@ -10,8 +10,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from secretcache import InvalidSecretRequestError, SecretNotFoundError, SecretUnavailableError
+from secretcache._keys import names
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.test_cache import make_cache
+
+APP_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-AbC123"
 
 
 def create(admin: Any, count: int) -> list[str]:
@@ -70,6 +73,40 @@ def test_ids_spelled_as_arns_are_matched(client: Any, admin: Any, calls: Calls, 
     assert cache.prefetch([arn, arn[:-7], "team/db"]) == {}
     assert {cache.get_secret_string(spelling) for spelling in (arn, arn[:-7], "team/db")} == {"pw"}
     assert calls.total == 1
+
+
+def test_a_partial_arn_is_matched_to_its_own_secret_never_to_one_it_looks_like(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """The partial ARN of ``app-config`` ends like a full ARN of ``app`` (``-`` and six characters):
+    each id of the batch gets its own secret's value, whichever comes first in the answer."""
+    app = admin.create_secret(Name="app", SecretString="APP-VALUE")["ARN"]
+    config = admin.create_secret(Name="app-config", SecretString="APP-CONFIG-VALUE")["ARN"]
+    for order in (["app", config[:-7]], [config[:-7], "app"], [app, config[:-7], app[:-7]]):
+        cache = make_cache(client, clock)
+        assert cache.prefetch(order) == {}
+        assert cache.get_secret_string(config[:-7]) == "APP-CONFIG-VALUE"
+        assert cache.get_secret(config[:-7]).name == "app-config"
+        assert cache.get_secret_string("app") == "APP-VALUE"
+    assert calls.counts == {"BatchGetSecretValue": 3, "GetSecretValue": 1}  # app by name, after its ARNs
+
+
+@pytest.mark.parametrize(
+    ("secret_id", "named"),
+    [
+        ("app", True),
+        (APP_ARN, True),
+        (APP_ARN[:-7], True),
+        ("app-config", False),  # another secret's name
+        (APP_ARN[:-7] + "-config", False),  # the partial ARN of app-config, ending like a full ARN
+        (APP_ARN[:-1], False),
+        (APP_ARN[:-8], False),
+        (APP_ARN.replace("us-east-1", "eu-west-1"), False),  # another Region: matched where it was sent
+    ],
+)
+def test_names_tells_secrets_apart(secret_id: str, named: bool) -> None:
+    """``names`` is exact: the name, the full ARN, or the full ARN without its suffix."""
+    assert names(secret_id, "app", APP_ARN) is named
 
 
 def test_refused_batch_falls_back_to_single_calls(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
