@@ -33,7 +33,14 @@ from secretcache._lazy import ClientUnusableError, Lazy
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
 from secretcache._regions import Regions, check_primary, region_of
-from secretcache._response import MalformedResponseError, check_fields, format_error, to_secret_value, type_problem
+from secretcache._response import (
+    MalformedResponseError,
+    check_batch,
+    check_fields,
+    format_error,
+    to_secret_value,
+    type_problem,
+)
 from secretcache._retrying import retrying
 from secretcache._stats import Counters
 from secretcache._value import SecretValue
@@ -273,8 +280,7 @@ class Fetcher:
             response = self._send(
                 client, "BatchGetSecretValue", fetch, lambda: client.batch_get_secret_value(SecretIdList=sent)
             )
-            for item in response.get("SecretValues", []):
-                check_fields(item, "BatchGetSecretValue")
+            check_batch(response)
             return response
 
         try:

@@ -19,7 +19,7 @@ from secretcache._value import SecretValue
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.type_defs import GetSecretValueResponseTypeDef, SecretValueEntryTypeDef
 
-__all__ = ["MalformedResponseError", "check_fields", "format_error", "to_secret_value", "type_problem"]
+__all__ = ["MalformedResponseError", "check_batch", "check_fields", "format_error", "to_secret_value", "type_problem"]
 
 
 class MalformedResponseError(Exception):
@@ -48,6 +48,28 @@ def check_fields(item: Any, operation: str) -> None:
         raise MalformedResponseError(f"{operation} returned a response without SecretString or SecretBinary")
     if any(field in item and not isinstance(item[field], str) for field in _REQUIRED):
         raise MalformedResponseError(f"{operation} returned a Name, ARN or VersionId that is not a string")
+
+
+def check_batch(response: Any) -> None:
+    """Refuse a broken ``BatchGetSecretValue`` answer: no ``SecretValues`` nor ``Errors``, or either not a list.
+
+    botocore parses a body that is not valid JSON (cut off mid-way, say) into an answer without
+    either field, which would otherwise read as "nothing found" for every secret asked for.
+    Both fields are optional in the API, so an answer holding one of them is well formed; a
+    secret it names in neither was not found. Each ``Errors`` item must be an object and each
+    ``SecretValues`` item must pass :func:`check_fields`.
+    """
+    if not isinstance(response, dict):
+        raise MalformedResponseError("BatchGetSecretValue returned a response that is not an object")
+    if "SecretValues" not in response and "Errors" not in response:
+        raise MalformedResponseError("BatchGetSecretValue returned a response without SecretValues or Errors")
+    values, errors = response.get("SecretValues", []), response.get("Errors", [])
+    if not isinstance(values, list) or not isinstance(errors, list):
+        raise MalformedResponseError("BatchGetSecretValue returned SecretValues or Errors that is not a list")
+    if any(not isinstance(error, dict) for error in errors):
+        raise MalformedResponseError("BatchGetSecretValue returned an Errors item that is not an object")
+    for item in values:
+        check_fields(item, "BatchGetSecretValue")
 
 
 def type_problem(response: Any) -> str | None:

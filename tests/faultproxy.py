@@ -28,8 +28,9 @@ class FaultProxy:
     proxy or WAF sends), ``("stall", seconds)`` (read the request, answer nothing, close after
     ``seconds``, or once ``seconds``, an event, is set), ``("cut", None)`` (forward, then send
     half the body and close), ``("slow", seconds)`` (forward after a delay), ``("hold", event)``
-    (set :attr:`holding`, then forward once ``event`` is set). :meth:`stop_listening` makes the
-    port refuse connections until :meth:`listen` again.
+    (set :attr:`holding`, then forward once ``event`` is set), ``("answer", text)`` (a 200 whose
+    JSON body is ``text``, complete as sent, however broken its content). :meth:`stop_listening`
+    makes the port refuse connections until :meth:`listen` again.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -94,6 +95,9 @@ class FaultProxy:
                     code, error_type, message = arg
                     error = f'{{"__type": "{error_type}", "message": "{message}"}}'
                     self._answer(code, "application/x-amz-json-1.1", error)
+                    return
+                if kind == "answer":  # a 200 in place of the server: what only the wire can hold
+                    self._answer(200, "application/x-amz-json-1.1", arg)
                     return
                 if kind == "html":  # a proxy or WAF answering for the service: no AWS error body
                     self._answer(arg, "text/html", f"<html><body><h1>{arg} Forbidden</h1></body></html>")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from secretcache import InvalidSecretRequestError, SecretNotFoundError, SecretUnavailableError
 from secretcache._keys import names
-from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
+from tests.conftest import FAST_RETRY, REGION, WATCHDOG, Calls, FakeClock, wait_until
 from tests.test_cache import make_cache
 
 APP_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-AbC123"
@@ -256,3 +259,66 @@ def test_a_reader_of_a_refused_batch_is_answered_when_its_secret_is_invalidated_
         release_single.set()
         assert reader.result(timeout=WATCHDOG) == f"value-of-{second}"
         assert batch.result(timeout=WATCHDOG) == {}
+
+
+def _break_batch_answer(change: Callable[[dict[str, Any]], None]) -> Callable[..., None]:
+    def after_call(parsed: dict[str, Any], **_: Any) -> None:
+        change(parsed)
+
+    return after_call
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda parsed: [parsed.pop("SecretValues", None), parsed.pop("Errors", None)],
+        lambda parsed: parsed.update(SecretValues=None),
+        lambda parsed: parsed.update(Errors=["x"]),
+    ],
+    ids=["neither-field", "values-null", "errors-not-objects"],
+)
+def test_a_broken_batch_answer_is_retried_and_keeps_the_stale_value(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, change: Callable[[dict[str, Any]], None]
+) -> None:
+    """A batch answer without SecretValues and Errors, or either not a list of objects, is retried; stale value kept."""
+    admin.create_secret(Name="db", SecretString="stale-but-good")
+    cache = make_cache(client, clock)
+    assert cache.get_secret_string("db") == "stale-but-good"
+    clock.advance(61)
+    client.meta.events.register("after-call.secrets-manager.BatchGetSecretValue", _break_batch_answer(change))
+    failures = cache.prefetch(["db"])
+    assert list(failures) == ["db"]
+    assert type(failures["db"]) is SecretUnavailableError
+    assert calls["BatchGetSecretValue"] == FAST_RETRY.attempts
+    assert cache.get_secret_string("db") == "stale-but-good"
+
+
+def test_a_cut_off_batch_body_is_retried_and_keeps_the_stale_value(proxy: Any, clock: FakeClock) -> None:
+    """A 200 whose BatchGetSecretValue body is cut off mid-way is SecretUnavailableError, retried, never "not found"."""
+    config = Config(retries={"total_max_attempts": 1})
+    client = boto3.client("secretsmanager", region_name=REGION, endpoint_url=proxy.url, config=config)
+    arn = client.create_secret(Name="db", SecretString="stale-but-good")["ARN"]
+    cache = make_cache(client, clock)
+    assert cache.get_secret_string("db") == "stale-but-good"
+    clock.advance(61)
+    cut = f'{{"SecretValues": [{{"ARN": "{arn}", "Name": "db", "SecretStr'
+    proxy.then(*[("answer", cut)] * FAST_RETRY.attempts)
+    before = proxy.seen
+    failures = cache.prefetch(["db"])
+    assert type(failures["db"]) is SecretUnavailableError
+    assert proxy.seen - before == FAST_RETRY.attempts
+    assert cache.get_secret_string("db") == "stale-but-good"
+
+
+def test_an_id_in_neither_list_of_a_well_formed_batch_answer_is_not_found(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """An answer holding only Errors (SecretValues is optional) is well formed: an id it does not name was not found."""
+    admin.create_secret(Name="db", SecretString="pw")
+    client.meta.events.register(
+        "after-call.secrets-manager.BatchGetSecretValue",
+        _break_batch_answer(lambda parsed: parsed.pop("SecretValues")),
+    )
+    failures = make_cache(client, clock).prefetch(["db"])
+    assert type(failures["db"]) is SecretNotFoundError
+    assert calls["BatchGetSecretValue"] == 1
