@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -355,13 +356,27 @@ class Fetcher:
                 if events is not None:  # once per client: botocore ignores a unique_id it has
                     events.register("needs-retry.secrets-manager", _attempt_failed, unique_id=_WATCH_ID)
         _ATTEMPT.fetch = fetch
+        unparsed: str | None = None
         try:
             result = call()
+        except _PARSE_ERRORS as err:
+            if not _raised_parsing(err):
+                self._counters.api_error(operation, error_type(err))
+                raise
+            kind = type(err)
+            unparsed = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
         except BaseException as err:  # an interrupt ends the call too: it must not stay in flight
             self._counters.api_error(operation, error_type(err))
             raise
         finally:
             _ATTEMPT.fetch = outer
+        if unparsed is not None:
+            # Raised here, past the except block: botocore's error may hold the answer (a
+            # UnicodeEncodeError holding a SecretBinary, chained as its __context__), so nothing
+            # of it is chained.
+            broken = MalformedResponseError(f"{operation} returned a response botocore could not parse ({unparsed})")
+            self._counters.api_error(operation, error_type(broken))
+            raise broken
         self._counters.api_ok(operation)
         return result
 
@@ -463,6 +478,31 @@ class Fetcher:
         falter = fetch.falter if fetch is not None else None
         policy, clock, sleep = self._retry, self._clock, self._sleep
         return retrying(attempt, policy, clock=clock, sleep=sleep, falter=falter, attempts=attempts, deadline=deadline)
+
+
+# What botocore's parsing of a 200 answer raises besides ResponseParserError: bad base64 in a
+# SecretBinary (binascii.Error, or ValueError for non-ASCII), an unreadable CreatedDate
+# (ValueError, or RuntimeError out of range), a body that is JSON but not an object
+# (AttributeError).
+_PARSE_ERRORS = (ValueError, TypeError, AttributeError, RuntimeError, OverflowError)
+
+
+def _raised_parsing(err: BaseException) -> bool:
+    """Whether botocore raised ``err`` parsing an answer, rather than a hook, a credential provider or our code.
+
+    True when its traceback runs through ``botocore.parsers``, or ends in the endpoint's
+    ``_do_get_response`` (which calls ``update`` on what the parser returned: ``None`` for a
+    ``null`` body).
+    """
+    frames = [frame for frame, _ in traceback.walk_tb(err.__traceback__)]
+    if any(frame.f_globals.get("__name__") == "botocore.parsers" for frame in frames):
+        return True
+    last = frames[-1] if frames else None
+    return (
+        last is not None
+        and last.f_globals.get("__name__") == "botocore.endpoint"
+        and last.f_code.co_name == "_do_get_response"
+    )
 
 
 def _reason(err: Exception) -> str:

@@ -5,17 +5,23 @@ It names the field and the type, never the value; in a batch it fails that secre
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from secretcache import (
     SecretCache,
     SecretCacheError,
     SecretFormatError,
+    SecretUnavailableError,
 )
-from tests.conftest import Calls, FakeClock
+from tests.conftest import FAST_RETRY, REGION, Calls, FakeClock
+from tests.faultproxy import FaultProxy
 from tests.fetcher import chain_text
+from tests.leaks import assert_value_absent
 from tests.test_cache import make_cache
 
 MARKER = 918273645  # a "value" no message, argument or attribute may contain
@@ -99,3 +105,53 @@ def test_wrong_value_type_in_a_batch_fails_that_secret_only(
     assert cache.get_secret_string("other") == "fine"
     assert calls["BatchGetSecretValue"] == 1
     assert calls["GetSecretValue"] == 0
+
+
+SECRET = "s3cr3t-password"
+ENCODED = base64.b64encode(SECRET.encode()).decode()  # what a SecretBinary of SECRET is on the wire
+ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf"
+IDS = f'"Name": "db", "ARN": "{ARN}", "VersionId": "v2-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"'
+UNPARSABLE = {  # 200 answers botocore's parser raises on, each holding the value or a part of it
+    "binary-not-base64": f'{{{IDS}, "SecretBinary": "{ENCODED}x"}}',
+    "binary-not-ascii": f'{{{IDS}, "SecretBinary": "{ENCODED}\u00e9"}}',
+    "created-not-a-date": f'{{{IDS}, "SecretString": "{SECRET}", "CreatedDate": "garbage"}}',
+    "created-out-of-range": f'{{{IDS}, "SecretString": "{SECRET}", "CreatedDate": 1e20}}',
+    "body-a-list": f'["{SECRET}"]',
+    "body-null": "null",
+}
+
+
+@pytest.fixture
+def wire_client(proxy: FaultProxy) -> Any:
+    """A client through the fault proxy (botocore's retries off), with secret "db" created through it."""
+    config = Config(retries={"total_max_attempts": 1})
+    client = boto3.client("secretsmanager", region_name=REGION, endpoint_url=proxy.url, config=config)
+    client.create_secret(Name="db", SecretString=SECRET)
+    return client
+
+
+@pytest.mark.parametrize("body", list(UNPARSABLE.values()), ids=list(UNPARSABLE))
+def test_an_answer_botocore_cannot_parse_is_a_retried_outage_holding_nothing_of_it(
+    proxy: FaultProxy, wire_client: Any, clock: FakeClock, body: str
+) -> None:
+    """A 200 that botocore's parser raises on is SecretUnavailableError, retried, with nothing of the answer chained."""
+    proxy.then(*[("answer", body)] * FAST_RETRY.attempts)
+    before = proxy.seen
+    with pytest.raises(SecretUnavailableError, match="could not parse") as info:
+        make_cache(wire_client, clock).get_secret_string("db")
+    assert proxy.seen - before == FAST_RETRY.attempts
+    for part in (SECRET, SECRET.encode(), ENCODED):
+        assert_value_absent(info.value, part)
+
+
+@pytest.mark.parametrize("body", list(UNPARSABLE.values()), ids=list(UNPARSABLE))
+def test_an_answer_botocore_cannot_parse_keeps_the_stale_value(
+    proxy: FaultProxy, wire_client: Any, clock: FakeClock, body: str
+) -> None:
+    """Past its TTL, a value is still served while the answers cannot be parsed (a transient failure)."""
+    cache = make_cache(wire_client, clock)
+    assert cache.get_secret_string("db") == SECRET
+    clock.advance(61)
+    proxy.then(*[("answer", body)] * FAST_RETRY.attempts)
+    assert cache.get_secret_string("db") == SECRET
+    assert cache.stats().stale_served == 1

@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from secretcache import InvalidSecretRequestError, SecretNotFoundError, SecretUnavailableError
+from secretcache import InvalidSecretRequestError, SecretCache, SecretNotFoundError, SecretUnavailableError
 from secretcache._keys import names
 from tests.conftest import FAST_RETRY, REGION, WATCHDOG, Calls, FakeClock, wait_until
 from tests.test_cache import make_cache
@@ -293,14 +293,20 @@ def test_a_broken_batch_answer_is_retried_and_keeps_the_stale_value(
     assert cache.get_secret_string("db") == "stale-but-good"
 
 
-def test_a_cut_off_batch_body_is_retried_and_keeps_the_stale_value(proxy: Any, clock: FakeClock) -> None:
-    """A 200 whose BatchGetSecretValue body is cut off mid-way is SecretUnavailableError, retried, never "not found"."""
+def _stale_through(proxy: Any, clock: FakeClock) -> tuple[SecretCache, str]:
+    """A cache reading through ``proxy`` whose value of "db" ("stale-but-good") is past its TTL, and db's ARN."""
     config = Config(retries={"total_max_attempts": 1})
     client = boto3.client("secretsmanager", region_name=REGION, endpoint_url=proxy.url, config=config)
-    arn = client.create_secret(Name="db", SecretString="stale-but-good")["ARN"]
+    arn: str = client.create_secret(Name="db", SecretString="stale-but-good")["ARN"]
     cache = make_cache(client, clock)
     assert cache.get_secret_string("db") == "stale-but-good"
     clock.advance(61)
+    return cache, arn
+
+
+def test_a_cut_off_batch_body_is_retried_and_keeps_the_stale_value(proxy: Any, clock: FakeClock) -> None:
+    """A 200 whose BatchGetSecretValue body is cut off mid-way is SecretUnavailableError, retried, never "not found"."""
+    cache, arn = _stale_through(proxy, clock)
     cut = f'{{"SecretValues": [{{"ARN": "{arn}", "Name": "db", "SecretStr'
     proxy.then(*[("answer", cut)] * FAST_RETRY.attempts)
     before = proxy.seen
@@ -322,3 +328,15 @@ def test_an_id_in_neither_list_of_a_well_formed_batch_answer_is_not_found(
     failures = make_cache(client, clock).prefetch(["db"])
     assert type(failures["db"]) is SecretNotFoundError
     assert calls["BatchGetSecretValue"] == 1
+
+
+def test_a_batch_item_botocore_cannot_parse_is_retried_and_keeps_the_stale_value(proxy: Any, clock: FakeClock) -> None:
+    """A batch item whose SecretBinary is not base64 makes prefetch return SecretUnavailableError, never raise."""
+    cache, arn = _stale_through(proxy, clock)
+    item = (
+        f'{{"ARN": "{arn}", "Name": "db", "VersionId": "v2-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "SecretBinary": "abc"}}'
+    )
+    proxy.then(*[("answer", f'{{"SecretValues": [{item}], "Errors": []}}')] * FAST_RETRY.attempts)
+    failures = cache.prefetch(["db"])
+    assert type(failures["db"]) is SecretUnavailableError
+    assert cache.get_secret_string("db") == "stale-but-good"
