@@ -30,7 +30,7 @@ _REQUIRED = ("Name", "ARN", "VersionId")
 
 
 def check_fields(item: Any, operation: str) -> None:
-    """Refuse a broken answer: a batch item without its ids, or an answer without a value.
+    """Refuse a broken answer: a batch item without its ids, or an answer or a batch item without a value.
 
     A ``GetSecretValue`` answer whose ``Name``, ``ARN`` or ``VersionId`` is not a string is
     broken too. botocore turns a body that is not valid JSON (say, cut off mid-way) into ``{"message": ...}``
@@ -40,12 +40,11 @@ def check_fields(item: Any, operation: str) -> None:
     """
     if not isinstance(item, dict):
         raise MalformedResponseError(f"{operation} returned a response that is not an object")
-    if operation == "BatchGetSecretValue":
-        if any(not isinstance(item.get(field), str) for field in _REQUIRED):
-            raise MalformedResponseError(f"{operation} returned an item without Name, ARN and VersionId")
-        return
+    if operation == "BatchGetSecretValue" and any(not isinstance(item.get(field), str) for field in _REQUIRED):
+        raise MalformedResponseError(f"{operation} returned an item without Name, ARN and VersionId")
     if item.get("SecretString") is None and item.get("SecretBinary") is None:
-        raise MalformedResponseError(f"{operation} returned a response without SecretString or SecretBinary")
+        what = "an item" if operation == "BatchGetSecretValue" else "a response"
+        raise MalformedResponseError(f"{operation} returned {what} without SecretString or SecretBinary")
     if any(field in item and not isinstance(item[field], str) for field in _REQUIRED):
         raise MalformedResponseError(f"{operation} returned a Name, ARN or VersionId that is not a string")
 

@@ -155,3 +155,15 @@ def test_an_answer_botocore_cannot_parse_keeps_the_stale_value(
     proxy.then(*[("answer", body)] * FAST_RETRY.attempts)
     assert cache.get_secret_string("db") == SECRET
     assert cache.stats().stale_served == 1
+
+
+def test_a_batch_item_without_a_value_is_a_broken_answer(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A batch item with neither SecretString nor SecretBinary is retried as a broken answer, never cached."""
+    admin.create_secret(Name="db", SecretString="real-string-value")
+    corrupt(client, "BatchGetSecretValue", "SecretString", None)
+    failures = make_cache(client, clock).prefetch(["db"])
+    assert type(failures["db"]) is SecretUnavailableError
+    assert "without SecretString or SecretBinary" in str(failures["db"])
+    assert calls["BatchGetSecretValue"] == FAST_RETRY.attempts
