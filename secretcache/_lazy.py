@@ -7,10 +7,11 @@ too, through botocore, when it looks up the default Region). So a build runs wit
 and:
 
 * **One build for concurrent first readers.** A thread that needs the client while another
-  thread builds it waits for that build, at most ``wait`` seconds (the retry deadline), then
-  fails its call (:class:`ClientUnusableError`, an outage), never hangs. A build takes about
-  45 ms alone; 16 at once took 1.8 s each on two cores (they compete for the GIL), so readers
-  share one build rather than race.
+  thread builds it waits for that build, at most ``wait`` seconds (the retry deadline) in all,
+  however many builds of other threads fail meanwhile, then fails its call
+  (:class:`ClientUnusableError`, an outage), never hangs. A build takes about 45 ms alone; 16
+  at once took 1.8 s each on two cores (they compete for the GIL), so readers share one build
+  rather than race.
 * **Re-entrant reads build again, a bounded number of times.** The building thread cannot wait
   for itself: if it needs the client again while building it (a log handler reading another
   secret while botocore logs the build), it builds one of its own, at most
@@ -26,6 +27,7 @@ and:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -81,14 +83,21 @@ class Lazy(Generic[T]):
     Args:
         client: A ready one, used as is; ``None`` to build one on first use.
         build: Builds it; its exceptions reach the caller of :meth:`get` that ran it.
-        wait: Longest a thread waits for another thread's build, in seconds.
+        wait: Longest a call of :meth:`get` waits for other threads' builds, in seconds, in all.
         what: What it is, for error messages.
+        clock: Measures that wait, in seconds (default ``time.monotonic``; the waits themselves
+            are real time, so only a test simulating a slow build gives another).
     """
 
-    __slots__ = ("_build", "_building", "_client", "_lock", "_owned", "wait", "what")
+    __slots__ = ("_build", "_building", "_client", "_clock", "_lock", "_owned", "wait", "what")
 
     def __init__(
-        self, client: T | None, build: Callable[[], T], wait: float, what: str = "the Secrets Manager client"
+        self,
+        client: T | None,
+        build: Callable[[], T],
+        wait: float,
+        what: str = "the Secrets Manager client",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._owned = client is None
@@ -97,6 +106,7 @@ class Lazy(Generic[T]):
         self._lock = threading.Lock()
         self.wait = wait
         self.what = what
+        self._clock = clock
 
     def peek(self) -> T | None:
         """The thing if there is one yet; never builds."""
@@ -106,7 +116,7 @@ class Lazy(Generic[T]):
         """The thing: the one there is, the one another thread is building, or one built now.
 
         Raises:
-            ClientUnusableError: Another thread's build outlasted :attr:`wait`, or builds nest
+            ClientUnusableError: Other threads' builds outlasted :attr:`wait`, or builds nest
                 deeper than :data:`MAX_NESTED_BUILDS` on this thread.
             Exception: Whatever the build raised (botocore's ``NoRegionError``, say).
         """
@@ -114,19 +124,23 @@ class Lazy(Generic[T]):
         if client is not None:
             return client
         me = threading.get_ident()
+        ends: float | None = None  # of this call's wait for other threads' builds, however many fail
         while True:
+            late = ends is not None and self._clock() >= ends
             with self._lock:
                 client = self._client
                 if client is not None:
                     return client
                 build = self._building
-                outer = build is None
-                if build is None:  # nobody builds: this thread does
+                outer = build is None and not late
+                if outer:  # nobody builds: this thread does, unless its wait took all its time
                     build = self._building = _Build(me)
-                nested = not outer and build.thread == me
-                too_deep = nested and build.depth > MAX_NESTED_BUILDS
-                if nested and not too_deep:
+                nested = build is not None and not outer and build.thread == me
+                too_deep = nested and build is not None and build.depth > MAX_NESTED_BUILDS
+                if nested and not too_deep and build is not None:
                     build.depth += 1
+            if build is None:  # late: other threads' builds failed for all of this call's wait
+                raise ClientUnusableError(f"{self.what} could not be built by other threads within {self.wait:g} s")
             if outer:
                 return self._run(build, outer=True)
             if too_deep:
@@ -136,9 +150,13 @@ class Lazy(Generic[T]):
                 )
             if nested:
                 return self._run(build, outer=False)
-            if not build.done.wait(self.wait):
+            if ends is None:
+                ends = self._clock() + self.wait
+            left = ends - self._clock()
+            if left <= 0 or not build.done.wait(left):
                 raise ClientUnusableError(f"{self.what} is still being built by another thread after {self.wait:g} s")
-            # Built (the loop returns it), or that build failed: build again unless another thread does.
+            # Built (the loop returns it), or that build failed: build again unless another thread
+            # does, or the wait took this call's time.
 
     def _run(self, build: _Build, *, outer: bool) -> T:
         """Build with no lock held; keep the first one built; wake the waiters once one is."""

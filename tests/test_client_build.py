@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from secretcache import InvalidSecretRequestError, RetryPolicy, SecretCache, SecretCacheError, SecretUnavailableError
-from secretcache._lazy import MAX_NESTED_BUILDS
-from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, wait_until
+from secretcache._lazy import MAX_NESTED_BUILDS, ClientUnusableError, Lazy
+from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, inside, wait_until
 from tests.regions import REPLICA, THROTTLING, create
 from tests.test_cache import make_cache
 from tests.watchdog import within_watchdog
@@ -224,3 +224,39 @@ def test_a_failed_build_is_tried_again_by_the_next_fetch(aws: None, monkeypatch:
         within_watchdog(lambda: cache.get_secret_string("other"))
     assert "region" not in str(info.value)  # built this time: moto answers "not found"
     assert cache.stats().api_calls["GetSecretValue"] == 1
+
+
+def test_a_waiter_waits_at_most_the_deadline_in_all_however_many_builds_fail() -> None:
+    """A thread whose wait for another thread's failing build used up the deadline fails, instead of building again."""
+    clock = FakeClock()
+    started, release = threading.Event(), threading.Event()
+    attempts = itertools.count(1)
+
+    def failing_build() -> object:
+        if next(attempts) == 1:  # the first build: slow, and past the waiter's deadline when it fails
+            started.set()
+            assert release.wait(WATCHDOG), "the build was never released"
+            clock.advance(2.0)
+        raise RuntimeError("the build failed")
+
+    lazy: Lazy[object] = Lazy(None, failing_build, wait=1.0, clock=clock)
+    outcomes: list[BaseException] = []
+
+    def wait_for_the_client() -> None:
+        try:
+            lazy.get()
+        except (ClientUnusableError, RuntimeError) as err:
+            outcomes.append(err)
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(lazy.get)
+        assert started.wait(WATCHDOG)
+        waiter = threading.Thread(target=wait_for_the_client, daemon=True)
+        waiter.start()
+        wait_until(lambda: inside(waiter, threading.Event.wait))
+        release.set()
+        with pytest.raises(RuntimeError, match="the build failed"):
+            first.result(WATCHDOG)
+        waiter.join(WATCHDOG)
+    assert [type(err) for err in outcomes] == [ClientUnusableError]
+    assert next(attempts) == 2  # one build only: the waiter did not start another past its deadline
