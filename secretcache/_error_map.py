@@ -14,6 +14,9 @@ from botocore.exceptions import (
     ParamValidationError,
     PartialCredentialsError,
     ResponseStreamingError,
+    SSOTokenLoadError,
+    TokenRetrievalError,
+    UnauthorizedSSOTokenError,
 )
 from botocore.parsers import ResponseParserError
 
@@ -68,6 +71,15 @@ _TRANSIENT_EXCEPTIONS = (
     IncompleteReadError,
     ResponseStreamingError,
     ResponseParserError,
+)
+# No usable credentials, SSO's expired or missing token included: a refusal, never retried.
+_CREDENTIAL_ERRORS = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    SSOTokenLoadError,
+    UnauthorizedSSOTokenError,
+    TokenRetrievalError,
 )
 PERMANENT_CODES: dict[str, type[SecretCacheError]] = {
     "ResourceNotFoundException": SecretNotFoundError,
@@ -138,7 +150,7 @@ def map_error(
         # which botocore reports with the status as the code) is a refusal, not an outage.
         fallback = SecretAccessDeniedError if status in (401, 403) else SecretUnavailableError
         return PERMANENT_CODES.get(code, fallback)(detail, secret_id=secret_id)
-    if isinstance(err, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
+    if isinstance(err, _CREDENTIAL_ERRORS):
         return SecretAccessDeniedError(f"{where} failed: no usable AWS credentials: {err}", secret_id=secret_id)
     if isinstance(err, NoRegionError):
         return InvalidSecretRequestError(

@@ -91,7 +91,7 @@ class RetryPolicy:
     """How the cache retries failed ``GetSecretValue`` calls and backs off after failures.
 
     Only transient failures are retried: throttling, HTTP 5xx, timeouts and connection errors.
-    Within one fetch, attempt *n* waits a random time between 0 and
+    Within one fetch, attempt *n + 1* waits a random time between 0 and
     ``min(max_delay, initial_delay * 2 ** (n - 1))`` seconds (exponential backoff with full
     jitter); the fetch gives up after ``attempts`` attempts or when the next wait would end past
     ``deadline`` seconds from its start. Botocore's own retries are off in clients the cache

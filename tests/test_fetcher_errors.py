@@ -21,6 +21,9 @@ from botocore.exceptions import (
     ParamValidationError,
     PartialCredentialsError,
     ReadTimeoutError,
+    SSOTokenLoadError,
+    TokenRetrievalError,
+    UnauthorizedSSOTokenError,
     UnknownServiceError,
 )
 from botocore.retries import standard
@@ -161,6 +164,13 @@ def test_http_429_from_a_proxy_is_retried(client: Any, admin: Any, calls: Calls)
         (NoCredentialsError(), SecretAccessDeniedError, "no usable AWS credentials"),
         (PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"), SecretAccessDeniedError, "creden"),
         (CredentialRetrievalError(provider="sso", error_msg="expired"), SecretAccessDeniedError, "credentials"),
+        (SSOTokenLoadError(error_msg="no token"), SecretAccessDeniedError, "no usable AWS credentials"),
+        (UnauthorizedSSOTokenError(), SecretAccessDeniedError, "no usable AWS credentials"),
+        (
+            TokenRetrievalError(provider="sso", error_msg="expired"),
+            SecretAccessDeniedError,
+            "no usable AWS credentials",
+        ),
         (NoRegionError(), InvalidSecretRequestError, "AWS_REGION"),
         (ParamValidationError(report="bad VersionId"), InvalidSecretRequestError, "refused by botocore"),
         (ReadTimeoutError(endpoint_url="u"), SecretUnavailableError, "retries exhausted"),
