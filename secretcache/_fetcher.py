@@ -30,7 +30,7 @@ from secretcache._errors import (
     SecretUnavailableError,
 )
 from secretcache._keys import DEFAULT_STAGE, names
-from secretcache._lazy import ClientUnusableError, Lazy
+from secretcache._lazy import ClientUnusableError, Lazy, reading_credentials
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
 from secretcache._regions import Regions, check_primary, region_of
@@ -203,7 +203,7 @@ class Fetcher:
 
     def _build(self) -> SecretsManagerClient:
         """Build the cache's own client, refusing it (before any call) if a replica Region is its Region."""
-        client = build_client()
+        client = reading_credentials(build_client)
         if self.regions is not None:
             try:
                 check_primary(region_of(client), self.regions.replicas, "the Region of the client the cache built")

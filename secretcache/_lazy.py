@@ -26,14 +26,15 @@ and:
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from secretcache._errors import SecretCacheError, SecretUnavailableError
+from secretcache._errors import SecretAccessDeniedError, SecretCacheError, SecretUnavailableError
 
-__all__ = ["MAX_NESTED_BUILDS", "ClientUnusableError", "Lazy", "drop_connections"]
+__all__ = ["MAX_NESTED_BUILDS", "ClientUnusableError", "Lazy", "drop_connections", "reading_credentials"]
 
 T = TypeVar("T")
 
@@ -54,6 +55,26 @@ class ClientUnusableError(Exception):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (str(self), self.kind))
+
+
+def reading_credentials(build: Callable[[], T]) -> T:
+    """``build()`` a client, refusing it if its credentials cannot be read (no secret chained).
+
+    A ``credential_process`` that prints invalid JSON fails botocore's credential chain with a
+    ``json.JSONDecodeError``, whose ``doc`` holds everything the process printed, keys included:
+    the client is refused as having no usable credentials (``SecretAccessDeniedError``), with
+    nothing of that error kept.
+
+    Raises:
+        ClientUnusableError: The credentials could not be read.
+    """
+    try:
+        return build()
+    except json.JSONDecodeError:
+        pass  # raised below, after the except block: the JSON error is not its context
+    raise ClientUnusableError(
+        "no usable AWS credentials: the credential_process printed no valid JSON", SecretAccessDeniedError
+    )
 
 
 def drop_connections(client: Any) -> None:

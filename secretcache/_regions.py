@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from secretcache._lazy import Lazy, drop_connections
+from secretcache._lazy import Lazy, drop_connections, reading_credentials
 from secretcache._logs import facts
 
 if TYPE_CHECKING:
@@ -65,7 +65,9 @@ class Replica:
         self, region: str, client: SecretsManagerClient | None, build: Callable[[str], Any], *, wait: float
     ) -> None:
         self.region = region
-        self._client: Lazy[SecretsManagerClient] = Lazy(client, lambda: build(region), wait)
+        self._client: Lazy[SecretsManagerClient] = Lazy(
+            client, lambda: reading_credentials(lambda: build(region)), wait
+        )
 
     @property
     def client(self) -> SecretsManagerClient:

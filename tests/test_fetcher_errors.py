@@ -7,6 +7,8 @@ fails here until it is classified.
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -39,6 +41,7 @@ from secretcache._fetcher import Fetcher
 from secretcache._stats import Counters
 from tests.conftest import FAST_RETRY, REGION, Calls, FakeClock, quiescent
 from tests.fetcher import client_error
+from tests.leaks import assert_value_absent
 from tests.test_cache import make_cache
 
 
@@ -196,3 +199,32 @@ def test_missing_credentials_are_access_denied(aws: None, monkeypatch: pytest.Mo
         SecretCache(client).get_secret_string("db")
     assert isinstance(info.value.__cause__, NoCredentialsError)
     assert calls["GetSecretValue"] == 1
+
+
+@pytest.mark.parametrize("replica", [False, True], ids=["own-client", "replica-client"])
+def test_a_credential_process_printing_broken_json_is_access_denied_holding_none_of_it(
+    aws: None, aws_files: Callable[[str, str], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replica: bool
+) -> None:
+    """botocore's ``JSONDecodeError`` keeps all the process printed (``doc``, keys included): the
+    cache's own client, or a replica's, is refused as having no usable credentials, keeping none of it."""
+    printed = '{"Version": 1, "AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": "TOPSECRET-KEY-7f3a'
+    process = tmp_path / "credential-process.sh"
+    process.write_text(f"#!/bin/sh\necho '{printed}'\n")
+    process.chmod(0o755)
+    aws_files(f"[default]\nregion = {REGION}\ncredential_process = {process}\n", "")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    if replica:  # the primary (with keys of its own) is failing: the replica's client is built
+        given = boto3.client("secretsmanager", region_name=REGION, aws_access_key_id="a", aws_secret_access_key="b")
+
+        def failing(**_: Any) -> None:
+            raise client_error("ServiceUnavailable", status=503)
+
+        given.meta.events.register("before-call.secretsmanager.GetSecretValue", failing)
+        cache = SecretCache(given, replica_regions=["eu-west-1"], retry=FAST_RETRY)
+        with pytest.raises(SecretUnavailableError) as info:  # the primary's error stands
+            cache.get_secret_string("db")
+    else:
+        with pytest.raises(SecretAccessDeniedError, match="credential_process printed no valid JSON") as info:
+            SecretCache(retry=FAST_RETRY).get_secret_string("db")
+    assert_value_absent(info.value, "TOPSECRET-KEY-7f3a")
