@@ -75,8 +75,11 @@ class Table:
 
     Marks (the newest version served of each label, keyed by ARN so every spelling shares one)
     outlive invalidation, so a refetch after a rotation event still reports the change and a late
-    answer cannot go back in time. A mark is kept while an entry holds a value of its label; of
-    the others, at least the ``max_size`` most recently raised are kept.
+    answer cannot go back in time. A mark is kept while an entry holds a value of its label,
+    the label being served included (its mark is raised just before its entry is installed). Of
+    the others, the ``max_size`` most recently raised are always kept, and none is forgotten
+    while they number ``2 * max_size`` or fewer; as entries hold at most ``max_size`` labels,
+    there are at most ``3 * max_size + 1`` marks.
     """
 
     def __init__(self, max_size: int, timing: Timing, retry: RetryPolicy) -> None:
@@ -237,8 +240,11 @@ class Table:
             if not mark.precedes(value):  # a step back the primary vouched for: a rollback
                 rolled_back = (mark.version_id, *rolled_back)[:ROLLED_BACK]
         self._marks[label] = Mark(value.version_id, value.created_date, seq, rolled_back)
-        if len(self._marks) > 2 * self.max_size:
-            self._forget_marks()
+        # The left side never exceeds the number of marks of labels neither held nor ``label``:
+        # past 2 x max_size of those, all but the max_size most recent go (so the scan it takes
+        # forgets more than max_size marks, and costs O(1) per raise amortized).
+        if len(self._marks) - len(self._held) - (label not in self._held) > 2 * self.max_size:
+            self._forget_marks(serving=label)
         if mark is None:
             return False
         effects.changes.append(SecretChange(value.name, value.arn, label[1], mark.version_id, value.version_id))
@@ -278,13 +284,15 @@ class Table:
         ]
         return max(holders, key=lambda entry: entry.fresh_until, default=None)
 
-    def _forget_marks(self) -> None:
-        """Forget the oldest marks that no entry holds, down to ``max_size`` marks where possible."""
-        for label in list(self._marks):
-            if len(self._marks) <= self.max_size:
-                return
-            if label not in self._held:
-                del self._marks[label]
+    def _forget_marks(self, *, serving: Label) -> None:
+        """Forget the oldest marks of labels no entry holds, keeping the ``max_size`` most recently raised.
+
+        ``serving`` is the label whose mark was just raised: its entry is installed just after,
+        under the same lock, so it counts as held.
+        """
+        idle = [label for label in self._marks if label not in self._held and label != serving]
+        for label in idle[: len(idle) - self.max_size]:
+            del self._marks[label]
 
     def _release(self, key: CacheKey, entry: Entry) -> None:
         """Forget ``entry`` (replaced, or gone from ``entries``): in the hot index, and as a holder of its label."""

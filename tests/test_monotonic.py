@@ -185,6 +185,84 @@ def test_a_rollback_is_accepted_once_the_primary_confirms_it(client: Any, admin:
     assert [(change.old_version_id, change.new_version_id) for change in changes] == [(v1, v2), (v2, v1)]
 
 
+# -- the marks a small cache keeps ---------------------------------------------------------------
+# With max_size=2 the cache holds 2 entries, and remembers the newest version of the labels they
+# hold plus at least 2 more (docs/concepts.md, "Monotonic reads"); these read 5 or more labels.
+
+
+def _fill(admin: Any, names: str) -> dict[str, str]:
+    """Secrets named by the letters of ``names``, each holding ``<name>-1``; their ARNs."""
+    return {name: admin.create_secret(Name=name, SecretString=f"{name}-1")["ARN"] for name in names}
+
+
+def test_a_late_answer_cannot_undo_the_label_whose_read_filled_the_marks(
+    client: Any, admin: Any, clock: FakeClock
+) -> None:
+    """The 5th label read when 4 are remembered keeps its mark: a v1 answered late is not served after v2."""
+    arns = _fill(admin, "ABCDE")
+    cache = make_cache(client, clock, max_size=2)
+    for name in "ABDE":
+        assert cache.get_secret_string(name) == f"{name}-1"
+    held = Held(client, "late-reader")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        late = pool.submit(lambda: _named("late-reader", lambda: cache.get_secret_string(arns["C"])))
+        assert held.arrived.wait(WATCHDOG)  # moto answered C's v1 by ARN; the answer is on its way
+        rotate(admin, "C", "C-2")
+        assert cache.get_secret_string("C") == "C-2"  # the 5th label: its mark must outlive this read
+        held.released.set()
+        assert late.result(timeout=WATCHDOG) == "C-2"  # not the v1 it fetched
+    assert cache.get_secret_string(arns["C"]) == "C-2"
+    assert cache.get_secret_string("C") == "C-2"
+
+
+def test_a_rotation_of_the_label_whose_read_filled_the_marks_is_reported(
+    client: Any, admin: Any, clock: FakeClock
+) -> None:
+    """The 5th label read keeps its mark while its entry is held: its next version is a change, reported once."""
+    _fill(admin, "ABCDE")
+    cache = make_cache(client, clock, max_size=2)
+    changes: list[SecretChange] = []
+    cache.on_change(changes.append)
+    for name in "ABDEC":
+        assert cache.get_secret_string(name) == f"{name}-1"
+    old, new = rotate(admin, "C", "C-2")
+    assert cache.refresh("C").secret_string == "C-2"
+    assert [(change.name, change.old_version_id, change.new_version_id) for change in changes] == [("C", old, new)]
+    assert cache.stats().changes == 1
+
+
+def test_max_size_labels_beyond_those_held_keep_their_marks(client: Any, admin: Any, clock: FakeClock) -> None:
+    """After reading A..E, B and C (the 2 most recent of the labels no entry holds) still report their rotation."""
+    _fill(admin, "ABCDE")
+    cache = make_cache(client, clock, max_size=2)
+    changes: list[SecretChange] = []
+    cache.on_change(changes.append)
+    for name in "ABCDE":
+        assert cache.get_secret_string(name) == f"{name}-1"  # D and E are held; A, B and C evicted
+    rotated = {name: rotate(admin, name, f"{name}-2") for name in "BC"}
+    for name in "BC":
+        assert cache.get_secret_string(name) == f"{name}-2"
+    assert [(change.name, change.old_version_id, change.new_version_id) for change in changes] == [
+        (name, *rotated[name]) for name in "BC"
+    ]
+
+
+def test_the_marks_kept_stay_bounded(client: Any, admin: Any, clock: FakeClock) -> None:
+    """However many labels are read, at most 3 x max_size + 1 marks are kept: the held, and 2 to 4 others."""
+    names = "ABCDEFGHIJKL"
+    _fill(admin, names)
+    cache = make_cache(client, clock, max_size=2)
+    sizes = []
+    for name in names:
+        cache.get_secret_string(name)
+        sizes.append(len(cache._store._table._marks))
+    # Reading H finds 5 marks of labels neither held (F, G) nor being served (H): the oldest 3 go.
+    assert sizes == [1, 2, 3, 4, 5, 6, 7, 5, 6, 7, 5, 6]
+    assert max(sizes) == 3 * 2 + 1
+    kept = [arn.rsplit(":", 1)[1][0] for arn, _ in cache._store._table._marks]
+    assert kept == list("GHIJKL")  # K and L held; G to J not, the newest 2 of them kept at K's trim
+
+
 # -- stress: threads and tasks, throttling, invalidation ---------------------------------------
 
 THREADS = 8
