@@ -5,7 +5,10 @@ ARN and partial ARN (three keys of one label) while rules put new versions (the 
 behind some of them, ``tests/replication.py``), roll AWSCURRENT back, make the primary Region
 throttle during a read, hold reads whose answer arrives late (held before the request reaches
 moto, or after moto answered), invalidate while they are held, force refreshes and move the
-clock.
+clock. The cache holds ``MAX_SIZE`` entries, fewer than the spellings, and a rule reads other
+secrets that never change: it serves ``2 * MAX_SIZE + 1`` labels, more than its entries hold,
+and as many as it remembers the newest version of (``Table``: no mark of a label is forgotten
+while at most ``2 * MAX_SIZE`` other labels not held have one).
 
 The model is the history of AWSCURRENT per secret: the version it pointed to after each change,
 its *positions*. A read is placed at the first position holding its version at or after the
@@ -48,6 +51,9 @@ from tests.test_model import machine_settings, sync_moto_current
 REPLICA = "us-west-2"
 SECRETS = ("app/db",)  # one secret, so the rules meet on it often; spellings make it several keys
 SPELLINGS = ("name", "arn", "partial")
+MAX_SIZE = 2
+OTHERS = tuple(f"app/other{index}" for index in range(2 * MAX_SIZE + 1 - len(SECRETS)))
+"""Secrets read, never changed: with ``SECRETS``, the cache serves ``2 * MAX_SIZE + 1`` labels."""
 TTL = 10.0
 RETRY = RetryPolicy(attempts=2, initial_delay=0.0, max_delay=0.0, failure_backoff=1.0, max_failure_backoff=4.0)
 T = TypeVar("T")
@@ -120,6 +126,7 @@ class MonotonicMachine(RuleBasedStateMachine):
         self.cache = SecretCache(
             client,
             ttl=TTL,
+            max_size=MAX_SIZE,
             ttl_jitter=0.0,
             refresh_ahead=None,
             replica_regions=[replica],
@@ -147,6 +154,9 @@ class MonotonicMachine(RuleBasedStateMachine):
             self.admin.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": REPLICA}])
             self.spellings[name] = {"name": name, "arn": arn, "partial": arn[:-7]}
             self.history[name] = [self._current(name)]
+        for name in OTHERS:  # replicated too: read while the primary fails, the replica answers
+            self.admin.create_secret(Name=name, SecretString=name)
+            self.admin.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": REPLICA}])
         # One watch per spelling of the first secret; what each handed on_change, in order.
         self.watched: dict[str, list[str]] = {spelling: [] for spelling in SPELLINGS}
         self.watch_positions = dict.fromkeys(SPELLINGS, 0)  # of the last ``current`` read
@@ -314,6 +324,20 @@ class MonotonicMachine(RuleBasedStateMachine):
         self._release(self.late[data.draw(st.integers(0, len(self.late) - 1), label="late")])
         self._settle()
 
+    @rule(names=st.permutations(OTHERS))
+    def read_others(self, names: list[str]) -> None:
+        """Reads of every secret that never changes: they evict the entries of ``SECRETS`` and add marks."""
+        for name in names:
+
+            def read(name: str = name) -> str | None:
+                try:
+                    return self.cache.get_secret_string(name)
+                except SecretUnavailableError:
+                    return None  # the primary fails (its backoff after a throttled read)
+
+            assert _result(_run(read), f"a read of {name}") in {name, None}
+        self._settle()
+
     @rule(spelling=st.sampled_from(SPELLINGS))
     def read_watch(self, spelling: str) -> None:
         """``current`` of a watch: never blocks; never older than what it held before."""
@@ -363,8 +387,8 @@ class MonotonicMachine(RuleBasedStateMachine):
 
     # -- change reports ------------------------------------------------------------------------
 
-    @invariant()
-    def every_change_is_reported_once_and_never_backwards(self) -> None:
+    def _hear_all(self) -> None:
+        """Wait until the listeners heard every change ``stats()`` counts (it counts them first)."""
         self._settle()
 
         def all_heard() -> bool:  # a fetch counts its changes, then calls the listeners on its thread
@@ -378,6 +402,10 @@ class MonotonicMachine(RuleBasedStateMachine):
             raise AssertionError(
                 f"stats() counts {self.cache.stats().changes} changes, listeners heard others"
             ) from None
+
+    @invariant()
+    def every_change_is_reported_once_and_never_backwards(self) -> None:
+        self._hear_all()
         with self.lock:
             changes = list(self.changes)
         by_name: dict[str, list[SecretChange]] = {}
@@ -414,18 +442,17 @@ class MonotonicMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_version_returned_was_reported(self) -> None:
-        """Each version a read returned is the first served or one a change report announced."""
+        """Each version a read returned is the first served or one a change report announced.
+
+        A change is counted before a read can return its version, and heard once all counted are
+        (:meth:`_hear_all`): a version still unheard then was never reported.
+        """
+        self._hear_all()
         for name in SECRETS:
-
-            def unheard(name: str = name) -> set[str]:
-                with self.lock:
-                    news = {change.new_version_id for change in self.changes if change.name == name}
-                    return self.returned[name] - news - ({self.first[name]} if name in self.first else set())
-
-            try:  # a listener runs on the fetching thread, just after its readers wake
-                wait_until(lambda unheard=unheard: not unheard())
-            except AssertionError:
-                raise AssertionError(f"{name}: reads returned {unheard()} but no change reported them") from None
+            with self.lock:
+                news = {change.new_version_id for change in self.changes if change.name == name}
+                unheard = self.returned[name] - news - ({self.first[name]} if name in self.first else set())
+            assert not unheard, f"{name}: reads returned {unheard} but no change reported them"
 
 
 # A failure takes a while to shrink (each example replays against moto); let it finish and print.
