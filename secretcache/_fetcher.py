@@ -506,11 +506,15 @@ def _raised_parsing(err: BaseException) -> bool:
 
 
 def _reason(err: Exception) -> str:
-    """Why a batch call was refused, naming no secret: the service's code and message, or botocore's error."""
+    """Why a batch call was refused, naming no secret: the service's code and message, or botocore's error type.
+
+    Only the type of a botocore error: its message may quote a parameter, an id (a
+    ``ParamValidationError`` shows the value it refused).
+    """
     if isinstance(err, ClientError):
         error = err.response.get("Error", {})
         return f"{error.get('Code', 'Unknown')}: {error.get('Message', '')}".rstrip(": ")
-    return f"{type(err).__name__}: {err}"
+    return type(err).__name__
 
 
 def in_region(secret_id: str, region: str) -> str:

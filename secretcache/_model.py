@@ -35,7 +35,7 @@ from secretcache._entry import Entry, thaw
 from secretcache._errors import SecretCacheError, SecretFormatError
 from secretcache._fork import track
 from secretcache._json import select_key
-from secretcache._keys import CacheKey, aliases
+from secretcache._keys import CacheKey, names
 from secretcache._logs import facts
 
 if TYPE_CHECKING:
@@ -390,7 +390,6 @@ class SecretWatch(Generic[M]):
             raise copier.error()
         self._store, self._runner, self._key = store, runner, key
         self._model, self._json_key, self._secret_id = model, json_key, secret_id
-        self._aliases = aliases(secret_id)
         self._held: Any = validated
         self._copier: Callable[[Any], Any] | None = copier
         self._version = entry.value.version_id if entry.value is not None else ""
@@ -495,7 +494,7 @@ class SecretWatch(Generic[M]):
         """
         if self._closed or change.version_stage != self._key.stage:
             return
-        if not self._aliases & (aliases(change.name) | aliases(change.arn)):
+        if not names(self._secret_id, change.name, change.arn):  # exact: app-config's partial ARN is not app's
             return
         _, entry = self._store.newest(self._key, change.arn)
         if entry is not None:

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
+    ParamValidationError,
 )
 
 from secretcache import (
@@ -18,7 +19,7 @@ from secretcache import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
-from secretcache._fetcher import BatchFailedError, BatchRefusedError, Fetcher
+from secretcache._fetcher import BatchFailedError, BatchRefusedError, Fetcher, _reason
 from secretcache._stats import Counters
 from tests.conftest import FAST_RETRY, Calls
 from tests.fetcher import chain_text
@@ -116,3 +117,11 @@ def test_batch_connection_failure_gives_each_secret_its_own_error(client: Any, c
     }
     assert all(error.__cause__ is cause for error in info.value.errors.values())
     assert calls["BatchGetSecretValue"] == FAST_RETRY.attempts
+
+
+def test_a_refusal_by_botocore_gives_its_type_as_the_reason_never_its_message() -> None:
+    """A ``ParamValidationError`` quotes the value it refused (an id): the logged reason is its type."""
+    refusal = ParamValidationError(report="Invalid length for parameter SecretIdList[0], value: prod/payments/stripe")
+    assert _reason(refusal) == "ParamValidationError"
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "BatchGetSecretValue")
+    assert _reason(denied) == "AccessDeniedException: not allowed"

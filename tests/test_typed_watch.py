@@ -307,6 +307,26 @@ def test_a_watch_spelled_by_arn_follows_a_change_read_by_name(client: Any, admin
     assert watch.current.username == "v2"
 
 
+def test_a_watch_by_partial_arn_ignores_the_secret_its_arn_looks_like(
+    client: Any, admin: Any, clock: FakeClock
+) -> None:
+    """``...:secret:app-config`` ends like a full ARN of ``app``: a rotation of ``app`` is not the
+    watch's, and no value of it reaches ``on_change`` or ``current``."""
+    admin.create_secret(Name="app", SecretString=document("app-v1"))
+    config = admin.create_secret(Name="app-config", SecretString=document("config-v1"))["ARN"]
+    cache = make_cache(client, clock)
+    seen: list[str] = []
+    watch = cache.watch(config[:-7], Database, on_change=lambda db: seen.append(db.username))
+    cache.get_secret_string("app")
+    rotate(admin, "app", document("app-v2"))
+    cache.refresh("app")
+    assert seen == []
+    assert watch.current.username == "config-v1"
+    rotate(admin, "app-config", document("config-v2"))
+    cache.refresh("app-config")  # read by name: the watch of its partial ARN follows it
+    assert seen == ["config-v2"]
+
+
 def test_a_watch_never_makes_the_fetching_thread_wait_for_its_own_spelling(
     client: Any, admin: Any, calls: Calls, clock: FakeClock
 ) -> None:
