@@ -69,6 +69,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _AGENT_ERROR = re.compile(r'\A\{"__type":"([^"\\]*)"(?:, ?"message":"(.*)")?\}\Z', re.DOTALL)
 _MESSAGE_LIMIT = 300  # characters of a plain-text error body kept as the error's message
 _CLOSED_POOL_TRIES = 10  # a request meets at most this many pools closed by close() on other threads
+# server.rs, validate_max_conn: the Agent counts a connection once, when it accepts it, and answers
+# 429 to every request on one it accepted past max_conn, keeping it open (hyper's keep-alive).
+_OVER_LIMIT = 429
 _MAX_DIGITS = 12  # a CreatedDate of 10**13 seconds or more is past year 9999: not computed, left out
 
 
@@ -262,6 +265,10 @@ class AgentClient:
     def _request(self, target: str) -> tuple[int, dict[str, str], bytes]:
         """One GET of ``target``: the status, the headers (names lower-cased) and the body.
 
+        A 429 answer closes the pooled connections (as :meth:`close` does): the Agent refuses every
+        later request on a connection it counted past its limit, so a retry on it would meet the
+        same refusal however much room the server had by then.
+
         urllib3's failures become the botocore exceptions a boto3 client raises for them. Those
         that can come after part of the answer was read are not chained and keep only the names
         of urllib3's errors: http.client's ``IncompleteRead`` holds the bytes read (the value),
@@ -282,6 +289,8 @@ class AgentClient:
             failure = HTTPClientError(error=_names(err))
         if failure is not None:
             raise failure  # outside the except block: no __context__ either
+        if response.status == _OVER_LIMIT:
+            self.close()  # the refused connection with the idle ones, which count against the limit too
         headers = {name.lower(): value for name, value in response.headers.items()}
         return response.status, headers, response.data
 

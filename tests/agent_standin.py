@@ -16,7 +16,9 @@ order, ``SecretBinary`` in base64, ``CreatedDate`` epoch seconds *in a string*
 ``Content-Type``, as hyper sends them.
 
 Tests script what the Agent would answer (``fail_next``, ``outage``), or a connection that breaks
-in the middle of a success body (``cut_next``), and read what it was sent
+in the middle of a success body (``cut_next``), set its connection limit (``max_conn``: counted
+once per connection, when it is accepted, and a connection accepted past it is answered 429 on
+every request while it stays open, as ``server.rs`` does), and read what it was sent
 (``requests``: path, query, lower-cased headers and the client's port, one per request).
 """
 
@@ -31,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 TOKEN = "standin-token-8f3e"
@@ -101,6 +104,9 @@ class AgentStandIn:
         self._cuts: deque[str] = deque()
         self._lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
+        self.max_conn: int | None = None  # None: no limit
+        self._open_count = 0
+        self._over: set[int] = set()  # fds of the open connections accepted past max_conn
 
     @property
     def url(self) -> str:
@@ -127,6 +133,19 @@ class AgentStandIn:
         with self._lock:
             self._cuts.extend(framings)
 
+    def accepted(self, fd: int) -> None:
+        """Count a connection just accepted, and mark it refused if it is past ``max_conn`` (server.rs, at accept)."""
+        with self._lock:
+            self._open_count += 1
+            if self.max_conn is not None and self._open_count > self.max_conn:
+                self._over.add(fd)
+
+    def closed(self, fd: int) -> None:
+        """Forget a connection the server has closed."""
+        with self._lock:
+            self._open_count -= 1
+            self._over.discard(fd)
+
     def take_cut(self) -> str | None:
         """The framing of the next cut, if one is scripted (taken once)."""
         with self._lock:
@@ -147,6 +166,10 @@ class AgentStandIn:
             )
         if self.hold:
             self.delay.wait(10)
+        with self._lock:
+            refused = handler.connection.fileno() in self._over
+        if refused:
+            return TOO_MANY
         if parts.path != "/ping":
             if "x-forwarded-for" in headers:
                 return FORWARDED
@@ -214,11 +237,28 @@ def _handler(standin: AgentStandIn) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    """The threading server, telling the stand-in of each connection accepted and closed."""
+
+    standin: AgentStandIn
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Count the connection on the accepting thread, in the order of accepts (as server.rs counts)."""
+        self.standin.accepted(request.fileno())
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Uncount it, before its descriptor can be reused."""
+        self.standin.closed(request.fileno())
+        super().shutdown_request(request)
+
+
 @contextmanager
 def running(standin: AgentStandIn | None = None, port: int = 0) -> Iterator[AgentStandIn]:
     """Serve ``standin`` (a new one by default) on 127.0.0.1 until the block ends."""
     standin = standin or AgentStandIn()
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(standin))
+    server = _Server(("127.0.0.1", port), _handler(standin))
+    server.standin = standin
     server.daemon_threads = True
     standin.server = server
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

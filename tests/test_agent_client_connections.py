@@ -5,6 +5,7 @@ The server and the fixtures are tests/agent_client.py's.
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
 from secretcache import RetryPolicy, SecretCache, SecretUnavailableError
 from secretcache.agent import AgentClient
@@ -22,6 +23,7 @@ from tests.agent_client import RETRY, VALUE, cache_of
 from tests.agent_client import client as client  # a fixture
 from tests.agent_client import standin as standin  # a fixture
 from tests.agent_standin import TOKEN, AgentStandIn
+from tests.conftest import WATCHDOG
 from tests.leaks import assert_value_absent
 
 
@@ -31,6 +33,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def test_a_connection_refused_past_max_conn_is_not_reused(client: AgentClient, standin: AgentStandIn) -> None:
+    """After a 429 the next request goes on a new connection: the Agent counts a connection once, when it
+    accepts it, and answers 429 to every request on one it accepted past max_conn (server.rs)."""
+    standin.max_conn = 1
+    held = http.client.HTTPConnection("127.0.0.1", int(standin.url.rsplit(":", 1)[1]), timeout=WATCHDOG)
+    try:
+        held.request("GET", "/ping")
+        assert held.getresponse().read() == b"healthy"  # accepted and counted: the limit is reached
+        with pytest.raises(ClientError) as refused:
+            client.get_secret_value(SecretId="app/db")
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+        standin.max_conn = 3  # room again, for connections accepted from now on
+        assert client.get_secret_value(SecretId="app/db")["SecretString"] == VALUE
+    finally:
+        held.close()
+    first, second = standin.gets()
+    assert first.port != second.port
 
 
 def test_connection_refused_is_unavailable_after_retries(monkeypatch: pytest.MonkeyPatch) -> None:
