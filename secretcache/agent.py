@@ -67,7 +67,23 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # The Agent writes its error bodies with format!() and does not escape the message
 # (aws_secretsmanager_agent/src/utils.rs, err_response): a message holding a quote is not JSON.
 _AGENT_ERROR = re.compile(r'\A\{"__type":"([^"\\]*)"(?:, ?"message":"(.*)")?\}\Z', re.DOTALL)
-_MESSAGE_LIMIT = 300  # characters of a plain-text error body kept as the error's message
+# The Agent's plain-text answers (server.rs, parse.rs): the only bodies without a "__type" quoted in
+# an error. Any other (a proxy's page, a body a broken server sent with an error status) may hold
+# anything, a value included: it is described by its size, never quoted.
+_PLAIN_ANSWERS = frozenset(
+    {
+        "Bad Token",
+        "Forwarded",
+        "Not allowed",
+        "Not found",
+        "Connection limit exceeded",
+        "missing parameter secretId",
+        "missing secret ID",
+        "invalid refreshNow value",
+        "Serving not enabled. Hit the /start_serving endpoint to enable serving requests.",
+    }
+)
+_UNKNOWN_PARAMETER = re.compile(r"\Aunknown parameter: [A-Za-z]{1,32}\Z")  # the names this client sends, at most
 _CLOSED_POOL_TRIES = 10  # a request meets at most this many pools closed by close() on other threads
 # server.rs, validate_max_conn: the Agent counts a connection once, when it accepts it, and answers
 # 429 to every request on one it accepted past max_conn, keeping it open (hyper's keep-alive).
@@ -104,7 +120,8 @@ class AgentClient:
     The client makes one HTTP request per call and never retries by itself: a cache retries
     transient failures under its own :class:`~secretcache.RetryPolicy`. Its ``repr`` shows the
     endpoint and the timeouts, never the token; no error it raises holds the token or a value,
-    nor any byte of an answer cut off by a broken connection (in its arguments, attributes or chain).
+    nor any byte of an answer cut off by a broken connection or of an error answer that is not one
+    of the Agent's own (in its arguments, attributes or chain).
 
     Args:
         endpoint: The server's base URL, ``http://host:port`` (no path, query or credentials).
@@ -359,9 +376,10 @@ def _positive(value: Duration, name: str) -> float:
 def _client_error(status: int, body: bytes, metadata: dict[str, Any]) -> ClientError:
     """The ``ClientError`` boto3 would raise for an error answer, from the Agent's ``__type``/``message`` body.
 
-    A body that is not that JSON (the Agent's plain-text ``Bad Token``, ``Not found``,
-    ``Connection limit exceeded``) gives the status as the code, as botocore does for an answer
-    without one, and its text (shortened) as the message.
+    A body that is not that JSON gives the status as the code, as botocore does for an answer
+    without one. Its text is the message only if it is one of the Agent's plain-text answers
+    (``Bad Token``, ``Not found``, ``Connection limit exceeded``...); any other body is described
+    by its size, never quoted: the client cannot tell a value in it from a message.
     """
     text = body.decode("utf-8", "replace")
     code, message = None, None
@@ -377,7 +395,9 @@ def _client_error(status: int, body: bytes, metadata: dict[str, Any]) -> ClientE
         if match is not None:
             code, message = match.group(1), match.group(2)
     if code is None:
-        code, message = str(status), " ".join(text.split())[:_MESSAGE_LIMIT]
+        code, message = str(status), text.strip()
+        if message not in _PLAIN_ANSWERS and _UNKNOWN_PARAMETER.match(message) is None:
+            message = f"(a body of {len(body)} bytes that is not an Agent error, not shown)"
     code = code.rsplit("#", 1)[-1]  # a JSON-protocol "__type" may carry the model's namespace
     error = {"Code": code, "Message": message if isinstance(message, str) else ""}
     return ClientError({"Error": error, "ResponseMetadata": metadata}, _OPERATION)  # type: ignore[typeddict-item]

@@ -27,6 +27,7 @@ from tests.agent_client import client as client  # a fixture
 from tests.agent_client import standin as standin  # a fixture
 from tests.agent_standin import TOKEN, AgentStandIn
 from tests.conftest import FakeClock, quiescent
+from tests.leaks import assert_value_absent
 
 
 def chain(err: BaseException) -> list[BaseException]:
@@ -234,3 +235,45 @@ def test_token_and_value_never_shown(
     assert (
         repr(client) == f"AgentClient(endpoint={standin.url!r}, connect_timeout=1, read_timeout=2, max_connections=10)"
     )
+
+
+@pytest.mark.parametrize("status", [400, 403, 429, 500, 502])
+def test_an_error_answer_holding_a_value_is_not_quoted(
+    client: AgentClient, standin: AgentStandIn, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """An error status whose body is not an Agent error (here a success body, as a broken proxy may
+    send) reaches no error and no log line: the client cannot tell a value in it from a message."""
+    caplog.set_level(logging.DEBUG)
+    leaky = standin.add("app/leaky", VALUE).body()
+    standin.fail_next(*[(status, leaky)] * RETRY.attempts)
+    with cache_of(client) as cache, pytest.raises(SecretCacheError) as caught:
+        cache.get_secret_string("app/leaky")
+    assert_value_absent(caught.value, VALUE)
+    assert VALUE not in caplog.text
+    cause = caught.value.__cause__
+    assert isinstance(cause, ClientError)
+    assert cause.response["Error"]["Code"] == str(status)
+    assert cause.response["Error"]["Message"] == f"(a body of {len(leaky)} bytes that is not an Agent error, not shown)"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        agent_standin.BAD_TOKEN,
+        agent_standin.FORWARDED,
+        agent_standin.NOT_ALLOWED,
+        agent_standin.NO_PATH,
+        agent_standin.TOO_MANY,
+        agent_standin.UNKNOWN_PARAMETER,
+        (400, b"missing parameter secretId"),
+        (400, b"invalid refreshNow value"),
+    ],
+)
+def test_the_agents_plain_text_answers_are_the_message(
+    client: AgentClient, standin: AgentStandIn, answer: tuple[int, bytes]
+) -> None:
+    """The Agent's own plain-text answers (server.rs, parse.rs) are the error's message, its status the code."""
+    standin.fail_next(answer)
+    with pytest.raises(ClientError) as caught:
+        client.get_secret_value(SecretId="app/db")
+    assert caught.value.response["Error"] == {"Code": str(answer[0]), "Message": answer[1].decode()}
