@@ -31,8 +31,8 @@ def app(client: Any, admin: Any) -> Iterator[AgentApp]:
         yield AgentApp(Answerer(cache, token=TOKEN), max_conn=2)
 
 
-def test_request_of_keeps_the_raw_path_and_query_and_joins_repeated_headers() -> None:
-    """raw_path stays percent-encoded without its query; names are lower-cased; a repeated header is joined."""
+def test_request_of_keeps_the_raw_path_and_query_and_a_repeated_headers_first_value() -> None:
+    """raw_path stays percent-encoded without its query; names are lower-cased; a repeated header is its first value."""
     scope = {
         "type": "http",
         "method": "GET",
@@ -46,12 +46,25 @@ def test_request_of_keeps_the_raw_path_and_query_and_joins_repeated_headers() ->
         "GET",
         "/v1/app%2Fdb",
         "versionStage=AWS%20X&refreshNow=1",
-        {"x-vault-token": "a, b", "accept": "\udcff"},
+        {"x-vault-token": "a", "accept": "\udcff"},
     )
     assert request_of({"type": "http", "method": "GET", "path": "/v1/a b"}).path == "/v1/a%20b"  # no raw_path
 
 
-def _get(app: AgentApp, target: str, headers: dict[str, str] | None = None, method: str = "GET") -> httpx.Response:
+@pytest.mark.parametrize(
+    ("values", "status"),
+    [([TOKEN, "other"], 200), ([TOKEN, TOKEN], 200), (["other", TOKEN], 403)],
+)
+def test_a_token_header_sent_twice_is_read_as_the_agent_reads_it(app: AgentApp, values: list[str], status: int) -> None:
+    """A token header sent twice counts by its first value, as the Agent's headers[name] reads it (server.rs)."""
+    headers = [("X-Aws-Parameters-Secrets-Token", value) for value in values]
+    response = _get(app, "/secretsmanager/get?secretId=app/db", headers)
+    assert response.status_code == status
+
+
+def _get(
+    app: AgentApp, target: str, headers: dict[str, str] | list[tuple[str, str]] | None = None, method: str = "GET"
+) -> httpx.Response:
     async def send() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:2773") as client:

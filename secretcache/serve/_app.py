@@ -2,7 +2,7 @@
 
 :class:`AgentApp` turns an ASGI ``http`` scope into a :class:`~secretcache.serve._protocol.Request`
 (method, raw path without the query, raw query string, header names lower-cased with a repeated
-header's values joined by ``", "``), awaits :meth:`Answerer.handle` and writes the status,
+header's first value, as the Agent reads it), awaits :meth:`Answerer.handle` and writes the status,
 ``content-type``, ``content-length`` and body. No framework: one dict per event.
 
 The connection limit is the Agent's (server.rs, ``validate_max_conn``): a connection is counted
@@ -49,7 +49,9 @@ def request_of(scope: Scope) -> Request:
 
     The path is ``raw_path`` (still percent-encoded; rebuilt from ``path`` if the server gives
     none), the query ``query_string``, both decoded with bad UTF-8 replaced; header values are
-    decoded as UTF-8 with undecodable bytes kept as surrogates, so they never equal a token.
+    decoded as UTF-8 with undecodable bytes kept as surrogates, so they never equal a token. A
+    header sent more than once is its first value: the Agent reads ``headers[name]`` (hyper's
+    first value), so a token header sent twice counts by its first value there too (server.rs).
     """
     raw_path = scope.get("raw_path")
     if isinstance(raw_path, bytes):
@@ -61,12 +63,10 @@ def request_of(scope: Scope) -> Request:
     query = bytes(scope.get("query_string") or b"").decode("utf-8", "replace")
     raw = scope.get("headers") or ()
     headers = {name.decode("latin-1").lower(): value.decode("utf-8", "surrogateescape") for name, value in raw}
-    if len(headers) != len(raw):  # a repeated header: its values joined, in order
+    if len(headers) != len(raw):  # a repeated header: its first value, as the Agent's headers[name] reads it
         headers = {}
         for name, value in raw:
-            key = bytes(name).decode("latin-1").lower()
-            text = bytes(value).decode("utf-8", "surrogateescape")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+            headers.setdefault(bytes(name).decode("latin-1").lower(), bytes(value).decode("utf-8", "surrogateescape"))
     return Request(str(scope.get("method", "GET")), path, query, headers)
 
 

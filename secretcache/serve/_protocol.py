@@ -64,7 +64,7 @@ class Request:
         method: The HTTP method (``"GET"``).
         path: The raw path, still percent-encoded, without the query.
         query: The raw query string (``""`` if none), still percent-encoded.
-        headers: Header names lower-cased; a repeated header's values joined with ``", "``.
+        headers: Header names lower-cased; a repeated header's first value (hyper's ``headers[name]``).
     """
 
     method: str
