@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 try:
-    from pydantic_settings import EnvSettingsSource
+    from pydantic_settings import EnvSettingsSource, SettingsError
 except ImportError:  # pragma: no cover - the extra is installed wherever the tests run
     raise ImportError(
         "secretcache.pydantic needs pydantic-settings: pip install 'secretcache[pydantic-settings]'"
@@ -149,6 +149,24 @@ class SecretsManagerSettingsSource(EnvSettingsSource):
             env_parse_none_str=env_parse_none_str,
             env_parse_enums=env_parse_enums,
         )
+
+    def __call__(self) -> dict[str, Any]:
+        """The fields' values (``EnvSettingsSource``'s), with no error of the secret's values chained.
+
+        pydantic-settings raises a ``SettingsError`` naming the field (a value it cannot decode,
+        such as a complex field's text that is not JSON) from the error it met, and that error
+        holds the value (``JSONDecodeError.doc``). The same message is raised here with the type
+        of that error instead, built after the ``except`` block: nothing is chained.
+
+        Raises:
+            SettingsError: A value of the secret cannot be decoded for its field.
+        """
+        try:
+            return super().__call__()
+        except SettingsError as err:
+            cause = err.__cause__ or err.__context__
+            message = str(err) if cause is None else f"{err} ({type(cause).__name__}; the value is not shown)"
+        raise SettingsError(message)
 
     def _load_env_vars(self) -> Mapping[str, Any]:
         """The secret's top-level keys and values, keyed as ``EnvSettingsSource`` expects (a cache hit)."""

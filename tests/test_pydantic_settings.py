@@ -19,11 +19,13 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from secretcache import AsyncSecretCache, SecretCache, SecretFormatError
 from secretcache.pydantic import SecretsManagerSettingsSource
 from tests.conftest import FakeClock
+from tests.leaks import assert_value_absent
 from tests.test_cache import make_cache, rotate
 
 SECRET = "prod/orders/app"
@@ -242,3 +244,22 @@ def test_repr_names_the_secret_only(admin: Any, cache: SecretCache) -> None:
     admin.create_secret(Name=SECRET, SecretString=json.dumps(FLAT))
     source = SecretsManagerSettingsSource(AppSettings, SECRET, cache=cache)
     assert repr(source) == "SecretsManagerSettingsSource(secret_id='prod/orders/app', env_nested_delimiter='--')"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"app_name": "orders", "database": "{" + PASSWORD},  # a complex field's value that is not JSON
+        {"app_name": "orders", "database--port": "1", "database": PASSWORD},  # nested keys and a bad whole
+    ],
+    ids=["not-json", "not-json-beside-nested-keys"],
+)
+def test_a_value_pydantic_settings_cannot_decode_is_not_chained(
+    admin: Any, cache: SecretCache, document: dict[str, Any]
+) -> None:
+    """pydantic-settings' SettingsError names the field only: the JSONDecodeError holding the value is not chained."""
+    admin.create_secret(Name=SECRET, SecretString=json.dumps(document))
+    with pytest.raises(SettingsError, match='field "database" from source "SecretsManagerSettingsSource"') as info:
+        settings_class(AppSettings, ours(cache, SECRET))()
+    assert_value_absent(info.value, PASSWORD)
+    assert "JSONDecodeError" in str(info.value)  # what went wrong, by type
