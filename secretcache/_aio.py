@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -318,6 +319,8 @@ class AsyncSecretCache:
         flight, spare = step.flight, step.spare
         if step.owner:  # started before the first await, so a cancelled task never strands it
             self._runner.start(flight)
+        elif flight.owner == threading.get_ident():  # a loop run by a hook of that very fetch: it cannot end
+            return store.serving.give_up(flight, "it is being fetched further up this thread's stack")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + store.wait_bound
         why = f"its fetch took longer than {store.wait_bound:g} s"

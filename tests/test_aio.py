@@ -7,14 +7,24 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 
-from secretcache import AsyncSecretCache, RetryPolicy, SecretCache, SecretFormatError, SecretNotFoundError
+from secretcache import (
+    AsyncSecretCache,
+    RetryPolicy,
+    SecretCache,
+    SecretFormatError,
+    SecretNotFoundError,
+    SecretUnavailableError,
+)
 from secretcache._flight import Flight
 from secretcache._stats import Counters
 from secretcache._store import Store
-from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, inside, wait_until
+from tests.conftest import FAST_RETRY, REGION, WATCHDOG, Calls, FakeClock, inside, wait_until
 from tests.test_cache import rotate
+from tests.watchdog import within_watchdog
 
 
 def async_cache(client: Any, clock: FakeClock, **options: Any) -> AsyncSecretCache:
@@ -252,3 +262,35 @@ async def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """AsyncSecretCache.from_env reads the same variables."""
     monkeypatch.setenv("SECRETCACHE_TTL", "42")
     assert "ttl=42.0" in repr(AsyncSecretCache.from_env())
+
+
+@pytest.mark.parametrize("outer", ["async", "sync"])
+def test_a_task_reading_the_key_its_own_thread_is_fetching_does_not_wait_for_itself(
+    aws: None, admin: Any, clock: FakeClock, outer: str
+) -> None:
+    """An async read run by botocore's hooks of a fetch, on the fetching thread, gets an error at once.
+
+    The fetch cannot go on until the hook returns, so waiting for it only ends at the wait
+    bound (about two minutes with botocore's default timeouts); threads were already told at
+    once. The client's short timeouts keep that bound to a few seconds should it wait.
+    """
+    client = boto3.client("secretsmanager", region_name=REGION, config=Config(connect_timeout=1, read_timeout=1))
+    admin.create_secret(Name="db", SecretString="pw")
+    cache = async_cache(client, clock, retry=RetryPolicy(attempts=1, deadline=1.0))
+    nested: list[BaseException | str] = []
+
+    def read_same_key(**_: Any) -> None:
+        if not nested:
+            try:
+                nested.append(asyncio.run(cache.get_secret_string("db")))
+            except SecretUnavailableError as err:
+                nested.append(err)
+
+    client.meta.events.register("before-send.secretsmanager.GetSecretValue", read_same_key)
+    if outer == "async":
+        assert within_watchdog(lambda: asyncio.run(cache.get_secret_string("db"))) == "pw"
+    else:
+        assert within_watchdog(lambda: cache.cache.get_secret_string("db")) == "pw"
+    assert len(nested) == 1
+    assert "further up this thread's stack" in str(nested[0])
+    assert cache.stats().api_calls == {"GetSecretValue": 1}
