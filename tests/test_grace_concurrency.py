@@ -148,6 +148,51 @@ async def test_tasks_refused_at_once_share_one_forced_refresh(
     assert stages == ["AWSCURRENT"]
 
 
+async def reached(condition: Any) -> None:
+    """Yield to the loop until ``condition()`` holds; fail (never hang) past the watchdog."""
+    deadline = time.monotonic() + WATCHDOG
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached: deadlock or lost wake-up"
+        await asyncio.sleep(0.001)
+
+
+@pytest.mark.parametrize("grace", [0.0, GRACE])
+async def test_a_task_waiting_for_a_forced_refresh_whose_task_is_cancelled_gets_its_answer(
+    cache: SecretCache, admin: Any, calls: Calls, clock: FakeClock, grace: float
+) -> None:
+    """The task that forced AWSCURRENT is cancelled; its fetch runs on, and the task waiting for it logs in with pw-2.
+
+    It used to read the cache then, which still held pw-1 (refused): on to AWSPENDING and the
+    grace's polls, or with no grace the login error, while the answer was one fetch away.
+    """
+    admin.create_secret(Name="db", SecretString=document("pw-1"))
+    server = Server("pw-1")
+
+    async def connect(**kwargs: Any) -> str:
+        return server.connect(**kwargs)
+
+    factory = async_connection_factory(
+        cache, "db", connect, mapping="aiomysql", rotation_grace=grace, sleep=clock.asleep
+    )
+    assert await factory() == "connection as pw-1"
+    server.password = "pw-2"
+    admin.put_secret_value(SecretId="db", SecretString=document("pw-2"))
+    gate = calls.hold()
+    forcing = asyncio.ensure_future(factory())
+    await reached(lambda: calls.total >= 2)  # its forced read is held
+    waiting = asyncio.ensure_future(factory())
+    refreshes = factory._recovery._refreshes[None]
+    await reached(lambda: bool(refreshes.waiters))  # refused with pw-1, it waits for that refresh
+    forcing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await forcing
+    await reached(lambda: cache.stats().misses >= 3)  # the first read, the forced one, the waiting task's joining it
+    gate.set()
+    assert await asyncio.wait_for(waiting, WATCHDOG) == "connection as pw-2"
+    assert calls["GetSecretValue"] == 2  # the cancelled task's forced read, joined: no AWSPENDING, no poll
+    assert clock.sleeps == []
+
+
 # -- interrupted or cancelled polls ------------------------------------------------------------
 
 

@@ -88,6 +88,7 @@ class _Turn:
 
     running: int = 0  # callers doing it now
     generation: int = 0  # how many times it has ended
+    read: int = 0  # the generation at which it last ended with its read done (not cancelled, not interrupted)
     waiters: list[Callable[[], None]] = field(default_factory=list)
 
     def end(self) -> list[Callable[[], None]]:
@@ -175,12 +176,30 @@ class Recovery:
             turn.running += 1
             return True, None
 
-    def finish_refresh(self, stage: str | None) -> None:
-        """End a forced refresh of ``stage`` claimed by :meth:`claim_refresh`, waking the callers waiting for it."""
+    def finish_refresh(self, stage: str | None, *, read: bool) -> None:
+        """End a forced refresh of ``stage`` claimed by :meth:`claim_refresh`, waking the callers waiting for it.
+
+        ``read`` says its read ended (with an answer or an error); else it was abandoned (the
+        caller cancelled or interrupted), and its fetch may still be running in the cache.
+        """
         with self._lock:
-            waiters = self._refreshes[stage].end()
+            turn = self._refreshes[stage]
+            waiters = turn.end()
+            if read:
+                turn.read = turn.generation
         for wake in waiters:
             wake()
+
+    def abandoned(self, stage: str | None, generation: int) -> bool:
+        """Whether the forced refreshes of ``stage`` that ended after ``generation`` were all abandoned (and one did).
+
+        A caller that waited for one and reads a version already refused forces its read then: it
+        joins the fetch the abandoned one left running in the cache (or makes it anew if the
+        fetch was interrupted with it), where a plain read gets the version cached before it.
+        """
+        with self._lock:
+            turn = self._refreshes[stage]
+            return turn.generation > generation and turn.read <= generation
 
     def subscribe_refresh(self, stage: str | None, generation: int, wake: Callable[[], None]) -> bool:
         """Call ``wake`` when the forced refresh of ``stage`` after ``generation`` ends; ``False`` if it already has."""
@@ -322,20 +341,28 @@ def _recover(
     stages: tuple[str | None, ...] = (None,) if unknown else (None, "AWSPENDING")
     for stage in stages:
         force, generation = recovery.claim_refresh(stage)
+        abandoned = read = False
         if generation is not None:
             # Another connect's forced refresh of this label is in flight: its answer, once the
             # cache has it, not the version cached before it (which this connect was refused).
             yield AwaitRefresh(stage, generation)
+            abandoned = recovery.abandoned(stage, generation)
         try:
             creds: DbCredentials | None = yield Read(stage, force, logins=len(tried), error=last)
+            if abandoned and (creds is None or creds.version_id in tried):
+                # That refresh's task was cancelled before its answer, and its fetch may still be
+                # running in the cache: a forced read joins it (or fetches, if it ended unanswered).
+                creds = yield Read(stage, True, logins=len(tried), error=last)
+            read = True
         except SecretCacheError:
             # No AWSPENDING (no rotation in progress), or Secrets Manager failing (throttled, an IAM
             # policy that allows AWSCURRENT only): nothing new from this label. The login error, not
             # this one, is what the connect raises if nothing works.
+            read = True
             continue
         finally:
             if force:
-                recovery.finish_refresh(stage)
+                recovery.finish_refresh(stage, read=read)
         if creds is None or creds.version_id in tried:
             continue
         tried.add(creds.version_id)
