@@ -8,7 +8,7 @@ from typing import NamedTuple
 from secretcache._errors import InvalidSecretRequestError
 from secretcache._policy import to_seconds
 
-__all__ = ["CacheKey", "aliases", "check_read", "check_secret_id", "make_key", "names"]
+__all__ = ["CacheKey", "aliases", "check_read", "check_secret_id", "exact", "make_key", "names"]
 
 MAX_SECRET_ID = 2048
 MIN_VERSION_ID = 32
@@ -48,8 +48,18 @@ class CacheKey(NamedTuple):
         return self.version_stage is None and self.version_id is None
 
 
+def exact(value: str) -> str:
+    """``value`` as a plain ``str``: a subclass's ``__hash__``, ``__eq__`` and methods are user code.
+
+    Ids and labels become keys that the store hashes and compares under its lock, where no user
+    code may run (a ``__hash__`` reading the cache would deadlock it; one that raises would stop
+    a fetch midway): a subclass is copied to a plain string at the public boundary.
+    """
+    return value if type(value) is str else str.__str__(value)
+
+
 def check_secret_id(secret_id: object) -> str:
-    """Return ``secret_id`` if it is a usable secret name or ARN.
+    """Return ``secret_id`` as a plain ``str`` (:func:`exact`) if it is a usable secret name or ARN.
 
     Raises:
         TypeError: Not a string.
@@ -58,6 +68,7 @@ def check_secret_id(secret_id: object) -> str:
     """
     if not isinstance(secret_id, str):
         raise TypeError(f"secret_id must be a str (a secret name or ARN), not {type(secret_id).__name__}")
+    secret_id = exact(secret_id)
     if not secret_id or secret_id.isspace():
         raise InvalidSecretRequestError("secret_id must be a non-empty secret name or ARN")
     if len(secret_id) > MAX_SECRET_ID:
@@ -76,6 +87,7 @@ def _check_label(value: object, name: str, lengths: tuple[int, int], secret_id: 
         return None
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
+    value = exact(value)
     shortest, longest = lengths
     if not shortest <= len(value) <= longest:
         raise InvalidSecretRequestError(

@@ -53,8 +53,8 @@ def seeded_cache(secrets: Mapping[str, str | bytes | Mapping[str, Any] | list[An
     """
     seeded = _Seeded()
     now = datetime.now(timezone.utc)
-    for secret_id, value in secrets.items():
-        check_secret_id(secret_id)
+    for given, value in secrets.items():
+        secret_id = check_secret_id(given)  # a plain str: the store hashes it under its lock
         if isinstance(value, (Mapping, list)):
             value = json.dumps(value)
         if not isinstance(value, (str, bytes)):

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from secretcache import SecretChange, SecretUnavailableError
+from secretcache.testing import seeded_cache
 from tests.conftest import FAST_RETRY, Calls, FakeClock
 from tests.store import _deny
 from tests.test_cache import make_cache, rotate, warm_cache
@@ -217,3 +218,41 @@ def test_a_change_found_under_one_spelling_drops_older_values_under_the_others(
     assert read == ["pw-2"]
     assert cache.get_secret_string(arn) == "pw-2"
     assert calls["GetSecretValue"] == 4  # name, ARN, name after the TTL, ARN again after the change
+
+
+# -- 12. ids whose hashing or comparison is user code -----------------------------------------
+
+
+def test_a_str_subclass_id_that_reads_the_cache_while_hashed_does_not_deadlock(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A secret id or label of a str subclass whose __hash__ and __eq__ call the cache never runs under its lock."""
+    admin.create_secret(Name="db", SecretString="pw-1")
+    cache = make_cache(client, clock)
+
+    class Reentrant(str):
+        __slots__ = ()
+
+        def __hash__(self) -> int:
+            cache.stats()  # takes the store's lock
+            return str.__hash__(self)
+
+        def __eq__(self, other: object) -> bool:
+            cache.stats()
+            return str.__eq__(self, other)
+
+    def use() -> list[str]:
+        return [
+            cache.get_secret_string(Reentrant("db")),
+            cache.get_secret_string("db", version_stage=Reentrant("AWSCURRENT"), force_refresh=True),
+            cache.get_secret_string(Reentrant("db"), version_stage=Reentrant("AWSCURRENT")),
+            cache.refresh(Reentrant("db")).secret_string or "",
+            str(cache.invalidate(Reentrant("db"))),
+            str(cache.prefetch([Reentrant("db")])),
+            seeded_cache({Reentrant("seeded"): "s"}).get_secret_string(Reentrant("seeded")),
+        ]
+
+    assert within_watchdog(use) == ["pw-1", "pw-1", "pw-1", "pw-1", "1", "{}", "s"]
+    assert all(type(key.secret_id) is str for key in cache._store.entries)
+    assert calls["GetSecretValue"] == 3  # the first read and two forced ones; prefetch is a batch call
+    assert calls["BatchGetSecretValue"] == 1
