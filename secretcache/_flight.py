@@ -273,6 +273,18 @@ class Flights(dict["CacheKey", Flight]):
                 flight.state, flight.requeued = QUEUED, True
         return dropped
 
+    def clear_after_fork(self, entries: dict[CacheKey, Entry]) -> None:
+        """In a forked child: drop every flight (their threads are not in the child).
+
+        A background refresh queued or running at the fork had moved its entry's refresh point
+        to the TTL (so reads take the hot path meanwhile): it is put back, so the child's next
+        read past it queues the refresh again instead of waiting for the TTL to fetch.
+        """
+        for flight in self.values():
+            if flight.due is not None and entries.get(flight.key) is flight.previous:
+                flight.previous.refresh_at = flight.due  # type: ignore[union-attr]
+        self.clear()
+
     def forget(self, flight: Flight, entries: dict[CacheKey, Entry]) -> None:
         """Remove ``flight``; a queued one is done (nobody waits on it), its entry's refresh point restored.
 

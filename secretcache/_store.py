@@ -443,7 +443,8 @@ class Store:
     def reset_after_fork(self) -> None:
         """In a forked child: a fresh lock and no flights (their threads are not in the child).
 
-        Entries are kept: a child of a warmed parent (gunicorn ``--preload``) starts warm.
+        Entries are kept: a child of a warmed parent (gunicorn ``--preload``) starts warm; one
+        whose background refresh was in flight is due for it again (:meth:`Flights.clear_after_fork`).
         """
         self._lock = threading.Lock()
-        self._flights.clear()
+        self._flights.clear_after_fork(self.entries)

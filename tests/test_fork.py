@@ -165,3 +165,72 @@ def test_forked_child_takes_new_versions_through_a_watch_whose_callback_ran_at_t
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"current": "v3"}
+
+
+# Forks while a background refresh runs (held), then has the child read past the refresh point:
+# the refresh is the child's to run again, in the background, before the TTL.
+REFRESH_SCRIPT = textwrap.dedent(
+    """
+    import json, os, signal, sys, threading, time
+    import boto3
+    from moto import mock_aws
+    from secretcache import SecretCache
+
+    class Clock:
+        now = 1000.0
+
+        def __call__(self):
+            return self.now
+
+    clock = Clock()
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        client.create_secret(Name="fork/db", SecretString="pw-1")
+        cache = SecretCache(client, ttl=60, ttl_jitter=0, refresh_ahead=0.5, clock=clock)
+        assert cache.get_secret_string("fork/db") == "pw-1"
+        parent, started, release = os.getpid(), threading.Event(), threading.Event()
+
+        def slow(**_):
+            if os.getpid() == parent and threading.current_thread().name.startswith("secretcache-refresh"):
+                started.set()
+                release.wait(20)
+
+        client.meta.events.register("before-call.secretsmanager.GetSecretValue", slow)
+        clock.now += 31  # past the refresh point (30 s): a background refresh starts, and is held
+        assert cache.get_secret_string("fork/db") == "pw-1"
+        assert started.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(20)  # a hung child ends by itself (SIGALRM), failing the test
+            client.put_secret_value(SecretId="fork/db", SecretString="pw-2")
+            misses = cache.stats().misses
+            clock.now += 20  # 51 s: past the refresh point, before the TTL
+            at_once = cache.get_secret_string("fork/db")
+            deadline = time.monotonic() + 10  # a refresh that never starts fails the test, not the run
+            while cache.stats().refreshes < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            report = {"at_once": at_once, "after": cache.get_secret_string("fork/db")}
+            report["foreground_misses"] = cache.stats().misses - misses
+            print(json.dumps(report), flush=True)
+            os._exit(0)
+        release.set()
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_a_background_refresh_in_flight_at_the_fork_runs_again_in_the_child_before_the_ttl(tmp_path: Path) -> None:
+    """A child forked during a background refresh refreshes in the background past the refresh point, not at the TTL."""
+    script = tmp_path / "fork_refresh.py"
+    script.write_text(REFRESH_SCRIPT)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    command = [sys.executable, str(script)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "at_once": "pw-1",
+        "after": "pw-2",
+        "foreground_misses": 0,
+    }
