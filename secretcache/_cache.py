@@ -13,7 +13,7 @@ from secretcache._batch import Batches
 from secretcache._client import build_client, default_region
 from secretcache._entry import Entry, binary_of, json_of, refresh_result, string_of, value_of
 from secretcache._errors import SecretCacheError
-from secretcache._fetcher import Fetcher
+from secretcache._fetcher import Fetcher, watch_attempts
 from secretcache._fork import track
 from secretcache._keys import CacheKey, check_read, check_secret_id
 from secretcache._lazy import ClientUnusableError
@@ -169,7 +169,9 @@ class SecretCache:
         self._retry = retry
         self._clock: Callable[[], float] = clock or time.monotonic
         self._counters = Counters()
-        replicas = check_replicas(replica_regions, build_client, wait=retry.deadline)
+        replicas = check_replicas(
+            replica_regions, lambda region: watch_attempts(build_client(region)), wait=retry.deadline
+        )
         if replicas and client is not None:
             check_primary(region_of(client), replicas, "the client's own")
         elif replicas:  # the Region the client built on first use will call, if configured yet

@@ -52,7 +52,15 @@ if TYPE_CHECKING:
 
     from secretcache._observe import Fetch
 
-__all__ = ["BATCH_SIZE", "REFRESH_NOW", "BatchFailedError", "BatchRefusedError", "Fetcher", "in_region"]
+__all__ = [
+    "BATCH_SIZE",
+    "REFRESH_NOW",
+    "BatchFailedError",
+    "BatchRefusedError",
+    "Fetcher",
+    "in_region",
+    "watch_attempts",
+]
 
 BATCH_SIZE = 20
 """Most secret ids one ``BatchGetSecretValue`` call accepts."""
@@ -138,6 +146,27 @@ def _attempt_failed(response: Any = None, caught_exception: BaseException | None
         fetch.falter()
 
 
+_C = TypeVar("_C")
+
+
+def watch_attempts(client: _C) -> _C:
+    """Register :func:`_attempt_failed` on ``client``'s botocore events, once per client; return ``client``.
+
+    Called as a client comes into a cache, before any thread of the cache uses it: at
+    construction for a client given (primary or replica), as it is built for one the cache
+    builds. Not on a client already in use: botocore's emitter takes no lock, and a thread
+    emitting ``needs-retry`` of an operation for the first time (looking up its handlers) while
+    another registers caches the handlers it found, without the new one, until the next
+    registration; botocore ignores a ``unique_id`` it has, so none ever comes. A client without
+    botocore events (a test double, the Agent's client) is left as is.
+    """
+    events = getattr(getattr(client, "meta", None), "events", None)
+    register = getattr(events, "register", None)
+    if callable(register):
+        register("needs-retry.secrets-manager", _attempt_failed, unique_id=_WATCH_ID)
+    return client
+
+
 def _named_by(secret_ids: list[str], item: Any, replica: str | None) -> list[str]:
     """The requested ids that name a batch item, by name, ARN or partial ARN (:func:`names`).
 
@@ -173,6 +202,9 @@ class Fetcher:
         if not isinstance(send_current_stage, bool):
             raise TypeError(f"send_current_stage must be a bool, not {type(send_current_stage).__name__}")
         self._send_current_stage = send_current_stage
+        replicas = regions.replicas if regions is not None else ()
+        for given in (client, *(replica.peek() for replica in replicas)):
+            watch_attempts(given)  # now, before any thread of the cache uses it (a built one: as it is built)
         self._client: Lazy[SecretsManagerClient] = Lazy(client, self._build, wait=retry.deadline)
         self._counters = counters
         self._retry = retry
@@ -203,7 +235,7 @@ class Fetcher:
 
     def _build(self) -> SecretsManagerClient:
         """Build the cache's own client, refusing it (before any call) if a replica Region is its Region."""
-        client = reading_credentials(build_client)
+        client = watch_attempts(reading_credentials(build_client))
         if self.regions is not None:
             try:
                 check_primary(region_of(client), self.regions.replicas, "the Region of the client the cache built")
@@ -345,16 +377,13 @@ class Fetcher:
         The call is counted as it starts, its outcome as it ends: ok, or failed by error type,
         whatever ended it (an interrupt is a ``KeyboardInterrupt`` error). While it runs,
         botocore's ``needs-retry`` events of the client reach ``fetch`` (see
-        :func:`_attempt_failed`).
+        :func:`_attempt_failed`, registered on the client when it came into the cache:
+        :func:`watch_attempts`).
         """
         self._counters.api_call(operation)
         outer = getattr(_ATTEMPT, "fetch", None)  # a log handler may read the cache from inside a call
         if fetch is not None:
             fetch.attempts += 1
-            if fetch.falter is not None:
-                events = getattr(getattr(client, "meta", None), "events", None)
-                if events is not None:  # once per client: botocore ignores a unique_id it has
-                    events.register("needs-retry.secrets-manager", _attempt_failed, unique_id=_WATCH_ID)
         _ATTEMPT.fetch = fetch
         unparsed: str | None = None
         try:

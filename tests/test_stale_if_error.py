@@ -17,8 +17,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from moto.core.botocore_stubber import MockRawResponse
 
 from secretcache import AsyncSecretCache, SecretChange
 from tests.conftest import WATCHDOG, Calls, FakeClock, _reset, quiescent, wait_until
@@ -217,3 +219,72 @@ def test_over_http_botocores_own_retries_do_not_hold_a_reader_with_a_value(moto_
     finally:
         proxy.close()
         _reset(moto_server)
+
+
+class _Wire:
+    """Scripts the HTTP attempts of GetSecretValue on botocore's ``before-send``, ahead of moto.
+
+    Armed with steps ("503", "hold"), each attempt of a thread other than ``app`` takes the next
+    one; unarmed or past the script, attempts reach moto.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.steps: list[str] = []
+        self.holding, self.release = threading.Event(), threading.Event()
+        client.meta.events.register_first("before-send.secrets-manager.GetSecretValue", self._send)
+
+    def _send(self, request: Any, **_: Any) -> Any:
+        if threading.current_thread().name == "app" or not self.steps:
+            return None
+        step = self.steps.pop(0)
+        if step == "hold":
+            self.holding.set()
+            assert self.release.wait(WATCHDOG), "a held attempt was never released"
+            return None
+        body = MockRawResponse(b'{"__type": "ServiceUnavailable", "message": "injected"}')
+        return AWSResponse(request.url, 503, {}, body)
+
+
+def test_botocores_retries_do_not_hold_a_reader_when_the_client_was_in_use_at_the_first_fetch(
+    aws: None, admin: Any, clock: FakeClock
+) -> None:
+    """An application thread's call on the cache's client, racing its first fetch, leaves the attempt watch working."""
+    config = Config(retries={"mode": "standard", "max_attempts": 3})
+    client = boto3.client("secretsmanager", region_name="us-east-1", config=config)
+    admin.create_secret(Name="db", SecretString="pw-1")
+    wire = _Wire(client)
+    cache = make_cache(client, clock)
+    # The application's first call looks up its needs-retry handlers, and is preempted right
+    # after (forced here through botocore's private handler trie), while the cache's first
+    # fetch starts: botocore's emitter then caches the handlers that thread found.
+    trie = client.meta.events._emitter._handlers
+    looked_up, resume = threading.Event(), threading.Event()
+    lookup = trie.prefix_search
+
+    def preempted(key: str) -> Any:
+        found = lookup(key)
+        if key == "needs-retry.secrets-manager.GetSecretValue" and threading.current_thread().name == "app":
+            looked_up.set()
+            assert resume.wait(WATCHDOG)
+        return found
+
+    trie.prefix_search = preempted
+    app = threading.Thread(target=lambda: client.get_secret_value(SecretId="db"), name="app", daemon=True)
+    app.start()
+    assert looked_up.wait(WATCHDOG)
+    assert cache.get_secret_string("db") == "pw-1"  # the cache's first fetch
+    resume.set()
+    app.join(WATCHDOG)
+    rotate(admin, "db", "pw-2")
+    clock.advance(61)
+    wire.steps = ["503", "hold"]  # botocore retries the 503 itself; its second attempt is held
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            read = pool.submit(cache.get_secret_string, "db")
+            assert read.result(timeout=WATCHDOG) == "pw-1"
+            assert wire.holding.wait(WATCHDOG)
+    finally:
+        wire.release.set()
+    quiescent(cache)
+    assert cache.get_secret_string("db") == "pw-2"
+    assert cache.stats().api_calls["GetSecretValue"] == 2  # the first fetch, then one call of two HTTP attempts
