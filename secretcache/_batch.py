@@ -121,6 +121,8 @@ class Batches:
             if value is not None:
                 if not store.complete(flight, value, None, effects, fetch=fetch):
                     self._run_one(flight, failures, effects)  # older than a version served meanwhile
+                elif flight.entry is not None and flight.entry.failure is not None:
+                    failures[secret_id] = flight.entry.failure.error  # a replica behind what was served: no answer
                 continue
             error = errors.get(secret_id) or SecretNotFoundError(
                 f"BatchGetSecretValue returned nothing for secret {secret_id!r}", secret_id=secret_id

@@ -24,7 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from secretcache import AsyncSecretCache, RetryPolicy, SecretChange, SecretUnavailableError
-from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent
+from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, quiescent
 from tests.replication import Lag
 from tests.test_cache import make_cache, rotate
 from tests.threads import Held, serialize_backend
@@ -99,6 +99,30 @@ def test_a_lagging_replica_is_no_answer_for_a_process_that_served_newer(
     lag.catch_up()
     clock.advance(2)  # past the failure backoff: the replica, in sync now, answers v2
     assert cache.get_secret_string("db") == "pw-2"
+
+
+def test_a_prefetch_answered_by_a_lagging_replica_reports_the_secret_not_warmed(
+    client: Any, admin: Any, calls: Calls, replica: Any, clock: FakeClock
+) -> None:
+    """A batch a replica behind what was served answers leaves the secret unwarmed: prefetch says so, as a read does."""
+    create(admin, "db", "pw-1")
+    lag = Lag("db", REPLICA)
+    cache = make_cache(client, clock, replica_regions=[replica])
+    lag.freeze()
+    rotate(admin, "db", "pw-2")
+    assert cache.get_secret_string("db") == "pw-2"
+    calls.fail_with(THROTTLING)
+    clock.advance(61)
+    failures = cache.prefetch(["db"])  # the replica answers v1: the stale v2 stays served
+    assert list(failures) == ["db"]
+    assert isinstance(failures["db"], SecretUnavailableError)
+    assert cache.get_secret_string("db") == "pw-2"
+    cache.invalidate("db")  # as the SQS listener does before it warms the secret again
+    clock.advance(FAST_RETRY.max_failure_backoff)
+    failures = cache.prefetch(["db"])  # nothing to serve now: the listener must leave its message
+    assert list(failures) == ["db"]
+    with pytest.raises(SecretUnavailableError, match="older than a version this cache has already served"):
+        cache.get_secret_string("db")
 
 
 def test_a_late_answer_under_another_spelling_is_not_installed(
