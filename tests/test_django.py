@@ -84,3 +84,73 @@ def test_django_backend_survives_rotation(pg_server: Server, tmp_path: Path) -> 
     assert report["before"] == [report["user"], pg_server.dbname]
     assert report["after"] == report["user"]
     assert report["calls"] == 2  # the first read and one forced refresh
+
+
+# Django's test runner, with NAME left to the secret: it creates test_<name> and must connect to it.
+TEST_DATABASE_SCRIPT = textwrap.dedent(
+    """
+    import json, os, secrets
+    import boto3, psycopg
+    from moto import mock_aws
+    from secretcache import SecretCache
+
+    admin = dict(host=os.environ["PGHOST"], port=int(os.environ["PGPORT"]), user=os.environ["PGUSER"],
+                 password=os.environ["PGPASSWORD"], dbname=os.environ["PGDATABASE"])
+
+    def sql(statement):
+        with psycopg.connect(**admin, autocommit=True) as connection:
+            connection.execute(statement.encode())
+
+    with mock_aws():
+        sm = boto3.client("secretsmanager", region_name="us-east-1")
+        user, password = "django_" + secrets.token_hex(3), secrets.token_urlsafe(12)
+        app_db = "app_" + user
+        sql(f"CREATE ROLE {user} LOGIN CREATEDB PASSWORD '{password}'")
+        sql(f"CREATE DATABASE {app_db} OWNER {user}")
+        document = {"engine": "postgres", "host": admin["host"], "port": admin["port"], "username": user,
+                    "password": password, "dbname": app_db}
+        sm.create_secret(Name="django/db", SecretString=json.dumps(document))
+
+        import django
+        from django.conf import settings
+        settings.configure(DATABASES={"default": {
+            "ENGINE": "secretcache.db.django.postgresql", "SECRET_ID": "django/db",
+            "SECRET_CACHE": SecretCache(sm, ttl=3600)}})
+        django.setup()
+        from django.db import connection
+
+        def database():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT current_database()")
+                return cursor.fetchone()[0]
+
+        report = {"app": app_db, "before": database()}
+        connection.close()
+        test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+        report["test_db"], report["during"] = test_db, database()
+        with connection._nodb_cursor() as cursor:  # how Django creates and drops test databases
+            cursor.execute("SELECT current_database()")
+            report["nodb"] = cursor.fetchone()[0]
+        connection.creation.destroy_test_db(app_db, verbosity=0)
+        sql(f"DROP DATABASE {app_db}")
+        sql(f"DROP ROLE {user}")
+        print(json.dumps(report))
+    """
+)
+
+
+def test_django_test_runner_uses_the_test_database(pg_server: Server, tmp_path: Path) -> None:
+    """Django's test runner connects to the test database it made, not to the secret's database."""
+    script = tmp_path / "django_test_database.py"
+    script.write_text(TEST_DATABASE_SCRIPT)
+    env = {**os.environ, "PGHOST": pg_server.host, "PGPORT": str(pg_server.port), "PGUSER": pg_server.admin_user}
+    env.update(PGPASSWORD=pg_server.admin_password, PGDATABASE=pg_server.dbname)
+    result = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["before"] == report["app"]  # NAME left out: the secret's database
+    assert report["test_db"] == "test_" + report["app"]
+    assert report["during"] == report["test_db"]  # migrations and flushes never reach the app's database
+    assert report["nodb"] == "postgres"  # NAME None: Django's "postgres" database, as with its own backend

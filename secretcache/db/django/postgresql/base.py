@@ -36,7 +36,10 @@ def _cache_for(settings: dict[str, Any]) -> SecretCache:
 
 def _connect(**credentials: Any) -> Any:
     wrapper, params = _pending.get()
-    return base.DatabaseWrapper.get_new_connection(wrapper, {**params, **credentials})
+    # The database Django asks for wins over the secret's: its test runner points NAME at the test
+    # database, and NAME None at "postgres"; the secret's dbname only fills in an unset NAME.
+    database = {"dbname": params["dbname"]} if params.get("dbname") else {}
+    return base.DatabaseWrapper.get_new_connection(wrapper, {**params, **credentials, **database})
 
 
 def _factory(cache: SecretCache, secret_id: str) -> ConnectionFactory[Any]:
@@ -59,9 +62,13 @@ class DatabaseWrapper(base.DatabaseWrapper):  # type: ignore[misc]
         return _cache_for(self.settings_dict), secret_id
 
     def get_connection_params(self) -> dict[str, Any]:
-        """Django's parameters, with ``NAME`` taken from the secret when the settings lack it."""
+        """Django's parameters, with ``NAME`` taken from the secret when the settings leave it empty.
+
+        ``NAME`` ``None`` keeps Django's meaning: the ``postgres`` database (which Django's
+        ``_nodb_cursor`` uses to create and drop test databases).
+        """
         cache, secret_id = self._secret()
-        if not self.settings_dict.get("NAME"):
+        if self.settings_dict.get("NAME", "") == "":
             dbname = credentials(cache, secret_id).dbname
             if dbname:
                 self.settings_dict["NAME"] = dbname
