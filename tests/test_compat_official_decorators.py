@@ -96,6 +96,28 @@ def test_json_that_is_not_an_object_raises_runtime_error(admin: Any, client: Any
             assert lib is OFFICIAL or message in str(caught.value)
 
 
+@BOTH
+def test_a_static_method_under_the_decorator_gets_the_secret_first(lib: ModuleType, admin: Any, client: Any) -> None:
+    """Over a staticmethod: the secret comes first, called on the class (as the original) or on an instance."""
+    admin.create_secret(Name="token", SecretString="t0k3n")
+    cache = build(lib, client)
+
+    class Client:
+        @lib.InjectSecretString("token", cache)
+        @staticmethod
+        def connect(secret: Any, host: Any = "default") -> tuple[Any, Any]:
+            return secret, host
+
+    assert Client.connect() == ("t0k3n", "default")
+    assert Client.connect("h") == ("t0k3n", "h")
+    instance = Client()
+    if lib is OFFICIAL:  # its guess injects the instance in the secret's place
+        assert instance.connect() == (instance, "t0k3n")
+    else:
+        assert instance.connect() == ("t0k3n", "default")
+        assert Client.connect(instance) == ("t0k3n", instance)
+
+
 def _module_level(secret: str) -> str:
     return secret
 

@@ -58,6 +58,10 @@ class _Injected(Generic[_R]):
     """A function with a secret injected first, or after ``self`` when it is called as a method."""
 
     def __init__(self, func: Callable[..., _R], read: Callable[[], str | None]) -> None:
+        # Over a staticmethod (listed under this decorator): no instance, however it is looked up.
+        self._static = isinstance(func, staticmethod)
+        if isinstance(func, staticmethod):
+            func = func.__func__
         self._func = func
         self._read = read
         functools.update_wrapper(self, func)
@@ -69,7 +73,8 @@ class _Injected(Generic[_R]):
         self._method = method
 
     def __call__(self, *args: Any, **kwargs: Any) -> _R:
-        if args and self._is_method_of(args[0]):  # called through a decorator stacked over this one
+        # Called with self first through a decorator stacked over this one (never for a static method):
+        if args and not self._static and self._is_method_of(args[0]):
             return self._func(args[0], self._read(), *args[1:], **kwargs)
         return self._func(self._read(), *args, **kwargs)
 
@@ -101,6 +106,8 @@ class _Injected(Generic[_R]):
         return False
 
     def __get__(self, instance: object, owner: type[Any] | None = None) -> Callable[..., _R]:
+        if self._static:
+            return self
         # Looked up on a class, like a function: the instance then comes as the first argument.
         return self._method if instance is None else types.MethodType(self._method, instance)
 
