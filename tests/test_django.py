@@ -154,3 +154,34 @@ def test_django_test_runner_uses_the_test_database(pg_server: Server, tmp_path: 
     assert report["test_db"] == "test_" + report["app"]
     assert report["during"] == report["test_db"]  # migrations and flushes never reach the app's database
     assert report["nodb"] == "postgres"  # NAME None: Django's "postgres" database, as with its own backend
+
+
+POOL_SCRIPT = textwrap.dedent(
+    """
+    import django
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from secretcache.testing import seeded_cache
+
+    cache = seeded_cache({"django/db": {"username": "u", "password": "p", "host": "127.0.0.1", "port": 1}})
+    settings.configure(DATABASES={"default": {
+        "ENGINE": "secretcache.db.django.postgresql", "SECRET_ID": "django/db", "SECRET_CACHE": cache,
+        "OPTIONS": {"pool": True}}})
+    django.setup()
+    from django.db import connection
+    try:
+        connection.ensure_connection()
+    except ImproperlyConfigured as err:
+        print("refused:", err)
+    """
+)
+
+
+def test_djangos_own_pool_is_refused_before_any_connect(tmp_path: Path) -> None:
+    """OPTIONS["pool"] would connect without the secret's credentials: refused at once, naming what to use."""
+    script = tmp_path / "django_pool.py"
+    script.write_text(POOL_SCRIPT)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "refused: secretcache.db.django.postgresql does not support OPTIONS['pool']" in result.stdout
+    assert "psycopg_connection_class" in result.stdout

@@ -59,6 +59,16 @@ class DatabaseWrapper(base.DatabaseWrapper):  # type: ignore[misc]
         secret_id = self.settings_dict.get("SECRET_ID")
         if not isinstance(secret_id, str) or not secret_id:
             raise ImproperlyConfigured("DATABASES entries using secretcache.db.django.postgresql need a SECRET_ID")
+        options = self.settings_dict.get("OPTIONS") or {}
+        if options.get("pool"):
+            # Django's pool (5.1+) opens connections with the credentials it was built with, not
+            # through this backend: it would fail at once (PoolTimeout after its timeout), and
+            # could not follow a rotation. Refused before any connect, with what to use instead.
+            raise ImproperlyConfigured(
+                "secretcache.db.django.postgresql does not support OPTIONS['pool']: Django's pool connects "
+                "without the secret's credentials and cannot follow a rotation; use CONN_MAX_AGE, or "
+                "psycopg_pool with secretcache.db.psycopg_connection_class"
+            )
         return _cache_for(self.settings_dict), secret_id
 
     def get_connection_params(self) -> dict[str, Any]:
