@@ -172,9 +172,14 @@ class Runner:
                 fetch.falter = functools.partial(self.falter, (flight,))
                 answer: SecretValue | SecretCacheError | None = None
                 unexpected: BaseException | None = None
+                answered = False  # the fetcher returned a value (which may yet be refused as older)
                 try:
                     with self.observing(fetch):
                         answer = self._fetcher.fetch_value(secret_id, key.version_stage, key.version_id, fetch)
+                        answered = True
+                        refused = store.refused(flight, answer, fetch)
+                        if refused is not None:  # older than what was served: the fetch fails, as observed
+                            raise refused
                 except SecretCacheError as err:
                     answer = err
                 except BaseException as err:  # not a Secrets Manager failure: hand it to every waiter
@@ -184,7 +189,7 @@ class Runner:
                         effects.log(
                             logging.ERROR, "fetching secret %r raised %s", secret_id, type(err).__name__, facts=fields
                         )
-                if fetch.replica is not None and isinstance(answer, SecretValue):
+                if fetch.replica is not None and answered:  # a replica answered, even with a value refused
                     effects.count("failovers")
                 if store.complete(flight, answer, unexpected, effects, fetch=fetch):
                     if unexpected is not None and not isinstance(unexpected, Exception):

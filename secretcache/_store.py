@@ -318,6 +318,18 @@ class Store:
 
     # -- for the runner (:mod:`secretcache._run`) and batches (:mod:`secretcache._batch`) --------
 
+    def refused(self, flight: Flight, value: SecretValue, fetch: Fetch) -> SecretCacheError | None:
+        """The error ``value`` (``fetch``'s answer) would complete ``flight`` with, being older than what was served.
+
+        Asked by the runner while the fetch is still observed, so its span and duration record
+        the failure that :meth:`complete` then counts (invariant 6; :meth:`Table.refused`).
+        ``None`` when the value is admitted, or answered otherwise (a fresh newer entry, or a
+        new round of fetching from the primary Region).
+        """
+        now = self._clock()
+        with self._lock:
+            return self._table.refused(flight, value, fetch, now, again=flight.rounds < AGAIN_LIMIT)
+
     def own(self, flight: Flight) -> None:
         """The calling thread runs ``flight``'s fetch (started on a thread of its own)."""
         with self._lock:

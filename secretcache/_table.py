@@ -158,6 +158,24 @@ class Table:
             return True
         return not replica and started > mark.raised
 
+    def refused(
+        self, flight: Flight, value: SecretValue, fetch: Fetch | None, now: float, *, again: bool
+    ) -> SecretCacheError | None:
+        """The error a fetched ``value`` makes its fetch fail with, as :meth:`settle` would decide now, or ``None``.
+
+        A value older than a version of its label served since (not admitted, :meth:`admits`) is
+        a failure when it came from a replica, or from the primary Region with no fresh entry of
+        the newer version to answer with and no round left to fetch again (``again``).
+        """
+        key, replica = flight.key, fetch.replica if fetch is not None else None
+        if self.admits(key, value, flight.started, replica is not None):
+            return None
+        if replica is None:
+            holder = self.holder(key, value.arn)
+            if again or (holder is not None and holder.is_fresh(now)):
+                return None
+        return behind_error(key.secret_id, value, replica)
+
     def settle(
         self, flight: Flight, answer: SecretValue | SecretCacheError, fetch: Fetch | None, now: float, *, again: bool
     ) -> tuple[Entry | None, LogLine | None]:

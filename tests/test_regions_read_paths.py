@@ -202,3 +202,56 @@ def test_telemetry_shows_the_failover(client: Any, admin: Any, calls: Calls, rep
     assert [point.value for point in points["secretcache.failovers"]] == [cache.stats().failovers] == [1]
     [duration] = points["secretcache.fetch.duration"]
     assert (duration.attributes or {})["secretcache.replica.region"] == REPLICA
+
+
+def test_telemetry_shows_a_failed_fetch_when_a_lagging_replicas_answer_is_refused(
+    client: Any, admin: Any, calls: Calls, replica: Any, clock: FakeClock
+) -> None:
+    """A replica behind what was served answers: the fetch fails (stats().errors); span and duration say so."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    from secretcache.otel import instrument
+    from tests.replication import Lag
+
+    create(admin, "db", "pw-1")
+    lag = Lag("db", REPLICA)
+    reader, exporter = InMemoryMetricReader(), InMemorySpanExporter()
+    tracers = TracerProvider()
+    tracers.add_span_processor(SimpleSpanProcessor(exporter))
+    cache = regional(client, replica, clock)
+    instrument(cache, meter_provider=MeterProvider(metric_readers=[reader]), tracer_provider=tracers)
+    lag.freeze()  # the replica keeps answering pw-1
+    rotate(admin, "db", "pw-2")
+    assert cache.get_secret_string("db") == "pw-2"  # from the primary
+    cache.invalidate("db")
+    calls.fail_with(THROTTLING)
+    with pytest.raises(SecretUnavailableError, match="older than a version this cache has already served"):
+        cache.get_secret_string("db")  # the replica's pw-1 is refused
+    stats = cache.stats()
+    assert (stats.errors, stats.read_errors, stats.failovers) == (1, 1, 1)
+    failed = [
+        span
+        for span in exporter.get_finished_spans()
+        if span.attributes and "secretcache.replica.region" in span.attributes
+    ]
+    assert len(failed) == 1 == stats.failovers  # the replica answered: the failover shows
+    [span] = failed
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "SecretUnavailableError"
+    data = reader.get_metrics_data()
+    assert data is not None
+    outcomes = sorted(
+        (dict(point.attributes or {}).get("secretcache.outcome"), dict(point.attributes or {}).get("error.type"))
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "secretcache.fetch.duration"
+        for point in metric.data.data_points
+    )
+    assert outcomes == [("error", "SecretUnavailableError"), ("ok", None)]  # as many failed fetches as stats().errors
