@@ -386,10 +386,10 @@ class _Observer:
         if fetch.version_stage is not None:
             attributes["secretcache.version_stage"] = fetch.version_stage
         if self._secret_names:
-            if len(fetch.secret_ids) == 1:
-                attributes["secretcache.secret.name"] = fetch.secret_ids[0]
-            else:
+            if _batch(fetch):  # a list, however many secrets the batch holds
                 attributes["secretcache.secret.names"] = list(fetch.secret_ids)
+            else:
+                attributes["secretcache.secret.name"] = fetch.secret_ids[0]
         links: list[Link] = []
         parent = None
         if fetch.refresh == "background":  # not on the reader's path: a trace of its own
@@ -451,11 +451,16 @@ class _Observer:
                 sample["error.type"] = failure
             if fetch.replica is not None:
                 sample["secretcache.replica.region"] = fetch.replica
-            if self._secret_names and len(fetch.secret_ids) == 1:
+            if self._secret_names and not _batch(fetch):
                 sample["secretcache.secret.name"] = fetch.secret_ids[0]
             self._instruments.duration.record(max(0.0, seconds), sample)
         except Exception as err:
             _failed("record a fetch's duration", err)
+
+
+def _batch(fetch: Fetch) -> bool:
+    """Whether ``fetch`` is a ``BatchGetSecretValue`` call (its span names its secrets as a list, its duration none)."""
+    return fetch.operation == "BatchGetSecretValue"
 
 
 def _detach(token: Token[Context]) -> None:

@@ -133,6 +133,27 @@ def test_secret_names_only_when_asked(client: Any, admin: Any, clock: FakeClock,
             assert all("secretcache.secret.name" not in attributes for attributes, _ in points)
 
 
+def test_a_batch_of_one_secret_names_it_as_a_batch_does(
+    client: Any, admin: Any, clock: FakeClock, telemetry: Telemetry
+) -> None:
+    """A prefetch span lists its secrets in ``secretcache.secret.names`` and its duration names none, even for one."""
+    for name in ("svc/one", "svc/two", "svc/three"):
+        admin.create_secret(Name=name, SecretString=VALUE)
+    cache = make_cache(client, clock)
+    telemetry.instrument(cache, secret_names=True)
+    assert cache.prefetch(["svc/one"]) == {}
+    assert cache.prefetch(["svc/two", "svc/three"]) == {}
+    spans = telemetry.spans()
+    assert [span.attributes and span.attributes.get("secretcache.secret.names") for span in spans] == [
+        ("svc/one",),
+        ("svc/two", "svc/three"),
+    ]
+    assert all(span.attributes and "secretcache.secret.name" not in span.attributes for span in spans)
+    durations = telemetry.metrics()["secretcache.fetch.duration"]
+    assert [point.count for _, point in durations] == [2]  # one series: no name on a batch's samples
+    assert all("secretcache.secret.name" not in attributes for attributes, _ in durations)
+
+
 def test_uninstrument_stops_all_recording(client: Any, admin: Any, clock: FakeClock, telemetry: Telemetry) -> None:
     """After uninstrument() the counters stay where they were, the entries leave, nothing more is recorded."""
     admin.create_secret(Name=NAME, SecretString=VALUE)
