@@ -32,7 +32,9 @@ class CacheStats:
             attempt, retries included.
         refreshes: Fetches of a key that already held a value (expiry, refresh-ahead or
             forced refresh) that succeeded.
-        background_refreshes: Refreshes started in the background by refresh-ahead.
+        background_refreshes: Background refreshes (refresh-ahead, stale-while-revalidate)
+            handed to the refresh threads, including those a reader then ran itself or that
+            were dropped (``invalidate()``, ``close()``) before a thread started them.
         stale_served: Reads answered with a value past its TTL: because fetching failed, or
             within ``stale_while_revalidate`` while the background refresh runs.
         errors: Fetches that failed, after their retries.
