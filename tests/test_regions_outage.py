@@ -270,6 +270,27 @@ def test_cold_read_with_every_region_failing_is_unavailable_without_the_value(
     assert cache.stats().failovers == 0
 
 
+def test_while_the_primary_is_skipped_a_failed_fetch_chains_the_replicas_error(
+    client: Any, admin: Any, calls: Calls, replica: Any, replica_calls: Calls, clock: FakeClock
+) -> None:
+    """regions.md: the cause is the primary's error, or the last replica's while the backoff skips the primary."""
+    create(admin, "db", "pw-1")
+    create(admin, "other", "pw-2")
+    calls.fail_with(THROTTLING)
+    replica_calls.fail_with("InternalServiceError", status=500)
+    cache = regional(client, replica, clock)
+    with pytest.raises(SecretUnavailableError) as first:  # opens the outage: the primary was tried
+        cache.get_secret_string("db")
+    assert isinstance(first.value.__cause__, ClientError)
+    assert first.value.__cause__.response["Error"]["Code"] == THROTTLING
+    before = calls["GetSecretValue"]
+    with pytest.raises(SecretUnavailableError) as skipped:  # within the backoff: replicas only
+        cache.get_secret_string("other")
+    assert calls["GetSecretValue"] == before
+    assert isinstance(skipped.value.__cause__, ClientError)
+    assert skipped.value.__cause__.response["Error"]["Code"] == "InternalServiceError"
+
+
 def test_warm_read_with_every_region_failing_serves_the_stale_value(
     client: Any, admin: Any, calls: Calls, replica: Any, replica_calls: Calls, clock: FakeClock
 ) -> None:
