@@ -73,6 +73,8 @@ def make_client(*, region: str | None, profile: str | None, endpoint_url: str | 
         botocore.exceptions.NoRegionError: No Region from the argument, environment or profile.
         ValueError: The endpoint URL (``endpoint_url`` or ``AWS_ENDPOINT_URL``) is invalid, its port
             out of range, say.
+        OSError: A credential provider resolved at the build could not read its file or run its
+            program (``credential_process``, a web identity token file).
     """
     import boto3
     from botocore.config import Config
@@ -107,7 +109,9 @@ def _client(args: argparse.Namespace) -> SecretsManagerClient:
         ) from None
     except NoRegionError:
         raise _CliError("no AWS Region: pass --region or set AWS_REGION (or configure a profile)") from None
-    except (BotoCoreError, ValueError) as err:  # an invalid Region name or endpoint URL
+    except (BotoCoreError, ValueError, OSError) as err:
+        # An invalid Region name or endpoint URL; a credential provider that reads a file or runs
+        # a program at the build (a missing credential_process, web identity token file).
         raise _CliError(f"cannot set up the Secrets Manager client: {err}") from None
 
 

@@ -260,6 +260,29 @@ def test_unknown_profile_is_one_line_exit_1(
     ]
 
 
+@pytest.mark.parametrize("command", ["get", "describe", "check"])
+def test_a_missing_credential_process_is_one_line(
+    aws: None,
+    aws_files: Callable[[str, str], None],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    """A credential_process program that does not exist (run while the client is built): one line
+    naming it, exit 1, no traceback."""
+    missing = tmp_path / "not-there"
+    aws_files(f"[default]\nregion = {REGION}\ncredential_process = {missing}\n", "")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    assert main([command, "plain"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("secretcache: error: cannot set up the Secrets Manager client: ")
+    assert str(missing) in captured.err
+    assert captured.err.count("\n") == 1
+
+
 def test_missing_region_names_the_flag(
     aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
