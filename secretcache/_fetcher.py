@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, CredentialRetrievalError
 from botocore.parsers import ResponseParserError
 
 from secretcache._client import build_client, call_seconds
@@ -394,6 +394,16 @@ class Fetcher:
                 raise
             kind = type(err)
             unparsed = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+        except OSError as err:
+            if not _raised_reading_credentials(err):
+                self._counters.api_error(operation, error_type(err))
+                raise
+            # botocore lets a provider's own error through: a web identity token file or a
+            # credential_process program that is missing. No usable credentials, as botocore's own
+            # CredentialRetrievalError says for a provider that fails otherwise.
+            refused = CredentialRetrievalError(provider=_provider(err), error_msg=f"{type(err).__name__}: {err}")
+            self._counters.api_error(operation, error_type(refused))
+            raise refused from err
         except BaseException as err:  # an interrupt ends the call too: it must not stay in flight
             self._counters.api_error(operation, error_type(err))
             raise
@@ -532,6 +542,28 @@ def _raised_parsing(err: BaseException) -> bool:
         and last.f_globals.get("__name__") == "botocore.endpoint"
         and last.f_code.co_name == "_do_get_response"
     )
+
+
+def _credential_frames(err: BaseException) -> list[Any]:
+    return [
+        frame
+        for frame, _ in traceback.walk_tb(err.__traceback__)
+        if frame.f_globals.get("__name__") == "botocore.credentials"
+    ]
+
+
+def _raised_reading_credentials(err: BaseException) -> bool:
+    """Whether botocore raised ``err`` while a credential provider loaded or refreshed credentials."""
+    return bool(_credential_frames(err))
+
+
+def _provider(err: BaseException) -> str:
+    """The name of the credential provider ``err`` came through (its ``METHOD``), or ``credentials``."""
+    for frame in reversed(_credential_frames(err)):
+        method = getattr(frame.f_locals.get("self"), "METHOD", None)
+        if isinstance(method, str):
+            return method
+    return "credentials"
 
 
 def _reason(err: Exception) -> str:

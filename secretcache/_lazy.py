@@ -63,7 +63,8 @@ def reading_credentials(build: Callable[[], T]) -> T:
     A ``credential_process`` that prints invalid JSON fails botocore's credential chain with a
     ``json.JSONDecodeError``, whose ``doc`` holds everything the process printed, keys included:
     the client is refused as having no usable credentials (``SecretAccessDeniedError``), with
-    nothing of that error kept.
+    nothing of that error kept. So is a credential provider that cannot read its file or run its
+    program (an ``OSError``: a missing ``credential_process``, web identity token file).
 
     Raises:
         ClientUnusableError: The credentials could not be read.
@@ -72,6 +73,10 @@ def reading_credentials(build: Callable[[], T]) -> T:
         return build()
     except json.JSONDecodeError:
         pass  # raised below, after the except block: the JSON error is not its context
+    except OSError as err:  # a credential_process program or web identity token file that is missing
+        raise ClientUnusableError(
+            f"no usable AWS credentials: {type(err).__name__}: {err}", SecretAccessDeniedError
+        ) from None
     raise ClientUnusableError(
         "no usable AWS credentials: the credential_process printed no valid JSON", SecretAccessDeniedError
     )

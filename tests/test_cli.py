@@ -283,6 +283,32 @@ def test_a_missing_credential_process_is_one_line(
     assert captured.err.count("\n") == 1
 
 
+def test_a_missing_web_identity_token_file_is_access_denied(
+    aws: None,
+    aws_files: Callable[[str, str], None],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A web identity token file that does not exist (read at the first call): `get` prints one line
+    naming it and exits 1, `check` reports access denied (6); no traceback."""
+    missing = tmp_path / "no-token"
+    role = "arn:aws:iam::123456789012:role/r"
+    aws_files(f"[default]\nregion = {REGION}\nrole_arn = {role}\nweb_identity_token_file = {missing}\n", "")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    assert main(["get", "plain"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(
+        "secretcache: error: GetSecretValue for secret 'plain' failed: no usable AWS credentials"
+    )
+    assert str(missing) in captured.err
+    assert captured.err.count("\n") == 1
+    assert main(["check", "plain"]) == 6
+    assert capsys.readouterr().out.startswith("plain: access denied: ")
+
+
 def test_missing_region_names_the_flag(
     aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -201,6 +201,41 @@ def test_missing_credentials_are_access_denied(aws: None, monkeypatch: pytest.Mo
     assert calls["GetSecretValue"] == 1
 
 
+@pytest.mark.parametrize(
+    ("provider", "given"),
+    [
+        ("credential_process = {missing}", False),  # run while the cache builds its client
+        ("role_arn = arn:aws:iam::123456789012:role/r\nweb_identity_token_file = {missing}", False),  # at the call
+        ("role_arn = arn:aws:iam::123456789012:role/r\nweb_identity_token_file = {missing}", True),
+    ],
+    ids=["credential-process", "web-identity-token-file", "web-identity-given-client"],
+)
+def test_a_credential_provider_that_cannot_read_its_file_is_access_denied(
+    aws: None,
+    aws_files: Callable[[str, str], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+    given: bool,
+) -> None:
+    """A credential_process program or web identity token file that does not exist (botocore lets
+    the provider's ``FileNotFoundError`` through): ``SecretAccessDeniedError``, no credentials, as
+    for every other credential failure; never the bare ``OSError``, and no retry."""
+    missing = tmp_path / "not-there"
+    aws_files(f"[default]\nregion = {REGION}\n{provider.format(missing=missing)}\n", "")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    client = boto3.client("secretsmanager", region_name=REGION) if given else None
+    cache = SecretCache(client, retry=FAST_RETRY)
+    for _ in range(2):  # the second read gets the remembered error
+        with pytest.raises(SecretAccessDeniedError, match="no usable AWS credentials") as info:
+            cache.get_secret_string("db")
+        assert str(missing) in str(info.value)
+    assert cache.stats().api_calls.get("GetSecretValue", 0) <= 1
+    batched = SecretCache(boto3.client("secretsmanager", region_name=REGION) if given else None, retry=FAST_RETRY)
+    assert type(batched.prefetch(["db"])["db"]) is SecretAccessDeniedError  # the batch, then a single read
+
+
 @pytest.mark.parametrize("replica", [False, True], ids=["own-client", "replica-client"])
 def test_a_credential_process_printing_broken_json_is_access_denied_holding_none_of_it(
     aws: None, aws_files: Callable[[str, str], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replica: bool
