@@ -79,7 +79,10 @@ class SqsInvalidationListener:
     One bad message never holds back the others of its batch. A cache that has been closed is
     dropped from the listener (logged once at INFO) instead of failing every message; :meth:`add`
     and :meth:`remove` change the caches served. SQS errors are logged and retried with
-    exponential backoff (1 s doubling to 30 s); the thread never dies of them.
+    exponential backoff (1 s doubling to 30 s); the thread never dies of them, nor of a
+    ``BaseException`` (``SystemExit``) raised while it applies a batch, by an ``on_change``
+    listener say: it is logged the same way, and the batch's messages not yet deleted return after
+    the visibility timeout.
 
     :meth:`stop` returns within about a second (:attr:`stop_timeout`), even while the thread is
     blocked in a long poll of up to ``wait_time_seconds``; that thread then exits when its receive
@@ -376,7 +379,7 @@ class SqsInvalidationListener:
             try:
                 self._poll(poller.stop)
                 failures = 0
-            except Exception as error:
+            except BaseException as error:  # SystemExit from a listener too: it would end this thread silently
                 failures += 1
                 # The exponent stops growing: 2.0 ** 1024 overflows (after some 8.5 h of failures).
                 delay = min(self.backoff_max, self.backoff_initial * 2.0 ** min(failures - 1, 62))

@@ -236,6 +236,35 @@ def test_listener_thread_survives_sqs_errors_and_stops_promptly(
     assert "stopped" in repr(listener)
 
 
+def test_listener_thread_outlives_a_system_exit_raised_while_it_applies_a_message(
+    client: Any, admin: Any, queue: tuple[Any, str, str], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ``on_change`` listener raising ``SystemExit`` on the polling thread (its refresh) is logged
+    and the thread polls on: the next event is applied (it ended the thread silently, for good)."""
+    sqs, url, _ = queue
+    cache = warmed(client, admin, clock, "prod/a", "prod/b")
+    raised = threading.Event()
+    seen: list[str] = []
+
+    def exits_once(change: Any) -> None:
+        if not raised.is_set():
+            raised.set()
+            raise SystemExit("from an on_change listener")
+        seen.append(change.name)
+
+    cache.on_change(exits_once)
+    send(sqs, url, change_event("prod/a"))
+    listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=0, refresh=True)
+    listener.backoff_initial = 0.01
+    with listener:
+        wait_until(raised.is_set)
+        send(sqs, url, change_event("prod/b"))
+        wait_until(lambda: "prod/b" in seen or not listener.running)
+        assert listener.running
+    assert cache.get_secret_string("prod/b") == "prod/b-2"
+    assert any("polling SQS failed (SystemExit)" in record.getMessage() for record in caplog.records)
+
+
 def test_listener_thread_outlives_a_thousand_failures_in_a_row(
     client: Any, admin: Any, queue: tuple[Any, str, str], clock: FakeClock
 ) -> None:
