@@ -283,6 +283,29 @@ def test_a_missing_credential_process_is_one_line(
     assert captured.err.count("\n") == 1
 
 
+def test_a_credential_process_printing_no_json_is_one_line_without_its_output(
+    aws: None,
+    aws_files: Callable[[str, str], None],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A credential_process printing something that is not JSON (keys, say): a set-up error, exit 1,
+    one line that quotes nothing it printed."""
+    program = tmp_path / "prints-keys"
+    program.write_text("#!/bin/sh\necho AKIA-printed-7f3e not json\n")
+    program.chmod(0o755)
+    aws_files(f"[default]\nregion = {REGION}\ncredential_process = {program}\n", "")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    assert main(["get", "plain"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("secretcache: error: cannot set up the Secrets Manager client: ")
+    assert "AKIA-printed-7f3e" not in captured.err
+    assert captured.err.count("\n") == 1
+
+
 def test_a_missing_web_identity_token_file_is_access_denied(
     aws: None,
     aws_files: Callable[[str, str], None],
