@@ -22,6 +22,7 @@ Pydantic is imported on the first validation, never by ``import secretcache``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -481,7 +482,8 @@ class SecretWatch(Generic[M]):
             self._runner.submit(step.flight)
             return step.served
         if step.owner:  # expired: a thread fetches; the listener takes the answer
-            self._runner.start(step.flight)
+            with contextlib.suppress(RuntimeError):  # no thread to be had (the flight is completed): tried again later
+                self._runner.start(step.flight)
         return None
 
     def _changed(self, change: SecretChange) -> None:

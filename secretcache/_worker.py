@@ -42,20 +42,32 @@ class BackgroundPool:
         self._closed = False
 
     def submit(self, job: Callable[[], None]) -> bool:
-        """Queue ``job``; return ``False`` (and do nothing) when full or closed."""
+        """Queue ``job``; return ``False`` (and do nothing) when full, closed, or no thread can run it.
+
+        A thread that cannot be started (``RuntimeError: can't start new thread``) refuses the
+        job only when no thread of the pool is left to run it; a later submission tries again.
+        """
         with self._lock:
             if self._closed or self._queue.qsize() >= self._capacity:
                 return False
-            self._queue.put_nowait(job)
-            if len(self._threads) < self._size:
-                self._start_thread()
+            if len(self._threads) < self._size and not self._start_thread() and not self._threads:
+                return False
+            self._queue.put_nowait(job)  # a thread started above waits for it: its idle exit takes this lock
         return True
 
-    def _start_thread(self) -> None:
-        """Start one more worker thread. Called with ``_lock`` held (the pool's own lock)."""
+    def _start_thread(self) -> bool:
+        """Start one more worker thread; whether it started. Called with ``_lock`` held (the pool's own lock).
+
+        The thread is listed only once started: a thread that could not start never counts
+        against ``threads`` (nor would :meth:`close` wait for it).
+        """
         thread = threading.Thread(target=self._run, name=f"{self._name}-{len(self._threads)}", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # can't start new thread: the caller decides (a later submission retries)
+            return False
         self._threads.append(thread)
-        thread.start()
+        return True
 
     def _run(self) -> None:
         jobs = self._queue

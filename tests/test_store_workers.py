@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent, wait_until
 from tests.store import ahead_cache, busy_pool
 from tests.test_cache import rotate, warm_cache
@@ -103,3 +105,41 @@ def test_invalidating_a_queued_refresh_cancels_it(client: Any, admin: Any, calls
     wait_until(lambda: cache.stats().in_flight == 0 and cache.stats().refreshes == 2)
     assert calls["GetSecretValue"] == 3 + 2  # the queued job ran no fetch
     assert cache.stats().size == 2
+
+
+# -- refresh threads that cannot start --------------------------------------------------------
+
+
+def test_a_refresh_thread_that_cannot_start_costs_no_read_and_no_later_refresh(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads due for a refresh while no thread can start return their value; once threads start, refreshes run.
+
+    The pool listed a thread before starting it: the read raised ``RuntimeError``, its refresh
+    stayed queued, and two such failures left the pool with two dead threads and no live one.
+    """
+    for name in ("s1", "s2", "db"):
+        admin.create_secret(Name=name, SecretString=f"{name}-1")
+    cache = ahead_cache(client, clock)
+    for name in ("s1", "s2", "db"):
+        cache.get_secret_string(name)
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name.startswith("secretcache-refresh"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    clock.advance(85)  # past the refresh point of all three
+    assert cache.get_secret_string("s1") == "s1-1"
+    assert cache.get_secret_string("s2") == "s2-1"
+    assert cache.get_secret_string("s1") == "s1-1"  # its refresh point was restored: tried again
+    assert (cache.stats().in_flight, cache._pool.threads) == (0, [])
+    monkeypatch.undo()
+    rotate(admin, "db", "db-2")
+    assert cache.get_secret_string("db") == "db-1"  # queues its refresh: a thread starts now
+    wait_until(lambda: cache.stats().refreshes == 1)
+    assert cache.get_secret_string("db") == "db-2"
+    cache._pool.close(timeout=WATCHDOG)  # joins only threads that started
+    assert calls["GetSecretValue"] == 3 + 1

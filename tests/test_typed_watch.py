@@ -410,3 +410,32 @@ def test_a_listener_late_with_an_older_version_never_takes_the_watch_back(
     assert [item.username for item in seen] == ["v3"]  # v2, older and already replaced, is never taken
     assert watch.version_id == newest
     assert watch.current.username == "v3"
+
+
+def test_current_never_raises_when_no_thread_can_start(
+    client: Any, admin: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Due for a refresh, then expired, while no thread can start: ``current`` keeps the held object.
+
+    It raised the ``RuntimeError`` of ``Thread.start`` (the refresh pool's, then the fetch thread's).
+    """
+    admin.create_secret(Name=SECRET, SecretString=document("v1"))
+    cache = make_cache(client, clock, refresh_ahead=0.8)
+    watch = cache.watch(SECRET, Database)
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name.startswith("secretcache"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    rotate(admin, SECRET, document("v2"))
+    clock.advance(50)  # past the refresh point (48 s): the refresh pool is asked
+    assert watch.current.username == "v1"
+    clock.advance(20)  # past the TTL: a fetch thread is asked
+    assert watch.current.username == "v1"
+    assert cache.stats().in_flight == 0
+    monkeypatch.undo()
+    assert watch.current.username in ("v1", "v2")  # starts the fetch, which brings v2
+    wait_until(lambda: watch.current.username == "v2")
