@@ -101,12 +101,15 @@ class Runner:
     def start(self, flight: Flight) -> None:
         """Run a claimed fetch on a new daemon thread, for a reader that must not block (asyncio).
 
-        If no thread is to be had, the flight completes with the error, which is raised.
+        If no thread is to be had, the error is raised here and the flight completes with no
+        answer: a reader that joined it meanwhile (its own thread is fine) gets a
+        :class:`SecretUnavailableError` of its own, never the ``RuntimeError`` of a thread it did
+        not start.
         """
         try:
             self._spawn(flight)
-        except BaseException as err:
-            self._store.complete(flight, None, err)
+        except BaseException:
+            self._store.complete(flight, None, None)
             raise
 
     def _spawn(self, flight: Flight) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from secretcache import AsyncSecretCache, RetryPolicy, SecretUnavailableError, _
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.store import _deny
 from tests.test_cache import make_cache
+from tests.threads import start as threads_start
 from tests.threads import waiting_readers
 from tests.watchdog import within_watchdog
 
@@ -77,6 +78,34 @@ def test_a_fetch_thread_that_cannot_start_completes_its_claim(
     with pytest.raises(RuntimeError, match="can't start new thread"):
         asyncio.run(cache.get_secret_string("db"))
     monkeypatch.undo()
+    assert cache.stats().in_flight == 0
+    assert within_watchdog(lambda: cache.cache.get_secret_string("db")) == "pw"
+    assert calls["GetSecretValue"] == 1
+
+
+def test_a_reader_joining_a_fetch_whose_thread_cannot_start_gets_a_typed_error(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread that joined an asyncio read's fetch before its thread failed to start gets
+    ``SecretUnavailableError``, not the ``RuntimeError`` of a thread it never started; its next read fetches."""
+    admin.create_secret(Name="db", SecretString="pw")
+    cache = AsyncSecretCache(cache=make_cache(client, clock))
+    start = threading.Thread.start
+    joined: list[Future[str]] = []
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name != "secretcache-fetch":
+            return start(thread)
+        joined.append(threads_start(lambda: cache.cache.get_secret_string("db"), "joiner"))
+        wait_until(lambda: cache.stats().misses == 2)  # the joiner waits on the claimed fetch
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        within_watchdog(lambda: asyncio.run(cache.get_secret_string("db")))
+    monkeypatch.undo()
+    with pytest.raises(SecretUnavailableError, match="'db'"):
+        joined[0].result(timeout=WATCHDOG)
     assert cache.stats().in_flight == 0
     assert within_watchdog(lambda: cache.cache.get_secret_string("db")) == "pw"
     assert calls["GetSecretValue"] == 1
