@@ -75,11 +75,11 @@ class Runner:
         bound = self._store.wait_bound
         deadline = time.monotonic() + bound
         try:
-            if adopted:
-                try:
-                    self._spawn(flight)
-                except RuntimeError:  # no thread to be had: the reader runs its fetch itself (it owns it)
-                    spare = None
+            if adopted and (failed := self._spawn(flight)) is not None:
+                if not isinstance(failed, RuntimeError):  # interrupted, out of memory: no fetch will run
+                    self._store.complete(flight, None, None)
+                    raise failed
+                spare = None  # no thread to be had: the reader runs its fetch itself (it owns it)
             if step.owner and spare is None:
                 self.run(flight)
                 return self._serving.completed(flight)
@@ -106,26 +106,43 @@ class Runner:
         :class:`SecretUnavailableError` of its own, never the ``RuntimeError`` of a thread it did
         not start.
         """
-        try:
-            self._spawn(flight)
-        except BaseException:
+        failed = self._spawn(flight)
+        if failed is not None:
             self._store.complete(flight, None, None)
-            raise
+            raise failed
 
-    def _spawn(self, flight: Flight) -> None:
+    def _spawn(self, flight: Flight) -> BaseException | None:
         """Start the daemon thread that owns ``flight``'s fetch and runs it.
 
         The thread runs in a copy of the caller's context (as ``asyncio.to_thread`` does), so
         the fetch belongs to the caller's trace.
-        """
-        context = contextvars.copy_context()
-        thread = threading.Thread(target=context.run, args=(self._owned, flight), name="secretcache-fetch", daemon=True)
-        thread.start()
 
-    def _owned(self, flight: Flight) -> None:
-        """On the thread started for ``flight``: own its fetch, then run it."""
-        self._store.own(flight)
-        self.run(flight)
+        Returns:
+            ``None`` once the thread has the fetch; what ``Thread.start`` raised if the thread
+            will never run it (the flight is still the caller's to run or complete).
+
+        Raises:
+            BaseException: What ``Thread.start`` raised after the thread got under way (an
+                interrupt while it waited for the thread): that thread runs the fetch.
+        """
+        token = threading.Lock()  # taken once: by the thread, to run the fetch, or by a failed start, to keep it
+        context = contextvars.copy_context()
+        thread = threading.Thread(
+            target=context.run, args=(self._owned, flight, token), name="secretcache-fetch", daemon=True
+        )
+        try:
+            thread.start()
+        except BaseException as err:
+            if token.acquire(blocking=False):
+                return err
+            raise
+        return None
+
+    def _owned(self, flight: Flight, token: threading.Lock) -> None:
+        """On the thread started for ``flight``: own its fetch, then run it (unless its start was given up)."""
+        if token.acquire(blocking=False):
+            self._store.own(flight)
+            self.run(flight)
 
     def submit(self, flight: Flight) -> None:
         """Hand a queued refresh to the pool; if it refuses (full, closed), end it with no answer.

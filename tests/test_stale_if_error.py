@@ -26,6 +26,7 @@ from secretcache import AsyncSecretCache, SecretChange
 from tests.conftest import WATCHDOG, Calls, FakeClock, _reset, quiescent, wait_until
 from tests.faultproxy import UNAVAILABLE, FaultProxy
 from tests.test_cache import make_cache, rotate
+from tests.watchdog import within_watchdog
 
 THROTTLED = {
     "Error": {"Code": "ThrottlingException", "Message": "injected"},
@@ -193,6 +194,38 @@ def test_without_a_thread_to_spare_the_reader_fetches_itself(
     Attempts(calls, "fail")
     assert cache.get_secret_string("db") == "pw-2"  # the reader waited for the retry
     assert cache.stats().in_flight == 0
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, MemoryError])
+def test_a_fetch_thread_start_interrupted_leaves_no_fetch_in_flight(
+    client: Any,
+    admin: Any,
+    calls: Calls,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    interrupt: type[BaseException],
+) -> None:
+    """``Thread.start`` raising something else than ``RuntimeError`` for a reader's fetch thread
+    (an interrupt, no memory) reaches the reader, and the key's next read fetches.
+
+    The claimed fetch was never completed: the key stayed in flight for good, every later read
+    waited the wait bound for it and then got the stale value, and no fetch was ever made again.
+    """
+    cache = expired(client, admin, clock)
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name == "secretcache-fetch":
+            raise interrupt
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(interrupt):
+        cache.get_secret_string("db")
+    monkeypatch.undo()
+    assert cache.stats().in_flight == 0
+    assert within_watchdog(lambda: cache.get_secret_string("db")) == "pw-2"
+    assert calls["GetSecretValue"] == 2
 
 
 def test_over_http_botocores_own_retries_do_not_hold_a_reader_with_a_value(moto_server: str, clock: FakeClock) -> None:
