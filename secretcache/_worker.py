@@ -58,15 +58,16 @@ class BackgroundPool:
     def _start_thread(self) -> bool:
         """Start one more worker thread; whether it started. Called with ``_lock`` held (the pool's own lock).
 
-        The thread is listed only once started: a thread that could not start never counts
-        against ``threads`` (nor would :meth:`close` wait for it).
+        A thread that could not start is not kept: it never counts against ``threads`` (nor
+        would :meth:`close` wait for it).
         """
         thread = threading.Thread(target=self._run, name=f"{self._name}-{len(self._threads)}", daemon=True)
+        self._threads.append(thread)  # before it runs: its idle exit removes it
         try:
             thread.start()
         except RuntimeError:  # can't start new thread: the caller decides (a later submission retries)
+            self._threads.remove(thread)
             return False
-        self._threads.append(thread)
         return True
 
     def _run(self) -> None:
