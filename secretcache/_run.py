@@ -74,12 +74,12 @@ class Runner:
         adopted = step.owner and spare is not None
         bound = self._store.wait_bound
         deadline = time.monotonic() + bound
+        unstarted: BaseException | None = None
         try:
-            if adopted and (failed := self._spawn(flight)) is not None:
-                if not isinstance(failed, RuntimeError):  # interrupted, out of memory: no fetch will run
-                    self._store.complete(flight, None, None)
-                    raise failed
-                spare = None  # no thread to be had: the reader runs its fetch itself (it owns it)
+            if adopted and (unstarted := self._spawn(flight)) is not None:
+                if not isinstance(unstarted, RuntimeError):  # interrupted, out of memory: no fetch will run
+                    raise unstarted  # (its flight is ended with no answer as the reader lets go of it, below)
+                unstarted, spare = None, None  # no thread to be had: the reader runs its fetch itself (it owns it)
             if step.owner and spare is None:
                 self.run(flight)
                 return self._serving.completed(flight)
@@ -95,8 +95,8 @@ class Runner:
                 return self._serving.give_up(flight, f"its fetch took longer than {bound:g} s")
             return self._serving.completed(flight)
         finally:
-            if adopted:  # announce what the fetch left this reader
-                self._store.release(flight)
+            if adopted:  # announce what the fetch left this reader (or end the fetch no thread will run)
+                self._store.release(flight, unstarted=unstarted is not None)
 
     def start(self, flight: Flight) -> None:
         """Run a claimed fetch on a new daemon thread, for a reader that must not block (asyncio).

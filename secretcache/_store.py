@@ -335,8 +335,14 @@ class Store:
         with self._lock:
             flight.owner = threading.get_ident()
 
-    def release(self, flight: Flight) -> None:
-        """For the reader that handed its fetch off, as it stops waiting: announce what the fetch left it."""
+    def release(self, flight: Flight, *, unstarted: bool = False) -> None:
+        """For the reader that handed its fetch off, as it stops waiting: announce what the fetch left it.
+
+        ``unstarted``: the thread meant to run the fetch never started it (its start was
+        interrupted), so nobody will: the flight is completed with no answer first (invariant 2).
+        """
+        if unstarted:
+            self.complete(flight, None, None)
         with self._lock:
             flight.adopter = None
             effects, flight.announce = flight.announce, None
