@@ -607,8 +607,13 @@ class SecretCache:
         return self._store.closed
 
     def close(self) -> None:
-        """Stop background refreshes, drop every cached value and refuse further reads. Idempotent."""
+        """Stop background refreshes, drop every cached value and refuse further reads. Idempotent.
+
+        Closes the connections of the clients the cache built itself; a client given to it is
+        left open (it is the caller's to close).
+        """
         self._store.close()
+        self._fetcher.close()
 
     def __enter__(self) -> Self:
         return self

@@ -371,6 +371,12 @@ class Fetcher:
         if self.regions is not None:
             self.regions.reset_after_fork()
 
+    def close(self) -> None:
+        """Close the connections of the clients the cache built (primary, replicas); given ones are the caller's."""
+        self._client.close()
+        if self.regions is not None:
+            self.regions.close()
+
     def _send(self, client: Any, operation: str, fetch: Fetch | None, call: Callable[[], _T]) -> _T:
         """Make one call with ``client``, counting it and the fetch's attempt, then its outcome.
 

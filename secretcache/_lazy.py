@@ -212,3 +212,11 @@ class Lazy(Generic[T]):
             self._client = None
         else:
             drop_connections(self._client)
+
+    def close(self) -> None:
+        """Close the pooled connections of a thing built here; a given one is its owner's to close.
+
+        A request in progress on another thread finishes on its connection, which is closed after.
+        """
+        if self._owned:
+            drop_connections(self._client)

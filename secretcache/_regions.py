@@ -82,6 +82,10 @@ class Replica:
         """In a forked child: a client of our own building dropped, a given one's connections closed."""
         self._client.reset_after_fork()
 
+    def close(self) -> None:
+        """Close the connections of the client built for this Region (a given one is left alone)."""
+        self._client.close()
+
 
 def check_replicas(replica_regions: object, build: Callable[[str], Any], *, wait: float) -> tuple[Replica, ...]:
     """The replicas of ``replica_regions``: Region names, or ready clients for those Regions.
@@ -218,3 +222,8 @@ class Regions:
         self._answered_at = float("-inf")
         for replica in self.replicas:
             replica.reset_after_fork()
+
+    def close(self) -> None:
+        """Close the connections of the replica clients built here (given ones are left alone)."""
+        for replica in self.replicas:
+            replica.close()

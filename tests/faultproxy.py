@@ -30,12 +30,14 @@ class FaultProxy:
     half the body and close), ``("slow", seconds)`` (forward after a delay), ``("hold", event)``
     (set :attr:`holding`, then forward once ``event`` is set), ``("answer", text)`` (a 200 whose
     JSON body is ``text``, complete as sent, however broken its content). :meth:`stop_listening`
-    makes the port refuse connections until :meth:`listen` again.
+    makes the port refuse connections until :meth:`listen` again. Each forwarded answer closes its
+    connection, unless ``keep_alive``: then the client may keep it open and send more requests on it.
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, keep_alive: bool = False) -> None:
         self.upstream_host, port = upstream.removeprefix("http://").split(":")
         self.upstream_port = int(port)
+        self.keep_alive = keep_alive
         self._lock = threading.Lock()
         self._queue: deque[tuple[str, Any]] = deque()
         self._always: tuple[str, Any] | None = None
@@ -123,9 +125,10 @@ class FaultProxy:
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(answer)))
                 # One request per connection, so stop_listening() really refuses the next one.
-                self.send_header("Connection", "close")
+                if not proxy.keep_alive:
+                    self.send_header("Connection", "close")
                 self.end_headers()
-                self.close_connection = True
+                self.close_connection = not proxy.keep_alive
                 if kind == "cut":
                     self.wfile.write(answer[: len(answer) // 2])
                     self.wfile.flush()

@@ -12,15 +12,18 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import boto3
 import pytest
 
 from secretcache import InvalidSecretRequestError, RetryPolicy, SecretCache, SecretCacheError, SecretUnavailableError
 from secretcache._lazy import MAX_NESTED_BUILDS, ClientUnusableError, Lazy
-from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, inside, wait_until
+from tests.conftest import FAST_RETRY, REGION, WATCHDOG, Calls, FakeClock, inside, wait_until
+from tests.faultproxy import FaultProxy
 from tests.regions import REPLICA, THROTTLING, create
 from tests.test_cache import make_cache
 from tests.watchdog import within_watchdog
@@ -260,3 +263,37 @@ def test_a_waiter_waits_at_most_the_deadline_in_all_however_many_builds_fail() -
         waiter.join(WATCHDOG)
     assert [type(err) for err in outcomes] == [ClientUnusableError]
     assert next(attempts) == 2  # one build only: the waiter did not start another past its deadline
+
+
+def _open(client: Any) -> int:
+    """How many sockets ``client`` keeps open for reuse (in urllib3's pools behind botocore's session)."""
+    manager = client._endpoint.http_session._manager
+    pools = [manager.pools[key] for key in manager.pools.keys()]  # noqa: SIM118 - urllib3's container cannot iterate
+    return sum(1 for pool in pools for conn in list(pool.pool.queue) if conn is not None and conn.sock is not None)
+
+
+def test_close_closes_the_connections_of_the_clients_the_cache_built_and_leaves_a_given_one_open(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() closes the open connections of the clients the cache built (primary, replica), not a given client's."""
+    proxy = FaultProxy(moto_server, keep_alive=True)  # moto's server closes each connection itself
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    name = f"close/{uuid.uuid4()}"
+    for region in (REGION, REPLICA):
+        boto3.client("secretsmanager", region_name=region).create_secret(Name=name, SecretString="v")
+    given = boto3.client("secretsmanager", region_name=REGION)
+    built = SecretCache(retry=FAST_RETRY, refresh_ahead=None, replica_regions=[REPLICA])
+    beside = SecretCache(given, retry=FAST_RETRY, refresh_ahead=None)
+    replica = built._fetcher.regions.replicas[0].client  # type: ignore[union-attr]  # the one the cache built
+    try:
+        assert within_watchdog(lambda: built.get_secret_string(name)) == "v"
+        assert within_watchdog(lambda: beside.get_secret_string(name)) == "v"
+        replica.get_secret_value(SecretId=name)
+        clients = (built.client, replica, given)
+        assert [_open(client) for client in clients] == [1, 1, 1]
+        built.close()
+        beside.close()
+        assert [_open(client) for client in clients] == [0, 0, 1]
+    finally:
+        given.close()
+        proxy.close()
