@@ -196,6 +196,7 @@ class _Instruments:
         totals: Counter[_Series] = Counter()
         found = False
         with _MEMBERS_LOCK:
+            _retire_closed()
             for source, retired in _RETIRED.items():
                 if _resolved(source) is target:
                     totals.update(retired)
@@ -293,6 +294,7 @@ def _join(cache: SecretCache, provider: metrics.MeterProvider) -> None:
     which are at least as large.
     """
     global _MEMBERS
+    _retire_closed()
     share = _SHARES.pop(cache, None)
     if share is not None and _resolved(share[0]) is _resolved(provider):
         retired = _RETIRED.get(share[0])
@@ -310,6 +312,18 @@ def _leave(cache: SecretCache) -> None:
             _RETIRED.setdefault(source, Counter()).update(last)
             _SHARES[cache] = (source, last)
     _MEMBERS = tuple(member for member in _MEMBERS if member[0] is not cache)
+
+
+def _retire_closed() -> None:
+    """Retire the closed caches still instrumented, as :func:`_leave` does (under ``_MEMBERS_LOCK``).
+
+    A closed cache counts nothing more and holds no entry, so its counts stay in the sums as they
+    are; kept as a member, it would stay alive for as long as the process (nothing else removes it
+    unless ``uninstrument()`` is called).
+    """
+    for member, _ in _MEMBERS:
+        if store_of(member).closed:
+            _leave(member)
 
 
 def _resolved(provider: metrics.MeterProvider) -> metrics.MeterProvider:

@@ -8,6 +8,7 @@ does) and puts the old one back afterwards.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -395,3 +396,28 @@ def test_a_span_processor_may_uninstrument_from_the_fetch_ending_its_span(
     assert start(lambda: cache.get_secret_string(NAME), "reader").result(timeout=WATCHDOG) == VALUE
     assert len(telemetry.spans()) == 1
     assert store_of(cache).observer is None
+
+
+@pytest.mark.usefixtures("global_meters")
+def test_caches_closed_while_instrumented_are_released_and_their_counts_kept(
+    client: Any, admin: Any, clock: Any, telemetry: Telemetry
+) -> None:
+    """A cache closed without uninstrument() is let go by the next collection, its counts staying in the sums."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    refs, stats = [], []
+    for _ in range(5):
+        cache = make_cache(client, clock)
+        instrument(cache, meter_provider=telemetry.meters, tracer_provider=telemetry.tracers)
+        for _ in range(3):
+            cache.get_secret_string(NAME)
+        stats.append(cache.stats())
+        cache.close()
+        refs.append(weakref.ref(cache))
+    del cache
+    counted = (sum(item.hits for item in stats), sum(item.misses for item in stats))
+    for _ in range(2):  # the collection that lets them go, then one after: no counter went down
+        reads = telemetry.sums("secretcache.reads", "secretcache.result")
+        assert (reads[("hit",)], reads[("miss",)]) == counted == (10, 5)
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * 5
+    assert otel._MEMBERS == ()
