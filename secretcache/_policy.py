@@ -18,6 +18,7 @@ __all__ = [
     "check_refresh_ahead",
     "check_size",
     "settings_from_env",
+    "shown",
     "to_seconds",
     "whole_number",
 ]
@@ -26,8 +27,22 @@ Duration = float | int | timedelta
 """A duration: seconds as a number, or a :class:`datetime.timedelta`."""
 
 
+def shown(value: object) -> str:
+    """``repr(value)`` for an error message, or a description of an int too long to print.
+
+    ``repr()`` of an int of more digits than ``sys.get_int_max_str_digits()`` raises a
+    ``ValueError`` of its own, which would name no setting.
+    """
+    try:
+        return repr(value)
+    except ValueError:
+        return f"an int of {value.bit_length() if isinstance(value, int) else '?'} bits"
+
+
 def to_seconds(value: object, name: str, *, allow_inf: bool = True) -> float:
     """Convert a duration argument to non-negative seconds.
+
+    An ``int`` too large for a float (``10**400``) is longer than any finite duration: infinite.
 
     Raises:
         TypeError: ``value`` is not a number or a ``timedelta`` (``bool`` is refused too).
@@ -36,13 +51,16 @@ def to_seconds(value: object, name: str, *, allow_inf: bool = True) -> float:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past float's range (an OverflowError naming no setting)
+            seconds = math.inf if value > 0 else -math.inf
     else:
         raise TypeError(f"{name} must be seconds (int or float) or a timedelta, not {type(value).__name__}")
     if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"{name} must be a duration >= 0 seconds, got {value!r}")
+        raise ValueError(f"{name} must be a duration >= 0 seconds, got {shown(value)}")
     if math.isinf(seconds) and not allow_inf:
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name} must be finite, got {shown(value)}")
     return seconds
 
 
@@ -73,7 +91,7 @@ def check_fraction(value: object, name: str, *, upper: float) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     if not 0.0 <= value < upper:
-        raise ValueError(f"{name} must be >= 0 and < {upper}, got {value!r}")
+        raise ValueError(f"{name} must be >= 0 and < {upper}, got {shown(value)}")
     return float(value)
 
 
@@ -82,7 +100,7 @@ def check_size(value: object, name: str, *, minimum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be >= {minimum}, got {shown(value)}")
     return value
 
 
@@ -325,5 +343,5 @@ def check_refresh_ahead(value: object, name: str) -> float | None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{name} must be a fraction of the TTL or None, not {type(value).__name__}")
     if not 0.0 < value <= 1.0:
-        raise ValueError(f"{name} must be > 0 and <= 1 (a fraction of the TTL), got {value!r}")
+        raise ValueError(f"{name} must be > 0 and <= 1 (a fraction of the TTL), got {shown(value)}")
     return float(value)

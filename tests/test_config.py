@@ -68,6 +68,7 @@ def test_from_env_defaults_and_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
         ("SECRETCACHE_RETRY_MAX_DELAY", "0.01", "SECRETCACHE_RETRY_\\* settings are inconsistent"),
         ("SECRETCACHE_TTL_OVERRIDES", "[1]", "SECRETCACHE_TTL_OVERRIDES='\\[1\\]' is not a JSON object"),
         ("SECRETCACHE_TTL_OVERRIDES", '{"a": -1}', "SECRETCACHE_TTL_OVERRIDES="),
+        ("SECRETCACHE_TTL_OVERRIDES", '{"a": -1' + "0" * 400 + "}", "SECRETCACHE_TTL_OVERRIDES="),
         ("SECRETCACHE_TTL_OVERRIDES", "[" * 100_000, "SECRETCACHE_TTL_OVERRIDES is nested too deeply"),
         ("SECRETCACHE_TTL_OVERRIDES", '{"a": ' * 100_000, "SECRETCACHE_TTL_OVERRIDES is nested too deeply"),
         ("SECRETCACHE_TLL", "5", "unknown setting SECRETCACHE_TLL"),
@@ -131,3 +132,9 @@ def test_bad_ttl_overrides() -> None:
         SecretCache(refresh_ahead=0)
     with pytest.raises(TypeError, match="refresh_ahead"):
         SecretCache(refresh_ahead="0.5")  # type: ignore[arg-type]
+
+
+def test_from_env_reads_an_override_past_floats_range_as_forever(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JSON integer too large for a float in SECRETCACHE_TTL_OVERRIDES is an infinite TTL, as 1e400 is."""
+    monkeypatch.setenv("SECRETCACHE_TTL_OVERRIDES", '{"prod/": 1' + "0" * 400 + ', "dev/": 1e400}')
+    assert "ttl_overrides={'prod/': inf, 'dev/': inf}" in repr(SecretCache.from_env())

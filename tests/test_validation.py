@@ -170,3 +170,37 @@ def test_real_wrapped_and_absent_clients_are_accepted(client: Any, admin: Any, c
     assert make_cache(wrapped, clock).get_secret_string("db") == "pw"
     assert wrapped.passed_on > 0
     assert make_cache(None, clock).get_secret_string("db") == "pw"  # built lazily (moto is active)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: SecretCache(ttl=-(10**400)), "ttl must be a duration >= 0 seconds"),
+        (lambda: SecretCache(ttl=-(10**5000)), "ttl must be a duration >= 0 seconds, got an int of 16610 bits"),
+        (lambda: SecretCache(max_stale=-(10**400)), "max_stale must be a duration >= 0"),
+        (lambda: SecretCache(ttl_overrides={"prod/": -(10**400)}), "ttl_overrides\\['prod/'\\] must be a duration"),
+        (lambda: SecretCache(stale_while_revalidate=10**400), "stale_while_revalidate \\(inf s\\) must be <= "),
+        (lambda: SecretCache(refresh_ahead=10**5000), "refresh_ahead must be > 0 and <= 1"),
+        (lambda: SecretCache(ttl_jitter=-(10**5000)), "ttl_jitter must be >= 0 and < 1"),
+        (lambda: SecretCache(max_size=-(10**5000)), "max_size must be >= 1"),
+        (lambda: RetryPolicy(initial_delay=10**400), "RetryPolicy.initial_delay must be finite"),
+        (lambda: RetryPolicy(deadline=10**5000), "RetryPolicy.deadline must be finite, got an int of 16610 bits"),
+    ],
+)
+def test_ints_past_floats_range_are_refused_naming_the_setting(build: Any, message: str) -> None:
+    """An int too large for a float (or to print) is a ValueError naming its setting, not an OverflowError."""
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_ints_past_floats_range_are_infinite_durations(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """ttl=10**400 is a TTL longer than any float: infinite, as ttl=float('inf'), here and per read."""
+    assert repr(SecretCache(ttl=10**400, max_stale=10**400, replica_ttl=10**400)).startswith(
+        "SecretCache(ttl=inf, max_size=1024, refresh_ahead=0.8, max_stale=inf, "
+    )
+    admin.create_secret(Name="db", SecretString="pw")
+    cache = make_cache(client, clock)
+    assert cache.get_secret_string("db", ttl=10**400) == "pw"
+    clock.advance(10**9)
+    assert cache.get_secret_string("db") == "pw"
+    assert calls.total == 1
