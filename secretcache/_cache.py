@@ -20,6 +20,7 @@ from secretcache._lazy import ClientUnusableError
 from secretcache._logs import facts
 from secretcache._model import SecretWatch, check_model, model_of
 from secretcache._policy import (
+    DEFAULT_MAX_STALE,
     Duration,
     RetryPolicy,
     Timing,
@@ -132,7 +133,7 @@ class SecretCache:
         ttl: Duration = 300.0,
         max_size: int = 1024,
         refresh_ahead: float | None = 0.8,
-        max_stale: Duration = 3600.0,
+        max_stale: Duration = DEFAULT_MAX_STALE,
         stale_while_revalidate: Duration = 0.0,
         ttl_jitter: float = 0.1,
         retry: RetryPolicy = DEFAULT_RETRY,

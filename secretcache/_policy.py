@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 __all__ = [
+    "DEFAULT_MAX_STALE",
     "ENV_VARIABLES",
     "Duration",
     "RetryPolicy",
@@ -25,6 +26,9 @@ __all__ = [
 
 Duration = float | int | timedelta
 """A duration: seconds as a number, or a :class:`datetime.timedelta`."""
+
+DEFAULT_MAX_STALE = 3600.0
+"""``max_stale`` of a cache built without one (``from_env`` checks ``STALE_WHILE_REVALIDATE`` against it)."""
 
 
 def shown(value: object) -> str:
@@ -274,9 +278,19 @@ def settings_from_env(environ: Mapping[str, str], prefix: str) -> dict[str, obje
         known = ", ".join(prefix + name for name in ENV_VARIABLES)
         raise ValueError(f"unknown setting {', '.join(prefix + name for name in unknown)}; known: {known}")
     settings: dict[str, object] = {}
-    for name in _DURATIONS:
-        if name in present:
-            settings[name.lower()] = to_seconds(_number(prefix + name, present[name]), prefix + name)
+    durations = {
+        name.lower(): to_seconds(_number(prefix + name, present[name]), prefix + name)
+        for name in _DURATIONS
+        if name in present
+    }
+    settings.update(durations)
+    limit = durations.get("max_stale", DEFAULT_MAX_STALE)
+    if durations.get("stale_while_revalidate", 0.0) > limit:  # the constructor's check, naming the variables
+        given = f"{prefix}MAX_STALE={present['MAX_STALE']!r}" if "MAX_STALE" in present else f"max_stale ({limit:g} s)"
+        raise ValueError(
+            f"{prefix}STALE_WHILE_REVALIDATE={present['STALE_WHILE_REVALIDATE']!r} must be <= {given}: "
+            "no value is served past max_stale"
+        )
     if "MAX_SIZE" in present:
         raw = present["MAX_SIZE"]
         size = whole_number(raw)

@@ -138,3 +138,29 @@ def test_from_env_reads_an_override_past_floats_range_as_forever(monkeypatch: py
     """A JSON integer too large for a float in SECRETCACHE_TTL_OVERRIDES is an infinite TTL, as 1e400 is."""
     monkeypatch.setenv("SECRETCACHE_TTL_OVERRIDES", '{"prod/": 1' + "0" * 400 + ', "dev/": 1e400}')
     assert "ttl_overrides={'prod/': inf, 'dev/': inf}" in repr(SecretCache.from_env())
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        (
+            {"SECRETCACHE_STALE_WHILE_REVALIDATE": "7200"},
+            "SECRETCACHE_STALE_WHILE_REVALIDATE='7200' must be <= max_stale (3600 s)",
+        ),
+        (
+            {"SECRETCACHE_STALE_WHILE_REVALIDATE": "70", "SECRETCACHE_MAX_STALE": "60"},
+            "SECRETCACHE_STALE_WHILE_REVALIDATE='70' must be <= SECRETCACHE_MAX_STALE='60'",
+        ),
+    ],
+)
+def test_from_env_names_the_variables_of_a_window_past_max_stale(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], message: str
+) -> None:
+    """SECRETCACHE_STALE_WHILE_REVALIDATE longer than max_stale is a ValueError naming the variables and values."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match="must be <=") as caught:
+        SecretCache.from_env()
+    assert str(caught.value).startswith(message)
+    monkeypatch.setenv("SECRETCACHE_MAX_STALE", variables["SECRETCACHE_STALE_WHILE_REVALIDATE"])  # equal is allowed
+    SecretCache.from_env()
