@@ -38,8 +38,8 @@ _ACCOUNT = "123456789012"
 def seeded_cache(secrets: Mapping[str, str | bytes | Mapping[str, Any] | list[Any]]) -> SecretCache:
     """A cache that serves ``secrets`` (AWSCURRENT) forever and never calls AWS.
 
-    Strings are served as ``SecretString``, bytes as ``SecretBinary``, dicts and lists as JSON
-    strings (so ``get_secret_json`` works). A secret is seeded under a name, a full ARN or a
+    Strings are served as ``SecretString``, bytes as ``SecretBinary``, dicts (any ``Mapping``)
+    and lists as JSON strings (so ``get_secret_json`` works). A secret is seeded under a name, a full ARN or a
     partial ARN, and can be read by any of its spellings: its name, the ARN it reports (``arn``
     of :meth:`~secretcache.SecretCache.get_secret`), the partial ARN, the id it was seeded under.
     ``refresh``, ``try_refresh`` and ``prefetch`` read it again and find the same version. Reading
@@ -48,7 +48,8 @@ def seeded_cache(secrets: Mapping[str, str | bytes | Mapping[str, Any] | list[An
     seeded values; it reads no ``AWS_*`` variable or AWS config file, so none is needed.
 
     Raises:
-        TypeError: A value is not a str, bytes, dict or list.
+        TypeError: A value is not a str, bytes, dict or list, or holds what JSON cannot (bytes,
+            a set, ...); the message names the secret and the type.
         ValueError: Two ids name the same secret (a name and an ARN of it, say).
     """
     seeded = _Seeded()
@@ -56,7 +57,7 @@ def seeded_cache(secrets: Mapping[str, str | bytes | Mapping[str, Any] | list[An
     for given, value in secrets.items():
         secret_id = check_secret_id(given)  # a plain str: the store hashes it under its lock
         if isinstance(value, (Mapping, list)):
-            value = json.dumps(value)
+            value = _json_text(secret_id, value)
         if not isinstance(value, (str, bytes)):
             raise TypeError(
                 f"seeded value of {secret_id!r} must be str, bytes, dict or list, not {type(value).__name__}"
@@ -82,6 +83,25 @@ def seeded_cache(secrets: Mapping[str, str | bytes | Mapping[str, Any] | list[An
         entry = Entry(secret, refresh_at=forever, fresh_until=forever, stale_until=forever)
         store_of(cache).seed(CacheKey(secret_id), entry)
     return cache
+
+
+def _json_text(secret_id: str, value: Mapping[str, Any] | list[Any]) -> str:
+    """``value`` as the JSON text of a secret: any ``Mapping`` as an object, as the signature allows.
+
+    Raises:
+        TypeError: ``value`` holds something JSON cannot (bytes, a set, ...); the message names the
+            secret and the type, never the value.
+    """
+
+    def plain(item: object) -> object:
+        if isinstance(item, Mapping):
+            return dict(item)
+        raise TypeError(
+            f"seeded value of {secret_id!r} holds a {type(item).__name__}, which JSON cannot hold "
+            "(use str, int, float, bool, None, lists and dicts)"
+        )
+
+    return json.dumps(value, default=plain)
 
 
 def deterministic_cache(

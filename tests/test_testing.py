@@ -142,3 +142,23 @@ def test_seeded_cache_needs_no_aws_configuration(monkeypatch: pytest.MonkeyPatch
     assert cache.refresh("prod/key").secret_string == "abc"
     with pytest.raises(SecretNotFoundError, match="not seeded"):
         cache.get_secret_string("prod/other")
+
+
+def test_seeded_mappings_of_any_kind_are_json_and_unjsonable_values_name_the_secret() -> None:
+    """Any Mapping (a mappingproxy, a UserDict, nested) is seeded as JSON; bytes or a set inside one is
+    a TypeError naming the secret and the type, never json's message alone."""
+    from collections import UserDict
+    from types import MappingProxyType
+
+    cache = seeded_cache(
+        {
+            "proxy": MappingProxyType({"user": "app"}),
+            "userdict": UserDict({"user": "app", "pool": MappingProxyType({"size": 5})}),
+        }
+    )
+    assert cache.get_secret_json("proxy") == {"user": "app"}
+    assert cache.get_secret_json("userdict") == {"user": "app", "pool": {"size": 5}}
+    with pytest.raises(TypeError, match="seeded value of 'db' holds a bytes, which JSON cannot hold"):
+        seeded_cache({"db": {"password": b"hunter2"}})
+    with pytest.raises(TypeError, match="seeded value of 'db' holds a set"):
+        seeded_cache({"db": [{"hunter2"}]})
