@@ -193,7 +193,13 @@ class Table:
         if value is not None and self.admits(key, value, flight.started, replica is not None):
             draw = self._random.random()
             return fresh_entry(
-                value, ttl=flight.ttl, replica=replica is not None, draw=draw, now=now, timing=self._timing
+                value,
+                ttl=flight.ttl,
+                replica=replica is not None,
+                draw=draw,
+                now=now,
+                timing=self._timing,
+                previous=flight.previous,
             ), None
         holder = None if value is None or replica is not None else self.holder(key, value.arn)
         if holder is not None and holder.is_fresh(now):

@@ -193,6 +193,27 @@ class TestValidatedOnce:
         assert all(item is after[0] for item in after)
         assert (len(Database.validations), calls["GetSecretValue"]) == (2, 2)
 
+    def test_a_refresh_finding_the_same_version_validates_nothing_again(
+        self, client: Any, admin: Any, clock: FakeClock
+    ) -> None:
+        """Past the TTL, and on refresh(), a fetch of the same version keeps its objects: once per version."""
+        admin.create_secret(Name=SECRET, SecretString=json.dumps(DOCUMENT))
+        calls = Calls(client)
+        cache = make_cache(client, clock)
+        frozen = cache.get_secret_model(SECRET, Database)
+        cache.get_secret_model(SECRET, MutableDatabase)
+        for _ in range(3):
+            clock.advance(61)
+            assert cache.get_secret_model(SECRET, Database) is frozen
+            cache.refresh(SECRET)
+            assert cache.get_secret_model(SECRET, Database) is frozen
+            assert cache.get_secret_model(SECRET, MutableDatabase).username == "orders"
+        assert (calls["GetSecretValue"], len(Database.validations), len(MutableDatabase.validations)) == (7, 1, 1)
+        rotate(admin, SECRET, json.dumps({**DOCUMENT, "username": "rotated"}))
+        cache.refresh(SECRET)
+        assert cache.get_secret_model(SECRET, Database).username == "rotated"
+        assert len(Database.validations) == 2
+
     def test_each_model_and_key_is_validated_once_per_version(self, cache: SecretCache) -> None:
         """Two models of one version are two validations, each done once."""
         for _ in range(100):
