@@ -220,49 +220,25 @@ def json_of(entry: Entry, secret_id: str, key: str | None) -> Any:
 
 
 def fresh_entry(
-    value: SecretValue,
-    *,
-    ttl: float | None,
-    replica: bool,
-    draw: float,
-    now: float,
-    timing: Timing,
-    previous: Entry | None = None,
+    value: SecretValue, *, ttl: float | None, replica: bool, draw: float, now: float, timing: Timing
 ) -> Entry:
     """The entry for a value fetched at ``now``: fresh for its TTL, less up to ``ttl_jitter`` of it.
 
     ``ttl`` ``None`` is a lookup by version id: immutable, fresh until evicted. A value read from
     a replica Region lives ``replica_ttl`` at most (the key keeps its TTL), so reads go back to
     the primary Region soon after it recovers. ``draw`` is a random number in ``[0, 1)`` that
-    spreads the refreshes of entries fetched together. When ``previous`` (the key's entry the
-    fetch replaces) holds the same version, its JSON parse and validated models carry over: a
-    refresh that finds no new version parses and validates nothing again (once per version).
+    spreads the refreshes of entries fetched together.
     """
     lives = math.inf if ttl is None else min(ttl, timing.replica_ttl) if replica else ttl
     lifetime = lives * (1.0 - timing.ttl_jitter * draw)
     fresh_until = now + lifetime
     ahead = timing.refresh_ahead
-    entry = Entry(
+    return Entry(
         value,
         ttl=ttl,
         refresh_at=now + lifetime * ahead if ahead is not None else fresh_until,
         fresh_until=fresh_until,
         stale_until=fresh_until + timing.max_stale,
-    )
-    held = previous.value if previous is not None else None
-    if held is not None and _same_version(held, value):
-        assert previous is not None
-        entry.parsed, entry.models = previous.parsed, previous.models  # models: copied on write, never changed
-    return entry
-
-
-def _same_version(held: SecretValue, value: SecretValue) -> bool:
-    """Whether two answers are one version (a known version id, the same content: never two unknown ids)."""
-    return (
-        bool(value.version_id)
-        and held.version_id == value.version_id
-        and held.secret_string == value.secret_string
-        and held.secret_binary == value.secret_binary
     )
 
 

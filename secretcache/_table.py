@@ -114,8 +114,14 @@ class Table:
         self._marks.clear()
 
     def install(self, key: CacheKey, entry: Entry, effects: Effects) -> None:
-        """Put ``entry`` in the table, evicting if full; note what to count and log."""
+        """Put ``entry`` in the table, evicting if full; note what to count and log.
+
+        A fresh entry of the version the replaced one holds (a refresh that found no new version)
+        takes over its JSON parse and validated models: parsed and validated once per version.
+        """
         old = self.entries.get(key)
+        if old is not None and entry.failure is None and _same_version(old.value, entry.value):
+            entry.parsed, entry.models = old.parsed, old.models  # models: copied on write, never changed
         self.entries[key] = entry
         if key.current:  # replaced in place: a lock-free reader finds the old entry or the new one
             self.current[key.secret_id] = entry
@@ -193,13 +199,7 @@ class Table:
         if value is not None and self.admits(key, value, flight.started, replica is not None):
             draw = self._random.random()
             return fresh_entry(
-                value,
-                ttl=flight.ttl,
-                replica=replica is not None,
-                draw=draw,
-                now=now,
-                timing=self._timing,
-                previous=flight.previous,
+                value, ttl=flight.ttl, replica=replica is not None, draw=draw, now=now, timing=self._timing
             ), None
         holder = None if value is None or replica is not None else self.holder(key, value.arn)
         if holder is not None and holder.is_fresh(now):
@@ -360,6 +360,18 @@ class Table:
             names |= aliases(entry.value.arn)
             names.add(entry.value.name)
         return not names.isdisjoint(targets)
+
+
+def _same_version(held: SecretValue | None, value: SecretValue | None) -> bool:
+    """Whether two values are one version: a known, equal version id and the same content."""
+    return (
+        held is not None
+        and value is not None
+        and bool(value.version_id)
+        and held.version_id == value.version_id
+        and held.secret_string == value.secret_string
+        and held.secret_binary == value.secret_binary
+    )
 
 
 def _label(key: CacheKey, value: SecretValue | None) -> Label | None:
