@@ -120,6 +120,22 @@ def test_ttl_overrides_by_id_or_longest_prefix(client: Any, admin: Any, calls: C
     assert fetched_at == {"prod/db/main": list(range(10, 101, 10)), "prod/api-key": [50, 100], "dev/token": [100]}
 
 
+def test_ttl_overrides_match_the_id_as_spelled(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
+    """concepts.md: a name's override does not apply to reads by ARN; the ARN prefix listed too does."""
+    arn = admin.create_secret(Name="prod/db/main", SecretString="x")["ARN"]
+    arn_prefix = arn.split(":secret:")[0] + ":secret:prod/db/"
+    by_name = make_cache(client, clock, ttl=100, ttl_overrides={"prod/db/": 10})
+    both = make_cache(client, clock, ttl=100, ttl_overrides={"prod/db/": 10, arn_prefix: 10})
+    for cache in (by_name, both):
+        cache.get_secret_string(arn)
+    clock.advance(11)
+    before = calls.total
+    by_name.get_secret_string(arn)
+    assert calls.total == before  # the name's prefix does not match the ARN: 100 s
+    both.get_secret_string(arn)
+    assert calls.total == before + 1  # the ARN prefix does: 10 s
+
+
 def test_bad_ttl_overrides() -> None:
     """ttl_overrides must map non-empty ids to durations."""
     with pytest.raises(TypeError, match="mapping"):
