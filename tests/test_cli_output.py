@@ -79,6 +79,28 @@ def test_full_device_is_one_line_exit_74(served: dict[str, str], argv: list[str]
     _assert_one_error_line(result.stderr, os.strerror(28))
 
 
+@pytest.mark.parametrize(
+    ("document", "env"),
+    [('{"k": "pw-output-edge\\ud800"}', {}), ('{"k": "pw-output-edge\u00e9"}', {"PYTHONIOENCODING": "ascii"})],
+    ids=["lone-surrogate", "ascii-stdout"],
+)
+def test_text_the_output_encoding_cannot_hold_is_one_line_exit_74(
+    served: dict[str, str], document: str, env: dict[str, str]
+) -> None:
+    """cli.md: text standard output's encoding cannot hold is exit 74, one line naming UnicodeEncodeError, no value."""
+    admin = boto3.client("secretsmanager", region_name=REGION, endpoint_url=served["AWS_ENDPOINT_URL"])
+    name = f"cli/out-enc-{len(env)}"
+    with contextlib.suppress(admin.exceptions.ResourceExistsException):  # the server outlives a test
+        admin.create_secret(Name=name, SecretString=document)
+    argv = [sys.executable, "-m", "secretcache", "get", name, "--key", "k"]
+    result = subprocess.run(argv, env={**served, **env}, capture_output=True, timeout=60, check=False)
+    assert result.returncode == 74
+    text = result.stderr.decode()
+    assert text.startswith("secretcache: error: cannot write to standard output: UnicodeEncodeError")
+    assert text.count("\n") == 1
+    assert VALUE not in text
+
+
 def test_in_process_closed_stdout_returns_74(
     cli_secrets: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
