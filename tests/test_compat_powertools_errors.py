@@ -83,6 +83,27 @@ def test_binary_that_is_not_utf8_fails_as_a_transform_error(
         assert_value_absent(got.value, b"secret-b7")
 
 
+def test_binary_json_nested_too_deeply_fails_as_a_transform_error(
+    ours: SecretCacheProvider, theirs: SecretsProvider, admin: Any
+) -> None:
+    """Binary JSON too deep to parse is a TransformParameterError, as in Powertools (get and get_multiple)."""
+    deep = "[" * 100_000 + '"deep-5e0a"' + "]" * 100_000
+    admin.create_secret(Name="deep.json", SecretBinary=deep.encode())
+    admin.create_secret(Name="flat", SecretString='{"a": 1}')
+    for transform in ("json", "auto"):
+        with pytest.raises(TransformParameterError, match="Unable to transform value"):
+            theirs.get("deep.json", transform=transform)
+        with pytest.raises(TransformParameterError, match=r"Unable to transform value .* too deeply") as got:
+            ours.get("deep.json", transform=transform)
+        assert_value_absent(got.value, "deep-5e0a")
+    names = ["deep.json", "flat"]
+    expected = {"deep.json": None, "flat": {"a": 1}}
+    assert ours.get_multiple(names, transform="json") == theirs.get_multiple(names, transform="json") == expected
+    for provider in (theirs, ours):
+        with pytest.raises(TransformParameterError):
+            provider.get_multiple(names, transform="json", raise_on_transform_error=True, force_fetch=True)
+
+
 def test_read_errors_chain_the_typed_secretcache_error(ours: SecretCacheProvider, secrets: None) -> None:
     """A GetParameterError names the secret and has the typed error as its cause."""
     with pytest.raises(GetParameterError, match="missing") as raised:

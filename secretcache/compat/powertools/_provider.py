@@ -198,7 +198,8 @@ class SecretCacheProvider(BaseProvider):
                 Manager unavailable with nothing cached, an unsupported SDK option, ...);
                 the secretcache error is chained as ``__cause__``.
             TransformParameterError: ``transform`` is unknown (before any call), or the value
-                does not transform (invalid JSON or base64, binary data that is not UTF-8).
+                does not transform (invalid JSON or base64, JSON nested too deeply, binary data
+                that is not UTF-8).
             TypeError: ``max_age`` is not a number (before any call).
             ValueError: ``POWERTOOLS_PARAMETERS_MAX_AGE`` is not an integer.
         """

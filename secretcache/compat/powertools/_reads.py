@@ -77,6 +77,8 @@ def read(
         return json.loads(text) if kind == "json" else base64.b64decode(text)
     except json.JSONDecodeError as err:  # its message gives a position, never the document
         problem = f"{err.msg}: line {err.lineno} column {err.colno} (char {err.pos})"
+    except RecursionError:  # json.loads recurses once per nested array or object
+        problem = f"secret {name!r} is JSON nested too deeply to parse"
     except UnicodeDecodeError as err:
         problem = f"secret {name!r} holds binary data that is not UTF-8 text (byte {err.start})"
     except (binascii.Error, ValueError) as err:  # base64: the message never quotes the input
