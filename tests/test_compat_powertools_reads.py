@@ -82,6 +82,18 @@ def test_binary_secrets_are_decoded_as_utf8_before_a_transform_like_powertools(
     assert ours.get("json-blob", transform="json") == theirs.get("json-blob", transform="json") == {"a": [1, 2]}
 
 
+def test_forced_json_read_of_a_binary_secret_makes_one_call_like_powertools(
+    ours: SecretCacheProvider, theirs: SecretsProvider, calls: Calls, theirs_client: Any, admin: Any
+) -> None:
+    """force_fetch with transform="json" on a binary secret fetches once, as Powertools does."""
+    admin.create_secret(Name="json-blob", SecretBinary=b'{"a": [1, 2]}')
+    theirs_calls = Calls(theirs_client)
+    for _ in range(2):
+        expected = theirs.get("json-blob", transform="json", force_fetch=True)
+        assert ours.get("json-blob", transform="json", force_fetch=True) == expected == {"a": [1, 2]}
+    assert calls["GetSecretValue"] == theirs_calls["GetSecretValue"] == 2
+
+
 def test_json_is_a_private_copy_and_one_fetch_serves_every_transform(
     ours: SecretCacheProvider, theirs: SecretsProvider, calls: Calls, theirs_client: Any, secrets: None
 ) -> None:

@@ -64,7 +64,7 @@ def read(
             )
         except SecretFormatError as err:  # not JSON, or binary data: which one, the value says
             cause = err
-        # The value is cached by now (with max_age <= 0 this reads it again).
+            force = False  # the value was just fetched and is cached (with max_age <= 0 this reads it again)
     value = cache.get_secret(name, version_stage=version_stage, version_id=version_id, force_refresh=force, ttl=ttl)
     if not transform:
         return raw(value)
