@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.parameters.exceptions import (
 
 from secretcache import SecretCache, SecretNotFoundError
 from secretcache.compat.powertools import SecretCacheProvider
+from tests.compat_powertools import DB
 from tests.compat_powertools import cache as cache  # a fixture
 from tests.compat_powertools import fresh_globals as fresh_globals  # autouse
 from tests.compat_powertools import ours as ours  # a fixture
@@ -102,6 +103,18 @@ def test_binary_json_nested_too_deeply_fails_as_a_transform_error(
     for provider in (theirs, ours):
         with pytest.raises(TransformParameterError):
             provider.get_multiple(names, transform="json", raise_on_transform_error=True, force_fetch=True)
+
+
+def test_get_multiple_binary_that_is_not_utf8_is_none_where_powertools_raises(
+    ours: SecretCacheProvider, theirs: SecretsProvider, secrets: None
+) -> None:
+    """Powertools' batch lets UnicodeDecodeError (holding the bytes) escape; ours gives None or a transform error."""
+    with pytest.raises(UnicodeDecodeError):
+        theirs.get_multiple(["db", "not-utf8"], transform="json")
+    assert ours.get_multiple(["db", "not-utf8"], transform="json") == {"db": DB, "not-utf8": None}
+    with pytest.raises(TransformParameterError, match="not UTF-8") as got:
+        ours.get_multiple(["not-utf8"], transform="json", raise_on_transform_error=True)
+    assert_value_absent(got.value, b"secret-b7")
 
 
 def test_read_errors_chain_the_typed_secretcache_error(ours: SecretCacheProvider, secrets: None) -> None:

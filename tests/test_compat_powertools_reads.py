@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.parameters import BaseProvider, SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import (
+    GetParameterError,
     GetSecretError,
     TransformParameterError,
 )
@@ -203,6 +204,52 @@ def test_get_multiple_transforms_like_powertools(
         ours.get_multiple(["db", "bad-json"], transform="json", raise_on_transform_error=True)
     with pytest.raises(TransformParameterError):
         theirs.get_multiple(["db", "bad-json"], transform="json", raise_on_transform_error=True)
+
+
+def test_get_multiple_batch_values_live_for_the_cache_ttl(
+    ours: SecretCacheProvider, admin: Any, calls: Calls, clock: FakeClock, secrets: None
+) -> None:
+    """A batch cannot carry max_age: its values live the cache's TTL (60 s here); force_fetch reads one by one."""
+    assert ours.get_multiple(["plain"], max_age=10) == {"plain": "text-9d2a"}
+    admin.put_secret_value(SecretId="plain", SecretString="rotated")
+    clock.advance(11)
+    assert ours.get_multiple(["plain"], max_age=10) == {"plain": "text-9d2a"}  # Powertools would refetch here
+    assert ours.get_multiple(["plain"], force_fetch=True) == {"plain": "rotated"}
+    assert calls.counts == {"BatchGetSecretValue": 1, "GetSecretValue": 1}
+
+
+def test_get_multiple_refuses_sdk_options_powertools_passes_to_the_batch(
+    ours: SecretCacheProvider, theirs: SecretsProvider, admin: Any, calls: Calls
+) -> None:
+    """Filters= narrows Powertools' batch call; ours reads named secrets only and refuses it before any call."""
+    admin.create_secret(Name="tagged", SecretString="v-31c8", Description="team-a")
+    filters = [{"Key": "description", "Values": ["team-a"]}]
+    assert theirs.get_multiple(["tagged"], Filters=filters) == {"tagged": "v-31c8"}
+    with pytest.raises(GetSecretError, match="Filters"):
+        ours.get_multiple(["tagged"], Filters=filters)
+    assert calls.total == 0
+
+
+def test_set_then_get_reads_the_written_value_where_powertools_serves_its_cached_one(
+    ours: SecretCacheProvider, theirs: SecretsProvider, secrets: None
+) -> None:
+    """Powertools' store keeps the value read before set() until max_age; ours drops it, so the next read fetches."""
+    for provider in (theirs, ours):
+        assert provider.get("plain") == "text-9d2a"
+    theirs.set("plain", "written-by-theirs")
+    assert theirs.get("plain") == "text-9d2a"
+    ours.set("plain", "written-by-ours")
+    assert ours.get("plain") == "written-by-ours"
+
+
+def test_version_options_given_as_none_read_the_current_version(
+    ours: SecretCacheProvider, theirs: SecretsProvider, secrets: None
+) -> None:
+    """VersionStage=None / VersionId=None: botocore refuses them in Powertools' fetch; ours reads them as not given."""
+    for option in ("VersionStage", "VersionId"):
+        with pytest.raises(GetParameterError, match=option):
+            theirs.get("plain", force_fetch=True, **{option: None})
+        assert ours.get("plain", **{option: None}) == "text-9d2a"
 
 
 @pytest.mark.parametrize(
