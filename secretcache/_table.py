@@ -116,11 +116,12 @@ class Table:
     def install(self, key: CacheKey, entry: Entry, effects: Effects) -> None:
         """Put ``entry`` in the table, evicting if full; note what to count and log.
 
-        A fresh entry of the version the replaced one holds (a refresh that found no new version)
-        takes over its JSON parse and validated models: parsed and validated once per version.
+        An entry of the version the replaced one holds (a refresh that found no new version, or a
+        failed fetch keeping that value to serve while fetching fails) takes over its JSON parse
+        and validated models: parsed and validated once per version.
         """
         old = self.entries.get(key)
-        if old is not None and entry.failure is None and _same_version(old.value, entry.value):
+        if old is not None and _same_version(old.value, entry.value):
             entry.parsed, entry.models = old.parsed, old.models  # models: copied on write, never changed
         self.entries[key] = entry
         if key.current:  # replaced in place: a lock-free reader finds the old entry or the new one

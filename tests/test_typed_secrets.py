@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, model_validator
 from typing_extensions import TypedDict
 
-from secretcache import AsyncSecretCache, SecretCache, SecretFormatError
+from secretcache import AsyncSecretCache, RetryPolicy, SecretCache, SecretFormatError
 from tests.conftest import WATCHDOG, Calls, FakeClock
 from tests.leaks import assert_value_absent
 from tests.test_cache import make_cache, rotate
@@ -213,6 +213,23 @@ class TestValidatedOnce:
         cache.refresh(SECRET)
         assert cache.get_secret_model(SECRET, Database).username == "rotated"
         assert len(Database.validations) == 2
+
+    def test_an_outage_serving_the_cached_version_validates_nothing_again(
+        self, client: Any, admin: Any, clock: FakeClock
+    ) -> None:
+        """A read served the last good value while fetching fails, and the refetch after it, keep its objects."""
+        admin.create_secret(Name=SECRET, SecretString=json.dumps(DOCUMENT))
+        calls = Calls(client)
+        cache = make_cache(client, clock, retry=RetryPolicy(attempts=1, initial_delay=0.0, max_delay=0.0))
+        frozen = cache.get_secret_model(SECRET, Database)
+        clock.advance(61)
+        recover = calls.fail_with("ThrottlingException")
+        assert cache.get_secret_model(SECRET, Database) is frozen  # stale, while fetching fails
+        assert cache.stats().stale_served == 1
+        recover()
+        clock.advance(61)  # past the failure backoff: the same version is fetched again
+        assert cache.get_secret_model(SECRET, Database) is frozen
+        assert (len(Database.validations), cache.stats().errors) == (1, 1)
 
     def test_each_model_and_key_is_validated_once_per_version(self, cache: SecretCache) -> None:
         """Two models of one version are two validations, each done once."""
