@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+import threading
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
@@ -16,8 +17,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from moto import mock_aws
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.secretsmanager.models import FakeSecret, secretsmanager_backends
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from secretcache import RetryPolicy, SecretCache, SecretNotFoundError, SecretValue
+from secretcache import RetryPolicy, SecretCache, SecretChange, SecretNotFoundError, SecretValue
 from tests import atomic_moto
 from tests.conftest import REGION, Calls, FakeClock
 
@@ -41,6 +43,51 @@ Labels = Mapping[tuple[str, str], str | None]
 Outcome = tuple[str | None, frozenset[str]]  # (version id or None for "not found", its stages then)
 ModelKey = tuple[str, str, str]  # ("stage", spelling, stage) or ("version", spelling, version id)
 MISSING: Outcome = (None, frozenset())
+
+
+class Validations:
+    """How many times each model below was validated, by (model, secret, n of the value)."""
+
+    lock = threading.Lock()
+    counts: ClassVar[Counter[tuple[str, str, int]]] = Counter()
+
+    @classmethod
+    def count(cls, model: object) -> object:
+        with cls.lock:
+            cls.counts[type(model).__name__, model.secret, model.n] += 1  # type: ignore[attr-defined]
+        return model
+
+    @classmethod
+    def total(cls) -> int:
+        with cls.lock:
+            return sum(cls.counts.values())
+
+
+class FrozenDocument(BaseModel):
+    """Every value of the machine's secrets, as a frozen model: one object shared by every reader of a version."""
+
+    model_config = ConfigDict(frozen=True)
+    secret: str
+    n: int
+
+    @model_validator(mode="after")
+    def _counted(self) -> FrozenDocument:
+        return Validations.count(self)  # type: ignore[return-value]
+
+
+class MutableDocument(BaseModel):
+    """The same as a mutable model: validated once per version too, but copied for each read."""
+
+    secret: str
+    n: int
+
+    @model_validator(mode="after")
+    def _counted(self) -> MutableDocument:
+        return Validations.count(self)  # type: ignore[return-value]
+
+
+MODELS: dict[str, type[BaseModel]] = {"frozen": FrozenDocument, "mutable": MutableDocument}
+"""``get_secret_model`` readers, by getter name: typed reads of the machine's keys."""
 
 
 def sync_moto_current(name: str, version_id: str) -> None:
@@ -118,6 +165,13 @@ class CacheMachine(RuleBasedStateMachine):
       the same thing.
     * Counters: a read that called the API is one miss, one served from the cache one hit, a
       remembered error neither; the cache's GetSecretValue count equals what botocore saw.
+    * Typed reads (``get_secret_model``, a frozen and a mutable model) validate once per version
+      a key holds: a typed read of a key validates nothing when the last typed read of that key
+      and model got the same version and, since, the secret was not invalidated and no change
+      of its label was reported (so the key's entry can only have been refetched with that same
+      version: by TTL, forcing, a refresh or a prefetch); then a frozen model is the very
+      object that read got. Any other typed read that returns a version validates it once. A
+      mutable model is a copy of its own for each read: changing it changes no later read.
     """
 
     def __init__(self) -> None:
@@ -138,6 +192,11 @@ class CacheMachine(RuleBasedStateMachine):
         self.touched: dict[ModelKey, list[int]] = defaultdict(list)
         self.forced_at: dict[ModelKey, int] = {}
         self.invalidated_at: dict[str, int] = dict.fromkeys(SECRETS, 0)
+        # (key, model getter) -> the version the last typed read got and the object; forgotten
+        # when the secret is invalidated or a change of the key's label is reported.
+        self.typed: dict[tuple[ModelKey, str], tuple[str, Any]] = {}
+        self.typed_lock = threading.Lock()  # listeners run on the cache's threads too
+        self.cache.on_change(self._forget_typed)
         self.written = 0
         for name in SECRETS:
             arn = self.admin.create_secret(Name=name, SecretString=self._next_value(name))["ARN"]
@@ -229,6 +288,8 @@ class CacheMachine(RuleBasedStateMachine):
             assert result.secret_binary is None
             assert result.secret_string == self.values[result.version_id], "version id and value disagree"
             return result.version_id, frozenset(result.version_stages)
+        if isinstance(result, BaseModel):
+            return self.by_number[result.secret, result.n]  # type: ignore[attr-defined]
         if isinstance(result, str):
             result = json.loads(result)
         return self.by_number[result["secret"], result["n"]]
@@ -307,6 +368,8 @@ class CacheMachine(RuleBasedStateMachine):
             args["version_stage"] = None
         if getter == "refresh":
             return lambda: self.cache.refresh(secret_id, **args)
+        if getter in MODELS:
+            return lambda: self.cache.get_secret_model(secret_id, MODELS[getter], force_refresh=force, **args)
         method = {
             "string": self.cache.get_secret_string,
             "json": self.cache.get_secret_json,
@@ -318,13 +381,55 @@ class CacheMachine(RuleBasedStateMachine):
         if force or getter == "refresh":
             self.forced_at[key] = len(self.history)  # the step _read is about to take
         reread = self._reader(key, "value", False, explicit)
-        self._read(self.owner[key[1]], key, self._reader(key, getter, force, explicit), reread)
+        read = self._reader(key, getter, force, explicit)
+        if getter not in MODELS:
+            self._read(self.owner[key[1]], key, read, reread)
+            return
+        typed: list[Any] = []  # validations made, then the object read (none if it raised)
+
+        def counted() -> Any:
+            before = Validations.total()
+            try:
+                typed.append(read())
+                return typed[-1]
+            finally:
+                typed.insert(0, Validations.total() - before)
+
+        self._read(self.owner[key[1]], key, counted, reread)
+        self._check_typed(key, getter, typed[0], typed[1] if len(typed) > 1 else None)
+
+    def _check_typed(self, key: ModelKey, getter: str, validations: int, got: Any) -> None:
+        """A typed read validated once per version its key holds; a frozen model is shared, a mutable one copied."""
+        slot = (key, getter)
+        with self.typed_lock:
+            held = self.typed.pop(slot, None)
+        if got is None:  # "not found": nothing to validate
+            assert validations == 0, f"{key} validated {validations} times for a read that raised"
+            return
+        version = self.by_number[got.secret, got.n]
+        if held is not None and held[0] == version:
+            assert validations == 0, f"{key}: {getter} model of {version} validated again ({validations})"
+            assert getter != "frozen" or got is held[1], f"{key}: a new frozen model of {version}, same version"
+        else:
+            assert validations == 1, f"{key}: {getter} model of {version} validated {validations} times, not once"
+        if getter == "mutable":
+            assert held is None or got is not held[1], f"{key}: a mutable model handed out twice"
+            got.n = -1  # the reader's own copy: no later read sees this
+        with self.typed_lock:
+            self.typed[slot] = (version, got)
+
+    def _forget_typed(self, change: SecretChange) -> None:
+        """Listener: a key of the changed label now holds (or will fetch) another version than its models'."""
+        with self.typed_lock:
+            for (kind, secret_id, stage), getter in list(self.typed):
+                if kind == "stage" and self.owner[secret_id] == change.name and stage == change.version_stage:
+                    del self.typed[(kind, secret_id, stage), getter]
 
     @rule(
         name=st.sampled_from(SECRETS),
         spelling=st.sampled_from(SPELLINGS),
         stage=st.sampled_from([None, *STAGES]),
-        getter=st.sampled_from(["string", "json", "value"]),
+        getter=st.sampled_from(["string", "json", "value", *MODELS]),
     )
     def read_label(self, name: str, spelling: str, stage: str | None, getter: str) -> None:
         key: ModelKey = ("stage", self.spellings[name][spelling], stage or "AWSCURRENT")
@@ -334,7 +439,7 @@ class CacheMachine(RuleBasedStateMachine):
         name=st.sampled_from(SECRETS),
         spelling=st.sampled_from(SPELLINGS),
         stage=st.sampled_from(STAGES),
-        getter=st.sampled_from(["refresh", "string", "value"]),
+        getter=st.sampled_from(["refresh", "string", "value", *MODELS]),
     )
     def force_refresh(self, name: str, spelling: str, stage: str, getter: str) -> None:
         self._read_key(("stage", self.spellings[name][spelling], stage), getter, force=True, explicit=True)
@@ -343,7 +448,7 @@ class CacheMachine(RuleBasedStateMachine):
         data=st.data(),
         name=st.sampled_from(SECRETS),
         spelling=st.sampled_from(SPELLINGS),
-        getter=st.sampled_from(["value", "string", "json", "refresh"]),
+        getter=st.sampled_from(["value", "string", "json", "refresh", *MODELS]),
         force=st.booleans(),
     )
     def read_version(self, data: st.DataObject, name: str, spelling: str, getter: str, force: bool) -> None:
@@ -351,7 +456,7 @@ class CacheMachine(RuleBasedStateMachine):
         self._read_key(("version", self.spellings[name][spelling], version_id), getter, force=force)
 
     @precondition(lambda self: self.touched)
-    @rule(data=st.data(), getter=st.sampled_from(["string", "json", "value"]), explicit=st.booleans())
+    @rule(data=st.data(), getter=st.sampled_from(["string", "json", "value", *MODELS]), explicit=st.booleans())
     def read_again(self, data: st.DataObject, getter: str, explicit: bool) -> None:
         """Read a key read before: most interesting histories revisit a key."""
         key = data.draw(st.sampled_from(sorted(self.touched)), label="key")
@@ -361,6 +466,8 @@ class CacheMachine(RuleBasedStateMachine):
     def invalidate(self, name: str | None, spelling: str) -> None:
         step = self._step()
         self._invalidate(None if name is None else self.spellings[name][spelling])
+        with self.typed_lock:
+            self.typed = {slot: held for slot, held in self.typed.items() if name not in (None, self.owner[slot[0][1]])}
         if name is None:
             self.invalidated_at = dict.fromkeys(self.invalidated_at, step)
         else:

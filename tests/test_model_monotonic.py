@@ -324,6 +324,76 @@ class MonotonicMachine(RuleBasedStateMachine):
         self._release(self.late[data.draw(st.integers(0, len(self.late) - 1), label="late")])
         self._settle()
 
+    @rule(
+        picks=st.lists(st.sampled_from(list(itertools.product(SECRETS, SPELLINGS))), min_size=1, max_size=MAX_SIZE),
+        down=st.booleans(),
+        emptied=st.booleans(),
+    )
+    def prefetch(self, picks: list[tuple[str, str]], down: bool, emptied: bool) -> None:
+        """``prefetch()`` of some spellings (``down``: the primary throttles, the replica answers, maybe lagging).
+
+        ``emptied``: ``invalidate()`` first, so the entries are gone but the marks of the versions
+        served stay (a replica's older answer is then refused with no newer value to keep).
+
+        An id it reports no failure for is warmed: read at once (no put, no clock move between),
+        it returns a value, with no API call and no miss unless the batch found a new version (a
+        spelling it skipped as fresh held the old one: that entry is retired, not refilled). No
+        read is checked when the prefetch evicted entries to make room (it may evict an id it
+        skipped as fresh: the cache is full and LRU holds). A replica's answer older than a
+        version served (refused) is reported as a failure, not as warmed. Ids a late read holds
+        a fetch of are prefetched too (skipped: fetching) but not read after.
+        """
+        if emptied:
+            self.invalidate(None, "name")
+        start = self._tick()
+        before = self.cache.stats()
+        outage = self.calls.fail_with("ThrottlingException") if down else None
+        try:
+            ids = [self.spellings[name][spelling] for name, spelling in picks]
+            failures = _result(_run(lambda: self.cache.prefetch(ids)), f"prefetch({ids})")
+            assert set(failures) <= set(ids), f"prefetch failed for ids not asked: {sorted(set(failures) - set(ids))}"
+            self._settle()
+            held = {late.secret_id for late in self.late}
+            after = self.cache.stats()
+            evicted, changed = after.evictions > before.evictions, after.changes > before.changes
+            for (name, _), secret_id in dict(zip(picks, ids, strict=True)).items():
+                if secret_id in failures or secret_id in held or evicted:
+                    continue
+                was = self.cache.stats()
+
+                def read(secret_id: str = secret_id, name: str = name) -> str | None:
+                    try:
+                        return self._returned(name, self.cache.get_secret(secret_id).secret_string)
+                    except SecretUnavailableError:
+                        return None
+
+                value = _result(_run(read), f"a read of {secret_id} after prefetch()")
+                now = self.cache.stats()
+                calls = sum(now.api_calls.values()) - sum(was.api_calls.values())
+                assert value is not None, f"prefetch() warmed {secret_id}, whose read then failed"
+                assert changed or (calls, now.misses - was.misses) == (0, 0), (
+                    f"prefetch() warmed {secret_id}, whose read then made {calls} call(s)"
+                )
+                self._record(name, start, value)
+        finally:
+            if outage is not None:
+                outage()
+        self._settle()
+
+    @rule(
+        spelling=st.sampled_from(SPELLINGS),
+        picks=st.lists(st.sampled_from(list(itertools.product(SECRETS[:1], SPELLINGS))), min_size=1, max_size=MAX_SIZE),
+        lagging=st.booleans(),
+        down=st.booleans(),
+    )
+    def rotate_then_prefetch(self, spelling: str, picks: list[tuple[str, str]], lagging: bool, down: bool) -> None:
+        """A new version is served, the cache emptied, then prefetched: with the replica lagging and the
+        primary down, the replica's answer is older than the version served, and no entry is left to serve."""
+        name = SECRETS[0]
+        self.put_value(name, lagging)
+        self.read(name, spelling, force=True, down=False)
+        self.prefetch(picks, down, emptied=True)
+
     @rule(names=st.permutations(OTHERS))
     def read_others(self, names: list[str]) -> None:
         """Reads of every secret that never changes: they evict the entries of ``SECRETS`` and add marks."""
