@@ -26,6 +26,7 @@ from secretcache import AsyncSecretCache, SecretChange
 from tests.conftest import WATCHDOG, Calls, FakeClock, _reset, quiescent, wait_until
 from tests.faultproxy import UNAVAILABLE, FaultProxy
 from tests.test_cache import make_cache, rotate
+from tests.threads import refuse_thread_starts
 from tests.watchdog import within_watchdog
 
 THROTTLED = {
@@ -183,14 +184,7 @@ def test_without_a_thread_to_spare_the_reader_fetches_itself(
 ) -> None:
     """If no thread can be started for the fetch, the reader runs it and its retries itself, as before."""
     cache = expired(client, admin, clock)
-    start = threading.Thread.start
-
-    def refuse(thread: threading.Thread) -> None:
-        if thread.name == "secretcache-fetch":
-            raise RuntimeError("can't start new thread")
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", refuse)
+    refuse_thread_starts(monkeypatch, "secretcache-fetch")
     Attempts(calls, "fail")
     assert cache.get_secret_string("db") == "pw-2"  # the reader waited for the retry
     assert cache.stats().in_flight == 0
@@ -212,14 +206,7 @@ def test_a_fetch_thread_start_interrupted_leaves_no_fetch_in_flight(
     waited the wait bound for it and then got the stale value, and no fetch was ever made again.
     """
     cache = expired(client, admin, clock)
-    start = threading.Thread.start
-
-    def refuse(thread: threading.Thread) -> None:
-        if thread.name == "secretcache-fetch":
-            raise interrupt
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", refuse)
+    refuse_thread_starts(monkeypatch, "secretcache-fetch", interrupt)
     with pytest.raises(interrupt):
         cache.get_secret_string("db")
     monkeypatch.undo()

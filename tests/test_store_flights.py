@@ -18,8 +18,8 @@ from secretcache import AsyncSecretCache, RetryPolicy, SecretUnavailableError, _
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.store import _deny
 from tests.test_cache import make_cache
+from tests.threads import refuse_thread_starts, waiting_readers
 from tests.threads import start as threads_start
-from tests.threads import waiting_readers
 from tests.watchdog import within_watchdog
 
 # -- 3. an asyncio loop that ends mid-read ---------------------------------------------------
@@ -70,11 +70,7 @@ def test_a_fetch_thread_that_cannot_start_completes_its_claim(
     """If the thread of an asyncio read's fetch cannot start, the read fails and the key is not wedged."""
     admin.create_secret(Name="db", SecretString="pw")
     cache = AsyncSecretCache(cache=make_cache(client, clock))
-
-    def refuse(self: threading.Thread) -> None:
-        raise RuntimeError("can't start new thread")
-
-    monkeypatch.setattr(threading.Thread, "start", refuse)
+    refuse_thread_starts(monkeypatch, "")
     with pytest.raises(RuntimeError, match="can't start new thread"):
         asyncio.run(cache.get_secret_string("db"))
     monkeypatch.undo()

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent, wait_until
 from tests.store import ahead_cache, busy_pool
 from tests.test_cache import rotate, warm_cache
+from tests.threads import refuse_thread_starts
 from tests.watchdog import within_watchdog
 
 # -- 4. a forced refresh never waits behind other secrets' queued refreshes -----------------
@@ -123,14 +124,7 @@ def test_a_refresh_thread_that_cannot_start_costs_no_read_and_no_later_refresh(
     cache = ahead_cache(client, clock)
     for name in ("s1", "s2", "db"):
         cache.get_secret_string(name)
-    start = threading.Thread.start
-
-    def refuse(thread: threading.Thread) -> None:
-        if thread.name.startswith("secretcache-refresh"):
-            raise RuntimeError("can't start new thread")
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", refuse)
+    refuse_thread_starts(monkeypatch, "secretcache-refresh")
     clock.advance(85)  # past the refresh point of all three
     assert cache.get_secret_string("s1") == "s1-1"
     assert cache.get_secret_string("s2") == "s2-1"

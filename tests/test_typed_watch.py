@@ -15,7 +15,7 @@ from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.conftest import inside as inside_function
 from tests.leaks import assert_value_absent
 from tests.test_cache import make_cache, rotate
-from tests.threads import Held, start
+from tests.threads import Held, refuse_thread_starts, start
 from tests.watchdog import within_watchdog
 
 SECRET = "prod/orders/db"
@@ -424,14 +424,7 @@ def test_current_never_raises_when_no_thread_can_start(
     admin.create_secret(Name=SECRET, SecretString=document("v1"))
     cache = make_cache(client, clock, refresh_ahead=0.8)
     watch = cache.watch(SECRET, Database)
-    start = threading.Thread.start
-
-    def refuse(thread: threading.Thread) -> None:
-        if thread.name.startswith("secretcache"):
-            raise RuntimeError("can't start new thread")
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", refuse)
+    refuse_thread_starts(monkeypatch, "secretcache")
     rotate(admin, SECRET, document("v2"))
     clock.advance(50)  # past the refresh point (48 s): the refresh pool is asked
     assert watch.current.username == "v1"

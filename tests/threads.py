@@ -73,3 +73,23 @@ class Held:
         if threading.current_thread().name == self.name and not self.released.is_set():
             self.arrived.set()
             assert self.released.wait(WATCHDOG), "a held call was never released"
+
+
+def refuse_thread_starts(
+    monkeypatch: Any, prefix: str, error: BaseException | type[BaseException] | None = None
+) -> None:
+    """Make ``Thread.start`` raise ``error`` for threads whose name starts with ``prefix`` (others start).
+
+    ``error`` defaults to ``RuntimeError("can't start new thread")``, what CPython raises at the
+    thread limit; an interrupt or ``MemoryError`` stands for a start cut short. Undone by
+    ``monkeypatch.undo()``.
+    """
+    start = threading.Thread.start
+    refusal = RuntimeError("can't start new thread") if error is None else error
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name.startswith(prefix):
+            raise refusal
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
