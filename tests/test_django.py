@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,8 +16,9 @@ from tests.servers import Server
 
 pytest.importorskip("django", reason="Django is not installed; pip install django")
 
-# Django settings are process-wide: run the scenario in its own interpreter.
-SCRIPT = textwrap.dedent(
+# Django settings are process-wide: each scenario runs in its own interpreter, after this preamble
+# (the admin connection to the test server, from the PG* variables run_scenario sets).
+PREAMBLE = textwrap.dedent(
     """
     import json, os, secrets
     import boto3, psycopg
@@ -29,7 +31,11 @@ SCRIPT = textwrap.dedent(
     def sql(statement):
         with psycopg.connect(**admin, autocommit=True) as connection:
             connection.execute(statement.encode())
+    """
+)
 
+SCRIPT = PREAMBLE + textwrap.dedent(
+    """
     with mock_aws():
         sm = boto3.client("secretsmanager", region_name="us-east-1")
         user, password = "django_" + secrets.token_hex(3), secrets.token_urlsafe(12)
@@ -70,37 +76,31 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_django_backend_survives_rotation(pg_server: Server, tmp_path: Path) -> None:
-    """Django's connection uses the secret, and a new connection after a rotation logs in."""
-    script = tmp_path / "django_rotation.py"
-    script.write_text(SCRIPT)
+def run_scenario(script: str, pg_server: Server, tmp_path: Path) -> dict[str, Any]:
+    """Run ``script`` in a new interpreter against ``pg_server``; the JSON report its last line prints."""
+    path = tmp_path / "django_scenario.py"
+    path.write_text(script)
     env = {**os.environ, "PGHOST": pg_server.host, "PGPORT": str(pg_server.port), "PGUSER": pg_server.admin_user}
     env.update(PGPASSWORD=pg_server.admin_password, PGDATABASE=pg_server.dbname)
     result = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, str(path)], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_django_backend_survives_rotation(pg_server: Server, tmp_path: Path) -> None:
+    """Django's connection uses the secret, and a new connection after a rotation logs in."""
+    report = run_scenario(SCRIPT, pg_server, tmp_path)
     assert report["before"] == [report["user"], pg_server.dbname]
     assert report["after"] == report["user"]
     assert report["calls"] == 2  # the first read and one forced refresh
 
 
 # Django's test runner, with NAME left to the secret: it creates test_<name> and must connect to it.
-TEST_DATABASE_SCRIPT = textwrap.dedent(
+TEST_DATABASE_SCRIPT = PREAMBLE + textwrap.dedent(
     """
-    import json, os, secrets
-    import boto3, psycopg
-    from moto import mock_aws
-    from secretcache import SecretCache
-
-    admin = dict(host=os.environ["PGHOST"], port=int(os.environ["PGPORT"]), user=os.environ["PGUSER"],
-                 password=os.environ["PGPASSWORD"], dbname=os.environ["PGDATABASE"])
-
-    def sql(statement):
-        with psycopg.connect(**admin, autocommit=True) as connection:
-            connection.execute(statement.encode())
-
     with mock_aws():
         sm = boto3.client("secretsmanager", region_name="us-east-1")
         user, password = "django_" + secrets.token_hex(3), secrets.token_urlsafe(12)
@@ -141,15 +141,7 @@ TEST_DATABASE_SCRIPT = textwrap.dedent(
 
 def test_django_test_runner_uses_the_test_database(pg_server: Server, tmp_path: Path) -> None:
     """Django's test runner connects to the test database it made, not to the secret's database."""
-    script = tmp_path / "django_test_database.py"
-    script.write_text(TEST_DATABASE_SCRIPT)
-    env = {**os.environ, "PGHOST": pg_server.host, "PGPORT": str(pg_server.port), "PGUSER": pg_server.admin_user}
-    env.update(PGPASSWORD=pg_server.admin_password, PGDATABASE=pg_server.dbname)
-    result = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_scenario(TEST_DATABASE_SCRIPT, pg_server, tmp_path)
     assert report["before"] == report["app"]  # NAME left out: the secret's database
     assert report["test_db"] == "test_" + report["app"]
     assert report["during"] == report["test_db"]  # migrations and flushes never reach the app's database
