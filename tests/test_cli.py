@@ -260,6 +260,22 @@ def test_unknown_profile_is_one_line_exit_1(
     ]
 
 
+def credentials_from(profile: str, aws_files: Callable[[str, str], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default profile's lines (its Region added) are the only credentials: no keys in the environment."""
+    aws_files(f"[default]\nregion = {REGION}\n{profile}\n", "")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+
+
+def assert_set_up_error(capsys: pytest.CaptureFixture[str]) -> str:
+    """Nothing on standard output, one line on standard error saying the client could not be set up."""
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("secretcache: error: cannot set up the Secrets Manager client: ")
+    assert captured.err.count("\n") == 1
+    return captured.err
+
+
 @pytest.mark.parametrize("command", ["get", "describe", "check"])
 def test_a_missing_credential_process_is_one_line(
     aws: None,
@@ -272,15 +288,9 @@ def test_a_missing_credential_process_is_one_line(
     """A credential_process program that does not exist (run while the client is built): one line
     naming it, exit 1, no traceback."""
     missing = tmp_path / "not-there"
-    aws_files(f"[default]\nregion = {REGION}\ncredential_process = {missing}\n", "")
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    credentials_from(f"credential_process = {missing}", aws_files, monkeypatch)
     assert main([command, "plain"]) == 1
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err.startswith("secretcache: error: cannot set up the Secrets Manager client: ")
-    assert str(missing) in captured.err
-    assert captured.err.count("\n") == 1
+    assert str(missing) in assert_set_up_error(capsys)
 
 
 def test_a_credential_process_printing_no_json_is_one_line_without_its_output(
@@ -295,15 +305,9 @@ def test_a_credential_process_printing_no_json_is_one_line_without_its_output(
     program = tmp_path / "prints-keys"
     program.write_text("#!/bin/sh\necho AKIA-printed-7f3e not json\n")
     program.chmod(0o755)
-    aws_files(f"[default]\nregion = {REGION}\ncredential_process = {program}\n", "")
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    credentials_from(f"credential_process = {program}", aws_files, monkeypatch)
     assert main(["get", "plain"]) == 1
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err.startswith("secretcache: error: cannot set up the Secrets Manager client: ")
-    assert "AKIA-printed-7f3e" not in captured.err
-    assert captured.err.count("\n") == 1
+    assert "AKIA-printed-7f3e" not in assert_set_up_error(capsys)
 
 
 def test_a_missing_web_identity_token_file_is_access_denied(
@@ -317,9 +321,7 @@ def test_a_missing_web_identity_token_file_is_access_denied(
     naming it and exits 1, `check` reports access denied (6); no traceback."""
     missing = tmp_path / "no-token"
     role = "arn:aws:iam::123456789012:role/r"
-    aws_files(f"[default]\nregion = {REGION}\nrole_arn = {role}\nweb_identity_token_file = {missing}\n", "")
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    credentials_from(f"role_arn = {role}\nweb_identity_token_file = {missing}", aws_files, monkeypatch)
     assert main(["get", "plain"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
