@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
@@ -13,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, model
 from typing_extensions import TypedDict
 
 from secretcache import AsyncSecretCache, RetryPolicy, SecretCache, SecretFormatError
-from tests.conftest import WATCHDOG, Calls, FakeClock
+from secretcache._model import held_of
+from tests.conftest import WATCHDOG, Calls, FakeClock, inside, wait_until
 from tests.leaks import assert_value_absent
 from tests.test_cache import make_cache, rotate
 from tests.test_packaging import run_fresh
@@ -241,60 +243,85 @@ class TestValidatedOnce:
     def test_thirty_two_threads_on_a_cold_key_make_one_call_and_one_validation(
         self, client: Any, admin: Any, clock: FakeClock
     ) -> None:
-        """Concurrent first reads share one GetSecretValue and one validation, and get one object."""
+        """Concurrent first reads share one GetSecretValue and one validation, and get one object.
+
+        The fetch is held until all 32 readers joined it, and the validation until every reader
+        is validating or waiting for another's validation: nothing here depends on timing.
+        """
         admin.create_secret(Name=SECRET, SecretString=json.dumps(DOCUMENT))
         calls = Calls(client)
+        fetch = calls.hold()
         cache = make_cache(client, clock)
-        barrier = threading.Barrier(32, timeout=WATCHDOG)
-        results: list[Database] = []
-        errors: list[BaseException] = []
-
-        def read() -> None:
-            try:
-                barrier.wait()
-                results.append(cache.get_secret_model(SECRET, Database))
-            except BaseException as err:  # reported below, never lost in a thread
-                errors.append(err)
-
-        threads = [threading.Thread(target=read) for _ in range(32)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(WATCHDOG)
-        assert errors == []
+        Gated.validations.clear()
+        results: list[Gated] = []
+        threads = _readers(32, lambda: results.append(cache.get_secret_model(SECRET, Gated)))
+        wait_until(lambda: cache.stats().misses == 32)  # every reader is on the one fetch
+        fetch.set()
+        _release_validation_once_all_arrived(threads)
         assert len(results) == 32
-        assert (calls["GetSecretValue"], len(Database.validations)) == (1, 1)
+        assert (calls["GetSecretValue"], len(Gated.validations)) == (1, 1)
         assert all(result is results[0] for result in results)
 
     def test_thirty_two_threads_validating_a_warm_key_validate_once(self, cache: SecretCache) -> None:
         """Threads reading a model of an already cached version for the first time validate it once."""
         cache.get_secret_string(SECRET)  # warm, not validated yet
-        slow = threading.Event()
-
-        class Slow(Counted):
-            model_config = ConfigDict(frozen=True)
-            validations: ClassVar[list[int]] = []
-            username: str
-
-            @model_validator(mode="after")
-            def _linger(self) -> Slow:
-                slow.wait(0.05)  # keeps the first validation running while the others arrive
-                return self
-
-        barrier = threading.Barrier(32, timeout=WATCHDOG)
-        results: list[Slow] = []
-
-        def read() -> None:
-            barrier.wait()
-            results.append(cache.get_secret_model(SECRET, Slow))
-
-        threads = [threading.Thread(target=read) for _ in range(32)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(WATCHDOG)
+        Gated.validations.clear()
+        results: list[Gated] = []
+        threads = _readers(32, lambda: results.append(cache.get_secret_model(SECRET, Gated)))
+        _release_validation_once_all_arrived(threads)
         assert len(results) == 32
-        assert len(Slow.validations) == 1
+        assert len(Gated.validations) == 1
+
+
+_validation_gate = threading.Event()
+
+
+def _hold_validation() -> None:
+    """Inside a validation of :class:`Gated`: wait until the test lets validations finish."""
+    assert _validation_gate.wait(WATCHDOG), "a validation was never released"
+
+
+class Gated(Counted):
+    """A frozen model whose validation waits for :func:`_release_validation_once_all_arrived`."""
+
+    model_config = ConfigDict(frozen=True)
+    validations: ClassVar[list[int]] = []
+    username: str
+
+    @model_validator(mode="after")
+    def _held(self) -> Gated:
+        _hold_validation()
+        return self
+
+
+def _readers(count: int, read: Callable[[], object]) -> list[threading.Thread]:
+    """Start ``count`` daemon threads calling ``read`` together (after a barrier); a failure fails the join."""
+    barrier = threading.Barrier(count, timeout=WATCHDOG)
+    _validation_gate.clear()
+
+    def run() -> None:
+        barrier.wait()
+        read()
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _release_validation_once_all_arrived(threads: list[threading.Thread]) -> None:
+    """Once every thread validates (held) or waits for another thread's validation, release them; join them."""
+
+    def arrived(thread: threading.Thread) -> bool:
+        return inside(thread, _hold_validation) or (inside(thread, held_of) and inside(thread, threading.Event.wait))
+
+    try:
+        wait_until(lambda: all(arrived(thread) for thread in threads))
+    finally:
+        _validation_gate.set()
+    for thread in threads:
+        thread.join(WATCHDOG)
+    assert not any(thread.is_alive() for thread in threads)
 
 
 class TestValidationErrors:
