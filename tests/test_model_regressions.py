@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -25,14 +26,44 @@ def test_eviction_keeps_the_entry_just_fetched(client: Any, admin: Any, calls: C
 
 
 def test_hits_never_decrease_across_close(client: Any, admin: Any, clock: FakeClock) -> None:
-    """Counters only grow: stats().hits after close() is not below its value before."""
-    admin.create_secret(Name="db", SecretString="pw")
-    cache = make_cache(client, clock)
-    for _ in range(3):
-        cache.get_secret_string("db")
-    assert cache.stats().hits == 2
+    """Counters only grow: through invalidation, a refresh replacing an entry, eviction and close().
+
+    Hits are kept in the entries (the lock-free hit counts there); an entry leaving the table by
+    any of those routes hands its hits on. Every other counter is checked too; ``size`` and
+    ``in_flight`` are gauges.
+    """
+    for name in ("db", "x", "y"):
+        admin.create_secret(Name=name, SecretString=name)
+    cache = make_cache(client, clock, max_size=2)
+    counted: list[dict[str, int]] = []
+
+    def reads_and_check(secret_id: str | None = None) -> None:
+        for _ in range(3 if secret_id is not None else 0):
+            cache.get_secret_string(secret_id)  # a miss, then 2 hits
+        stats = cache.stats()
+        now = {f.name: getattr(stats, f.name) for f in dataclasses.fields(stats) if f.type in (int, "int")}
+        now |= {f"api_calls.{op}": count for op, count in stats.api_calls.items()}
+        now |= {f"api_errors.{kind}": count for kind, count in stats.api_errors.items()}
+        for gauge in ("size", "in_flight"):
+            del now[gauge]
+        if counted:
+            assert {name: value for name, value in now.items() if value < counted[-1].get(name, 0)} == {}
+        counted.append(now)
+
+    reads_and_check("db")
+    cache.invalidate("db")  # dropped
+    reads_and_check()
+    reads_and_check("db")
+    clock.advance(61)  # replaced by a refresh
+    reads_and_check("db")
+    reads_and_check("x")
+    reads_and_check("y")  # evicts db
+    assert cache.stats().evictions == 1
     cache.close()
-    assert cache.stats().hits == 2
+    reads_and_check()
+    closed = cache.stats()
+    assert closed.hits == 10 == counted[-1]["hits"]
+    assert (closed.misses, closed.evictions, closed.refreshes) == (5, 1, 1)
 
 
 @pytest.mark.xfail(
