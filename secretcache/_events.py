@@ -2,14 +2,14 @@
 
 Secrets Manager reports changes through EventBridge: the native ``Secret Label Updated`` event
 (sent when AWSCURRENT or a custom label moves; no CloudTrail needed), CloudTrail API-call events
-(``PutSecretValue``, ``UpdateSecretVersionStage``, ``RotateSecret``, ``DeleteSecret``, ...) and
-rotation service events (``RotationSucceeded``, ...). :func:`invalidate_from_event` accepts such
-an event as EventBridge delivers it, wrapped in an SNS notification, in an SQS message, in a
-Lambda ``Records`` batch, or any nesting of those, finds the secrets it is about and invalidates
-them. Unknown or malformed events, and ids the cache would refuse (blank, with a control
-character, longer than 2,048 characters), are logged at DEBUG and ignored; nothing here ever
-raises on bad input, however large, deep or odd. Log lines show ids as a truncated ``repr`` and
-never show an event's content.
+(``CreateSecret``, ``PutSecretValue``, ``UpdateSecretVersionStage``, ``RotateSecret``,
+``DeleteSecret``, ...) and rotation service events (``RotationSucceeded``, ...).
+:func:`invalidate_from_event` accepts such an event as EventBridge delivers it, wrapped in an
+SNS notification, in an SQS message, in a Lambda ``Records`` batch, or any nesting of those,
+finds the secrets it is about and invalidates them. Unknown or malformed events, and ids the
+cache would refuse (blank, with a control character, longer than 2,048 characters), are logged
+at DEBUG and ignored; nothing here ever raises on bad input, however large, deep or odd. Log
+lines show ids as a truncated ``repr`` and never show an event's content.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ logger = logging.getLogger("secretcache.events")
 
 CHANGE_EVENTS = frozenset(
     {
+        "CreateSecret",
         "PutSecretValue",
         "UpdateSecret",
         "UpdateSecretVersionStage",
@@ -51,7 +52,12 @@ CHANGE_EVENTS = frozenset(
         "EndSecretVersionDelete",
     }
 )
-"""Event names that may change what a cached secret should return."""
+"""Event names that may change what a cached secret should return.
+
+``CreateSecret`` is one: the cache may remember that the secret was not found (backing off for up
+to ``RetryPolicy.max_failure_backoff`` after repeated failed reads), and a secret created again
+after a deletion is a new secret under the same name.
+"""
 
 _MAX_DEPTH = 4  # SQS > SNS > EventBridge is three levels; more is not an event we know
 _SHOWN = 120  # characters of an id shown in a log line

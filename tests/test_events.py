@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from secretcache import SecretCache
+from secretcache import SecretCache, SecretNotFoundError
 from secretcache.events import invalidate_from_event, secret_ids_from_event
 from tests.conftest import REGION, Calls, FakeClock
 from tests.test_cache import rotate
@@ -57,6 +57,26 @@ def test_every_change_event_in_the_corpus_invalidates_its_secret(
     assert set(ids) <= {ARN, "prod/orders/db"}
     assert cache.get_secret_string("prod/orders/db") == "pw-2"
     assert invalidate_from_event(cache, json.dumps(document)) == ids  # as a JSON string too
+
+
+def test_a_create_secret_event_drops_a_remembered_not_found(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A secret created (or created again after a deletion) is read at once, not after the
+    not-found the cache remembers has backed off (up to a minute after repeated failed reads)."""
+    cache = SecretCache(client, clock=clock)
+    for _ in range(8):  # an application polling a secret that does not exist yet
+        with pytest.raises(SecretNotFoundError):
+            cache.get_secret_string("prod/orders/db")
+        clock.advance(120)
+    with pytest.raises(SecretNotFoundError):
+        cache.get_secret_string("prod/orders/db")  # remembered for 60 s now
+    admin.create_secret(Name="prod/orders/db", SecretString="pw-1")
+    document = load("cloudtrail_create_secret.json")
+    assert invalidate_from_event(cache, document) == ["prod/orders/db", ARN]
+    api_calls = calls.total
+    assert cache.get_secret_string("prod/orders/db") == "pw-1"
+    assert calls.total == api_calls + 1
 
 
 @pytest.mark.parametrize("name", ["ignored_get_secret_value.json", "ignored_other_source.json"])
