@@ -5,17 +5,20 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import boto3
 import pytest
 
 from secretcache import InvalidSecretRequestError, SecretCache, SecretNotFoundError
 from secretcache.aws_lambda import default_cache, handle_rotation_event, inject_secrets, reset_default_cache, secret
-from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
+from tests.conftest import REGION, WATCHDOG, Calls, FakeClock, wait_until
 from tests.threads import start
 
 
@@ -240,6 +243,50 @@ def test_rotation_event_handler_invalidates(client: Any, admin: Any, calls: Call
     assert cache.get_secret_string("prod/db") == "pw-2"
     assert handle_rotation_event({"unexpected": True}, cache) == []
     assert handle_rotation_event("not json", cache) == []  # type: ignore[arg-type]
+
+
+def documented_rule() -> str:
+    """The EventBridge event pattern docs/lambda.md gives for a function calling handle_rotation_event."""
+    text = (Path(__file__).parent.parent / "docs" / "lambda.md").read_text(encoding="utf-8")
+    found = re.search(r"## Rotation events\n.*?```json\n(.*?)```", text, re.DOTALL)
+    assert found is not None
+    return found.group(1)
+
+
+def test_the_documented_rule_delivers_every_change_of_a_value(
+    client: Any, admin: Any, aws: None, clock: FakeClock
+) -> None:
+    """The rule docs/lambda.md gives reaches the function for a value changed by UpdateSecret, and for the
+    native Secret Label Updated event (no trail needed), not only for PutSecretValue and rotations;
+    reads (GetSecretValue) do not invoke it."""
+    sqs = boto3.client("sqs", region_name=REGION)  # stands in for the function: the rule's target
+    url = sqs.create_queue(QueueName="rotation-function")["QueueUrl"]
+    target = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = boto3.client("events", region_name=REGION)
+    events.put_rule(Name="secret-changes", EventPattern=documented_rule())
+    events.put_targets(Rule="secret-changes", Targets=[{"Id": "function", "Arn": target}])
+    arn = admin.create_secret(Name="prod/db", SecretString="pw-1")["ARN"]
+    cache = SecretCache(client, ttl=3600, clock=clock)
+    update = {"eventName": "UpdateSecret", "requestParameters": {"secretId": "prod/db"},
+              "responseElements": {"arn": arn, "name": "prod/db"}}  # fmt: skip
+    label = {"name": "prod/db", "labelUpdated": "AWSCURRENT", "versionId": "v"}
+    for value, detail_type, detail, resources in [
+        ("pw-2", "AWS API Call via CloudTrail", update, []),
+        ("pw-3", "Secret Label Updated", label, [arn]),
+    ]:
+        assert cache.get_secret_string("prod/db") != value
+        admin.update_secret(SecretId="prod/db", SecretString=value)
+        read = {"eventName": "GetSecretValue", "requestParameters": {"secretId": "prod/db"}}
+        events.put_events(Entries=[
+            {"Source": "aws.secretsmanager", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(read)},
+            {"Source": "aws.secretsmanager", "DetailType": detail_type, "Detail": json.dumps(detail),
+             "Resources": resources},
+        ])  # fmt: skip
+        delivered = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        assert len(delivered) == 1
+        assert handle_rotation_event(json.loads(delivered[0]["Body"]), cache)
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=delivered[0]["ReceiptHandle"])
+        assert cache.get_secret_string("prod/db") == value
 
 
 def test_a_log_handler_reading_the_default_cache_while_it_is_built_does_not_hang(
