@@ -26,7 +26,7 @@ from secretcache._logs import facts
 if TYPE_CHECKING:
     from secretcache._cache import SecretCache
 
-__all__ = ["CHANGE_EVENTS", "invalidate_from_event", "secret_ids_from_event", "shown"]
+__all__ = ["CHANGE_EVENTS", "MAX_IDS", "invalidate_from_event", "secret_ids_from_event", "shown"]
 
 logger = logging.getLogger("secretcache.events")
 
@@ -48,6 +48,7 @@ CHANGE_EVENTS = frozenset(
         "RotationAbandoned",
         "RotationStarted",
         "SecretVersionDeletion",
+        "StartSecretVersionDelete",
         "CancelSecretVersionDelete",
         "EndSecretVersionDelete",
     }
@@ -60,6 +61,8 @@ after a deletion is a new secret under the same name.
 """
 
 _MAX_DEPTH = 4  # SQS > SNS > EventBridge is three levels; more is not an event we know
+MAX_IDS = 20
+"""Most secret ids taken from one event; a real one names one secret (the rest are ignored, logged at DEBUG)."""
 _SHOWN = 120  # characters of an id shown in a log line
 
 
@@ -183,4 +186,9 @@ def _ids_of(event: Mapping[str, Any]) -> list[str]:
         ids.extend(arn for arn in resources if isinstance(arn, str) and ":secretsmanager:" in arn)
     if not ids and event.get("detail-type") == "Secret Label Updated" and isinstance(detail.get("name"), str):
         ids.append(detail["name"])
+    if len(ids) > MAX_IDS:  # poison: a flood of invalidations and log lines would hold up the poll loop
+        logger.debug(
+            "ignoring %d secret ids of an event beyond the first %d", len(ids) - MAX_IDS, MAX_IDS, extra=facts("event")
+        )
+        del ids[MAX_IDS:]
     return ids

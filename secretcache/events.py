@@ -6,10 +6,10 @@ long-polls an SQS queue that an EventBridge rule (directly or through SNS) feeds
 process of a fleet drops a rotated secret within seconds instead of a TTL.
 """
 
-from secretcache._events import CHANGE_EVENTS, invalidate_from_event, secret_ids_from_event
+from secretcache._events import CHANGE_EVENTS, MAX_IDS, invalidate_from_event, secret_ids_from_event
 from secretcache._listener import SqsInvalidationListener
 from secretcache._public import publish as _publish
 
-__all__ = ["CHANGE_EVENTS", "SqsInvalidationListener", "invalidate_from_event", "secret_ids_from_event"]
+__all__ = ["CHANGE_EVENTS", "MAX_IDS", "SqsInvalidationListener", "invalidate_from_event", "secret_ids_from_event"]
 
 _publish(globals(), __all__)

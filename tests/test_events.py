@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from secretcache import SecretCache, SecretNotFoundError
-from secretcache.events import invalidate_from_event, secret_ids_from_event
+from secretcache.events import MAX_IDS, invalidate_from_event, secret_ids_from_event
 from tests.conftest import REGION, Calls, FakeClock
 from tests.test_cache import rotate
 
@@ -243,3 +243,18 @@ def test_deeply_nested_input_never_raises(
         assert invalidate_from_event(cache, document) == []
         assert secret_ids_from_event(document) == []
     assert log_lines_are_safe(caplog)
+
+
+def test_an_event_naming_thousands_of_secrets_yields_at_most_max_ids(
+    client: Any, admin: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fleet.md: a poison message listing 3,000 ARNs invalidates and logs at most MAX_IDS of them."""
+    arns = [f"{ARN[:-7]}-{index:06d}" for index in range(3000)]
+    event = {"source": "aws.secretsmanager", "detail-type": "Secret Label Updated", "resources": arns, "detail": {}}
+    cache = SecretCache(client, clock=clock)
+    with caplog.at_level(logging.DEBUG, logger="secretcache"):
+        assert secret_ids_from_event(event) == arns[:MAX_IDS]
+        assert invalidate_from_event(cache, event) == arns[:MAX_IDS]
+    invalidated = [record for record in caplog.records if record.getMessage().startswith("invalidated ")]
+    assert len(invalidated) == MAX_IDS
+    assert f"ignoring {3000 - MAX_IDS} secret ids of an event beyond the first {MAX_IDS}" in caplog.text
