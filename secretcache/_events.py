@@ -40,6 +40,8 @@ CHANGE_EVENTS = frozenset(
         "CancelRotateSecret",
         "DeleteSecret",
         "RestoreSecret",
+        "PutResourcePolicy",
+        "DeleteResourcePolicy",
         "ReplicateSecretToRegions",
         "RemoveRegionsFromReplication",
         "StopReplicationToReplica",
@@ -57,7 +59,10 @@ CHANGE_EVENTS = frozenset(
 
 ``CreateSecret`` is one: the cache may remember that the secret was not found (backing off for up
 to ``RetryPolicy.max_failure_backoff`` after repeated failed reads), and a secret created again
-after a deletion is a new secret under the same name.
+after a deletion is a new secret under the same name. So are ``PutResourcePolicy`` and
+``DeleteResourcePolicy``: a policy that revokes access should stop the cached value being served
+(the next read gets the access-denied answer), and one that grants it should end a remembered
+access-denied error.
 """
 
 _MAX_DEPTH = 4  # SQS > SNS > EventBridge is three levels; more is not an event we know

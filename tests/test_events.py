@@ -79,6 +79,14 @@ def test_a_create_secret_event_drops_a_remembered_not_found(
     assert calls.total == api_calls + 1
 
 
+@pytest.mark.parametrize("name", ["PutResourcePolicy", "DeleteResourcePolicy", "StartSecretVersionDelete"])
+def test_policy_and_version_deletion_events_are_changes(name: str) -> None:
+    """fleet.md: a resource policy granting or revoking access, and a version's deletion, name their secret."""
+    event = change_event("prod/orders/db")
+    event["detail"]["eventName"] = name
+    assert secret_ids_from_event(event) == ["prod/orders/db"]
+
+
 @pytest.mark.parametrize("name", ["ignored_get_secret_value.json", "ignored_other_source.json"])
 def test_events_that_change_nothing_are_ignored(name: str) -> None:
     """A read (GetSecretValue) or another service's event invalidates nothing."""
