@@ -15,6 +15,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
+from secretcache import SecretNotFoundError
 from secretcache.otel import instrument
 from tests.conftest import Calls, FakeClock, wait_until
 from tests.otel import NAME, VALUE, Telemetry, instrumented, interrupted
@@ -44,26 +45,47 @@ def test_a_callback_reading_the_cache_while_a_fetch_runs_does_not_block(
 
 
 class _Failing(SpanProcessor):
-    """A span processor that breaks on every span: telemetry must not break reads."""
+    """A span processor that breaks on every span, when it starts or when it ends: telemetry must not break reads."""
+
+    def __init__(self, when: str) -> None:
+        self.when = when
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
-        raise RuntimeError("span processor down")
+        if self.when == "on_start":
+            raise RuntimeError("span processor down")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.when == "on_end":
+            raise RuntimeError("span processor down")
 
 
+@pytest.mark.parametrize(
+    ("when", "logged"), [("on_start", "start a span"), ("on_end", "end a fetch's span")], ids=["on_start", "on_end"]
+)
 def test_a_failing_span_processor_never_fails_a_read(
-    client: Any, admin: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    client: Any, admin: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture, when: str, logged: str
 ) -> None:
+    """A span processor raising as a fetch's span starts, or as it ends, is logged; every read gets its own outcome.
+
+    A value, a definite error of its type (not the processor's ``RuntimeError``) and a prefetch
+    that warms its secret.
+    """
     admin.create_secret(Name=NAME, SecretString=VALUE)
+    admin.create_secret(Name="svc/other", SecretString="other")
     reader = InMemoryMetricReader()
     tracers = TracerProvider()
-    tracers.add_span_processor(_Failing())
+    tracers.add_span_processor(_Failing(when))
     cache = make_cache(client, clock)
     instrument(cache, meter_provider=MeterProvider(metric_readers=[reader]), tracer_provider=tracers)
-    with caplog.at_level(logging.WARNING, logger="secretcache.otel"):
+    with caplog.at_level(logging.WARNING, logger="secretcache"):
         assert cache.get_secret_string(NAME) == VALUE
-    [record] = [record for record in caplog.records if record.name == "secretcache.otel"]
-    assert record.getMessage() == "OpenTelemetry failed to start a span: RuntimeError"
-    assert record.operation == "otel"  # type: ignore[attr-defined]
+        with pytest.raises(SecretNotFoundError):
+            cache.get_secret_string("svc/missing")
+        assert cache.prefetch(["svc/other"]) == {}
+    assert [(record.name, record.getMessage()) for record in caplog.records] == [
+        ("secretcache.otel", f"OpenTelemetry failed to {logged}: RuntimeError")
+    ] * 3  # one per fetch, and nothing else: no fetch "raised" the processor's error
+    assert all(record.operation == "otel" for record in caplog.records)
     data = reader.get_metrics_data()
     assert data is not None
     assert "secretcache.fetch.duration" in data.to_json()  # the duration is still recorded
