@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
+from typing import Any
+
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -31,7 +34,7 @@ from secretcache._errors import (
 from secretcache._lazy import ClientUnusableError
 from secretcache._response import MalformedResponseError
 
-__all__ = ["PERMANENT_CODES", "is_transient", "map_error", "transient_answer"]
+__all__ = ["PERMANENT_CODES", "hide_body", "is_transient", "map_error", "transient_answer"]
 
 # Botocore's "standard" retry mode (botocore/retries/standard.py) keeps these lists in private
 # class attributes, so they are copied here; tests/test_fetcher_errors.py reads botocore's lists at
@@ -122,6 +125,26 @@ def transient_answer(code: object, status: int) -> bool:
         or status == _THROTTLING_STATUS
         or status >= 500
     )
+
+
+def hide_body(err: ClientError) -> ClientError | None:
+    """The same error with its message not shown, when botocore made the message of an answer that is no AWS error.
+
+    An answer whose body carries no AWS error type (a proxy's, a load balancer's) gets its HTTP
+    status as its code, and, when the body is not JSON, the whole body as its message: a proxy
+    that cuts a success answer short and reports 502 puts the secret value there, and from there
+    into every error, log line and error tracker. Such a message is replaced by its length, unless
+    it is empty or botocore's own reason phrase (``Bad Gateway``). ``None`` when ``err`` needs no
+    change (an AWS error, whose message is the service's).
+    """
+    error = err.response.get("Error", {})
+    status = _status(err)
+    message = error.get("Message", "")
+    if error.get("Code") != str(status) or not message or message == http.client.responses.get(status):
+        return None
+    hidden = {**error, "Message": f"(an answer of {len(message)} characters that is not an AWS error, not shown)"}
+    response: Any = {**err.response, "Error": hidden}
+    return ClientError(response, err.operation_name)
 
 
 def map_error(

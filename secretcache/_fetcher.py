@@ -18,11 +18,12 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError, CredentialRetrievalError
 from botocore.parsers import ResponseParserError
 
 from secretcache._client import build_client, call_seconds
-from secretcache._error_map import PERMANENT_CODES, is_transient, map_error, transient_answer
+from secretcache._error_map import PERMANENT_CODES, hide_body, is_transient, map_error, transient_answer
 from secretcache._errors import (
     InvalidSecretRequestError,
     SecretAccessDeniedError,
@@ -392,8 +393,14 @@ class Fetcher:
             fetch.attempts += 1
         _ATTEMPT.fetch = fetch
         unparsed: str | None = None
+        hidden: ClientError | None = None
         try:
             result = call()
+        except ClientError as err:
+            self._counters.api_error(operation, error_type(err))
+            hidden = hide_body(err) if isinstance(client, BaseClient) else None
+            if hidden is None:
+                raise
         except _PARSE_ERRORS as err:
             if not _raised_parsing(err):
                 self._counters.api_error(operation, error_type(err))
@@ -415,6 +422,8 @@ class Fetcher:
             raise
         finally:
             _ATTEMPT.fetch = outer
+        if hidden is not None:  # raised past the except block, so botocore's error is not its __context__
+            raise hidden
         if unparsed is not None:
             # Raised here, past the except block: botocore's error may hold the answer (a
             # UnicodeEncodeError holding a SecretBinary, chained as its __context__), so nothing

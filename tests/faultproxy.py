@@ -29,9 +29,11 @@ class FaultProxy:
     ``seconds``, or once ``seconds``, an event, is set), ``("cut", None)`` (forward, then send
     half the body and close), ``("slow", seconds)`` (forward after a delay), ``("hold", event)``
     (set :attr:`holding`, then forward once ``event`` is set), ``("answer", text)`` (a 200 whose
-    JSON body is ``text``, complete as sent, however broken its content). :meth:`stop_listening`
-    makes the port refuse connections until :meth:`listen` again. Each forwarded answer closes its
-    connection, unless ``keep_alive``: then the client may keep it open and send more requests on it.
+    JSON body is ``text``, complete as sent, however broken its content), ``("raw", (status,
+    text))`` (the same with another status: a proxy's answer that is no AWS error).
+    :meth:`stop_listening` makes the port refuse connections until :meth:`listen` again. Each
+    forwarded answer closes its connection, unless ``keep_alive``: then the client may keep it
+    open and send more requests on it.
     """
 
     def __init__(self, upstream: str, *, keep_alive: bool = False) -> None:
@@ -100,6 +102,9 @@ class FaultProxy:
                     return
                 if kind == "answer":  # a 200 in place of the server: what only the wire can hold
                     self._answer(200, "application/x-amz-json-1.1", arg)
+                    return
+                if kind == "raw":
+                    self._answer(arg[0], "application/x-amz-json-1.1", arg[1])
                     return
                 if kind == "html":  # a proxy or WAF answering for the service: no AWS error body
                     self._answer(arg, "text/html", f"<html><body><h1>{arg} Forbidden</h1></body></html>")

@@ -9,11 +9,12 @@ Traceback frames are deliberately not walked: their locals hold the value by nec
 
 from __future__ import annotations
 
+import logging
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["assert_value_absent", "leaks_of"]
+__all__ = ["assert_value_absent", "leaks_in_records", "leaks_of"]
 
 
 def assert_value_absent(error: BaseException, value: str | bytes) -> None:
@@ -34,12 +35,59 @@ def assert_value_absent(error: BaseException, value: str | bytes) -> None:
 
 def leaks_of(error: BaseException, value: str | bytes) -> Iterator[str]:
     """Yield a readable path (``error.__context__.doc``) for every place ``value`` was found."""
+    text, raw = _spellings(value)
+    yield from _walk([(error, "error")], text, raw)
+
+
+def leaks_in_records(
+    records: Iterable[logging.LogRecord], value: str | bytes, formatters: Iterable[logging.Formatter] = ()
+) -> list[str]:
+    """Every route by which ``value`` reaches what a handler could write of one of ``records``.
+
+    For each record: its message (``getMessage()``); every attribute of ``record.__dict__``
+    (the ``extra`` fields, ``args``, ``exc_info``, ``stack_info``...), searched as
+    :func:`leaks_of` searches an error's attributes, so an exception there is walked with its
+    whole chain; the traceback text :meth:`logging.Formatter.formatException` makes of
+    ``exc_info``; and the output of :class:`logging.Formatter` and of each of ``formatters``
+    (a JSON formatter writes every ``extra`` field). Routes are named ``record N (logger)...``.
+    """
+    text, raw = _spellings(value)
+    found: list[str] = []
+    everyone = (logging.Formatter("%(levelname)s %(name)s %(message)s"), *formatters)
+    for index, record in enumerate(records):
+        where = f"record {index} ({record.name}: {record.msg!s:.60})"
+        pending: list[tuple[BaseException, str]] = []
+        try:
+            message = record.getMessage()
+        except Exception as err:
+            found.append(f"{where}.getMessage() raised {type(err).__name__}")
+        else:
+            if text in message:
+                found.append(f"{where}.getMessage()")
+        for name, item in list(vars(record).items()):
+            found.extend(_search(item, f"{where}.{name}", text, raw, pending))
+        found.extend(_walk(pending, text, raw))
+        exc_info = record.exc_info
+        if exc_info and exc_info[0] is not None and text in logging.Formatter().formatException(exc_info):
+            found.append(f"{where} formatException(exc_info)")
+        for formatter in everyone:
+            copy = logging.makeLogRecord(vars(record))  # formatting caches exc_text on the record
+            if text in formatter.format(copy):
+                found.append(f"{where} {type(formatter).__name__}.format")
+    return found
+
+
+def _spellings(value: str | bytes) -> tuple[str, bytes]:
     if not value:
         raise ValueError("an empty value is found everywhere; use a distinctive marker")
     text = value if isinstance(value, str) else value.decode("utf-8", "replace")
     raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
+    return text, raw
+
+
+def _walk(pending: list[tuple[BaseException, str]], text: str, raw: bytes) -> Iterator[str]:
+    """Search each error of ``pending`` (and those found on the way) with its chain, args and attributes."""
     seen: set[int] = set()
-    pending: list[tuple[BaseException, str]] = [(error, "error")]
     while pending:
         current, path = pending.pop()
         if id(current) in seen:

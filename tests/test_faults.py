@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
-from secretcache import RetryPolicy, SecretAccessDeniedError, SecretCache, SecretUnavailableError
+from secretcache import RetryPolicy, SecretAccessDeniedError, SecretCache, SecretCacheError, SecretUnavailableError
 from tests.conftest import REGION, WATCHDOG, FakeClock
 from tests.faultproxy import INTERNAL, THROTTLE, UNAVAILABLE, FaultProxy
+from tests.leaks import assert_value_absent, leaks_in_records
 from tests.watchdog import within_watchdog
 
 READ_TIMEOUT = 1.0
@@ -60,6 +63,36 @@ def test_proxy_refusal_in_html_is_access_denied_not_retried(
     with pytest.raises(SecretAccessDeniedError):  # remembered for the failure backoff: no new request
         cache.get_secret_string("db")
     assert (proxy.seen, proxy.forwarded) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [(403, SecretAccessDeniedError), (500, SecretUnavailableError), (502, SecretUnavailableError)]
+)
+def test_a_proxys_answer_holding_a_cut_value_is_not_quoted(
+    status: int, kind: type[SecretCacheError], proxy: FaultProxy, wire: tuple[Any, Any], clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """An error status whose body is a success answer cut short (not JSON, so botocore makes the
+    whole body its message) reaches no error and no log line: only its length is said."""
+    client, _ = wire
+    marker = "Zq8-PROXY-CUT-MARKER"
+    answer = json.dumps({"ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf", "Name": "db",
+                         "SecretString": json.dumps({"password": marker})})  # fmt: skip
+    cut = answer[: answer.index(marker) + len(marker)]
+    proxy.always(("raw", (status, cut)))
+    cache = SecretCache(client, retry=RETRY, clock=clock)
+    with caplog.at_level(logging.DEBUG, logger="secretcache"), pytest.raises(kind) as info:
+        cache.get_secret_string("db")
+    proxy.always(None)
+    assert_value_absent(info.value, marker)
+    assert leaks_in_records(caplog.records, marker) == []
+    assert any("fetching secret 'db' failed" in record.getMessage() for record in caplog.records)
+    cause = info.value.__cause__
+    assert isinstance(cause, ClientError)
+    shown = f"(an answer of {len(cut)} characters that is not an AWS error, not shown)"
+    assert cause.response["Error"] == {"Code": str(status), "Message": shown}
+    assert cause.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert str(status) in str(info.value)
 
 
 def test_response_cut_mid_body_is_retried(proxy: FaultProxy, wire: tuple[Any, Any], clock: FakeClock) -> None:
