@@ -26,8 +26,10 @@ LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.hooks", "botocore.
 REDACTED = "<redacted by secretcache>"
 
 # A JSON string value ends at the first quote not escaped by a backslash. Inside a ``repr()`` of
-# bytes the escapes are doubled; stopping at any unescaped quote still never stops early.
-_JSON_VALUE = re.compile(r'("Secret(?:String|Binary)"\s*:\s*)"(?:[^"]|(?<=\\)")*"')
+# bytes the escapes are doubled; stopping at any unescaped quote still never stops early. A body
+# cut inside the value (a proxy's, a dropped connection's) has no closing quote: the value runs
+# to the end of the text, never to one of its own escaped quotes.
+_JSON_VALUE = re.compile(r'("Secret(?:String|Binary)"\s*:\s*)"(?:[^"]|(?<=\\)")*(?:(?<!\\)"|\Z)')
 _REPR_VALUE = re.compile(r"('Secret(?:String|Binary)'\s*:\s*)(?:b?'(?:[^']|(?<=\\)')*'|b?\"(?:[^\"]|(?<=\\)\")*\")")
 _ENV = "SECRETCACHE_BOTOCORE_LOG_REDACTION"
 

@@ -45,11 +45,12 @@ def leaks_in_records(
     """Every route by which ``value`` reaches what a handler could write of one of ``records``.
 
     For each record: its message (``getMessage()``); every attribute of ``record.__dict__``
-    (the ``extra`` fields, ``args``, ``exc_info``, ``stack_info``...), searched as
-    :func:`leaks_of` searches an error's attributes, so an exception there is walked with its
-    whole chain; the traceback text :meth:`logging.Formatter.formatException` makes of
-    ``exc_info``; and the output of :class:`logging.Formatter` and of each of ``formatters``
-    (a JSON formatter writes every ``extra`` field). Routes are named ``record N (logger)...``.
+    (the ``extra`` fields, ``args``, ``exc_info``, ``stack_info``...): strings and bytes,
+    containers item by item, an exception with its whole chain as :func:`leaks_of` walks it,
+    any other object by its ``repr()`` (what a formatter or an error tracker writes of it);
+    the traceback text :meth:`logging.Formatter.formatException` makes of ``exc_info``; and
+    the output of :class:`logging.Formatter` and of each of ``formatters`` (a JSON formatter
+    writes every ``extra`` field). Routes are named ``record N (logger: msg)...``.
     """
     text, raw = _spellings(value)
     found: list[str] = []
@@ -65,7 +66,7 @@ def leaks_in_records(
             if text in message:
                 found.append(f"{where}.getMessage()")
         for name, item in list(vars(record).items()):
-            found.extend(_search(item, f"{where}.{name}", text, raw, pending))
+            found.extend(_search(item, f"{where}.{name}", text, raw, pending, attributes=False))
         found.extend(_walk(pending, text, raw))
         exc_info = record.exc_info
         if exc_info and exc_info[0] is not None and text in logging.Formatter().formatException(exc_info):
@@ -131,9 +132,19 @@ _OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType
 
 
 def _search(
-    root: Any, root_path: str, text: str, raw: bytes, pending: list[tuple[BaseException, str]]
+    root: Any,
+    root_path: str,
+    text: str,
+    raw: bytes,
+    pending: list[tuple[BaseException, str]],
+    *,
+    attributes: bool = True,
 ) -> Iterator[str]:
-    """Search ``root`` and everything it holds, without recursion (a value may be nested deeply)."""
+    """Search ``root`` and everything it holds, without recursion (a value may be nested deeply).
+
+    Without ``attributes``, an object that is no container, string or exception is searched by
+    its ``repr()`` alone.
+    """
     stack: list[tuple[Any, str]] = [(root, root_path)]
     visited: set[int] = set()
     while stack:
@@ -162,4 +173,5 @@ def _search(
                         yield f"repr({path})"
                 except Exception as err:  # an unprintable object cannot be vouched for
                     yield f"repr({path}) raised {type(err).__name__}"
-                stack.extend((member, f"{path}{name}") for name, member in _parts(item))
+                if attributes:
+                    stack.extend((member, f"{path}{name}") for name, member in _parts(item))

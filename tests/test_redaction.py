@@ -4,15 +4,72 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from secretcache import RetryPolicy, SecretCache, SecretCacheError, SecretChange, SecretValue
 from tests.conftest import FAST_RETRY, Calls, FakeClock, wait_until
+from tests.leaks import assert_value_absent, leaks_in_records
 from tests.test_cache import make_cache, rotate
+from tests.test_logs_formatters import ExtraAsJson
 
 MARKER = "Zq8-SECRET-MARKER-7Kp"  # recognisable, and unlike anything else in the output
+
+
+def formatters() -> list[logging.Formatter]:
+    """A JSON formatter writing every ``extra`` field, and the library's own (the CLI's, serve's)."""
+    from secretcache._cli import _LineFormatter as CliLines
+    from secretcache.serve._server import _LineFormatter as ServeLines
+
+    return [ExtraAsJson(), CliLines("%(name)s: %(levelname)s: %(message)s"), ServeLines("%(name)s %(message)s")]
+
+
+def assert_no_record_leaks(records: list[logging.LogRecord], value: str = MARKER) -> None:
+    """No record shows ``value``: message, extra fields, args, exception chain, traceback text, formatters."""
+    assert leaks_in_records(records, value, formatters()) == []
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self.data
+
+
+def answer_with(client: Any, status: int, body: str) -> Callable[[], None]:
+    """Have ``client``'s GetSecretValue calls answered on the wire with ``status`` and ``body``.
+
+    Answered before moto's own hook, so botocore's parser reads the body as it would a proxy's.
+    Returns a remover.
+    """
+
+    def send(request: Any, **_: Any) -> AWSResponse:
+        headers = {"Content-Type": "application/x-amz-json-1.1"}
+        return AWSResponse(request.url, status, headers, _Body(body.encode()))  # type: ignore[arg-type]
+
+    event = "before-send.secretsmanager.GetSecretValue"
+    client.meta.events.register_first(event, send)
+    return lambda: client.meta.events.unregister(event, send)
+
+
+def success_body(secret_string: str | None = None, secret_binary: str | None = None) -> str:
+    """A GetSecretValue answer of secret ``db``, as the service writes it."""
+    body: dict[str, Any] = {"ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf", "Name": "db"}
+    body.update(VersionId="v-wire", VersionStages=["AWSCURRENT"], CreatedDate=1700000000.0)
+    if secret_string is not None:
+        body["SecretString"] = secret_string
+    if secret_binary is not None:
+        body["SecretBinary"] = secret_binary
+    return json.dumps(body)
+
+
+def cut_in_the_value(body: str) -> str:
+    """``body`` cut just after the marker: the value's closing quote and the rest are lost."""
+    return body[: body.index(MARKER) + len(MARKER)]
 
 
 def test_value_never_appears_in_logs_reprs_errors_or_stats(
@@ -28,6 +85,11 @@ def test_value_never_appears_in_logs_reprs_errors_or_stats(
     changes: list[SecretChange] = []
     values: list[SecretValue] = []
     cache.on_change(changes.append)
+
+    def broken_listener(change: SecretChange) -> None:
+        raise RuntimeError(f"listener failed on {change.name}")
+
+    cache.on_change(broken_listener)
 
     def attempt(read: Any, *args: Any, **kwargs: Any) -> None:
         try:
@@ -55,6 +117,23 @@ def test_value_never_appears_in_logs_reprs_errors_or_stats(
         clock.advance(3601)
         attempt(cache.get_secret_string, "db")
         remove()
+        # a proxy answering 502 with a success answer cut short (botocore makes it the message):
+        # stale serving, then exhaustion
+        cache.invalidate()
+        attempt(cache.get_secret_string, "db")
+        cut = cut_in_the_value(success_body(json.dumps({"password": MARKER})))
+        remove = answer_with(client, 502, cut)
+        clock.advance(61)
+        attempt(cache.get_secret, "db")
+        clock.advance(3601)
+        attempt(cache.get_secret_string, "db")
+        remove()
+        # botocore's parser failing on a 200: a cut answer, a SecretBinary that is not base64
+        for broken in (cut, success_body(secret_binary=f"{MARKER}!!")):
+            remove = answer_with(client, 200, broken)
+            cache.invalidate()
+            attempt(cache.get_secret_string, "db")
+            remove()
         # every typed error kind
         kinds = ["ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure", "InvalidRequestException"]
         for code in kinds:
@@ -84,14 +163,15 @@ def test_value_never_appears_in_logs_reprs_errors_or_stats(
     assert len(errors) >= 9
     assert len(values) >= 4
     assert changes
-    texts += [record.getMessage() for record in caplog.records if record.name.startswith("secretcache")]
+    records = [record for record in caplog.records if record.name.startswith("secretcache")]
+    assert any(record.exc_info for record in records)  # the failing listener's traceback
+    assert any("502" in record.getMessage() for record in records)
+    assert_no_record_leaks(records)
+    texts += [record.getMessage() for record in records]
     texts += [repr(cache), str(cache.stats()), repr(cache.stats().api_calls)]
     texts += [repr(change) for change in changes]
     for error in errors:
-        texts += [str(error), repr(error)]
-        cause = error.__cause__
-        if cause is not None:
-            texts.append(str(cause))
+        assert_value_absent(error, MARKER)
     leaks = [text for text in texts if MARKER in text]
     assert leaks == []
     assert any("stale" in text or "cached value" in text for text in texts)  # the logs were captured
@@ -112,9 +192,29 @@ def test_botocore_debug_logs_do_not_leak_values(
         client.put_secret_value(SecretId="db", SecretString=f'{MARKER}\\" tricky "quote')
         cache.refresh("db")
         cache.prefetch(["db"])
-    messages = [record.getMessage() for record in caplog.records]
     assert any(record.name == "botocore.parsers" for record in caplog.records)  # bodies were logged...
-    assert [message for message in messages if MARKER in message] == []  # ...without the value
+    assert_no_record_leaks(caplog.records)  # ...without the value
+
+
+@pytest.mark.parametrize("status", [200, 502])
+def test_botocore_debug_logs_of_an_answer_cut_in_the_value_do_not_leak_it(
+    client: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """An answer cut inside the value (no closing quote) is masked in botocore's DEBUG lines, to its end."""
+    from secretcache import redaction
+
+    cache = SecretCache(client, retry=FAST_RETRY, clock=clock)
+    assert redaction.installed()
+    cut = cut_in_the_value(success_body(json.dumps({"password": MARKER})))
+    remove = answer_with(client, status, cut)
+    with caplog.at_level(logging.DEBUG), pytest.raises(SecretCacheError):
+        cache.get_secret_string("db")
+    remove()
+    bodies = [record for record in caplog.records if "Response body" in record.getMessage()]
+    assert bodies  # the cut body was logged...
+    assert all(redaction.REDACTED in record.getMessage() for record in bodies)
+    assert_no_record_leaks(caplog.records)  # ...without the value
+    assert_no_record_leaks(caplog.records, MARKER[:6])  # nor its first characters
 
 
 def test_redaction_opt_out(aws: None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,5 +280,5 @@ def test_integrations_never_show_the_value(
         assert main(["get", "db", "--key", "nope"]) == 1  # the error path prints no value
     captured = capsys.readouterr()
     texts += [captured.err, repr(cache.stats())]
-    texts += [record.getMessage() for record in caplog.records]
+    assert_no_record_leaks(caplog.records)
     assert [text for text in texts if MARKER in text] == []
