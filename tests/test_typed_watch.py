@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 from secretcache import AsyncSecretCache, SecretCache, SecretChange, SecretFormatError, SecretWatch
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.conftest import inside as inside_function
-from tests.leaks import assert_value_absent
+from tests.leaks import assert_value_absent, leaks_in_records
 from tests.test_cache import make_cache, rotate
 from tests.threads import Held, refuse_thread_starts, start
 from tests.watchdog import within_watchdog
@@ -75,7 +75,7 @@ def test_an_invalid_version_keeps_the_last_valid_one(
         cache.refresh(SECRET)  # the same invalid version again: reported once
         assert len(errors) == 1
     assert "is not kept" in caplog.text
-    assert PASSWORD not in caplog.text
+    assert leaks_in_records(caplog.records, PASSWORD) == []
     rotate(admin, SECRET, document("v3"))
     cache.refresh(SECRET)
     assert watch.current.username == "v3"
@@ -293,7 +293,7 @@ def test_a_validator_raising_another_error_is_a_failed_version(
     with pytest.raises(SecretFormatError, match="raised TypeError") as raised:
         cache.get_secret_model(SECRET, Checked)
     assert_value_absent(raised.value, PASSWORD)
-    assert PASSWORD not in caplog.text
+    assert leaks_in_records(caplog.records, PASSWORD) == []
 
 
 def test_a_watch_spelled_by_arn_follows_a_change_read_by_name(client: Any, admin: Any, clock: FakeClock) -> None:
@@ -434,3 +434,38 @@ def test_current_never_raises_when_no_thread_can_start(
     monkeypatch.undo()
     assert watch.current.username in ("v1", "v2")  # starts the fetch, which brings v2
     wait_until(lambda: watch.current.username == "v2")
+
+
+class Pinned(BaseModel):
+    """A model whose ``pin`` must be a number: pydantic's ValidationError quotes the input it refused."""
+
+    model_config = ConfigDict(frozen=True)
+
+    username: str
+    password: SecretStr
+    pin: int = 0
+
+
+def test_no_log_record_of_a_failing_version_or_callback_holds_the_value(
+    cache: SecretCache, admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Versions failing validation (pydantic's error quotes its input; a validator's own error) and
+    callbacks raising are logged: no record holds the value, in its message, fields or traceback."""
+
+    def broken(_new: object) -> None:
+        raise RuntimeError("pool rebuild failed")
+
+    with caplog.at_level(logging.DEBUG, logger="secretcache"):
+        pinned = cache.watch(SECRET, Pinned, on_change=broken, on_error=broken)
+        checked = cache.watch(SECRET, Checked, on_change=broken, on_error=broken)
+        rotate(admin, SECRET, json.dumps({"username": "v2", "password": PASSWORD, "pin": PASSWORD}))
+        cache.refresh(SECRET)  # both fail: the pin is no number, Checked's validator raises
+        rotate(admin, SECRET, document("v3"))
+        cache.refresh(SECRET)  # both valid: on_change raises
+        assert (pinned.current.username, checked.current.username) == ("v3", "v3")
+        pinned.close()
+        checked.close()
+    records = caplog.records
+    assert sum("is not kept" in record.getMessage() for record in records) == 2
+    assert sum(bool(record.exc_info) for record in records) == 4  # on_error twice, on_change twice
+    assert leaks_in_records(records, PASSWORD) == []
