@@ -110,7 +110,7 @@ def snippet_lines(base: Path, target: str) -> list[str]:
     markers are dropped, as pymdownx.snippets drops them.
 
     Raises:
-        ValueError: The file, or the section, does not exist.
+        ValueError: The file, the section or the lines do not exist, or they hold no code.
     """
     path, lines = target, None
     head, _, tail = target.rpartition(":")
@@ -130,6 +130,8 @@ def snippet_lines(base: Path, target: str) -> list[str]:
     text = source.read_text(encoding="utf-8").splitlines()
     if lines is not None:
         start, end = lines
+        if start > len(text) or (end is not None and end > len(text)):
+            raise ValueError(f"{path} has {len(text)} lines")  # pymdownx.snippets would include nothing, silently
         text = text[max(start, 1) - 1 : end]
     if section is not None:
         chosen: list[str] = []
@@ -148,7 +150,31 @@ def snippet_lines(base: Path, target: str) -> list[str]:
         if state == "before":
             raise ValueError(f"{path} has no section {section!r}")
         text = chosen
-    return [line for line in text if not _SECTION_MARKER.search(line)]
+    text = [line for line in text if not _SECTION_MARKER.search(line)]
+    if not any(line.strip() for line in text):
+        raise ValueError(f"{target} selects no code")
+    return text
+
+
+def source_problems(name: str, markdown: str, base: Path) -> list[str]:
+    """Return the include problems visible in a page's source alone, without building it.
+
+    Each include must read (file, section and lines exist, and select some code), and a line that
+    looks like include syntax must be an include pymdownx.snippets reads (``--8<-- "path"``, a
+    block, or escaped with ``;``): ``--8<--"path"``, ``--8<-- path`` or ``--8 <-- "path"`` are left
+    in the page as text.
+    """
+    problems = []
+    read = dict(includes(markdown))
+    for number, line in enumerate(markdown.splitlines(), start=1):
+        if number in read:
+            try:
+                snippet_lines(base, read[number])
+            except (OSError, ValueError) as err:
+                problems.append(f"{name}:{number}: include {read[number]!r} cannot be read: {err}")
+        elif _UNEXPANDED.search(line) and not (_BLOCK.match(line) or line.lstrip().startswith(";")):
+            problems.append(f"{name}:{number}: {line.strip()!r} is not an include pymdownx.snippets reads")
+    return problems
 
 
 def unexpanded(html: str) -> list[str]:

@@ -10,7 +10,8 @@ from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "check_docs.py"
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "check_docs.py"
 
 EXAMPLE = '''"""An example."""
 
@@ -144,3 +145,46 @@ def test_a_build_that_cannot_format_signatures_is_a_problem(check_docs: ModuleTy
     assert len(problems) == 1
     assert "install the docs extra, which holds ruff" in problems[0]
     assert check_docs.log_problems(output.replace("Formatting signatures requires", "Built")) == []
+
+
+@pytest.mark.parametrize(
+    ("include", "problem"),
+    [
+        ('--8<--"examples/app.py"', "is not an include pymdownx.snippets reads"),  # no space: left as text
+        ("--8<-- examples/app.py", "is not an include pymdownx.snippets reads"),  # unquoted: left as text
+        ("--8 <-- 'examples/app.py'", "is not an include pymdownx.snippets reads"),  # a formatter's space
+        ("--8<--\nexamples/gone.py\n--8<--", "examples/gone.py does not exist"),  # a block
+        ('--8<-- "examples/app.py:90:95"', "examples/app.py has 11 lines"),  # pymdownx would include nothing
+        ('--8<-- "examples/app.py:3:95"', "examples/app.py has 11 lines"),
+        ('--8<-- "examples/app.py:2:2"', "selects no code"),  # a blank line
+    ],
+)
+def test_a_broken_include_is_found_in_the_source(
+    check_docs: ModuleType, base: Path, include: str, problem: str
+) -> None:
+    """An include pymdownx.snippets would leave as text, or expand to nothing, is reported without building."""
+    problems = check_docs.source_problems("docs/x.md", f"```python\n{include}\n```\n", base)
+    assert len(problems) == 1
+    assert problems[0].startswith("docs/x.md:")
+    assert problem in problems[0]
+
+
+@pytest.mark.parametrize(
+    "include",
+    ['--8<-- "examples/app.py"', "--8<-- 'examples/app.py:read'", '--8<-- "examples/app.py:3:5"', ';--8<-- "gone"'],
+)
+def test_a_good_include_is_not_reported(check_docs: ModuleType, base: Path, include: str) -> None:
+    """A whole file, a section, a line range (either quote) and an escaped include are fine."""
+    assert check_docs.source_problems("docs/x.md", f"{include}\n", base) == []
+
+
+def test_every_snippet_include_in_the_docs_resolves(check_docs: ModuleType) -> None:
+    """Each ``--8<--`` include in docs/ reads some code of an existing example, as ``mkdocs.yml`` resolves it."""
+    pages = sorted((ROOT / "docs").rglob("*.md"))
+    problems = [
+        problem
+        for page in pages
+        for problem in check_docs.source_problems(page.relative_to(ROOT).as_posix(), page.read_text(), ROOT)
+    ]
+    assert problems == []
+    assert sum(len(list(check_docs.includes(page.read_text()))) for page in pages) >= 11  # it still finds them

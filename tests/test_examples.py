@@ -115,24 +115,6 @@ def test_every_psycopg_pool_in_the_docs_and_examples_passes_open() -> None:
     assert [(name, call) for name, call in calls if not re.search(r"\bopen=", call)] == []
 
 
-def test_every_snippet_include_in_the_docs_resolves() -> None:
-    """Each ``--8<--`` include names an existing example (and section), and none was mangled by a formatter."""
-    includes = []
-    for page in sorted(DOCS.glob("*.md")):
-        for number, line in enumerate(page.read_text().splitlines(), start=1):
-            stripped = line.strip()
-            assert not stripped.startswith(("--8 <", "-- 8<")), f"{page.name}:{number}: mangled include {line!r}"
-            if stripped.startswith("--8<--"):
-                includes.append((page.name, number, stripped.removeprefix("--8<--").strip().strip('"')))
-    assert includes
-    for page, number, target in includes:
-        path, _, section = target.partition(":")
-        source = EXAMPLES.parent / path
-        assert source.is_file(), f"{page}:{number}: {path} does not exist"
-        if section:
-            assert f"--8<-- [start:{section}]" in source.read_text(), f"{page}:{number}: no section {section!r}"
-
-
 def _defined_names(path: Path) -> set[str]:
     """``name`` and ``Class::name`` for every test function and class of a test module."""
     import ast
