@@ -13,6 +13,7 @@ import pytest
 from tests.servers import Server
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DOCS = EXAMPLES.parent / "docs"
 
 EXPECTED = {
     "quickstart.py": ["1000 requests: 1 API call(s), hits=999, misses=1", "typed error:"],
@@ -57,6 +58,8 @@ EXPECTED = {
     ],
 }
 NEEDS_POSTGRES = {"sqlalchemy_rotation.py", "psycopg_pool_rotation.py", "fastapi_app.py"}
+# Pages showing an example's Prometheus scrape as "the example's output": the samples must be the same.
+SHOWN_SCRAPES = {"otel_prometheus.py": "monitoring.md"}
 
 
 def test_every_example_is_covered() -> None:
@@ -82,6 +85,23 @@ def _run(name: str, env: dict[str, str], *, options: tuple[str, ...] = (), pytho
         assert expected in result.stdout
     assert "example-password" not in result.stdout + result.stderr
     assert "pk_live_example" not in result.stdout + result.stderr
+    if name in SHOWN_SCRAPES:
+        page = SHOWN_SCRAPES[name]
+        blocks = re.findall(r"```text\n(.*?)```", (DOCS / page).read_text(), re.DOTALL)
+        shown = [block for block in blocks if "_total" in block]
+        assert len(shown) == 1, page
+        assert _samples(shown[0]) == _samples(result.stdout), f"{page} shows another scrape than {name} prints"
+
+
+def _samples(text: str) -> list[str]:
+    """The Prometheus samples in ``text``, sorted, as the docs show them: no otel_scope_* label, bucket or sum."""
+    samples = []
+    for line in text.splitlines():
+        if not line.startswith("secretcache_") or re.match(r"\w+_(bucket|sum)\{", line):
+            continue
+        line = re.sub(r'otel_scope_\w+="[^"]*",?', "", line)
+        samples.append(line.replace(",}", "}").replace("{}", ""))
+    return sorted(samples)
 
 
 @pytest.mark.parametrize("name", sorted(set(EXPECTED) - NEEDS_POSTGRES))
@@ -98,9 +118,6 @@ def test_postgres_example_runs(name: str, pg_server: Server) -> None:
     env.update(PGPASSWORD=pg_server.admin_password, PGDATABASE=pg_server.dbname)
     # The drivers' deprecations fail it (psycopg_pool warns when a pool is built without open=).
     _run(name, env, options=("-W", "error::DeprecationWarning"))
-
-
-DOCS = EXAMPLES.parent / "docs"
 
 
 def test_every_psycopg_pool_in_the_docs_and_examples_passes_open() -> None:
