@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import importlib
+import inspect
+import io
 import os
 import re
+import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,3 +188,128 @@ def test_hit_cost_figures_agree_across_the_docs() -> None:
     row = next(line for line in readme if line.startswith("| cost of a hit"))
     assert ranges.findall(row) == figures
     assert ranges.findall((DOCS / "migrating.md").read_text()) == [figures[1]]
+
+
+PAGES = [EXAMPLES.parent / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+def _fenced(page: Path, languages: tuple[str, ...]) -> Iterator[tuple[int, str]]:
+    """``(line, code)`` of each fenced block in ``languages`` of ``page``, ``--8<--`` includes left out."""
+    lines = page.read_text().splitlines()
+    number = 0
+    while number < len(lines):
+        opening = re.match(r"( *)(```+)\s*([\w+-]*)", lines[number])
+        if opening is None:
+            number += 1
+            continue
+        indent, fence, language = opening.groups()
+        end = next(i for i in range(number + 1, len(lines)) if lines[i].strip() == fence)
+        code = "\n".join(line.removeprefix(indent) for line in lines[number + 1 : end])
+        if language in languages and "--8<--" not in code:
+            yield number + 1, code
+        number = end + 1
+
+
+def _resolve(names: dict[str, Any], node: ast.expr) -> Any:
+    """The public object a ``name`` or ``name.attr...`` of a snippet stands for, or ``None``."""
+    if isinstance(node, ast.Name):
+        return names.get(node.id)
+    if isinstance(node, ast.Attribute):
+        base = _resolve(names, node.value)
+        if base is not None:
+            assert hasattr(base, node.attr), f"{ast.unparse(node)}: {base!r} has no attribute {node.attr!r}"
+            return getattr(base, node.attr)
+    return None
+
+
+def test_every_python_block_in_the_docs_compiles_and_calls_what_exists() -> None:
+    """Each python block compiles; each ``from secretcache... import X`` resolves; each call binds its arguments.
+
+    A name a page imports in any of its blocks is known in all of them (a page imports once and
+    then uses the names); ``cache`` is a ``SecretCache``, or an ``AsyncSecretCache`` in a block
+    that awaits or builds one.
+    """
+    import secretcache
+
+    checked = 0
+    for page in PAGES:
+        trees = []
+        for line, code in _fenced(page, ("python", "py")):
+            flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT  # an asyncio snippet awaits at top level
+            trees.append((f"{page.name}:{line}", code, compile(code, f"{page.name}:{line}", "exec", flags=flags)))
+        names: dict[str, Any] = {}
+        for where, _, tree in trees:
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "secretcache":
+                    module = importlib.import_module(node.module or "")
+                    for alias in node.names:
+                        assert hasattr(module, alias.name), f"{where}: {node.module} has no {alias.name}"
+                        names[alias.asname or alias.name] = getattr(module, alias.name)
+        for where, code, tree in trees:
+            asynchronous = "await " in code or "AsyncSecretCache(" in code
+            names["cache"] = secretcache.AsyncSecretCache if asynchronous else secretcache.SecretCache
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Call):
+                    continue
+                try:
+                    called = _resolve(names, node.func)
+                except AssertionError as err:
+                    raise AssertionError(f"{where}: {err}") from None
+                if called is None or any(isinstance(arg, ast.Starred) for arg in node.args):
+                    continue
+                keywords = {keyword.arg: None for keyword in node.keywords if keyword.arg is not None}
+                try:
+                    inspect.signature(called).bind_partial(*node.args, **keywords)
+                except TypeError as err:
+                    raise AssertionError(f"{where}: {ast.unparse(node)}: {err}") from None
+                checked += 1
+    assert checked > 40  # the blocks still call the API
+
+
+def _command_lines(page: Path) -> Iterator[tuple[str, str, bool]]:
+    """``(where, arguments, synopsis)`` of each ``secretcache`` command in the shell blocks of ``page``.
+
+    A synopsis (``SECRET_ID``, ``COMMAND`` or ``[--option]`` in it) is taken whole, its
+    continuation lines (indented, starting with ``[``) joined to it; a command line ends at a pipe,
+    ``;``, ``&&``, ``)``, ``#`` or a redirection.
+    """
+    program = r"(?:\S*python3?\s+-m\s+secretcache|(?<![\w/.-])secretcache)(?:\s+|$)"
+    command = re.compile(r"(?:^|\$\(|[|;&]\s*)\s*" + program + r"([^|;&)#>]*)")
+    for line, code in _fenced(page, ("sh", "bash", "shell", "console", "text")):
+        for text in re.sub(r"\n\s+(?=\[)", " ", code.replace("\\\n", " ")).splitlines():
+            text = text.strip().removeprefix("$ ")
+            synopsis = re.match(program + r"(.*(?:SECRET_ID|COMMAND|\[--).*)", text)
+            if synopsis:
+                yield f"{page.name}:{line}", synopsis.group(1), True
+                continue
+            for found in command.finditer(text):
+                yield f"{page.name}:{line}", found.group(1).strip(), False
+
+
+def test_every_command_line_in_the_docs_parses() -> None:
+    """Each ``secretcache ...`` command shown parses; each option of a synopsis exists for its command."""
+    from secretcache._cli_args import _parser, parse
+
+    parser, commands = _parser()
+    options = {
+        name: {flag for action in sub._actions for flag in action.option_strings} for name, sub in commands.items()
+    }
+    options[""] = {flag for action in parser._actions for flag in action.option_strings}
+    checked = 0
+    for page in PAGES:
+        for where, arguments, synopsis in _command_lines(page):
+            if synopsis:  # its options must exist for its command
+                name = next((word for word in arguments.split() if word in commands), "")
+                unknown = set(re.findall(r"--[a-z][-a-z]*", arguments)) - options[name] - options[""]
+                assert not unknown, f"{where}: secretcache {name} has no {sorted(unknown)}"
+            else:
+                errors = io.StringIO()
+                code: str | int | None = 0
+                with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+                    try:
+                        parse(shlex.split(arguments))
+                    except SystemExit as exit:
+                        code = exit.code
+                assert code == 0, f"{where}: secretcache {arguments}: {errors.getvalue().strip()}"
+            checked += 1
+    assert checked >= 12  # the pattern still finds the commands
