@@ -65,6 +65,26 @@ after a deletion is a new secret under the same name. So are ``PutResourcePolicy
 access-denied error.
 """
 
+_OTHER_EVENTS = frozenset(
+    {
+        "GetSecretValue",
+        "BatchGetSecretValue",
+        "DescribeSecret",
+        "ListSecrets",
+        "ListSecretVersionIds",
+        "GetResourcePolicy",
+        "ValidateResourcePolicy",
+        "GetRandomPassword",
+        "TagResource",
+        "UntagResource",
+    }
+)
+"""Secrets Manager's event names that change no value: named in the DEBUG line that ignores them.
+
+Any other name an ignored event carries is logged by its length only: it is the event's content,
+which may be anything (a poison message's field holding a value, say).
+"""
+
 _MAX_DEPTH = 4  # SQS > SNS > EventBridge is three levels; more is not an event we know
 MAX_IDS = 20
 """Most secret ids taken from one event; a real one names one secret (the rest are ignored, logged at DEBUG)."""
@@ -175,7 +195,8 @@ def _ids_of(event: Mapping[str, Any]) -> list[str]:
         )
         return []
     if name is not None and name not in CHANGE_EVENTS:
-        logger.debug("ignoring Secrets Manager event %s: it changes no secret value", shown(name), extra=facts("event"))
+        named = name if name in _OTHER_EVENTS else f"(a name of {len(name)} characters)"
+        logger.debug("ignoring Secrets Manager event %s: it changes no secret value", named, extra=facts("event"))
         return []
     ids: list[str] = []
     for container, keys in (

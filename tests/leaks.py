@@ -9,12 +9,37 @@ Traceback frames are deliberately not walked: their locals hold the value by nec
 
 from __future__ import annotations
 
+import json
 import logging
 import types
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["assert_value_absent", "leaks_in_records", "leaks_of"]
+__all__ = ["ExtraAsJson", "assert_value_absent", "leaks_in_records", "leaks_of", "log_formatters", "record_leaks"]
+
+STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+"""The attributes every record has; any other came from ``extra``."""
+
+
+class ExtraAsJson(logging.Formatter):
+    """The smallest JSON formatter: the message plus every attribute ``extra`` added to the record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = {name: value for name, value in vars(record).items() if name not in STANDARD}
+        return json.dumps({"message": record.getMessage(), **extra}, default=str)
+
+
+def log_formatters() -> list[logging.Formatter]:
+    """A JSON formatter writing every ``extra`` field, and the library's own (the CLI's, serve's)."""
+    from secretcache._cli import _LineFormatter as CliLines
+    from secretcache.serve._server import _LineFormatter as ServeLines
+
+    return [ExtraAsJson(), CliLines("%(name)s: %(levelname)s: %(message)s"), ServeLines("%(name)s %(message)s")]
+
+
+def record_leaks(records: Iterable[logging.LogRecord], value: str | bytes) -> list[str]:
+    """:func:`leaks_in_records` through :func:`log_formatters`: every route by which a record shows ``value``."""
+    return leaks_in_records(records, value, log_formatters())
 
 
 def assert_value_absent(error: BaseException, value: str | bytes) -> None:

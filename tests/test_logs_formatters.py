@@ -16,11 +16,10 @@ import pytest
 
 from secretcache.events import invalidate_from_event
 from tests.conftest import Calls, FakeClock, quiescent, wait_until
+from tests.leaks import ExtraAsJson
 from tests.logs import MARKER, RETRY
 from tests.test_cache import make_cache
 from tests.test_events import change_event
-
-STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 def provoke(client: Any, admin: Any, calls: Calls, clock: FakeClock, logged: Callable[[], bool]) -> None:
@@ -41,14 +40,6 @@ def provoke(client: Any, admin: Any, calls: Calls, clock: FakeClock, logged: Cal
     wait_until(logged)
     outage()
     cache.close()
-
-
-class ExtraAsJson(logging.Formatter):
-    """The smallest JSON formatter: the message plus every attribute ``extra`` added to the record."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        extra = {name: value for name, value in vars(record).items() if name not in STANDARD}
-        return json.dumps({"message": record.getMessage(), **extra}, default=str)
 
 
 @pytest.fixture

@@ -12,24 +12,15 @@ from botocore.awsrequest import AWSResponse
 
 from secretcache import RetryPolicy, SecretCache, SecretCacheError, SecretChange, SecretValue
 from tests.conftest import FAST_RETRY, Calls, FakeClock, wait_until
-from tests.leaks import assert_value_absent, leaks_in_records
+from tests.leaks import assert_value_absent, record_leaks
 from tests.test_cache import make_cache, rotate
-from tests.test_logs_formatters import ExtraAsJson
 
 MARKER = "Zq8-SECRET-MARKER-7Kp"  # recognisable, and unlike anything else in the output
 
 
-def formatters() -> list[logging.Formatter]:
-    """A JSON formatter writing every ``extra`` field, and the library's own (the CLI's, serve's)."""
-    from secretcache._cli import _LineFormatter as CliLines
-    from secretcache.serve._server import _LineFormatter as ServeLines
-
-    return [ExtraAsJson(), CliLines("%(name)s: %(levelname)s: %(message)s"), ServeLines("%(name)s %(message)s")]
-
-
 def assert_no_record_leaks(records: list[logging.LogRecord], value: str = MARKER) -> None:
     """No record shows ``value``: message, extra fields, args, exception chain, traceback text, formatters."""
-    assert leaks_in_records(records, value, formatters()) == []
+    assert record_leaks(records, value) == []
 
 
 class _Body:
