@@ -7,13 +7,41 @@ driver; the rotation helpers move a secret's labels as a rotation function does.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from secretcache.db import Failure, classify
+import pytest
+
+from secretcache.db import Failure, _credentials, classify
+from tests.leaks import record_leaks
 from tests.servers import Server
+
+
+@pytest.fixture
+def no_password_logged(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Captures ``secretcache``'s records at DEBUG; after the test, none holds a password the library read.
+
+    Every password parsed from a secret is noted (the list handed to the test, which may add
+    more); each is searched for in every record (:func:`tests.leaks.record_leaks`) at teardown.
+    """
+    passwords: list[str] = []
+    parse = _credentials.parse_credentials
+
+    def noting(document: str | None, secret_id: str, version_id: str) -> Any:
+        creds = parse(document, secret_id, version_id)
+        passwords.append(creds.password)
+        return creds
+
+    monkeypatch.setattr(_credentials, "parse_credentials", noting)
+    with caplog.at_level(logging.DEBUG, logger="secretcache"):
+        yield passwords
+    for password in dict.fromkeys(passwords):
+        if len(password) < 4:  # "p" is in every line: too short to tell from text
+            continue
+        assert record_leaks(caplog.records, password) == [], "a log record holds a password"
 
 
 @dataclass

@@ -27,7 +27,7 @@ from tests.agent_client import client as client  # a fixture
 from tests.agent_client import standin as standin  # a fixture
 from tests.agent_standin import TOKEN, AgentStandIn
 from tests.conftest import FakeClock, quiescent
-from tests.leaks import assert_value_absent
+from tests.leaks import assert_value_absent, record_leaks
 
 
 def chain(err: BaseException) -> list[BaseException]:
@@ -232,6 +232,7 @@ def test_token_and_value_never_shown(
     assert "urllib3" in caplog.text  # DEBUG lines were captured
     for secret in (TOKEN, VALUE, "binary-7c1d", "pw-7c1d"):
         assert secret not in shown
+        assert record_leaks(caplog.records, secret) == []
     assert (
         repr(client) == f"AgentClient(endpoint={standin.url!r}, connect_timeout=1, read_timeout=2, max_connections=10)"
     )
@@ -249,7 +250,8 @@ def test_an_error_answer_holding_a_value_is_not_quoted(
     with cache_of(client) as cache, pytest.raises(SecretCacheError) as caught:
         cache.get_secret_string("app/leaky")
     assert_value_absent(caught.value, VALUE)
-    assert VALUE not in caplog.text
+    assert caplog.records  # DEBUG lines were captured
+    assert record_leaks(caplog.records, VALUE) == []
     cause = caught.value.__cause__
     assert isinstance(cause, ClientError)
     assert cause.response["Error"]["Code"] == str(status)

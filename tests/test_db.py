@@ -23,8 +23,11 @@ from secretcache.db import (
 )
 from tests.conftest import Calls, FakeClock
 from tests.db import Database, finish_rotation, rotate_password, rotate_secret_stage
+from tests.db import no_password_logged as no_password_logged  # a fixture
 from tests.leaks import assert_value_absent
 from tests.servers import Server, free_port
+
+pytestmark = pytest.mark.usefixtures("no_password_logged")
 
 
 def current_user(connection: Any) -> str:

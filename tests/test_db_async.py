@@ -22,8 +22,11 @@ from secretcache import AsyncSecretCache, SecretCache
 from secretcache.db import Failure, async_connection_factory, attach_to_engine, classify, psycopg_async_connection_class
 from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent
 from tests.db import Database, finish_rotation, rotate_password
+from tests.db import no_password_logged as no_password_logged  # a fixture
 from tests.leaks import assert_value_absent
 from tests.servers import Server, free_port
+
+pytestmark = pytest.mark.usefixtures("no_password_logged")
 
 TTL = 3600.0  # on the fake clock: never lapses, so every refresh counted below is a forced one
 SECRET = "db"

@@ -34,8 +34,11 @@ from secretcache.db import (
 from secretcache.db._secrecy import FRAGMENT, holds
 from tests.conftest import WATCHDOG
 from tests.db import Database
-from tests.leaks import assert_value_absent
+from tests.db import no_password_logged as no_password_logged  # a fixture
+from tests.leaks import assert_value_absent, record_leaks
 from tests.servers import Server
+
+pytestmark = pytest.mark.usefixtures("no_password_logged")
 
 TOKEN = secrets.token_hex(6)
 PASSWORDS = {
@@ -162,15 +165,20 @@ def assert_secret_absent(error: BaseException, password: str) -> None:
 @pytest.mark.parametrize("kind", PASSWORDS)
 @pytest.mark.parametrize("way", WAYS)
 async def test_no_error_holds_the_password(
-    way: str, kind: str, users: dict[str, Database], client: Any, admin: Any
+    way: str, kind: str, users: dict[str, Database], client: Any, admin: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A refused or unencodable password is in no error that leaves the library: args, repr, chain, traceback."""
+    """A refused or unencodable password is in no error that leaves the library (args, repr, chain,
+    traceback) and in no record the library logged on the way (DEBUG included), in any form."""
     database = users[WAYS[way][0]]
     password = PASSWORDS[kind]
     admin.create_secret(Name=SECRET, SecretString=database.secret(database.user, password))
     with SecretCache(client, ttl=3600) as cache:
         error = await failure_of(way, database, cache)
     assert_secret_absent(error, password)
+    if classify(error) is Failure.AUTH:  # refused at the server: the recovery's lines were logged
+        assert caplog.records
+    for form in dict.fromkeys(forms(password)):
+        assert record_leaks(caplog.records, form) == []
     if isinstance(error, RedactedConnectError):
         assert error.__cause__ is None
         assert error.__context__ is None

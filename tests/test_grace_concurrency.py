@@ -18,9 +18,12 @@ import pytest
 from secretcache import SecretCache
 from secretcache.db import Failure, async_connection_factory, classify, connection_factory
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
+from tests.db import no_password_logged as no_password_logged  # a fixture
 from tests.grace import GRACE, POLLS, THREADS, Server, document, refused
 from tests.grace import cache as cache  # a fixture
 from tests.threads import start
+
+pytestmark = pytest.mark.usefixtures("no_password_logged")
 
 # -- one call per poll ----------------------------------------------------------------------------
 

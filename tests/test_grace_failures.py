@@ -18,8 +18,11 @@ from botocore.exceptions import ClientError
 from secretcache import RetryPolicy, SecretCache
 from secretcache.db import connection_factory
 from tests.conftest import Calls, FakeClock
+from tests.db import no_password_logged as no_password_logged  # a fixture
 from tests.grace import POLLS, Server, document, refused
 from tests.grace import cache as cache  # a fixture
+
+pytestmark = pytest.mark.usefixtures("no_password_logged")
 
 # -- failures during the grace ------------------------------------------------------------------
 

@@ -18,8 +18,11 @@ import pytest
 from secretcache import SecretCache
 from secretcache.db import Failure, async_connection_factory, classify, connection_factory
 from tests.conftest import Calls, FakeClock
+from tests.db import no_password_logged as no_password_logged  # a fixture
 from tests.grace import GRACE, POLLS, Server, document, refused
 from tests.grace import cache as cache  # a fixture
+
+pytestmark = pytest.mark.usefixtures("no_password_logged")
 
 # -- when the grace opens, and when it does not -----------------------------------------------
 

@@ -21,7 +21,10 @@ from secretcache import SecretCache
 from secretcache.db import Failure, async_connection_factory, classify, connection_factory
 from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
 from tests.db import Database
+from tests.db import no_password_logged as no_password_logged  # a fixture
 from tests.grace import GRACE, POLLS, THREADS
+
+pytestmark = pytest.mark.usefixtures("no_password_logged")
 
 GAP = 0.3  # fake seconds between the database's new password and the secret's new version
 BEFORE = 16  # successful connects before the password changes

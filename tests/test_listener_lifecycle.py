@@ -21,10 +21,13 @@ from botocore.exceptions import ClientError
 from secretcache import SecretCache
 from secretcache.events import SqsInvalidationListener
 from tests.conftest import REGION, FakeClock, _reset, wait_until
+from tests.leaks import record_leaks
 from tests.listener import queue as queue  # a fixture
 from tests.listener import queue_counts, queue_is_empty, send, warm, warmed
 from tests.test_cache import rotate
 from tests.test_events import change_event, load
+
+MARKER = "pk_live_example-sqs-error-marker"  # in the SQS errors' messages: must reach no record
 
 
 class HeldReceive:
@@ -102,7 +105,8 @@ def test_messages_received_after_stop_are_released_not_applied_nor_deleted(
     if release_fails:
 
         def refuse(**_: Any) -> None:
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ChangeMessageVisibilityBatch")
+            error = {"Code": "AccessDenied", "Message": f"no, quoting {MARKER}"}
+            raise ClientError({"Error": error}, "ChangeMessageVisibilityBatch")
 
         sqs.meta.events.register("before-call.sqs.ChangeMessageVisibilityBatch", refuse)
     listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=1)
@@ -117,6 +121,7 @@ def test_messages_received_after_stop_are_released_not_applied_nor_deleted(
     if release_fails:  # best-effort: logged, and the message returns after its visibility timeout
         assert queue_counts(sqs, url) == (0, 1)
         assert "could not release 1 SQS messages received while stopping (ClientError)" in caplog.text
+        assert record_leaks(caplog.records, MARKER) == []
         return
     assert queue_counts(sqs, url) == (1, 0)  # not deleted, and visible again at once
     with listener:
@@ -208,7 +213,8 @@ def rotation_behind_failed_receives(
     def fail_receive(**_: Any) -> None:
         if left[0] > 0:
             left[0] -= 1
-            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "ReceiveMessage")
+            error = {"Code": "ServiceUnavailable", "Message": f"down, quoting {MARKER}"}
+            raise ClientError({"Error": error}, "ReceiveMessage")
 
     sqs.meta.events.register("before-call.sqs.ReceiveMessage", fail_receive)
     cache = SecretCache(client, ttl=3600, clock=clock)
@@ -219,9 +225,11 @@ def rotation_behind_failed_receives(
 
 
 def test_listener_thread_survives_sqs_errors_and_stops_promptly(
-    client: Any, admin: Any, queue: tuple[Any, str, str], clock: FakeClock
+    client: Any, admin: Any, queue: tuple[Any, str, str], clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Receive failures are retried with backoff; the event is applied once SQS answers; stop() is prompt."""
+    """Receive failures are retried with backoff (logged without the error's message); the event is
+    applied once SQS answers; stop() is prompt."""
+    caplog.set_level(logging.DEBUG, logger="secretcache")
     sqs, url, _ = queue
     cache, failures = rotation_behind_failed_receives(queue, client, admin, clock, 3)
     listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=1)
@@ -232,6 +240,9 @@ def test_listener_thread_survives_sqs_errors_and_stops_promptly(
     assert not listener.running
     assert failures == [0]
     assert listener.iterations >= 4
+    failed = [record for record in caplog.records if record.getMessage().startswith("polling SQS failed (ClientError)")]
+    assert len(failed) == 3
+    assert record_leaks(caplog.records, MARKER) == []
     assert cache.get_secret_string("prod/orders/db") == "pw-2"
     assert "stopped" in repr(listener)
 

@@ -27,6 +27,7 @@ from secretcache.serve import _protocol
 from secretcache.serve._protocol import Answerer, Request, Response
 from tests.conftest import REGION, WATCHDOG, Calls, FakeClock
 from tests.faultproxy import FaultProxy
+from tests.leaks import record_leaks
 from tests.test_serve_protocol import TOKEN, requests
 
 ONE_TRY = RetryPolicy(attempts=1, initial_delay=0.0, max_delay=0.0, deadline=5.0)
@@ -332,6 +333,26 @@ async def test_aws_errors_pass_through(proxied: tuple[Answerer, FaultProxy], sta
     assert error_of(await fetch(answerer, "/v1/app/db")) == (status, code, f"says {code}")
 
 
+async def test_no_record_holds_the_value_or_the_token(
+    proxied: tuple[Answerer, FaultProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    """At DEBUG (every logger: botocore's, asyncio's), a read, a refreshNow, a wrong token, an error
+    answer whose body holds a value and an internal failure leave no record holding the value or token."""
+    answerer, proxy = proxied
+    caplog.set_level(logging.DEBUG)
+    assert body_of(await fetch(answerer, "/v1/app/db"))["SecretString"] == VALUE
+    assert body_of(await fetch(answerer, "/v1/app/db?refreshNow=true"))["SecretString"] == VALUE
+    assert (await asyncio.wait_for(answerer.handle(request("/v1/app/db", TOKEN + "-wrong")), WATCHDOG)).status == 403
+    leaky = json.dumps({"ARN": "arn", "Name": "app/cold", "VersionId": "v" * 32, "SecretString": VALUE})
+    proxy.then(("raw", (502, leaky)))  # a proxy's 502 carrying a success body
+    assert error_of(await fetch(answerer, "/v1/app/cold"))[0] == 502
+    answerer.cache.close()
+    assert (await fetch(answerer, "/v1/app/db")).status == 500
+    assert any(record.name.startswith("botocore") for record in caplog.records)  # DEBUG lines were captured
+    assert record_leaks(caplog.records, VALUE) == []
+    assert record_leaks(caplog.records, TOKEN) == []
+
+
 @pytest.mark.parametrize("proxied", [0.3], ids=["timeout-0.3s"], indirect=True)
 async def test_timeout_is_504(proxied: tuple[Answerer, FaultProxy]) -> None:
     """A Secrets Manager call that times out is 504 TimeoutError (cache_manager.rs, svc_err)."""
@@ -357,7 +378,7 @@ async def test_bug_is_500_internal_failure(answerer: Answerer, secrets: Any, cap
     assert (response.status, response.body) == (500, b'{"__type":"InternalFailure"}')
     assert "RuntimeError" in caplog.text
     assert "closed" not in caplog.text  # the exception's message is not logged
-    assert VALUE not in caplog.text
+    assert record_leaks(caplog.records, VALUE) == []
 
 
 async def test_values_never_in_error_bodies(answerer: Answerer, secrets: Any) -> None:
