@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from secretcache import redaction
+from secretcache._attempts import watch_attempts
 from secretcache._batch import Batches
 from secretcache._client import build_client, default_region
 from secretcache._entry import Entry, binary_of, json_of, refresh_result, string_of, value_of
 from secretcache._errors import SecretCacheError
-from secretcache._fetcher import Fetcher, watch_attempts
+from secretcache._fetcher import Fetcher
 from secretcache._fork import track
 from secretcache._keys import CacheKey, check_read, check_secret_id
 from secretcache._lazy import ClientUnusableError

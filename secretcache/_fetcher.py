@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -22,8 +20,16 @@ from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError, CredentialRetrievalError
 from botocore.parsers import ResponseParserError
 
+from secretcache._attempts import (
+    ATTEMPT,
+    PARSE_ERRORS,
+    provider_of,
+    raised_parsing,
+    raised_reading_credentials,
+    watch_attempts,
+)
 from secretcache._client import build_client, call_seconds
-from secretcache._error_map import PERMANENT_CODES, hide_body, is_transient, map_error, transient_answer
+from secretcache._error_map import PERMANENT_CODES, hide_body, is_transient, map_error
 from secretcache._errors import (
     InvalidSecretRequestError,
     SecretAccessDeniedError,
@@ -60,7 +66,6 @@ __all__ = [
     "BatchRefusedError",
     "Fetcher",
     "in_region",
-    "watch_attempts",
 ]
 
 BATCH_SIZE = 20
@@ -76,8 +81,6 @@ client (a boto3 client would refuse the unknown parameter).
 """
 
 _T = TypeVar("_T")
-
-_WATCH_ID = "secretcache-attempt-failed"
 
 
 class BatchRefusedError(Exception):
@@ -121,51 +124,6 @@ _CALL_ERRORS = (
     ReplicaFailedError,
     ClientUnusableError,
 )
-
-_ATTEMPT = threading.local()
-"""The :class:`Fetch` whose call the current thread is making (``fetch``), for :func:`_attempt_failed`."""
-
-
-def _attempt_failed(response: Any = None, caught_exception: BaseException | None = None, **_: Any) -> None:
-    """Handle botocore's ``needs-retry`` event: tell the fetch in progress that an HTTP attempt failed transiently.
-
-    A client with botocore's own retries on makes several HTTP attempts per call of ours; the
-    first one failing is when a reader holding a value it may serve stops waiting. Only
-    observes: it returns ``None``, so botocore's retry decision is its own.
-    """
-    fetch = getattr(_ATTEMPT, "fetch", None)
-    if fetch is None or fetch.falter is None:
-        return
-    if caught_exception is not None:
-        failed = is_transient(caught_exception)
-    else:
-        http, parsed = response if isinstance(response, tuple) and len(response) == 2 else (None, None)
-        status = getattr(http, "status_code", 0)
-        error = parsed.get("Error", {}) if isinstance(parsed, dict) else {}
-        failed = isinstance(status, int) and status >= 400 and transient_answer(error.get("Code", ""), status)
-    if failed:
-        fetch.falter()
-
-
-_C = TypeVar("_C")
-
-
-def watch_attempts(client: _C) -> _C:
-    """Register :func:`_attempt_failed` on ``client``'s botocore events, once per client; return ``client``.
-
-    Called as a client comes into a cache, before any thread of the cache uses it: at
-    construction for a client given (primary or replica), as it is built for one the cache
-    builds. Not on a client already in use: botocore's emitter takes no lock, and a thread
-    emitting ``needs-retry`` of an operation for the first time (looking up its handlers) while
-    another registers caches the handlers it found, without the new one, until the next
-    registration; botocore ignores a ``unique_id`` it has, so none ever comes. A client without
-    botocore events (a test double, the Agent's client) is left as is.
-    """
-    events = getattr(getattr(client, "meta", None), "events", None)
-    register = getattr(events, "register", None)
-    if callable(register):
-        register("needs-retry.secrets-manager", _attempt_failed, unique_id=_WATCH_ID)
-    return client
 
 
 def _named_by(secret_ids: list[str], item: Any, replica: str | None) -> list[str]:
@@ -383,15 +341,14 @@ class Fetcher:
 
         The call is counted as it starts, its outcome as it ends: ok, or failed by error type,
         whatever ended it (an interrupt is a ``KeyboardInterrupt`` error). While it runs,
-        botocore's ``needs-retry`` events of the client reach ``fetch`` (see
-        :func:`_attempt_failed`, registered on the client when it came into the cache:
-        :func:`watch_attempts`).
+        botocore's ``needs-retry`` events of the client reach ``fetch`` (through the handler
+        :func:`~secretcache._attempts.watch_attempts` registered as the client came into the cache).
         """
         self._counters.api_call(operation)
-        outer = getattr(_ATTEMPT, "fetch", None)  # a log handler may read the cache from inside a call
+        outer = getattr(ATTEMPT, "fetch", None)  # a log handler may read the cache from inside a call
         if fetch is not None:
             fetch.attempts += 1
-        _ATTEMPT.fetch = fetch
+        ATTEMPT.fetch = fetch
         unparsed: str | None = None
         hidden: ClientError | None = None
         try:
@@ -401,27 +358,27 @@ class Fetcher:
             hidden = hide_body(err) if isinstance(client, BaseClient) else None
             if hidden is None:
                 raise
-        except _PARSE_ERRORS as err:
-            if not _raised_parsing(err):
+        except PARSE_ERRORS as err:
+            if not raised_parsing(err):
                 self._counters.api_error(operation, error_type(err))
                 raise
             kind = type(err)
             unparsed = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
         except OSError as err:
-            if not _raised_reading_credentials(err):
+            if not raised_reading_credentials(err):
                 self._counters.api_error(operation, error_type(err))
                 raise
             # botocore lets a provider's own error through: a web identity token file or a
             # credential_process program that is missing. No usable credentials, as botocore's own
             # CredentialRetrievalError says for a provider that fails otherwise.
-            refused = CredentialRetrievalError(provider=_provider(err), error_msg=f"{type(err).__name__}: {err}")
+            refused = CredentialRetrievalError(provider=provider_of(err), error_msg=f"{type(err).__name__}: {err}")
             self._counters.api_error(operation, error_type(refused))
             raise refused from err
         except BaseException as err:  # an interrupt ends the call too: it must not stay in flight
             self._counters.api_error(operation, error_type(err))
             raise
         finally:
-            _ATTEMPT.fetch = outer
+            ATTEMPT.fetch = outer
         if hidden is not None:  # raised past the except block, so botocore's error is not its __context__
             raise hidden
         if unparsed is not None:
@@ -532,53 +489,6 @@ class Fetcher:
         falter = fetch.falter if fetch is not None else None
         policy, clock, sleep = self._retry, self._clock, self._sleep
         return retrying(attempt, policy, clock=clock, sleep=sleep, falter=falter, attempts=attempts, deadline=deadline)
-
-
-# What botocore's parsing of a 200 answer raises besides ResponseParserError: bad base64 in a
-# SecretBinary (binascii.Error, or ValueError for non-ASCII), an unreadable CreatedDate
-# (ValueError, or RuntimeError out of range), a body that is JSON but not an object
-# (AttributeError).
-_PARSE_ERRORS = (ValueError, TypeError, AttributeError, RuntimeError, OverflowError)
-
-
-def _raised_parsing(err: BaseException) -> bool:
-    """Whether botocore raised ``err`` parsing an answer, rather than a hook, a credential provider or our code.
-
-    True when its traceback runs through ``botocore.parsers``, or ends in the endpoint's
-    ``_do_get_response`` (which calls ``update`` on what the parser returned: ``None`` for a
-    ``null`` body).
-    """
-    frames = [frame for frame, _ in traceback.walk_tb(err.__traceback__)]
-    if any(frame.f_globals.get("__name__") == "botocore.parsers" for frame in frames):
-        return True
-    last = frames[-1] if frames else None
-    return (
-        last is not None
-        and last.f_globals.get("__name__") == "botocore.endpoint"
-        and last.f_code.co_name == "_do_get_response"
-    )
-
-
-def _credential_frames(err: BaseException) -> list[Any]:
-    return [
-        frame
-        for frame, _ in traceback.walk_tb(err.__traceback__)
-        if frame.f_globals.get("__name__") == "botocore.credentials"
-    ]
-
-
-def _raised_reading_credentials(err: BaseException) -> bool:
-    """Whether botocore raised ``err`` while a credential provider loaded or refreshed credentials."""
-    return bool(_credential_frames(err))
-
-
-def _provider(err: BaseException) -> str:
-    """The name of the credential provider ``err`` came through (its ``METHOD``), or ``credentials``."""
-    for frame in reversed(_credential_frames(err)):
-        method = getattr(frame.f_locals.get("self"), "METHOD", None)
-        if isinstance(method, str):
-            return method
-    return "credentials"
 
 
 def _reason(err: Exception) -> str:
