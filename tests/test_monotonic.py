@@ -23,7 +23,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from secretcache import AsyncSecretCache, RetryPolicy, SecretChange, SecretUnavailableError
+from secretcache import AsyncSecretCache, RetryPolicy, SecretCache, SecretChange, SecretUnavailableError
 from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, quiescent
 from tests.replication import Lag
 from tests.test_cache import make_cache, rotate
@@ -82,16 +82,22 @@ def test_a_lagging_replica_never_takes_the_cache_back(
     assert (cache.stats().changes, len(changes)) == (1, 1)
 
 
-def test_a_lagging_replica_is_no_answer_for_a_process_that_served_newer(
-    client: Any, admin: Any, calls: Calls, replica: Any, clock: FakeClock
-) -> None:
-    """With nothing older to serve (invalidated), a replica behind what was served is an outage, not a value."""
+def served_newer_than_the_replica(client: Any, admin: Any, replica: Any, clock: FakeClock) -> tuple[SecretCache, Lag]:
+    """A cache with a replica that stays on pw-1 (its ``Lag`` frozen) and has served pw-2 from the primary."""
     create(admin, "db", "pw-1")
     lag = Lag("db", REPLICA)
     cache = make_cache(client, clock, replica_regions=[replica])
     lag.freeze()
     rotate(admin, "db", "pw-2")
     assert cache.get_secret_string("db") == "pw-2"
+    return cache, lag
+
+
+def test_a_lagging_replica_is_no_answer_for_a_process_that_served_newer(
+    client: Any, admin: Any, calls: Calls, replica: Any, clock: FakeClock
+) -> None:
+    """With nothing older to serve (invalidated), a replica behind what was served is an outage, not a value."""
+    cache, lag = served_newer_than_the_replica(client, admin, replica, clock)
     cache.invalidate("db")
     calls.fail_with(THROTTLING)
     with pytest.raises(SecretUnavailableError, match="older than a version this cache has already served"):
@@ -105,12 +111,7 @@ def test_a_prefetch_answered_by_a_lagging_replica_reports_the_secret_not_warmed(
     client: Any, admin: Any, calls: Calls, replica: Any, clock: FakeClock
 ) -> None:
     """A batch a replica behind what was served answers leaves the secret unwarmed: prefetch says so, as a read does."""
-    create(admin, "db", "pw-1")
-    lag = Lag("db", REPLICA)
-    cache = make_cache(client, clock, replica_regions=[replica])
-    lag.freeze()
-    rotate(admin, "db", "pw-2")
-    assert cache.get_secret_string("db") == "pw-2"
+    cache, _ = served_newer_than_the_replica(client, admin, replica, clock)
     calls.fail_with(THROTTLING)
     clock.advance(61)
     failures = cache.prefetch(["db"])  # the replica answers v1: the stale v2 stays served
