@@ -16,8 +16,8 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from secretcache._batch_answer import BATCH_SIZE, BatchFailedError, BatchRefusedError
 from secretcache._errors import SecretCacheError, SecretNotFoundError
-from secretcache._fetcher import BATCH_SIZE, BatchFailedError, BatchRefusedError
 from secretcache._flight import RUNNING, Effects, Flight
 from secretcache._keys import DEFAULT_STAGE, names
 from secretcache._logs import Facts

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from secretcache._batch_answer import BATCH_SIZE, BatchFailedError, BatchRefusedError
 from secretcache._errors import (
     InvalidSecretRequestError,
     SecretAccessDeniedError,
@@ -20,7 +21,7 @@ from secretcache._errors import (
     SecretDecryptionError,
     SecretNotFoundError,
 )
-from secretcache._fetcher import BATCH_SIZE, BatchFailedError, BatchRefusedError, Fetcher
+from secretcache._fetcher import Fetcher
 from secretcache._keys import check_secret_id
 from secretcache._output import out, printable, shown_id
 from secretcache._stats import Counters

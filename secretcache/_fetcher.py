@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError, CredentialRetrievalError
@@ -28,27 +28,16 @@ from secretcache._attempts import (
     raised_reading_credentials,
     watch_attempts,
 )
+from secretcache._batch_answer import BATCH_SIZE, BatchRefusedError, call_failure, read_answer
 from secretcache._client import build_client, call_seconds
-from secretcache._error_map import PERMANENT_CODES, hide_body, is_transient, map_error
-from secretcache._errors import (
-    InvalidSecretRequestError,
-    SecretAccessDeniedError,
-    SecretCacheError,
-    SecretUnavailableError,
-)
-from secretcache._keys import DEFAULT_STAGE, names
+from secretcache._error_map import hide_body, is_transient, map_error
+from secretcache._errors import InvalidSecretRequestError, SecretCacheError
+from secretcache._keys import DEFAULT_STAGE
 from secretcache._lazy import ClientUnusableError, Lazy, reading_credentials
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
-from secretcache._regions import Regions, check_primary, region_of
-from secretcache._response import (
-    MalformedResponseError,
-    check_batch,
-    check_fields,
-    format_error,
-    to_secret_value,
-    type_problem,
-)
+from secretcache._regions import Regions, check_primary, in_region, region_of
+from secretcache._response import MalformedResponseError, check_batch, check_fields, to_secret_value
 from secretcache._retrying import retrying
 from secretcache._stats import Counters
 from secretcache._value import SecretValue
@@ -59,17 +48,7 @@ if TYPE_CHECKING:
 
     from secretcache._observe import Fetch
 
-__all__ = [
-    "BATCH_SIZE",
-    "REFRESH_NOW",
-    "BatchFailedError",
-    "BatchRefusedError",
-    "Fetcher",
-    "in_region",
-]
-
-BATCH_SIZE = 20
-"""Most secret ids one ``BatchGetSecretValue`` call accepts."""
+__all__ = ["REFRESH_NOW", "Fetcher"]
 
 REFRESH_NOW = "_secretcache_refresh_now"
 """The attribute by which a client declares that its ``get_secret_value`` takes ``RefreshNow=True``.
@@ -83,36 +62,8 @@ client (a boto3 client would refuse the unknown parameter).
 _T = TypeVar("_T")
 
 
-class BatchRefusedError(Exception):
-    """``BatchGetSecretValue`` itself is not allowed or not known; fetch one by one instead.
-
-    The message names the first secrets asked for (``secretcache check`` shows it); ``reason``
-    says why without naming any, for a log line that a filter of secret ids cannot see into.
-    """
-
-    def __init__(self, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.reason = message if reason is None else reason
-
-
 class ReplicaFailedError(Exception):
     """No replica answered while the primary Region is backing off (an outage, not a verdict)."""
-
-
-class BatchFailedError(Exception):
-    """A ``BatchGetSecretValue`` call failed as a whole, after retries where transient.
-
-    Attributes:
-        errors: For each requested secret id, its own typed error (naming that id), with the
-            botocore error chained as ``__cause__``.
-    """
-
-    def __init__(self, message: str, errors: dict[str, SecretCacheError]) -> None:
-        super().__init__(message)
-        self.errors = errors
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (str(self), self.errors))
 
 
 # What a call can fail with that map_error turns into a typed error.
@@ -124,19 +75,6 @@ _CALL_ERRORS = (
     ReplicaFailedError,
     ClientUnusableError,
 )
-
-
-def _named_by(secret_ids: list[str], item: Any, replica: str | None) -> list[str]:
-    """The requested ids that name a batch item, by name, ARN or partial ARN (:func:`names`).
-
-    From a replica, an id is matched as it was sent there (its ARN in the replica's Region).
-    """
-    name, arn = str(item.get("Name", "")), str(item.get("ARN", ""))
-    return [
-        secret_id
-        for secret_id in secret_ids
-        if names(secret_id if replica is None else in_region(secret_id, replica), name, arn)
-    ]
 
 
 class Fetcher:
@@ -278,46 +216,10 @@ class Fetcher:
         try:
             response, replica = self._across_regions("BatchGetSecretValue", attempt, fetch)
         except _CALL_ERRORS as err:
-            self._raise_batch_failure(err, secret_ids)
-        values: list[SecretValue] = []
-        errors: dict[str, SecretCacheError] = {}
-        asked = {in_region(secret_id, replica): secret_id for secret_id in secret_ids} if replica else {}
-        for item in response.get("Errors", []):
-            secret_id = asked.get(item.get("SecretId", ""), item.get("SecretId", ""))
-            code = item.get("ErrorCode", "Unknown")
-            message = item.get("Message", "")
-            detail = f"BatchGetSecretValue for secret {secret_id!r} failed: {code}: {message}"
-            # A replica's answer is no verdict on the secret (it may not be replicated there):
-            # only the primary's "not found" or "access denied" is definite.
-            kind = SecretUnavailableError if replica else PERMANENT_CODES.get(code, SecretUnavailableError)
-            if replica:
-                detail += f" (in replica Region {replica}, read while the primary Region is failing)"
-            errors[secret_id] = error = kind(detail, secret_id=secret_id)
-            # The service's answer for this secret, as GetSecretValue would have raised it: the
-            # same cause chain, and the same error code in logs and metrics, whichever call asked.
-            error.__cause__ = ClientError({"Error": {"Code": code, "Message": message}}, "BatchGetSecretValue")
-        for entry in response.get("SecretValues", []):
-            problem = type_problem(entry)
-            if problem is None:
-                values.append(self._value(entry, entry["Name"], "BatchGetSecretValue", replica))
-                continue
-            for secret_id in _named_by(secret_ids, entry, replica):
-                errors[secret_id] = format_error("BatchGetSecretValue", secret_id, problem)
-        return values, errors
-
-    @staticmethod
-    def _raise_batch_failure(err: Exception, secret_ids: list[str]) -> NoReturn:
-        label = ", ".join(secret_ids[:3]) + (", ..." if len(secret_ids) > 3 else "")
-        mapped = map_error(err, "BatchGetSecretValue", label)
-        if isinstance(mapped, (SecretAccessDeniedError, InvalidSecretRequestError)):
-            raise BatchRefusedError(str(mapped), _reason(err)) from err
-        errors: dict[str, SecretCacheError] = {}
-        for secret_id in secret_ids:
-            errors[secret_id] = error = map_error(err, "BatchGetSecretValue", secret_id)
-            error.__cause__ = err
-        raise BatchFailedError(
-            f"BatchGetSecretValue for {len(secret_ids)} secret(s) ({label}) failed: {error_type(err)}", errors
-        ) from err
+            raise call_failure(err, secret_ids) from err
+        return read_answer(
+            response, secret_ids, replica, lambda item, name: self._value(item, name, "BatchGetSecretValue", replica)
+        )
 
     def reset_after_fork(self) -> None:
         """In a forked child: never reuse the parent's connections.
@@ -489,24 +391,3 @@ class Fetcher:
         falter = fetch.falter if fetch is not None else None
         policy, clock, sleep = self._retry, self._clock, self._sleep
         return retrying(attempt, policy, clock=clock, sleep=sleep, falter=falter, attempts=attempts, deadline=deadline)
-
-
-def _reason(err: Exception) -> str:
-    """Why a batch call was refused, naming no secret: the service's code and message, or botocore's error type.
-
-    Only the type of a botocore error: its message may quote a parameter, an id (a
-    ``ParamValidationError`` shows the value it refused).
-    """
-    if isinstance(err, ClientError):
-        error = err.response.get("Error", {})
-        return f"{error.get('Code', 'Unknown')}: {error.get('Message', '')}".rstrip(": ")
-    return type(err).__name__
-
-
-def in_region(secret_id: str, region: str) -> str:
-    """``secret_id`` as the same secret in ``region``: an ARN (full or partial) gets that Region, a name stays."""
-    parts = secret_id.split(":", 5)
-    if len(parts) < 6 or parts[0] != "arn" or parts[2] != "secretsmanager":
-        return secret_id
-    parts[3] = region
-    return ":".join(parts)

@@ -19,7 +19,8 @@ from secretcache import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
-from secretcache._fetcher import BatchFailedError, BatchRefusedError, Fetcher, _reason
+from secretcache._batch_answer import BatchFailedError, BatchRefusedError, _reason
+from secretcache._fetcher import Fetcher
 from secretcache._stats import Counters
 from tests.conftest import FAST_RETRY, Calls
 from tests.fetcher import chain_text
