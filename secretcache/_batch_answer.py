@@ -24,7 +24,6 @@ from secretcache._errors import (
 )
 from secretcache._keys import names
 from secretcache._logs import error_type
-from secretcache._regions import in_region
 from secretcache._response import format_error, type_problem
 from secretcache._value import SecretValue
 
@@ -71,18 +70,20 @@ class BatchFailedError(Exception):
 def read_answer(
     response: Any,
     secret_ids: list[str],
+    sent: list[str],
     replica: str | None,
     value_of: Callable[[Any, str], SecretValue],
 ) -> tuple[list[SecretValue], dict[str, SecretCacheError]]:
     """The values of a checked answer, and the typed error of each id it reported an error for.
 
-    ``replica`` is the Region that answered (``None``: the primary); ``value_of(item, name)``
-    builds an item's :class:`SecretValue`. An item whose value has the wrong type is an error
+    ``sent`` holds ``secret_ids`` as sent to the Region that answered: ``replica``, or the
+    primary (``None``), where they are the same. ``value_of(item, name)`` builds an item's
+    :class:`SecretValue`. An item whose value has the wrong type is an error
     (:class:`SecretFormatError`) of each requested id naming it.
     """
     values: list[SecretValue] = []
     errors: dict[str, SecretCacheError] = {}
-    asked = {in_region(secret_id, replica): secret_id for secret_id in secret_ids} if replica else {}
+    asked = dict(zip(sent, secret_ids, strict=True))
     for item in response.get("Errors", []):
         secret_id = asked.get(item.get("SecretId", ""), item.get("SecretId", ""))
         code = item.get("ErrorCode", "Unknown")
@@ -102,7 +103,7 @@ def read_answer(
         if problem is None:
             values.append(value_of(item, item["Name"]))
             continue
-        for secret_id in _named_by(secret_ids, item, replica):
+        for secret_id in _named_by(secret_ids, sent, item):
             errors[secret_id] = format_error("BatchGetSecretValue", secret_id, problem)
     return values, errors
 
@@ -125,17 +126,13 @@ def call_failure(err: Exception, secret_ids: list[str]) -> BatchRefusedError | B
     return BatchFailedError(message, errors)
 
 
-def _named_by(secret_ids: list[str], item: Any, replica: str | None) -> list[str]:
+def _named_by(secret_ids: list[str], sent: list[str], item: Any) -> list[str]:
     """The requested ids that name a batch item, by name, ARN or partial ARN (:func:`names`).
 
-    From a replica, an id is matched as it was sent there (its ARN in the replica's Region).
+    Each id is matched as it was sent (from a replica: its ARN in the replica's Region).
     """
     name, arn = str(item.get("Name", "")), str(item.get("ARN", ""))
-    return [
-        secret_id
-        for secret_id in secret_ids
-        if names(secret_id if replica is None else in_region(secret_id, replica), name, arn)
-    ]
+    return [secret_id for secret_id, as_sent in zip(secret_ids, sent, strict=True) if names(as_sent, name, arn)]
 
 
 def _reason(err: Exception) -> str:

@@ -36,7 +36,7 @@ from secretcache._keys import DEFAULT_STAGE
 from secretcache._lazy import ClientUnusableError, Lazy, reading_credentials
 from secretcache._logs import error_type
 from secretcache._policy import RetryPolicy
-from secretcache._regions import Regions, check_primary, in_region, region_of
+from secretcache._regions import Regions, check_primary, region_of
 from secretcache._response import MalformedResponseError, check_batch, check_fields, to_secret_value
 from secretcache._retrying import retrying
 from secretcache._stats import Counters
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from secretcache._observe import Fetch
 
-__all__ = ["REFRESH_NOW", "Fetcher"]
+__all__ = ["REFRESH_NOW", "Fetcher", "in_region"]
 
 REFRESH_NOW = "_secretcache_refresh_now"
 """The attribute by which a client declares that its ``get_secret_value`` takes ``RefreshNow=True``.
@@ -217,9 +217,9 @@ class Fetcher:
             response, replica = self._across_regions("BatchGetSecretValue", attempt, fetch)
         except _CALL_ERRORS as err:
             raise call_failure(err, secret_ids) from err
-        return read_answer(
-            response, secret_ids, replica, lambda item, name: self._value(item, name, "BatchGetSecretValue", replica)
-        )
+        sent = secret_ids if replica is None else [in_region(secret_id, replica) for secret_id in secret_ids]
+        value_of = functools.partial(self._value, operation="BatchGetSecretValue", replica=replica)
+        return read_answer(response, secret_ids, sent, replica, value_of)
 
     def reset_after_fork(self) -> None:
         """In a forked child: never reuse the parent's connections.
@@ -391,3 +391,12 @@ class Fetcher:
         falter = fetch.falter if fetch is not None else None
         policy, clock, sleep = self._retry, self._clock, self._sleep
         return retrying(attempt, policy, clock=clock, sleep=sleep, falter=falter, attempts=attempts, deadline=deadline)
+
+
+def in_region(secret_id: str, region: str) -> str:
+    """``secret_id`` as the same secret in ``region``: an ARN (full or partial) gets that Region, a name stays."""
+    parts = secret_id.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn" or parts[2] != "secretsmanager":
+        return secret_id
+    parts[3] = region
+    return ":".join(parts)

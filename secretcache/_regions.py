@@ -33,7 +33,6 @@ __all__ = [
     "check_replicas",
     "drop_connections",
     "env_region",
-    "in_region",
     "region_of",
 ]
 
@@ -49,15 +48,6 @@ def env_region(environ: Mapping[str, str] | None = None) -> str | None:
     """
     region = (os.environ if environ is None else environ).get("AWS_REGION", "").strip()
     return region or None
-
-
-def in_region(secret_id: str, region: str) -> str:
-    """``secret_id`` as the same secret in ``region``: an ARN (full or partial) gets that Region, a name stays."""
-    parts = secret_id.split(":", 5)
-    if len(parts) < 6 or parts[0] != "arn" or parts[2] != "secretsmanager":
-        return secret_id
-    parts[3] = region
-    return ":".join(parts)
 
 
 def region_of(client: Any) -> str | None:

@@ -14,7 +14,7 @@ from secretcache import (
     SecretCache,
     SecretUnavailableError,
 )
-from secretcache._regions import in_region
+from secretcache._fetcher import in_region
 from tests.conftest import Calls, FakeClock
 from tests.regions import PRIMARY, REPLICA, THROTTLING, create, regional, sent_ids
 from tests.test_cache import make_cache

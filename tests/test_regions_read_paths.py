@@ -23,7 +23,7 @@ from secretcache import (
     SecretCache,
     SecretUnavailableError,
 )
-from secretcache._regions import in_region
+from secretcache._fetcher import in_region
 from tests.conftest import FAST_RETRY, Calls, FakeClock, wait_until
 from tests.regions import PRIMARY, REPLICA, THROTTLING, create, regional, sent_ids
 from tests.test_cache import rotate
