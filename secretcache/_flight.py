@@ -145,6 +145,15 @@ class Flight:
         self._done = threading.Event()
         self._settled = threading.Event()
 
+    def restore_due(self, entries: dict[CacheKey, Entry]) -> None:
+        """A queued refresh that came to nothing: its entry, if still held, gets its refresh point back.
+
+        Queuing moved the point to the TTL (so reads take the hot path meanwhile); restored, the
+        next read past it queues the refresh again instead of waiting for the TTL to fetch.
+        """
+        if self.due is not None and entries.get(self.key) is self.previous:
+            self.previous.refresh_at = self.due  # type: ignore[union-attr]
+
     def wake(self, effects: Effects) -> None:
         """Wake every waiter, asyncio ones too; called once, when the flight is done (``entry``, ``error`` final).
 
@@ -276,13 +285,11 @@ class Flights(dict["CacheKey", Flight]):
     def clear_after_fork(self, entries: dict[CacheKey, Entry]) -> None:
         """In a forked child: drop every flight (their threads are not in the child).
 
-        A background refresh queued or running at the fork had moved its entry's refresh point
-        to the TTL (so reads take the hot path meanwhile): it is put back, so the child's next
-        read past it queues the refresh again instead of waiting for the TTL to fetch.
+        A background refresh queued or running at the fork comes to nothing there: its entry's
+        refresh point is restored (:meth:`Flight.restore_due`).
         """
         for flight in self.values():
-            if flight.due is not None and entries.get(flight.key) is flight.previous:
-                flight.previous.refresh_at = flight.due  # type: ignore[union-attr]
+            flight.restore_due(entries)
         self.clear()
 
     def forget(self, flight: Flight, entries: dict[CacheKey, Entry]) -> None:
@@ -295,8 +302,7 @@ class Flights(dict["CacheKey", Flight]):
             del self[flight.key]
         if flight.state is QUEUED and not flight.requeued:
             flight.state = DONE
-            if flight.due is not None and entries.get(flight.key) is flight.previous:
-                flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read queues again
+            flight.restore_due(entries)
 
 
 class Serving:

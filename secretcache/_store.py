@@ -282,8 +282,8 @@ class Store:
                     self._table.advance(flight.key, value, seq, effects, keep=keep, spares=spares)
                 if mine and result is not None:
                     self._table.install(flight.key, result, effects)
-                elif mine and flight.due is not None and self.entries.get(flight.key) is flight.previous:
-                    flight.previous.refresh_at = flight.due  # type: ignore[union-attr]  # a later read retries
+                elif mine:  # a refresh that ended with nothing: a later read queues it again
+                    flight.restore_due(self.entries)
                 if result is not None and result.failure is not None:
                     effects.count("errors")
                 effects.apply_counts(self.counters)  # before DONE: a reader that sees it done sees its counts
