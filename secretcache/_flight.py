@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, NoReturn
 
 from secretcache._errors import SecretCacheError, SecretUnavailableError
-from secretcache._logs import Facts, facts
+from secretcache._logs import Facts, callable_name, facts
 from secretcache._stats import Counters
 
 if TYPE_CHECKING:
@@ -88,7 +88,8 @@ class Effects:
                     listener(change)
                 except Exception as err:
                     extra = facts("on_change", secret_name=change.name, version_id=change.new_version_id, error=err)
-                    logger.exception("on_change listener %r failed for secret %r", listener, change.name, extra=extra)
+                    shown = callable_name(listener)  # its repr may show a value it holds
+                    logger.exception("on_change listener %s failed for secret %r", shown, change.name, extra=extra)
 
 
 class Flight:

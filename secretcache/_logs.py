@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from botocore.exceptions import ClientError
 
-__all__ = ["FIELDS", "Facts", "LogLine", "error_type", "facts"]
+__all__ = ["FIELDS", "Facts", "LogLine", "callable_name", "error_type", "facts"]
 
 FIELDS = ("secret_name", "version_id", "operation", "attempt", "error_type")
 """The ``extra`` fields a record may carry; ``operation`` is on every record."""
@@ -79,3 +79,13 @@ def error_type(error: BaseException) -> str:
         code = error.response.get("Error", {}).get("Code", "")
         return code if isinstance(code, str) and _CODE.fullmatch(code) else "Unknown"
     return type(error).__name__
+
+
+def callable_name(function: object) -> str:
+    """A listener's or callback's name for a log line: its qualified name, never its ``repr``.
+
+    The ``repr`` of a bound method shows its object's, and a ``functools.partial``'s its
+    arguments: a callback given the credentials it rebuilds with may hold the secret value.
+    """
+    name = getattr(function, "__qualname__", None)
+    return name if isinstance(name, str) else type(function).__qualname__

@@ -37,7 +37,7 @@ from secretcache._errors import SecretCacheError, SecretFormatError
 from secretcache._fork import track
 from secretcache._json import select_key
 from secretcache._keys import CacheKey, names
-from secretcache._logs import facts
+from secretcache._logs import callable_name, facts
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -543,4 +543,5 @@ class SecretWatch(Generic[M]):
             callback(argument)
         except Exception as err:
             extra = facts("watch", secret_name=self._secret_id, version_id=version, error=err)
-            logger.exception("watch callback %r failed for secret %r", callback, self._secret_id, extra=extra)
+            shown = callable_name(callback)  # its repr may show a value it holds (a bound method's object)
+            logger.exception("watch callback %s failed for secret %r", shown, self._secret_id, extra=extra)

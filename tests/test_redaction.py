@@ -273,3 +273,36 @@ def test_integrations_never_show_the_value(
     texts += [captured.err, repr(cache.stats())]
     assert_no_record_leaks(caplog.records)
     assert [text for text in texts if MARKER in text] == []
+
+
+class _Pool:
+    """An application object whose ``repr`` shows the password it was last given (a dataclass's would)."""
+
+    def __init__(self) -> None:
+        self.password = ""
+
+    def __repr__(self) -> str:
+        return f"_Pool(password={self.password!r})"
+
+    def reconnect(self, change: SecretChange) -> None:
+        self.password = MARKER  # as a listener re-reading the secret would
+        raise RuntimeError("reconnect failed")
+
+
+def test_a_failing_listener_is_logged_by_its_name_not_its_repr(
+    client: Any, admin: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listener that raises is named by its qualified name: a bound method's ``repr`` showed its
+    object's, value included."""
+    admin.create_secret(Name="db", SecretString="v1")
+    cache = make_cache(client, clock)
+    pool = _Pool()
+    cache.on_change(pool.reconnect)
+    cache.get_secret_string("db")
+    rotate(admin, "db", "v2")
+    with caplog.at_level(logging.DEBUG, logger="secretcache"):
+        cache.refresh("db")
+    assert [record.getMessage() for record in caplog.records if record.exc_info] == [
+        "on_change listener _Pool.reconnect failed for secret 'db'"
+    ]
+    assert record_leaks(caplog.records, MARKER) == []

@@ -296,6 +296,37 @@ def test_a_validator_raising_another_error_is_a_failed_version(
     assert leaks_in_records(caplog.records, PASSWORD) == []
 
 
+class _Holder:
+    """An application object whose ``repr`` shows the credentials it holds (as a dataclass's would)."""
+
+    def __init__(self) -> None:
+        self.password = ""
+
+    def __repr__(self) -> str:
+        return f"_Holder(password={self.password!r})"
+
+    def rebuild(self, db: Database) -> None:
+        self.password = db.password.get_secret_value()
+        raise RuntimeError("pool rebuild failed")
+
+
+def test_a_failing_callback_is_logged_by_its_name_not_its_repr(
+    cache: SecretCache, admin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A callback that raises is named by its qualified name: a bound method's ``repr`` showed the
+    password its object had just been given, in the log line's message and ``args``."""
+    holder = _Holder()
+    with cache.watch(SECRET, Database, on_change=holder.rebuild):
+        rotate(admin, SECRET, document("v2"))
+        with caplog.at_level(logging.DEBUG, logger="secretcache"):
+            cache.refresh(SECRET)
+    assert holder.password == PASSWORD
+    assert [record.getMessage() for record in caplog.records if record.exc_info] == [
+        f"watch callback _Holder.rebuild failed for secret {SECRET!r}"
+    ]
+    assert leaks_in_records(caplog.records, PASSWORD) == []
+
+
 def test_a_watch_spelled_by_arn_follows_a_change_read_by_name(client: Any, admin: Any, clock: FakeClock) -> None:
     """The change of a secret read under another spelling reaches a watch of its ARN."""
     arn = admin.create_secret(Name=SECRET, SecretString=document("v1"))["ARN"]
