@@ -318,7 +318,13 @@ class AsyncSecretCache:
             return step.served
         flight, spare = step.flight, step.spare
         if step.owner:  # started before the first await, so a cancelled task never strands it
-            self._runner.start(flight)
+            try:
+                self._runner.start(flight)
+            except RuntimeError:  # no thread to be had (the flight is completed with no answer)
+                served = None if spare is None else store.serving.spare(spare)
+                if served is None:  # nothing to serve: the loop must not run the fetch itself
+                    raise
+                return served  # a value it may serve past its TTL, as when its fetch falters
         elif flight.owner == threading.get_ident():  # a loop run by a hook of that very fetch: it cannot end
             return store.serving.give_up(flight, "it is being fetched further up this thread's stack")
         loop = asyncio.get_running_loop()

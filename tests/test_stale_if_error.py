@@ -190,6 +190,28 @@ def test_without_a_thread_to_spare_the_reader_fetches_itself(
     assert cache.stats().in_flight == 0
 
 
+def test_without_a_thread_to_spare_an_async_reader_gets_the_value_it_holds(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If no thread can be started for an asyncio read's fetch, a reader holding a value it may
+    serve gets it (counted stale), and the key's next read fetches; one with nothing to serve
+    still gets the ``RuntimeError``, since the event loop must not run the fetch.
+
+    It raised ``RuntimeError("can't start new thread")`` although its value was servable.
+    """
+    cache = expired(client, admin, clock)
+    acache = AsyncSecretCache(cache=cache)
+    refuse_thread_starts(monkeypatch, "secretcache-fetch")
+    assert within_watchdog(lambda: asyncio.run(acache.get_secret_string("db"))) == "pw-1"
+    assert cache.stats().stale_served == 1
+    assert cache.stats().in_flight == 0
+    with pytest.raises(RuntimeError, match="can't start new thread"):  # a cold key: nothing to serve
+        within_watchdog(lambda: asyncio.run(acache.get_secret_string("other")))
+    monkeypatch.undo()
+    assert within_watchdog(lambda: asyncio.run(acache.get_secret_string("db"))) == "pw-2"
+    assert calls["GetSecretValue"] == 2  # the first read of db, then this one: none while no thread started
+
+
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, MemoryError])
 def test_a_fetch_thread_start_interrupted_leaves_no_fetch_in_flight(
     client: Any,
