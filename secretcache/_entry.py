@@ -18,6 +18,7 @@ __all__ = [
     "READ_FAILS",
     "Entry",
     "Failure",
+    "Memo",
     "behind_error",
     "binary_of",
     "failed_entry",
@@ -52,14 +53,32 @@ class Failure:
         self.count = count
 
 
+class Memo:
+    """What is worked out once per version from a cached value: its JSON parse and the models validated from it.
+
+    Shared by the entries that hold one version of one key: an entry replacing another of the
+    same version (a refresh that found no new version, a failed fetch keeping the value to serve)
+    takes over its memo (:meth:`Table.install`), so a parse or a validation still running on the
+    replaced entry lands where later reads look. Written without the cache lock: ``parsed`` once
+    (two threads racing both parse, to equal results), ``models`` copied on write under
+    :mod:`secretcache._model`'s guard, so a reader takes no lock.
+    """
+
+    __slots__ = ("models", "parsed")
+
+    def __init__(self) -> None:
+        self.parsed: Any = _UNPARSED
+        self.models: dict[Any, tuple[Any, Any]] | None = None  # secretcache._model: validated once per model
+
+
 class Entry:
     """What the cache knows about one key: a value and/or a remembered failure, with deadlines.
 
     The value and the deadlines never change once built (a refresh installs a new ``Entry``),
     so readers use an entry without locking. Bookkeeping written outside that rule: ``hits``
     (counted on the hot path, doubling as the recency signal for eviction), ``seen`` (the hit
-    count at the last eviction sweep), the memoised JSON parse, the models validated from it
-    (``models``, written by :mod:`secretcache._model`), and ``refresh_at``, moved to
+    count at the last eviction sweep), its :class:`Memo` (the JSON parse and the models validated
+    from it, shared with the entries of the same version that replace it), and ``refresh_at``, moved to
     ``fresh_until`` under the cache lock once a background refresh is scheduled. An entry whose
     version another spelling, a late answer or an orphaned fetch has overtaken is *retired*: its
     deadlines drop to ``-inf`` under the lock (:meth:`retire`), so no read serves it again.
@@ -82,8 +101,7 @@ class Entry:
         "failure",
         "fresh_until",
         "hits",
-        "models",
-        "parsed",
+        "memo",
         "refresh_at",
         "seen",
         "stale_until",
@@ -112,8 +130,7 @@ class Entry:
         self.failure = failure
         self.hits = 0
         self.seen = 0
-        self.parsed: Any = _UNPARSED
-        self.models: dict[Any, tuple[Any, Any]] | None = None  # secretcache._model: validated once per model
+        self.memo = Memo()
 
     def __repr__(self) -> str:
         state = "value" if self.value is not None else "no value"
@@ -153,14 +170,15 @@ class Entry:
         Raises:
             SecretFormatError: The value is binary, not valid JSON, or nested too deeply to parse.
         """
-        parsed = self.parsed
+        memo = self.memo
+        parsed = memo.parsed
         if parsed is _UNPARSED:
             if self.string is None:
                 raise SecretFormatError(
                     f"secret {secret_id!r} holds binary data, not a JSON string", secret_id=secret_id
                 )
             parsed = parse_document(self.string, secret_id)
-            self.parsed = parsed
+            memo.parsed = parsed
         return parsed
 
 

@@ -1,13 +1,14 @@
 """Typed secrets: a secret's JSON document validated into a model once per cached version.
 
 ``get_secret_model`` validates an entry's parsed document (:meth:`Entry.json`) with pydantic's
-``TypeAdapter`` (one per model type, built on first use) and keeps the result on the entry, in
-``Entry.models``, keyed by the model (and the JSON key read): a hit is the cache's lock-free hit
-plus one dictionary lookup. A rotation installs a new entry, so the next read validates the new
+``TypeAdapter`` (one per model type, built on first use) and keeps the result with the entry, in
+its memo's ``models`` (:class:`~secretcache._entry.Memo`, shared by the entries of one version),
+keyed by the model (and the JSON key read): a hit is the cache's lock-free hit plus one
+dictionary lookup. A rotation installs a new entry, so the next read validates the new
 version once. A frozen model (``frozen=True`` pydantic model or dataclass) is shared by every
 reader; any other object is copied per read, as ``get_secret_json`` copies its documents.
 
-Concurrent readers of one entry validate once: the first claims the validation, the others wait
+Concurrent readers of one version validate once: the first claims the validation, the others wait
 for it (:func:`held_of`). A failed validation is remembered on the entry too, as the message of a
 :class:`SecretFormatError` built afresh for each read. Pydantic's ``ValidationError`` carries
 the input (``str()`` prints ``input_value=...``, ``errors()`` hold ``input``), so the error
@@ -304,14 +305,15 @@ def held_of(entry: Entry, secret_id: str, model: Any, key: str | None) -> tuple[
         RuntimeError: A validator of ``model`` reads this very model of this very version.
     """
     slot = model if key is None else (model, key)
-    token = (id(entry), slot)
+    memo = entry.memo  # shared by the entries of this version (Table.install): validated once for all
+    token = (id(memo), slot)
     me = threading.get_ident()
     while True:
-        models = entry.models
+        models = memo.models
         if models is not None and slot in models:
             return models[slot]
         with _guard:
-            models = entry.models
+            models = memo.models
             if models is not None and slot in models:
                 return models[slot]
             waiting = _pending.get(token)
@@ -326,7 +328,7 @@ def held_of(entry: Entry, secret_id: str, model: Any, key: str | None) -> tuple[
     try:
         held = _validate(entry, secret_id, model, key)
         with _guard:
-            entry.models = {**(entry.models or {}), slot: held}  # copied on write: readers take no lock
+            memo.models = {**(memo.models or {}), slot: held}  # copied on write: readers take no lock
     finally:
         with _guard:
             _pending.pop(token, None)
@@ -342,7 +344,7 @@ def model_of(entry: Entry, secret_id: str, model: Any, key: str | None) -> Any:
             named, no value), or binary data, invalid JSON, ``key`` missing.
         TypeError: pydantic cannot validate ``model``.
     """
-    models = entry.models
+    models = entry.memo.models
     held = None if models is None else models.get(model if key is None else (model, key))
     if held is None:
         held = held_of(entry, secret_id, model, key)

@@ -117,12 +117,13 @@ class Table:
         """Put ``entry`` in the table, evicting if full; note what to count and log.
 
         An entry of the version the replaced one holds (a refresh that found no new version, or a
-        failed fetch keeping that value to serve while fetching fails) takes over its JSON parse
-        and validated models: parsed and validated once per version.
+        failed fetch keeping that value to serve while fetching fails) shares its :class:`Memo`
+        (JSON parse, validated models): parsed and validated once per version, even by a reader
+        still validating on the replaced entry.
         """
         old = self.entries.get(key)
         if old is not None and _same_version(old.value, entry.value):
-            entry.parsed, entry.models = old.parsed, old.models  # models: copied on write, never changed
+            entry.memo = old.memo
         self.entries[key] = entry
         if key.current:  # replaced in place: a lock-free reader finds the old entry or the new one
             self.current[key.secret_id] = entry

@@ -233,6 +233,23 @@ class TestValidatedOnce:
         assert cache.get_secret_model(SECRET, Database) is frozen
         assert (len(Database.validations), cache.stats().errors) == (1, 1)
 
+    def test_a_validation_running_while_a_refresh_finds_the_same_version_serves_the_new_entry_too(
+        self, client: Any, admin: Any, clock: FakeClock
+    ) -> None:
+        """A refresh installing the same version while a reader validates it: later reads reuse that validation."""
+        admin.create_secret(Name=SECRET, SecretString=json.dumps(DOCUMENT))
+        calls = Calls(client)
+        cache = make_cache(client, clock)
+        cache.get_secret_string(SECRET)  # warm, not validated yet
+        Gated.validations.clear()
+        results: list[Gated] = []
+        [reader] = _readers(1, lambda: results.append(cache.get_secret_model(SECRET, Gated)))
+        wait_until(lambda: inside(reader, _hold_validation))  # validating the entry the refresh replaces
+        cache.refresh(SECRET)  # the same version, in a new entry
+        _release_validation_once_all_arrived([reader])
+        assert cache.get_secret_model(SECRET, Gated) is results[0]
+        assert (calls["GetSecretValue"], len(Gated.validations)) == (2, 1)
+
     def test_each_model_and_key_is_validated_once_per_version(self, cache: SecretCache) -> None:
         """Two models of one version are two validations, each done once."""
         for _ in range(100):
