@@ -133,7 +133,10 @@ def aliases(secret_id: str) -> set[str]:
 
     A name stands for itself; a full ARN also for its name and its partial ARN (the ARN
     without the six-character suffix); a partial ARN also for its name. Two ids that share an
-    alias may be the same secret. Over-matching is harmless for invalidation; missing is not.
+    alias may be the same secret. An ARN cannot say whether it is full or partial
+    (``...:secret:a-bcdefg`` is both), so this over-matches: invalidation must miss nothing, and
+    :meth:`Table.matches <secretcache._table.Table.matches>` uses it on a key's spelling only
+    while no value has said which secret the key reads.
     """
     found = {secret_id}
     if secret_id.startswith("arn:") and ":secret:" in secret_id:

@@ -355,12 +355,19 @@ class Table:
             effects.count("evictions")
 
     def matches(self, key: CacheKey, targets: set[str]) -> bool:
-        """Whether an entry or flight of ``key`` may belong to the secret with ``targets``."""
-        names = aliases(key.secret_id)
+        """Whether an entry or flight of ``key`` may belong to the secret with ``targets``.
+
+        Once an entry holds a value, its ARN and name say which secret the key reads, so the
+        key's own spelling is not guessed at: a partial ARN ``...:secret:a-bcdefg`` would
+        otherwise also pass for the full ARN of a secret ``a`` (:func:`aliases` over-matches).
+        """
         entry = self.entries.get(key)
-        if entry is not None and entry.value is not None:
-            names |= aliases(entry.value.arn)
-            names.add(entry.value.name)
+        value = entry.value if entry is not None else None
+        if value is not None and value.arn:
+            names = aliases(value.arn)
+            names.update((value.name, key.secret_id))
+        else:
+            names = aliases(key.secret_id)
         return not names.isdisjoint(targets)
 
 

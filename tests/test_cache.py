@@ -258,6 +258,31 @@ class TestInvalidation:
         assert cache.invalidate() == 1
         assert cache.stats().size == 0
 
+    def test_a_partial_arn_that_looks_like_another_secrets_full_arn_is_not_dropped_with_it(
+        self, client: Any, admin: Any, calls: Calls, clock: FakeClock
+    ) -> None:
+        """invalidate("a") (or an event naming it) keeps ``a-bcdefg`` read by its partial ARN.
+
+        ``...:secret:a-bcdefg`` reads like the full ARN of ``a`` with suffix ``bcdefg``; once an
+        entry holds a value its ARN says which it is. Dropping it threw away a fresh value of a
+        secret that never changed: with Secrets Manager failing, its next read raised.
+        """
+        admin.create_secret(Name="a", SecretString="a-1")
+        created = admin.create_secret(Name="a-bcdefg", SecretString="other-1")
+        partial = created["ARN"][:-7]
+        cache = make_cache(client, clock)
+        assert cache.get_secret_string(partial) == "other-1"
+        assert cache.get_secret_string(partial, version_id=created["VersionId"]) == "other-1"
+        cache.get_secret_string("a")
+        assert cache.invalidate("a") == 1
+        outage = calls.fail_with("ThrottlingException")
+        try:  # both entries still cached: no call
+            assert cache.get_secret_string(partial) == "other-1"
+            assert cache.get_secret_string(partial, version_id=created["VersionId"]) == "other-1"
+        finally:
+            outage()
+        assert cache.invalidate("a-bcdefg") == 2  # its own name still drops them
+
     def test_invalidate_forces_next_read_to_fetch(
         self, client: Any, admin: Any, calls: Calls, clock: FakeClock
     ) -> None:
