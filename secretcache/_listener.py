@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from secretcache._cache import dropped_keys
 from secretcache._errors import SecretUnavailableError
-from secretcache._events import secret_ids_from_event, shown
+from secretcache._events import MAX_IDS, secret_ids_from_event, shown
 from secretcache._fork import track
 from secretcache._logs import facts
 from secretcache._regions import env_region
@@ -292,6 +292,12 @@ class SqsInvalidationListener:
                 extra=facts("sqs.message"),
             )  # fmt: skip
             return True
+        if len(ids) > MAX_IDS:  # one message is one event: a poison one packing many must not flood the log
+            logger.debug(
+                "SQS message %s: ignoring %d secret ids beyond the first %d", message_id, len(ids) - MAX_IDS, MAX_IDS,
+                extra=facts("sqs.message"),
+            )  # fmt: skip
+            del ids[MAX_IDS:]
         applied = True
         invalidated: list[tuple[SecretCache, list[CacheKey]]] = []
         for cache in self._caches:  # every cache first: none waits for another's refresh

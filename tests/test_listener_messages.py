@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from secretcache import SecretCache, SecretNotFoundError
-from secretcache.events import SqsInvalidationListener
+from secretcache.events import MAX_IDS, SqsInvalidationListener
 from tests.conftest import FAST_RETRY, REGION, Calls, FakeClock
 from tests.leaks import record_leaks
 from tests.listener import queue as queue  # a fixture
@@ -135,6 +135,30 @@ def test_a_poison_message_does_not_hold_back_its_batch(
     assert f"refreshing after SQS message {poison} raised Boom; the invalidation stands" in caplog.text
     assert all(message_id in caplog.text for message_id in sent)
     assert record_leaks(caplog.records, MARKER) == []
+
+
+def test_a_message_naming_thousands_of_secrets_applies_at_most_max_ids(
+    client: Any, admin: Any, queue: tuple[Any, str, str], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fleet.md: one message yields at most MAX_IDS ids, however it packs them (a ``Records`` list in its body).
+
+    An SQS message is one event; a poison one under 256 KiB packing 1,200 change events used to
+    invalidate, and log at INFO, all 1,200.
+    """
+    sqs, url, _ = queue
+    cache = warmed(client, admin, clock, "s0")
+    records = [{"body": json.dumps(change_event(f"s{index}"), separators=(",", ":"))} for index in range(1200)]
+    body = json.dumps({"Records": records}, separators=(",", ":"))
+    assert len(body) < 256 * 1024
+    message_id = send(sqs, url, body)
+    listener = SqsInvalidationListener(cache, url, client=sqs, wait_time_seconds=0)
+    with caplog.at_level(logging.DEBUG, logger="secretcache"):
+        assert listener.poll_once() == 1
+    invalidated = [record for record in caplog.records if "after SQS message" in record.getMessage()]
+    assert len(invalidated) == MAX_IDS
+    assert f"SQS message {message_id}: ignoring {1200 - MAX_IDS} secret ids beyond the first {MAX_IDS}" in caplog.text
+    assert cache.get_secret_string("s0") == "s0-2"  # the first ids are applied
+    assert queue_is_empty(sqs, url)
 
 
 def test_a_transient_refresh_failure_leaves_the_message_for_redelivery(
