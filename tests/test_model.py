@@ -20,6 +20,7 @@ from moto.secretsmanager.models import FakeSecret, secretsmanager_backends
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from secretcache import RetryPolicy, SecretCache, SecretChange, SecretNotFoundError, SecretValue
+from secretcache.events import invalidate_from_event
 from tests import atomic_moto
 from tests.conftest import REGION, Calls, FakeClock
 
@@ -31,6 +32,8 @@ LIGHT = settings.get_current_profile_name() == "compat"
 SECRETS = ("app/db", "app/api", "svc")
 STAGES = ("AWSCURRENT", "AWSPREVIOUS", "AWSPENDING")
 SPELLINGS = ("name", "arn", "partial")  # how a read or invalidate() names a secret
+EVENT_SPELLINGS = (*SPELLINGS, "replica arn", "replica partial", "other account")  # how an event may name one
+EVENT_SHAPES = ("trail", "native", "sns")
 TTL = 10.0
 # FAST_RETRY, but a remembered "not found" never outlives a TTL, so the model's one window covers it.
 MODEL_RETRY = RetryPolicy(
@@ -140,7 +143,9 @@ class CacheMachine(RuleBasedStateMachine):
     and a failure backoff capped below the TTL. Three secrets are read by name, full ARN and
     partial ARN, by staging label (AWSCURRENT, AWSPREVIOUS, AWSPENDING) and by version id, while
     rules put new values, stage AWSPENDING values and promote them with
-    UpdateSecretVersionStage, invalidate, force refreshes and advance the clock.
+    UpdateSecretVersionStage, invalidate (also through change events naming the secret by any
+    spelling, or by its ARN in a replica Region or another account), force refreshes and advance
+    the clock.
 
     The model does not predict the cache; it records, for every step, the clock and which
     version every label pointed to, and which steps read which cache key (a key is the
@@ -466,6 +471,48 @@ class CacheMachine(RuleBasedStateMachine):
     def invalidate(self, name: str | None, spelling: str) -> None:
         step = self._step()
         self._invalidate(None if name is None else self.spellings[name][spelling])
+        self._invalidated(name, step)
+
+    @rule(name=st.sampled_from(SECRETS), spelling=st.sampled_from(EVENT_SPELLINGS), shape=st.sampled_from(EVENT_SHAPES))
+    def invalidate_by_event(self, name: str, spelling: str, shape: str) -> None:
+        """A change event naming the secret (docs/fleet.md) drops what ``invalidate()`` drops.
+
+        The event names it as a read may (name, full or partial ARN), or by its ARN in a replica
+        Region or in another account; as CloudTrail's ``requestParameters.secretId``, a native
+        ``Secret Label Updated`` event's resource (its ``detail.name`` for a name), or a CloudTrail
+        event inside an SNS notification.
+        """
+        arn = self.spellings[name]["arn"]
+        secret_id = {
+            "replica arn": arn.replace(f":{REGION}:", ":us-west-2:"),
+            "replica partial": arn.replace(f":{REGION}:", ":us-west-2:")[:-7],
+            "other account": arn.replace(f":{DEFAULT_ACCOUNT_ID}:", ":210987654321:"),
+        }.get(spelling) or self.spellings[name][spelling]
+        trail = {
+            "source": "aws.secretsmanager",
+            "detail-type": "AWS API Call via CloudTrail",
+            "detail": {"eventName": "PutSecretValue", "requestParameters": {"secretId": secret_id}},
+        }
+        event: Any = {
+            "trail": trail,
+            "native": {
+                "source": "aws.secretsmanager",
+                "detail-type": "Secret Label Updated",
+                "resources": [secret_id] if secret_id.startswith("arn:") else [],
+                "detail": {"name": name, "labelUpdated": "AWSCURRENT"},
+            },
+            "sns": json.dumps({"Type": "Notification", "Message": json.dumps(trail)}),
+        }[shape]
+        step = self._step()
+        assert self._apply_event(event) == [secret_id]
+        self._invalidated(name, step)
+
+    def _apply_event(self, event: Any) -> list[str]:
+        """``invalidate_from_event()`` on the cache: the ids it invalidated."""
+        return invalidate_from_event(self.cache, event)
+
+    def _invalidated(self, name: str | None, step: int) -> None:
+        """Note that ``name`` (``None``: every secret) was invalidated at ``step``."""
         with self.typed_lock:
             self.typed = {slot: held for slot, held in self.typed.items() if name not in (None, self.owner[slot[0][1]])}
         if name is None:

@@ -4,7 +4,8 @@ A real ``SecretCache`` over in-process moto, with a replica Region, reads a secr
 ARN and partial ARN (three keys of one label) while rules put new versions (the replica lagging
 behind some of them, ``tests/replication.py``), roll AWSCURRENT back, make the primary Region
 throttle during a read, hold reads whose answer arrives late (held before the request reaches
-moto, or after moto answered), invalidate while they are held, force refreshes and move the
+moto, or after moto answered), invalidate while they are held (``invalidate()``, or a change event naming the
+secret's ARN in the replica Region), force refreshes and move the
 clock. The cache holds ``MAX_SIZE`` entries, fewer than the spellings, and a rule reads other
 secrets that never change: it serves ``2 * MAX_SIZE + 1`` labels, more than its entries hold,
 and as many as it remembers the newest version of (``Table``: no mark of a label is forgotten
@@ -43,6 +44,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from moto import mock_aws
 
 from secretcache import RetryPolicy, SecretCache, SecretChange, SecretUnavailableError, SecretWatch
+from secretcache.events import invalidate_from_event
 from tests import atomic_moto
 from tests.conftest import REGION, WATCHDOG, Calls, FakeClock, wait_until
 from tests.replication import Lag
@@ -422,9 +424,16 @@ class MonotonicMachine(RuleBasedStateMachine):
         self.watch_positions[spelling] = positions[0]
         self._settle()  # a due refresh it started in the background
 
-    @rule(name=st.sampled_from([None, *SECRETS]), spelling=st.sampled_from(SPELLINGS))
-    def invalidate(self, name: str | None, spelling: str) -> None:
-        self.cache.invalidate(None if name is None else self.spellings[name][spelling])
+    @rule(name=st.sampled_from([None, *SECRETS]), spelling=st.sampled_from(SPELLINGS), by_event=st.booleans())
+    def invalidate(self, name: str | None, spelling: str, by_event: bool = False) -> None:
+        """``invalidate()``; ``by_event``: a change event naming the secret's ARN in the replica Region instead."""
+        if name is None or not by_event:
+            self.cache.invalidate(None if name is None else self.spellings[name][spelling])
+            return
+        arn = self.spellings[name]["arn"].replace(f":{REGION}:", f":{REPLICA}:")
+        event = {"source": "aws.secretsmanager", "detail-type": "Secret Label Updated", "resources": [arn]}
+        event["detail"] = {"name": name}
+        assert invalidate_from_event(self.cache, event) == [arn]
 
     @rule(name=st.sampled_from(SECRETS), lagging=st.booleans())
     def put_value(self, name: str, lagging: bool) -> None:

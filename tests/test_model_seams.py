@@ -389,6 +389,10 @@ class SeamsMachine(CacheMachine):
         """``invalidate()`` under the watchdog."""
         self._bounded(lambda: self.cache.invalidate(secret_id), f"invalidate({secret_id!r})")
 
+    def _apply_event(self, event: Any) -> list[str]:
+        """``invalidate_from_event()`` under the watchdog."""
+        return self._bounded(lambda: super(SeamsMachine, self)._apply_event(event), "invalidate_from_event()")
+
     def _check_moved(self, outcome: Outcome | str, made: int, moved: tuple[int, int]) -> None:
         """Not per read here (listeners read inside reads): see :meth:`counters_match_the_backend`."""
 
