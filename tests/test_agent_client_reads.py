@@ -138,7 +138,7 @@ def test_endpoint_variable_is_not_a_cache_setting_typo(standin: AgentStandIn, mo
     """SECRETCACHE_AGENT_ENDPOINT picks the server, and SecretCache.from_env() does not refuse it as unknown."""
     monkeypatch.setenv("SECRETCACHE_AGENT_ENDPOINT", standin.url)
     monkeypatch.setenv("AWS_TOKEN", TOKEN)
-    with SecretCache.from_env(client=AgentClient()) as cache:
+    with AgentClient() as agent, SecretCache.from_env(client=agent) as cache:  # the client's connection too
         assert cache.get_secret_string("app/db") == VALUE
 
 

@@ -203,6 +203,7 @@ async def test_refresh_ahead_and_prefetch(client: Any, admin: Any, calls: Calls,
     assert cache.invalidate("b") == 1
     with pytest.raises(TypeError):
         await cache.prefetch("a")
+    cache.close()  # its refresh thread stops now, not 10 s into later tests
 
 
 async def test_shares_a_sync_cache_and_closes(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> None:
