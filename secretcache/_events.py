@@ -103,12 +103,39 @@ def secret_ids_from_event(event: Any) -> list[str]:
 
     Accepts what :func:`invalidate_from_event` accepts. Ids the cache would refuse (blank or
     whitespace, with a control character, longer than 2,048 characters) are left out with a
-    DEBUG log giving their length; the other ids of the event are kept. Never raises for bad input.
+    DEBUG log giving their length; the other ids of the event are kept. At most :data:`MAX_IDS`
+    ids come from one event, and from one message (a record of a Lambda batch) however it
+    packs them. Never raises for bad input.
     """
     found: list[str] = []
-    for document in _unwrap(event, 0):
-        found.extend(_ids_of(document))
+    for message in _messages(event):
+        ids = [secret_id for document in _unwrap(message, 0) for secret_id in _ids_of(document)]
+        found.extend(_at_most(ids, "a message"))
     return [secret_id for secret_id in dict.fromkeys(found) if _usable(secret_id)]
+
+
+def _messages(event: Any) -> list[Any]:
+    """A Lambda ``Records`` batch's records one by one (each one SQS message or SNS notification), else ``[event]``.
+
+    A message yields at most :data:`MAX_IDS` ids however its body packs them (a ``Records`` list
+    of its own, say), as a message the SQS listener receives does; a batch of many messages
+    yields each one's.
+    """
+    document = _parse(event)
+    records = document.get("Records") if isinstance(document, Mapping) else None
+    if not isinstance(records, list):
+        return [document]
+    return [{"Records": [record]} for record in records]
+
+
+def _at_most(ids: list[str], what: str) -> list[str]:
+    """The first :data:`MAX_IDS` of ``ids``; the rest ignored with one DEBUG line (poison: a flood of invalidations)."""
+    if len(ids) > MAX_IDS:
+        logger.debug(
+            "ignoring %d secret ids of %s beyond the first %d", len(ids) - MAX_IDS, what, MAX_IDS, extra=facts("event")
+        )
+        del ids[MAX_IDS:]
+    return ids
 
 
 def invalidate_from_event(cache: SecretCache, event: Any) -> list[str]:
@@ -212,9 +239,4 @@ def _ids_of(event: Mapping[str, Any]) -> list[str]:
         ids.extend(arn for arn in resources if isinstance(arn, str) and ":secretsmanager:" in arn)
     if not ids and event.get("detail-type") == "Secret Label Updated" and isinstance(detail.get("name"), str):
         ids.append(detail["name"])
-    if len(ids) > MAX_IDS:  # poison: a flood of invalidations and log lines would hold up the poll loop
-        logger.debug(
-            "ignoring %d secret ids of an event beyond the first %d", len(ids) - MAX_IDS, MAX_IDS, extra=facts("event")
-        )
-        del ids[MAX_IDS:]
-    return ids
+    return _at_most(ids, "an event")  # poison: a flood of invalidations and log lines would hold up the poll loop

@@ -266,3 +266,20 @@ def test_an_event_naming_thousands_of_secrets_yields_at_most_max_ids(
     invalidated = [record for record in caplog.records if record.getMessage().startswith("invalidated ")]
     assert len(invalidated) == MAX_IDS
     assert f"ignoring {3000 - MAX_IDS} secret ids of an event beyond the first {MAX_IDS}" in caplog.text
+
+
+def test_a_lambda_batch_record_packing_thousands_of_events_yields_at_most_max_ids(
+    client: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fleet.md: one SQS message of a Lambda batch yields at most MAX_IDS ids; the other records all apply."""
+    packed = [change_event(f"poison/{index:04d}") for index in range(1200)]
+    poison = {"body": json.dumps({"Records": [{"body": json.dumps(event)} for event in packed]})}
+    batch = {"Records": [poison, {"body": json.dumps(change_event("prod/orders/db"))}]}
+    cache = SecretCache(client, clock=clock)
+    expected = [f"poison/{index:04d}" for index in range(MAX_IDS)] + ["prod/orders/db"]
+    with caplog.at_level(logging.DEBUG, logger="secretcache"):
+        assert secret_ids_from_event(batch) == expected
+        assert invalidate_from_event(cache, json.dumps(batch)) == expected
+    invalidated = [record for record in caplog.records if record.getMessage().startswith("invalidated ")]
+    assert len(invalidated) == MAX_IDS + 1
+    assert f"ignoring {1200 - MAX_IDS} secret ids of a message beyond the first {MAX_IDS}" in caplog.text
