@@ -106,6 +106,56 @@ class TestCredentials:
             credentials(SecretCache(client), "bad")
         assert "abc" not in str(info.value)  # the bad port value is not quoted
 
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            ({"host": {"password": "pw-nested-marker"}}, "'host' must be a string, not an object"),
+            ({"host": ["pw-nested-marker"]}, "'host' must be a string, not an array"),
+            ({"dbname": ["pw-nested-marker"]}, "'dbname' must be a string, not an array"),
+            ({"database": {"pw-nested-marker": 1}}, "'database' must be a string, not an object"),
+            ({"engine": 5}, "'engine' must be a string, not a number"),
+            ({"port": True}, "'port' is not a number from 1 to 65535"),
+            ({"port": 70000}, "'port' is not a number from 1 to 65535"),
+            ({"port": 0}, "'port' is not a number from 1 to 65535"),
+            ({"port": -5432}, "'port' is not a number from 1 to 65535"),
+            ({"port": 5432.5}, "'port' is not a number from 1 to 65535"),
+            ({"port": "65536"}, "'port' is not a number from 1 to 65535"),
+            ({"port": "pw-nested-marker"}, "'port' is not a number from 1 to 65535"),
+            ({"port": {"pw-nested-marker": 1}}, "'port' is not a number from 1 to 65535"),
+        ],
+    )
+    def test_fields_of_the_wrong_type_or_range_name_the_field(
+        self, client: Any, admin: Any, change: dict[str, Any], message: str
+    ) -> None:
+        """A host, dbname or engine that is no string, or a port outside 1-65535: SecretFormatError naming the field.
+
+        They were passed on as ``str()`` of the value (the driver's error then quoted what the
+        secret nested there) or as a wrong port (``true`` as 1; PyMySQL takes 70000 as 4464).
+        """
+        document = {"username": "app", "password": "pw-x", "host": "db.example", "port": 5432, **change}
+        admin.create_secret(Name="bad", SecretString=json.dumps(document))
+        connects: list[dict[str, Any]] = []
+        factory = connection_factory(
+            SecretCache(client), "bad", lambda **kwargs: connects.append(kwargs), mapping="pymysql"
+        )
+        for read in (lambda cache: credentials(cache, "bad"), lambda _cache: factory()):
+            with pytest.raises(SecretFormatError, match=re.escape(message)) as info:
+                read(SecretCache(client))
+            assert_value_absent(info.value, "pw-nested-marker")
+            assert info.value.__cause__ is None
+            assert info.value.__context__ is None
+        assert connects == []  # the driver never saw it
+
+    def test_accepted_ports_and_a_null_dbname(self, client: Any, admin: Any) -> None:
+        """Ports as integers, integral numbers or digit strings are read; a null field counts as left out."""
+        for port, expected in ((1, 1), (65535, 65535), (5432.0, 5432), (" 5432 ", 5432), ("03306", 3306), (None, None)):
+            name = f"ok-{secrets.token_hex(3)}"
+            document = {"username": "u", "password": "p", "port": port, "dbname": None, "database": "shop"}
+            document["host"] = None
+            admin.create_secret(Name=name, SecretString=json.dumps(document))
+            creds = credentials(SecretCache(client), name)
+            assert (creds.port, creds.dbname, creds.host) == (expected, "shop", None)
+
 
 class TestFactory:
     def test_connects_with_the_secret(

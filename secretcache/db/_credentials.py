@@ -62,8 +62,10 @@ def parse_credentials(document: str | None, secret_id: str, version_id: str) -> 
 
     Raises:
         SecretFormatError: Not a JSON object (invalid or too deeply nested JSON included), or
-            ``username``/``password`` missing or not strings, or a non-numeric port. Messages
-            name keys, never values, and no error chains one (no ``__cause__``/``__context__``).
+            ``username``/``password`` missing or not strings, ``host``, ``dbname``,
+            ``database`` or ``engine`` not strings, or a port that is not a number from 1 to
+            65535. Messages name keys, never values, and no error chains one (no
+            ``__cause__``/``__context__``).
     """
     if document is None:
         raise SecretFormatError(f"secret {secret_id!r} is binary, not database credentials", secret_id=secret_id)
@@ -84,14 +86,15 @@ def parse_credentials(document: str | None, secret_id: str, version_id: str) -> 
         if not isinstance(data[key], str):
             raise SecretFormatError(f"secret {secret_id!r}: {key!r} must be a string", secret_id=secret_id)
     port = _port(data.get("port"), secret_id)
-    dbname = data.get("dbname", data.get("database"))
+    # A null field is a field left out (so a null dbname leaves database to name the database).
+    dbname_key = "dbname" if data.get("dbname") is not None else "database"
     return DbCredentials(
         username=data["username"],
         password=data["password"],
-        host=_text(data.get("host")),
+        host=_text(data, "host", secret_id),
         port=port,
-        dbname=_text(dbname),
-        engine=_text(data.get("engine")),
+        dbname=_text(data, dbname_key, secret_id),
+        engine=_text(data, "engine", secret_id),
         extra=MappingProxyType({key: value for key, value in data.items() if key not in _KNOWN}),
         secret_id=secret_id,
         version_id=version_id,
@@ -99,18 +102,53 @@ def parse_credentials(document: str | None, secret_id: str, version_id: str) -> 
 
 
 def _port(value: Any, secret_id: str) -> int | None:
-    """The port as an int; the error is raised outside ``except`` so it chains nothing."""
+    """The port as an int from 1 to 65535: a JSON integer (or integral number) or a string of digits.
+
+    Anything else is refused, not passed on: ``true`` would be port 1, ``5432.9`` port 5432, and
+    PyMySQL connects to 70000 as 4464 (70000 mod 65536). The error never quotes the value.
+    """
     if value is None:
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):  # messages may quote the port, part of the secret
-        pass
-    raise SecretFormatError(f"secret {secret_id!r}: 'port' is not a number", secret_id=secret_id)
+    port: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        port = value
+    elif isinstance(value, float) and value.is_integer():
+        port = int(value)
+    elif isinstance(value, str):
+        digits = value.strip()
+        if digits.isascii() and digits.isdigit() and len(digits) <= 5:
+            port = int(digits)
+    if port is not None and 1 <= port <= 65535:
+        return port
+    raise SecretFormatError(
+        f"secret {secret_id!r}: 'port' is not a number from 1 to 65535 (a JSON number or a string of digits)",
+        secret_id=secret_id,
+    )
 
 
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+def _text(data: dict[str, Any], key: str, secret_id: str) -> str | None:
+    """The string at ``key``, ``None`` when absent or null; any other type is refused, never stringified.
+
+    A list or an object there would reach the driver as its ``str()`` and come back in its error
+    (``could not translate host name "{...}"``), with whatever the secret nested under the key.
+    """
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise SecretFormatError(
+        f"secret {secret_id!r}: {key!r} must be a string, not {_json_type(value)}", secret_id=secret_id
+    )
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of ``value``'s type (never the value)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    return "an array" if isinstance(value, list) else type(value).__name__
 
 
 def credentials(
