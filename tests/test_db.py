@@ -223,6 +223,33 @@ class TestFactory:
         assert classify(info.value) is Failure.OTHER
         assert calls.total == 1
 
+    def test_a_user_at_its_connection_limit_is_no_login_failure(
+        self, database: Database, sm: tuple[Any, Any, Calls], clocked_cache: SecretCache
+    ) -> None:
+        """A user at its connection limit (a saturated pool) is raised at once: no call, its version not refused.
+
+        PostgreSQL's ``too many connections for role`` was taken for a maybe-login failure: a
+        forced refresh of AWSCURRENT per connect (one per 5 s), and the version marked refused.
+        """
+        _, admin, calls = sm
+        if database.server.engine == "postgres":
+            database.admin_execute(f"ALTER ROLE {database.user} CONNECTION LIMIT 1")
+        else:
+            database.admin_execute(f"ALTER USER '{database.user}'@'%' WITH MAX_USER_CONNECTIONS 1")
+        admin.create_secret(Name="db", SecretString=database.secret(database.user, database.password))
+        factory = connection_factory(clocked_cache, "db", database.connect)
+        held = factory()
+        try:
+            for _ in range(3):
+                with pytest.raises(database.operational_error) as info:
+                    factory()
+                assert classify(info.value) is Failure.OTHER
+        finally:
+            held.close()
+        assert calls.total == 1  # the first read only
+        factory().close()
+        assert calls.total == 1
+
     def test_wrong_password_costs_one_grace_then_fails_at_once(
         self, database: Database, sm: tuple[Any, Any, Calls], clocked_cache: SecretCache, clock: FakeClock
     ) -> None:
@@ -337,6 +364,15 @@ def test_unrecognised_postgres_error_gets_one_retry() -> None:
 
     assert classify(psycopg.OperationalError('FATAL:  password authentication failed for user "x"')) is Failure.AUTH
     assert classify(psycopg.OperationalError("connection refused")) is Failure.OTHER
+    for full in (  # the server, a role or a database is full, or not accepting connections yet: no login failure
+        'FATAL:  too many connections for role "app"',
+        'FATAL:  too many connections for database "orders"',
+        "FATAL:  remaining connection slots are reserved for roles with the SUPERUSER attribute",
+        "FATAL:  the database system is not yet accepting connections",
+        "FATAL:  the database system is in recovery mode",
+        'FATAL:  database "orders" is not currently accepting connections',
+    ):
+        assert classify(psycopg.OperationalError(full)) is Failure.OTHER, full
     assert classify(psycopg.OperationalError("FATAL:  Passwort-Authentifizierung fehlgeschlagen")) is Failure.UNKNOWN
     assert classify(pymysql.err.OperationalError(1045, "Access denied")) is Failure.AUTH
     assert classify(pymysql.err.OperationalError(2003, "Can't connect")) is Failure.OTHER

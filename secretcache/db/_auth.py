@@ -22,7 +22,11 @@ _PG_NOT_AUTH_MESSAGES = (
     "no such file or directory",
     "the database system is starting up",
     "the database system is shutting down",
+    "the database system is in recovery mode",
+    "accepting connections",  # "not yet accepting connections", "database ... is not currently accepting ..."
     "too many clients",
+    "too many connections for",  # a role's or a database's CONNECTION LIMIT reached: full, not refused
+    "remaining connection slots are reserved",
     "server closed the connection unexpectedly",
     "network is unreachable",
     "no route to host",
