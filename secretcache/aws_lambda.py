@@ -147,11 +147,14 @@ def inject_secrets(
     Each keyword names a handler parameter; its value is a secret id (the ``SecretString`` is
     injected) or a :func:`secret` spec. On every invocation the AWSCURRENT secrets are warmed
     together with :meth:`SecretCache.prefetch` (one ``BatchGetSecretValue`` per 20 secrets when
-    any is missing or stale, none when all are fresh), then read from the cache. A keyword the
-    caller passes explicitly is left alone (handy in tests). Name, docstring and signature of the
-    handler are kept (``functools.wraps``), so it stacks with other decorators such as
-    Powertools' ``@logger.inject_lambda_context``. The wrapper's ``get_cache()`` returns the
-    cache in use.
+    any is missing or stale, none when all are fresh), then read from the cache. An argument the
+    caller passes explicitly, by keyword or by position, is left alone (handy in tests). Name,
+    docstring and signature of the handler are kept (``functools.wraps``), so it stacks with
+    other decorators such as Powertools' ``@logger.inject_lambda_context``. A coroutine function
+    gets a coroutine function (``inspect.iscoroutinefunction`` holds), which reads its secrets on
+    a worker thread when awaited, so the event loop never blocks on a fetch. Below
+    ``@staticmethod`` or ``@classmethod``, the function it holds is decorated and held the same
+    way. The wrapper's ``get_cache()`` returns the cache in use.
 
     Args:
         cache: The cache to read through; by default :func:`default_cache`.
@@ -178,17 +181,36 @@ def inject_secrets(
     batch = list(dict.fromkeys(spec.secret_id for spec in specs.values() if spec.batchable))
 
     def decorate(handler: Callable[_P, _R]) -> Callable[_P, _R]:
-        _check_accepts(handler, specs)
+        if isinstance(handler, (staticmethod, classmethod)):  # decorated below @staticmethod/@classmethod
+            return type(handler)(decorate(handler.__func__))
+        positions = _check_accepts(handler, specs)
 
-        @functools.wraps(handler)
-        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-            in_use = cache or default_cache()
-            wanted = {name: spec for name, spec in specs.items() if name not in kwargs}
+        def inject(in_use: SecretCache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            wanted = {
+                name: spec
+                for name, spec in specs.items()
+                if name not in kwargs and positions.get(name, len(args)) >= len(args)
+            }
             if wanted:
                 in_use.prefetch([spec.secret_id for spec in wanted.values() if spec.secret_id in batch])
                 for name, spec in wanted.items():
                     kwargs[name] = spec.read(in_use)
-            return handler(*args, **kwargs)
+
+        wrapper: Callable[..., Any]
+        if inspect.iscoroutinefunction(handler):
+            import asyncio  # only for a coroutine handler: `import secretcache` stays free of asyncio
+
+            @functools.wraps(handler)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                await asyncio.to_thread(inject, cache or default_cache(), args, kwargs)  # never blocks the loop
+                return await handler(*args, **kwargs)
+
+        else:
+
+            @functools.wraps(handler)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                inject(cache or default_cache(), args, kwargs)
+                return handler(*args, **kwargs)
 
         wrapper.get_cache = lambda: cache or default_cache()  # type: ignore[attr-defined]
         return wrapper
@@ -196,12 +218,18 @@ def inject_secrets(
     return decorate
 
 
-def _check_accepts(handler: Callable[..., Any], specs: Mapping[str, SecretSpec]) -> None:
+def _check_accepts(handler: Callable[..., Any], specs: Mapping[str, SecretSpec]) -> dict[str, int]:
+    """Refuse a handler with no parameter for a secret; return the position of each one that may be passed so."""
     if not callable(handler):
         raise TypeError(f"inject_secrets decorates a handler function, not {type(handler).__name__}")
     parameters = inspect.signature(handler).parameters
+    positions = {
+        name: index
+        for index, (name, parameter) in enumerate(parameters.items())
+        if name in specs and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    }
     if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
-        return
+        return positions
     accepted = {
         name
         for name, parameter in parameters.items()
@@ -213,6 +241,7 @@ def _check_accepts(handler: Callable[..., Any], specs: Mapping[str, SecretSpec])
             f"{getattr(handler, '__qualname__', handler)!r} has no parameter {', '.join(map(repr, refused))} "
             "to inject into; add it (e.g. a keyword-only argument) or accept **kwargs"
         )
+    return positions
 
 
 def handle_rotation_event(event: Mapping[str, Any], cache: SecretCache | None = None) -> list[str]:

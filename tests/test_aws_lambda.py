@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
@@ -132,6 +133,73 @@ def test_wraps_keeps_name_doc_signature_and_explicit_arguments(client: Any, thre
     assert handler.__doc__ == "Handle an order."
     assert list(inspect.signature(handler).parameters) == ["event", "context", "api_key"]
     assert handler({}, None, api_key="from-test") == "from-test"
+
+
+def test_an_argument_passed_by_position_is_left_alone(client: Any, calls: Calls, three_secrets: None) -> None:
+    """A secret parameter the caller fills by position is not injected too (no "multiple values" TypeError)."""
+
+    @inject_secrets(SecretCache(client), api_key="prod/api-key")
+    def handler(event: Any, context: Any, api_key: str = "") -> str:
+        return api_key
+
+    assert handler({}, None, "from-test") == "from-test"
+    assert calls.total == 0
+    assert handler({}, None) == "key-123"
+
+    class Orders:
+        @inject_secrets(SecretCache(client), api_key="prod/api-key")
+        def handle(self, event: Any, context: Any, api_key: str = "") -> str:
+            return api_key
+
+    assert Orders().handle({}, None, "from-test") == "from-test"
+    assert Orders().handle({}, None) == "key-123"
+
+
+def test_a_coroutine_handler_stays_a_coroutine_function_and_reads_off_the_loop(
+    client: Any, calls: Calls, three_secrets: None
+) -> None:
+    """An async handler decorated is still a coroutine function; its secrets are read when it is awaited,
+    on a worker thread, never on the event loop's."""
+    fetching: list[int] = []
+    calls.add_fault(lambda _operation, _params: fetching.append(threading.get_ident()))
+
+    @inject_secrets(SecretCache(client), api_key="prod/api-key", db=secret("prod/db", key="username"))
+    async def handler(event: Any, context: Any, *, api_key: str, db: str) -> tuple[str, str, int]:
+        """Handle an order."""
+        return api_key, db, threading.get_ident()
+
+    assert inspect.iscoroutinefunction(handler)
+    assert handler.__doc__ == "Handle an order."
+    pending = handler({}, None)
+    assert calls.total == 0  # nothing read until awaited
+    api_key, db, loop_thread = asyncio.run(asyncio.wait_for(pending, WATCHDOG))
+    assert (api_key, db) == ("key-123", "app")
+    assert calls.counts == {"BatchGetSecretValue": 1}
+    assert fetching
+    assert loop_thread not in fetching
+    assert asyncio.run(asyncio.wait_for(handler({}, None, api_key="from-test"), WATCHDOG))[:2] == ("from-test", "app")
+    assert calls.total == 1
+
+
+def test_decorated_below_staticmethod_or_classmethod(client: Any, three_secrets: None) -> None:
+    """Under @staticmethod or @classmethod the function is decorated and held the same way,
+    so the handler works called through the class and through an instance."""
+    cache = SecretCache(client)
+
+    class Handlers:
+        @inject_secrets(cache, api_key="prod/api-key")
+        @staticmethod
+        def static(event: Any, context: Any, *, api_key: str) -> str:
+            return api_key
+
+        @inject_secrets(cache, api_key="prod/api-key")
+        @classmethod
+        def of_class(cls, event: Any, context: Any, *, api_key: str) -> str:
+            return f"{cls.__name__}:{api_key}"
+
+    for holder in (Handlers, Handlers()):
+        assert holder.static({}, None) == "key-123"
+        assert holder.of_class({}, None) == "Handlers:key-123"
 
 
 def test_stacks_with_powertools_logger_and_tracer(
