@@ -281,10 +281,15 @@ _RETIRED: weakref.WeakKeyDictionary[metrics.MeterProvider, Counter[_Series]] = w
 The counters keep reporting them, so removing a cache never makes a sum go down (a monotonic
 counter that drops reads as a reset in Prometheus and as a negative delta).
 """
-_SHARES: weakref.WeakKeyDictionary[SecretCache, tuple[metrics.MeterProvider, Counter[_Series]]] = (
+_SHARES: weakref.WeakKeyDictionary[SecretCache, list[tuple[metrics.MeterProvider, Counter[_Series]]]] = (
     weakref.WeakKeyDictionary()
 )
-"""Each retired cache's part of ``_RETIRED``: taken back out if it is instrumented again there."""
+"""Each retired cache's parts of ``_RETIRED``, one per provider it was retired from.
+
+A part is taken back out when the cache is instrumented again with that provider; the parts of
+other providers stay (instrumented with P, then Q, then P again, P's part must not be counted
+beside its live counts, and Q keeps its own).
+"""
 
 
 def _join(cache: SecretCache, provider: metrics.MeterProvider) -> None:
@@ -295,11 +300,17 @@ def _join(cache: SecretCache, provider: metrics.MeterProvider) -> None:
     """
     global _MEMBERS
     _retire_closed()
-    share = _SHARES.pop(cache, None)
-    if share is not None and _resolved(share[0]) is _resolved(provider):
-        retired = _RETIRED.get(share[0])
+    target = _resolved(provider)
+    kept = []
+    for source, counts in _SHARES.pop(cache, []):
+        if _resolved(source) is not target:
+            kept.append((source, counts))
+            continue
+        retired = _RETIRED.get(source)
         if retired is not None:
-            retired.subtract(share[1])
+            retired.subtract(counts)
+    if kept:
+        _SHARES[cache] = kept
     _MEMBERS = (*_MEMBERS, (cache, provider))
 
 
@@ -310,7 +321,7 @@ def _leave(cache: SecretCache) -> None:
         if member is cache:
             last = _counts(cache)
             _RETIRED.setdefault(source, Counter()).update(last)
-            _SHARES[cache] = (source, last)
+            _SHARES.setdefault(cache, []).append((source, last))
     _MEMBERS = tuple(member for member in _MEMBERS if member[0] is not cache)
 
 

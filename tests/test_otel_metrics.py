@@ -407,3 +407,26 @@ def test_uninstrumenting_one_of_two_caches_keeps_its_counts_in_the_sums(
     remove_first()
     remove_second()
     meters.shutdown()
+
+
+def test_instrumented_again_after_another_provider_each_provider_counts_the_cache_once(
+    client: Any, admin: Any, clock: FakeClock, telemetry: Telemetry
+) -> None:
+    """Instrumented with P, then Q, then P again: P counts the cache's live counts once, Q keeps what it had."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    cache = make_cache(client, clock)
+    other_reader, other = _counter_reader(AggregationTemporality.CUMULATIVE)
+    remove = telemetry.instrument(cache)
+    for _ in range(3):
+        cache.get_secret_string(NAME)  # 1 miss, 2 hits
+    remove()
+    remove = instrument(cache, meter_provider=other)
+    cache.get_secret_string(NAME)  # a hit, counted by Q
+    remove()
+    at_removal = cache.stats()
+    remove = telemetry.instrument(cache)
+    cache.get_secret_string(NAME)
+    assert telemetry.sums("secretcache.reads", "secretcache.result")[("hit",)] == cache.stats().hits == 4
+    assert _reads(_collect(other_reader))["hit"] == at_removal.hits == 3  # Q keeps the counts it had
+    remove()
+    other.shutdown()
