@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from secretcache._client import SecretsClient
     from secretcache._errors import SecretCacheError, SecretFormatError
+    from secretcache._flight import Claim
     from secretcache._stats import CacheStats
     from secretcache._value import RefreshResult, SecretValue
 
@@ -316,6 +317,17 @@ class AsyncSecretCache:
         if step.served is not None:  # a background refresh is due: the pool runs it
             self._runner.submit(step.flight)
             return step.served
+        served: list[bool] = []  # set once the read is in the serving's hands, which counts it
+        try:
+            return await self._wait(step, served)
+        except BaseException:
+            if not served:  # cut off first (a cancelled task, no thread to fetch on): a read error
+                store.counters.add("read_errors")
+            raise
+
+    async def _wait(self, step: Claim, serving: list[bool]) -> Entry:
+        """Start or join ``step``'s fetch and serve what it gives; ``serving`` gets ``True`` as serving takes over."""
+        store = self._store
         flight, spare = step.flight, step.spare
         if step.owner:  # started before the first await, so a cancelled task never strands it
             try:
@@ -326,6 +338,7 @@ class AsyncSecretCache:
                     raise
                 return served  # a value it may serve past its TTL, as when its fetch falters
         elif flight.owner == threading.get_ident():  # a loop run by a hook of that very fetch: it cannot end
+            serving.append(True)
             return store.serving.give_up(flight, "it is being fetched further up this thread's stack")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + store.wait_bound
@@ -334,15 +347,16 @@ class AsyncSecretCache:
             settled: asyncio.Future[bool] = loop.create_future()
             store.when_done(flight, lambda: wake(loop, settled), settled=True)
             if not await woken_within(settled, store.wait_bound):
+                serving.append(True)
                 return store.serving.give_up(flight, why)
             served = None if flight.done else store.serving.spare(spare)
             if served is not None:
                 return served
         done: asyncio.Future[bool] = loop.create_future()
         store.when_done(flight, lambda: wake(loop, done))
-        if not await woken_within(done, deadline - loop.time()):
-            return store.serving.give_up(flight, why)
-        return store.serving.completed(flight)
+        woken = await woken_within(done, deadline - loop.time())
+        serving.append(True)
+        return store.serving.completed(flight) if woken else store.serving.give_up(flight, why)
 
 
 def wake(loop: asyncio.AbstractEventLoop, woken: asyncio.Future[bool]) -> None:

@@ -69,12 +69,17 @@ class Runner:
         of its own and waits only until the fetch settles (invariant 3). It adopts the fetch's
         announcements: if the fetch completes without faltering while it waits, its log lines and
         listeners run on the reader's thread before the read returns, as when it fetches itself.
+
+        The serving (:class:`Serving`) counts the read by what it gives; a read cut off before
+        that (an interrupt out of its own fetch or its wait) is counted a read error here, as its
+        fellow readers of an interrupted fetch are, so every read that waited has one result.
         """
         flight, spare = step.flight, step.spare
         adopted = step.owner and spare is not None
         bound = self._store.wait_bound
         deadline = time.monotonic() + bound
         unstarted: BaseException | None = None
+        serving = False  # the read is in the serving's hands, which counts it
         try:
             if adopted and (unstarted := self._spawn(flight)) is not None:
                 if not isinstance(unstarted, RuntimeError):  # interrupted, out of memory: no fetch will run
@@ -82,18 +87,27 @@ class Runner:
                 unstarted, spare = None, None  # no thread to be had: the reader runs its fetch itself (it owns it)
             if step.owner and spare is None:
                 self.run(flight)
+                serving = True
                 return self._serving.completed(flight)
-            if not step.owner and flight.owner == threading.get_ident():
+            serving = not step.owner and flight.owner == threading.get_ident()
+            if serving:
                 return self._serving.give_up(flight, "it is being fetched further up this thread's stack")
             if spare is not None:
-                if not flight.wait_settled(bound):
+                serving = not flight.wait_settled(bound)
+                if serving:
                     return self._serving.give_up(flight, f"its fetch took longer than {bound:g} s")
                 served = None if flight.done else self._serving.spare(spare)
                 if served is not None:
                     return served
-            if not flight.wait(max(0.0, deadline - time.monotonic())):
+            serving = not flight.wait(max(0.0, deadline - time.monotonic()))
+            if serving:
                 return self._serving.give_up(flight, f"its fetch took longer than {bound:g} s")
+            serving = True
             return self._serving.completed(flight)
+        except BaseException:
+            if not serving:
+                self._store.counters.add("read_errors")
+            raise
         finally:
             if adopted:  # announce what the fetch left this reader (or end the fetch no thread will run)
                 self._store.release(flight, unstarted=unstarted is not None)

@@ -49,7 +49,8 @@ class CacheStats:
             the call ends, where ``api_calls`` counts it as it starts.
         read_errors: Reads that raised because no value could be served: the fetch failed
             with nothing servable cached, a remembered failure was backing off, or the fetch
-            took longer than the wait bound.
+            took longer than the wait bound; and reads cut off while they waited for a fetch
+            (a cancelled asyncio task, a ``KeyboardInterrupt``).
         changes: New versions seen: a fetch returned a version id other than the last one
             cached for the same secret and label (what ``on_change`` listeners hear of).
         failovers: Fetches answered by a replica Region because the primary failed

@@ -6,6 +6,7 @@ providers are in ``tests/otel.py``.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -19,7 +20,7 @@ from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader, Sum
 from opentelemetry.trace import StatusCode
 
-from secretcache import SecretNotFoundError
+from secretcache import AsyncSecretCache, SecretNotFoundError
 from secretcache.otel import instrument
 from tests.conftest import WATCHDOG, Calls, FakeClock, quiescent, wait_until
 from tests.otel import NAME, VALUE, Telemetry, instrumented, interrupted
@@ -430,3 +431,47 @@ def test_instrumented_again_after_another_provider_each_provider_counts_the_cach
     assert _reads(_collect(other_reader))["hit"] == at_removal.hits == 3  # Q keeps the counts it had
     remove()
     other.shutdown()
+
+
+def test_a_read_interrupted_in_its_own_fetch_is_counted_once_as_an_error(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, telemetry: Telemetry
+) -> None:
+    """A KeyboardInterrupt out of the reader's own fetch: a miss and a read error, as for its fellow readers."""
+    cache = instrumented(telemetry, client, admin, clock)
+    interrupted(calls, lambda: cache.get_secret_string(NAME))
+    stats = cache.stats()
+    reads = telemetry.sums("secretcache.reads", "secretcache.result")
+    assert reads == {("hit",): 0, ("miss",): 0, ("stale",): 0, ("error",): 1}
+    assert sum(reads.values()) == stats.hits + stats.misses == 1
+    assert stats.read_errors == 1
+
+
+def test_an_async_read_cancelled_while_its_fetch_runs_is_counted_once_as_an_error(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, telemetry: Telemetry
+) -> None:
+    """A task cancelled mid-fetch: one read error; the fetch goes on, one span and one duration, ok."""
+    admin.create_secret(Name=NAME, SecretString=VALUE)
+    cache = AsyncSecretCache(cache=make_cache(client, clock))
+    telemetry.instrument(cache)
+    gate = calls.hold()
+
+    async def main() -> None:
+        task = asyncio.ensure_future(cache.get_secret_string(NAME))
+        await asyncio.wait_for(asyncio.to_thread(wait_until, lambda: calls["GetSecretValue"] == 1), WATCHDOG)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, WATCHDOG)
+
+    asyncio.run(main())
+    gate.set()
+    quiescent(cache.cache)
+    stats = cache.stats()
+    reads = telemetry.sums("secretcache.reads", "secretcache.result")
+    assert reads == {("hit",): 0, ("miss",): 0, ("stale",): 0, ("error",): 1}
+    assert sum(reads.values()) == stats.hits + stats.misses == 1
+    [span] = telemetry.spans()
+    assert span.end_time is not None
+    assert span.status.status_code is StatusCode.UNSET
+    [(attributes, point)] = telemetry.metrics()["secretcache.fetch.duration"]
+    assert (attributes["secretcache.outcome"], point.count) == ("ok", 1)
+    assert stats.size == 1  # the fetch completed for the next reader
