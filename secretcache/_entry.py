@@ -240,7 +240,7 @@ def json_of(entry: Entry, secret_id: str, key: str | None) -> Any:
 def fresh_entry(
     value: SecretValue, *, ttl: float | None, replica: bool, draw: float, now: float, timing: Timing
 ) -> Entry:
-    """The entry for a value fetched at ``now``: fresh for its TTL, less up to ``ttl_jitter`` of it.
+    """The entry for a value whose fetch began at ``now``: fresh for its TTL, less up to ``ttl_jitter`` of it.
 
     ``ttl`` ``None`` is a lookup by version id: immutable, fresh until evicted. A value read from
     a replica Region lives ``replica_ttl`` at most (the key keeps its TTL), so reads go back to

@@ -106,6 +106,7 @@ class Flight:
         "_settled",
         "adopter",
         "announce",
+        "began",
         "callbacks",
         "due",
         "entry",
@@ -136,6 +137,7 @@ class Flight:
         self.announce: Effects | None = None  # the logs and changes left for the adopter
         self.due: float | None = None  # refresh point to restore if a queued refresh comes to nothing
         self.started = 0  # the store's sequence number when its current fetch started (monotonic reads)
+        self.began: float | None = None  # the cache's clock then: the TTL of its answer counts from it
         self.rounds = 0  # fetches made again because an answer was older than a version served meanwhile
         self.faltered = False  # its first attempt failed transiently; retries go on
         self.requeued = False  # put back in the queue by a refused batch: readers may wait on it (Flights.requeue)
@@ -247,7 +249,7 @@ class Flights(dict["CacheKey", Flight]):
             if refresh == "background" and entry is not None:
                 flight.due, entry.refresh_at = entry.refresh_at, entry.fresh_until
             return Claim(flight, owner=True, served=entry)
-        flight.state, flight.refresh, flight.started = RUNNING, refresh, self.tick()
+        flight.state, flight.refresh, flight.started, flight.began = RUNNING, refresh, self.tick(), now
         flight.ttl = ttl if ttl is not None else flight.ttl
         flight.owner = threading.get_ident() if runs_here else None  # a thread it is handed to owns it then
         flight.adopter = threading.get_ident() if runs_here and spare is not None else None
@@ -263,8 +265,8 @@ class Flights(dict["CacheKey", Flight]):
             flight.settle_callbacks = []
         return faltered, callbacks
 
-    def take(self, flights: Iterable[Flight]) -> list[Flight]:
-        """Start, on this thread, the queued ``flights`` that nobody took over or dropped meanwhile.
+    def take(self, flights: Iterable[Flight], now: float) -> list[Flight]:
+        """Start, on this thread at ``now``, the queued ``flights`` that nobody took over or dropped meanwhile.
 
         A requeued flight dropped meanwhile is started too: readers may wait on it (:meth:`forget`).
         """
@@ -272,6 +274,7 @@ class Flights(dict["CacheKey", Flight]):
         for flight in flights:
             if flight.state is QUEUED and (self.get(flight.key) is flight or flight.requeued):
                 flight.state, flight.started, flight.owner = RUNNING, self.tick(), threading.get_ident()
+                flight.began = now
                 taken.append(flight)
         return taken
 

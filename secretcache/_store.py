@@ -310,7 +310,7 @@ class Store:
             return None, False
         entry, line = self._table.settle(flight, answer, fetch, now, again=flight.rounds < AGAIN_LIMIT)
         if entry is None:
-            flight.rounds, flight.started = flight.rounds + 1, self._flights.tick()
+            flight.rounds, flight.started, flight.began = flight.rounds + 1, self._flights.tick(), now
             return None, True
         if line is not None:
             effects.logs.append(line)
@@ -385,8 +385,9 @@ class Store:
 
     def take(self, flights: Iterable[Flight]) -> list[Flight]:
         """Start, on this thread, the queued ``flights`` that nobody took over or dropped meanwhile."""
+        now = self._clock()
         with self._lock:
-            return self._flights.take(flights)
+            return self._flights.take(flights, now)
 
     def requeue(self, flights: list[Flight]) -> list[Flight]:
         """Put running ``flights`` back in the queue, for readers to take over; return those dropped meanwhile."""

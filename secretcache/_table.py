@@ -189,7 +189,9 @@ class Table:
     ) -> tuple[Entry | None, LogLine | None]:
         """The entry a fetch's answer makes of its key, and the line it deserves; ``(None, None)``: fetch again.
 
-        A value admitted (:meth:`admits`) lives the flight's TTL (:func:`fresh_entry`). One from
+        A value admitted (:meth:`admits`) lives the flight's TTL (:func:`fresh_entry`), counted
+        from when its fetch began: a value is never older than its TTL, however long the fetch
+        took (retries, or a process frozen mid-fetch, as Lambda freezes one between invocations). One from
         the primary Region that is not (older than a version served since the fetch started) is
         answered with the newer value an entry holds fresh (:meth:`holder`), or, if ``again``,
         fetched again; else it is a failure, as a replica's is, and as an error is. A failure keeps
@@ -200,8 +202,9 @@ class Table:
         value = answer if isinstance(answer, SecretValue) else None
         if value is not None and self.admits(key, value, flight.started, replica is not None):
             draw = self._random.random()
+            began = now if flight.began is None else min(flight.began, now)
             return fresh_entry(
-                value, ttl=flight.ttl, replica=replica is not None, draw=draw, now=now, timing=self._timing
+                value, ttl=flight.ttl, replica=replica is not None, draw=draw, now=began, timing=self._timing
             ), None
         holder = None if value is None or replica is not None else self.holder(key, value.arn)
         if holder is not None and holder.is_fresh(now):

@@ -1,6 +1,6 @@
 """Lambda freezes the process between invocations: a background refresh stopped mid-fetch, thawed
-long past its deadline. Reproductions of defects in the store's handling of such a fetch (not
-fixed here: the fix belongs in the store/table, see the xfail reasons)."""
+long past its deadline. A value read before the freeze is not served past its TTL after it; a
+fetch thawed past its retry deadline is a known defect, reproduced here (strict xfail)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from botocore.exceptions import ReadTimeoutError
 
 from secretcache import SecretCache
 from secretcache.aws_lambda import inject_secrets
-from tests.conftest import WATCHDOG, Calls, FakeClock
+from tests.conftest import WATCHDOG, Calls, FakeClock, wait_until
+from tests.threads import start
 
 
 def freeze_background_fetch(client: Any, event: str, *, fail: bool) -> tuple[threading.Event, threading.Event]:
@@ -30,10 +31,6 @@ def freeze_background_fetch(client: Any, event: str, *, fail: bool) -> tuple[thr
     return frozen, thaw
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an answer installed on thaw lives a whole TTL from the thaw (Table.settle's now), not from its fetch",
-)
 def test_an_answer_read_before_a_freeze_is_not_served_past_its_ttl_after_the_thaw(
     client: Any, admin: Any, calls: Calls, clock: FakeClock
 ) -> None:
@@ -83,10 +80,16 @@ def test_an_invocation_joining_a_fetch_frozen_past_its_deadline_gets_a_value(
     assert handler({}, None) == "pw-1"
     assert frozen.wait(WATCHDOG)
     clock.advance(1000)
-    timer = threading.Timer(0.2, thaw.set)  # thaws while the next invocation has joined the frozen fetch
-    timer.start()
+    misses = cache.stats().misses
+
+    def thaw_once_joined() -> None:  # the next invocation has joined the frozen fetch: thaw
+        wait_until(lambda: cache.stats().misses > misses)
+        thaw.set()
+
+    thawed = start(thaw_once_joined, "thaw")
     try:
         assert handler({}, None) == "pw-1"
     finally:
-        timer.join(WATCHDOG)
+        thaw.set()
+        thawed.result(WATCHDOG)
         cache.close()
