@@ -315,7 +315,7 @@ class Fetcher:
         regions = self.regions
         if regions is None:
             client = self.client
-            return self._retrying(lambda: attempt(client, None), fetch), None
+            return self._retrying(lambda: attempt(client, None), fetch, client), None
         started = self._clock()
         deadline = self._retry.deadline
         failure: Exception | None = None
@@ -329,7 +329,8 @@ class Fetcher:
                 return attempt(primary, None)
 
             try:
-                result = self._retrying(on_primary, fetch, attempts=None if with_retries else 1, deadline=deadline / 2)
+                once = None if with_retries else 1
+                result = self._retrying(on_primary, fetch, primary, attempts=once, deadline=deadline / 2)
             except _CALL_ERRORS as err:
                 if not is_transient(err):  # a definite answer: the primary is up, and no replica is asked
                     regions.primary_answered(region_of(primary), operation)
@@ -348,7 +349,7 @@ class Fetcher:
                 break
             try:
                 call = functools.partial(attempt, replica.client, replica.region)
-                result = self._retrying(call, fetch, deadline=max(left, 0.0))
+                result = self._retrying(call, fetch, replica.client, deadline=max(left, 0.0))
             except _CALL_ERRORS as err:
                 if failure is None and not is_transient(err) and not isinstance(err, ClientUnusableError):
                     # The primary is backing off: a replica's definite answer (the secret is not
@@ -383,14 +384,20 @@ class Fetcher:
         self,
         attempt: Callable[[], _T],
         fetch: Fetch | None,
+        client: object,
         *,
         attempts: int | None = None,
         deadline: float | None = None,
     ) -> _T:
-        """Run ``attempt`` under the retry policy (:func:`retrying`), telling ``fetch`` of each transient failure."""
+        """Run ``attempt`` with ``client`` under the retry policy (:func:`retrying`), telling ``fetch`` of failures.
+
+        ``fetch`` hears of each transient failure. An attempt that outlasted ``client``'s
+        timeouts was stopped for some of that time (a Lambda freeze): it does not count against
+        the deadline.
+        """
         falter = fetch.falter if fetch is not None else None
-        policy, clock, sleep = self._retry, self._clock, self._sleep
-        return retrying(attempt, policy, clock=clock, sleep=sleep, falter=falter, attempts=attempts, deadline=deadline)
+        run = functools.partial(retrying, clock=self._clock, sleep=self._sleep, attempt_limit=call_seconds(client))
+        return run(attempt, self._retry, falter=falter, attempts=attempts, deadline=deadline)
 
 
 def in_region(secret_id: str, region: str) -> str:

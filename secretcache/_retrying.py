@@ -8,6 +8,7 @@ exponential with full jitter, capped at the policy's ``max_delay``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -24,7 +25,8 @@ _T = TypeVar("_T")
 class StopBeforeDeadline(tenacity.stop.stop_base):
     """tenacity's ``stop_before_delay`` on a given clock (tenacity's reads ``time.monotonic``).
 
-    Stops when the next attempt would start at or past ``deadline`` seconds from now.
+    Stops when the next attempt would start at or past ``deadline`` seconds from now, later by
+    the time :meth:`forgive` was told the process spent stopped.
     """
 
     def __init__(self, clock: Callable[[], float], deadline: float) -> None:
@@ -33,6 +35,10 @@ class StopBeforeDeadline(tenacity.stop.stop_base):
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         return self._clock() + retry_state.upcoming_sleep >= self._ends
+
+    def forgive(self, seconds: float) -> None:
+        """Move the deadline ``seconds`` later: time that was not spent on the fetch."""
+        self._ends += seconds
 
 
 def retrying(
@@ -44,14 +50,31 @@ def retrying(
     falter: Callable[[], None] | None = None,
     attempts: int | None = None,
     deadline: float | None = None,
+    attempt_limit: float = math.inf,
 ) -> _T:
     """Run ``attempt`` under ``policy``, or its fewer ``attempts`` and shorter ``deadline``.
 
     Only transient failures (:func:`secretcache._error_map.is_transient`) are retried; each is
     reported to ``falter`` before any wait. The last error is re-raised as is.
+
+    ``attempt_limit`` is the longest one attempt can wait on the network (its client's connect
+    and read timeouts). An attempt that took longer was stopped for some of that time (Lambda
+    freezes the process between invocations; a machine sleeps), so its time says nothing of
+    Secrets Manager and does not count against the deadline: a fetch thawed long past its
+    deadline still retries.
     """
     attempts = policy.attempts if attempts is None else attempts
     deadline = policy.deadline if deadline is None else deadline
+    before_deadline = StopBeforeDeadline(clock, deadline)
+
+    def timed() -> _T:
+        began = clock()
+        try:
+            return attempt()
+        finally:
+            took = clock() - began
+            if took > attempt_limit:
+                before_deadline.forgive(took)
 
     def transient(err: BaseException) -> bool:
         if not is_transient(err):
@@ -61,10 +84,10 @@ def retrying(
         return True
 
     runner = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(attempts) | StopBeforeDeadline(clock, deadline),
+        stop=tenacity.stop_after_attempt(attempts) | before_deadline,
         wait=tenacity.wait_random_exponential(multiplier=policy.initial_delay, max=policy.max_delay),
         retry=tenacity.retry_if_exception(transient),
         sleep=sleep,
         reraise=True,
     )
-    return runner(attempt)
+    return runner(timed)

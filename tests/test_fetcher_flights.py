@@ -126,6 +126,20 @@ def test_the_retry_deadline_is_measured_on_the_cache_clock(client: Any, calls: C
     assert calls["GetSecretValue"] == 2  # started at 0 s and 3 s; a third would start at 6 s, past the deadline
 
 
+def test_an_attempt_longer_than_its_clients_timeouts_allow_does_not_spend_the_deadline(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """An attempt that outlasted the client's connect and read timeouts was stopped (a Lambda freeze): retried."""
+    admin.create_secret(Name="db", SecretString="pw")
+    frozen = [1000.0]  # the first attempt: far beyond the test client's 60 s + 60 s of botocore timeouts
+    calls.add_fault(lambda _operation, _params: clock.advance(frozen.pop()) if frozen else None)
+    calls.fail_with("ThrottlingException", times=1)
+    policy = RetryPolicy(attempts=10, initial_delay=0.0, max_delay=0.0, deadline=5.0)
+    cache = SecretCache(client, retry=policy, refresh_ahead=None, clock=clock, sleep=clock.sleep)
+    assert cache.get_secret_string("db") == "pw"
+    assert calls["GetSecretValue"] == 2
+
+
 def test_an_async_cache_waits_between_retries_through_the_sleep_it_is_given(
     client: Any, calls: Calls, clock: FakeClock
 ) -> None:
