@@ -328,9 +328,10 @@ def _leave(cache: SecretCache) -> None:
 def _retire_closed() -> None:
     """Retire the closed caches still instrumented, as :func:`_leave` does (under ``_MEMBERS_LOCK``).
 
-    A closed cache counts nothing more and holds no entry, so its counts stay in the sums as they
-    are; kept as a member, it would stay alive for as long as the process (nothing else removes it
-    unless ``uninstrument()`` is called).
+    A closed cache holds no entry and starts no fetch, so its counts stay in the sums as they are
+    at that collection (a fetch still finishing then, started before ``close()``, is not
+    exported: there is no later moment to stop counting at); kept as a member, it would stay
+    alive for as long as the process (nothing else removes it unless ``uninstrument()`` is called).
     """
     for member, _ in _MEMBERS:
         if store_of(member).closed:
