@@ -86,6 +86,7 @@ class TestCredentials:
         assert (tpl.port, tpl.dbname) == (3306, "shop")
         assert "pw-x" not in repr(rds) + str(rds)
         assert "password=<redacted>" in repr(rds)
+        assert {rds: "pool"}[credentials(cache, "rds")] == "pool"  # hashable, extra keys and all: a dict key
 
     @pytest.mark.parametrize(
         ("document", "message"),

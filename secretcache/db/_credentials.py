@@ -23,7 +23,8 @@ _KNOWN = ("engine", "host", "port", "username", "password", "dbname", "database"
 class DbCredentials:
     """Connection settings read from one version of a database secret.
 
-    Immutable and safe to share. ``repr()`` and ``str()`` never show the password.
+    Immutable, hashable (``extra`` left out of the hash) and safe to share. ``repr()`` and
+    ``str()`` never show the password.
 
     Attributes:
         username: The database user (``username`` in the secret).
@@ -43,7 +44,7 @@ class DbCredentials:
     port: int | None = None
     dbname: str | None = None
     engine: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)  # may hold lists
     secret_id: str = ""
     version_id: str = ""
 
