@@ -128,3 +128,52 @@ _module_level = adapter.InjectSecretString("id", cast(Any, None))(_module_level)
 def test_decorated_function_pickles_by_name() -> None:
     """A decorated module-level function pickles by reference, as a function does."""
     assert pickle.loads(pickle.dumps(_module_level)) is _module_level  # noqa: S301 - our own bytes
+
+
+@BOTH
+def test_a_function_kept_in_a_class_and_called_through_it_gets_the_secret_first(
+    lib: ModuleType, admin: Any, client: Any
+) -> None:
+    """A function without self, called through its class, gets the secret first, as the original; a method
+    called through its class with its instance (a subclass's too) gets it after that instance."""
+    admin.create_secret(Name="token", SecretString="t0k3n")
+    cache = build(lib, client)
+
+    class Util:
+        @lib.InjectSecretString("token", cache)
+        def helper(secret: str, text: str) -> tuple[str, str]:
+            return secret, text
+
+    class Base:
+        @lib.InjectSecretString("token", cache)
+        def connect(self, secret: str, host: str) -> tuple[Any, str, str]:
+            return self, secret, host
+
+    class Child(Base):
+        def connect(self, host: str) -> tuple[Any, str, str]:  # type: ignore[override]
+            return Base.connect(self, host)  # type: ignore[call-arg]
+
+    child = Child()
+    assert Util.helper("a") == ("t0k3n", "a")
+    assert child.connect("h") == (child, "t0k3n", "h")
+    assert Base.connect(child, "h") == (child, "t0k3n", "h")  # type: ignore[call-arg]
+
+
+def test_a_class_method_over_the_decorator_gets_the_class_first(admin: Any, client: Any) -> None:
+    """A classmethod stacked over InjectSecretString gets cls, then the secret, on every Python (3.13 no longer
+    lets classmethod call the decorator's __get__); the original injects the secret in cls's place."""
+    admin.create_secret(Name="token", SecretString="t0k3n")
+    results = {}
+    for lib in (OFFICIAL, adapter):
+        cache = build(lib, client)
+
+        class Factory:
+            @classmethod
+            @lib.InjectSecretString("token", cache)
+            def make(cls, secret: str, host: str = "default") -> tuple[Any, str, str]:
+                return cls, secret, host
+
+        results[lib] = [Factory.make("h"), Factory().make()], Factory
+    (official, official_class), (ours, our_class) = results[OFFICIAL], results[adapter]
+    assert official[0] == ("t0k3n", official_class, "h")  # cls gets the secret, the secret cls
+    assert ours == [(our_class, "t0k3n", "h"), (our_class, "t0k3n", "default")]

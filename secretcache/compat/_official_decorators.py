@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -33,9 +34,12 @@ class InjectSecretString:
     ``@InjectSecretString("id", cache)`` on ``def f(secret, a, b)`` makes ``f(a, b)`` call
     ``f(<string of "id">, a, b)``; the secret is read from ``cache`` at each call. Unlike the
     original, which guesses from the first argument's class, the wrapper knows when it is called
-    as a method (it is a descriptor, like a function), and, under another decorator that is looked
-    up on the class instead (``functools.wraps`` wrapper, ``functools.lru_cache``, ``property``),
-    when the first argument's class holds it under those decorators. Thread-safe.
+    as a method (it is a descriptor, like a function); called through its class, when the first
+    argument is an instance of that class; and, under another decorator that is looked up on the
+    class instead (``functools.wraps`` wrapper, ``functools.lru_cache``, ``property``,
+    ``classmethod``), when the first argument's class (or the class passed as ``cls``) holds it
+    under those decorators. A function kept in a class without ``self`` and called through the
+    class gets the secret first. Thread-safe.
 
     Args:
         secret_id: The secret to read.
@@ -64,6 +68,9 @@ class _Injected(Generic[_R]):
             func = func.__func__
         self._func = func
         self._read = read
+        # The classes holding this object directly in their body (``__set_name__``): their instances
+        # come first when it is called through the class (``Base.connect(self, host)``).
+        self._owners: tuple[weakref.ref[type[Any]], ...] = ()
         functools.update_wrapper(self, func)
 
         @functools.wraps(func)
@@ -72,24 +79,39 @@ class _Injected(Generic[_R]):
 
         self._method = method
 
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self._owners = (*self._owners, weakref.ref(owner))  # a new tuple: read without a lock
+
     def __call__(self, *args: Any, **kwargs: Any) -> _R:
-        # Called with self first through a decorator stacked over this one (never for a static method):
+        # Called with self (or cls) first: through the class, or through a decorator stacked over
+        # this one; never for a static method.
         if args and not self._static and self._is_method_of(args[0]):
             return self._func(args[0], self._read(), *args[1:], **kwargs)
         return self._func(self._read(), *args, **kwargs)
 
     def _is_method_of(self, instance: object) -> bool:
-        """Whether ``instance``'s class holds this very function under its name, inside other decorators.
+        """Whether ``instance`` is the ``self`` (or ``cls``) of this very function.
 
-        A decorator stacked over this one (a ``functools.wraps`` wrapper, ``functools.lru_cache``,
-        ``property``) is looked up on the class instead and calls this object directly with
-        ``self`` first. The original guesses from the name alone; this follows the wrappers down
-        (``__wrapped__``, ``fget``, ``__func__``, ``func``) and must find this object.
+        It is when its class (or, for a class, the class itself) holds this object: directly in a
+        class body (an instance of that class or a subclass, as a method called through its class
+        gets it), or under its name inside other decorators stacked over this one (a
+        ``functools.wraps`` wrapper, ``functools.lru_cache``, ``property``, and ``classmethod``,
+        which since Python 3.13 calls this object with ``cls`` first instead of binding it),
+        which call this object directly with ``self`` first. The original guesses from the name
+        alone; this follows the wrappers down (``__wrapped__``, ``fget``, ``__func__``, ``func``)
+        and must find this object. A function kept in a class without ``self``
+        (``Util.helper(text)``) is not called with one.
         """
-        try:
-            found: object = inspect.getattr_static(type(instance), self.__dict__["__name__"])
-        except (AttributeError, KeyError, TypeError):
-            return False
+        classes = list(type(instance).__mro__)  # the type's, not __class__: no code of the instance runs
+        if any(owner() in classes for owner in self._owners):
+            return True
+        if isinstance(instance, type):
+            classes += instance.__mro__
+        name = self.__dict__["__name__"]
+        return any(self._leads_here(vars(cls).get(name)) for cls in classes)
+
+    def _leads_here(self, found: object) -> bool:
+        """Whether ``found``, a class attribute, is this object inside other decorators."""
         for _ in range(_MAX_UNWRAP):
             if found is self:
                 return True
@@ -106,10 +128,10 @@ class _Injected(Generic[_R]):
         return False
 
     def __get__(self, instance: object, owner: type[Any] | None = None) -> Callable[..., _R]:
-        if self._static:
+        if self._static or instance is None:
+            # Looked up on a class, like a function: called as it is (see _is_method_of).
             return self
-        # Looked up on a class, like a function: the instance then comes as the first argument.
-        return self._method if instance is None else types.MethodType(self._method, instance)
+        return types.MethodType(self._method, instance)
 
     def __reduce__(self) -> str:
         return str(self.__dict__["__qualname__"])  # pickled by name, as a function is
