@@ -177,6 +177,23 @@ def test_default_version_stage_applies_to_reads_without_one(lib: ModuleType, adm
     assert cache.refresh_secret_now("db") is True
 
 
+def test_refresh_secret_now_of_a_missing_default_label_succeeds(admin: Any) -> None:
+    """A default_version_stage no version carries reads None and refresh_secret_now says True, as the original
+    (the secret exists); a missing secret still says False."""
+
+    def example(lib: ModuleType) -> list[Any]:
+        fresh_secret(admin, "db", "v1")
+        cache = build(lib, new_client(), default_version_stage="AWSPENDING")
+        return [
+            cache.refresh_secret_now("db"),
+            cache.get_secret_string("db"),
+            cache.refresh_secret_now("db"),
+            cache.refresh_secret_now("missing"),
+        ]
+
+    assert same(example) == [True, None, True, False]
+
+
 @BOTH
 def test_missing_secret_raises_the_botocore_error(lib: ModuleType, client: Any) -> None:
     """A missing secret raises the client's ResourceNotFoundException, and refresh_secret_now says False."""

@@ -31,7 +31,7 @@ Where the original behaves differently (its defects are not inherited):
 
 | behaviour | aws-secretsmanager-caching 1.2 | this adapter |
 | --- | --- | --- |
-| `refresh_secret_now` | sleeps 2.5 to 5 s before fetching, or what is left of a failure backoff up to 10 s, holding up the caller | no sleep: fetches at once the default label and each other label of the secret read so far (joining a fetch already running); `True` only if every fetch succeeded |
+| `refresh_secret_now` | sleeps 2.5 to 5 s before fetching, or what is left of a failure backoff up to 10 s, holding up the caller | no sleep: fetches at once the default label and each other label of the secret read so far (joining a fetch already running); `True` only if every fetch succeeded (a label no version carries, the default one included, is an answer while the secret exists, as in the original) |
 | refreshes keep failing | serves the last value forever, also after the secret was deleted or access to it revoked | serves the last good value through an outage (throttling, 5xx, timeouts) up to `max_stale` (3600 s) past its TTL, then raises; a definite answer (deleted, access denied) stops serving it at the next fetch |
 | reads while a secret is refreshed | a per-secret lock is held across `DescribeSecret` and `GetSecretValue`: every reader of that secret waits | a hit takes no lock; a secret read regularly is refreshed in the background before it expires, so its reads never wait once warm; readers of a cold or expired key share one fetch |
 | API calls | `DescribeSecret` per refresh, plus `GetSecretValue` by `VersionId` per new version | one `GetSecretValue` by `VersionStage` per staging label per TTL; one `DescribeSecret` when it answers `ResourceNotFoundException`, to tell a missing label (`None`) from a missing secret (raises) |
@@ -256,9 +256,10 @@ class SecretCache:
         Fetches the default staging label and the other labels of the secret read through this
         object (the last ``max_cache_size`` first read, over all secrets), each joining a fetch of
         it already running, as the original's refresh of the whole label-to-version map would. A
-        label that no longer exists (the ``AWSPENDING`` of a finished rotation) is remembered as
-        missing and does not count as a failure. When a fetch fails, reads keep the last good
-        value as usual.
+        label that no longer exists (the ``AWSPENDING`` of a finished rotation), or a
+        ``default_version_stage`` no version carries, is remembered as missing and does not count
+        as a failure while the secret exists (as in the original, whose refresh is a
+        ``DescribeSecret``). When a fetch fails, reads keep the last good value as usual.
 
         Returns:
             ``True`` if every fetch succeeded, else ``False``: never raises for a failed fetch,
@@ -272,8 +273,9 @@ class SecretCache:
         for label in [self._stage, *labels]:
             try:
                 result = self._cache.try_refresh(secret_id, version_stage=None if label == _CURRENT else label)
-            except secretcache.SecretNotFoundError:
-                refreshed = refreshed and label != self._stage
+            except secretcache.SecretNotFoundError as err:
+                # A label no version carries, of a secret that exists: an answer, as in the original.
+                refreshed = refreshed and (label != self._stage or self._exists(secret_id, err.__cause__))
             except secretcache.SecretCacheError:
                 refreshed = False
             else:
