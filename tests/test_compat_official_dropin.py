@@ -7,9 +7,11 @@ caller observes (issue 22 items 2 and 3).
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import botocore.session
 import pytest
@@ -19,7 +21,7 @@ from botocore.stub import Stubber
 from secretcache.compat import aws_secretsmanager_caching as adapter
 from tests.compat_official import BOTH, MODULES, OFFICIAL, build, new_client
 from tests.compat_official import official_sleeps as official_sleeps  # autouse: the original never sleeps
-from tests.conftest import Calls
+from tests.conftest import WATCHDOG, Calls, inside, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -162,6 +164,32 @@ def test_a_missing_label_costs_one_describe_per_fetch(admin: Any, client: Any, c
             other.get_secret_string("db", "AWSPENDING")
     remove()  # allowed again: that answer was not kept, the next read asks again
     assert other.get_secret_string("db", "AWSPENDING") is None
+
+
+def test_concurrent_readers_of_a_missing_label_share_one_describe(admin: Any, client: Any, calls: Calls) -> None:
+    """16 readers meeting one ResourceNotFoundException at once: one GetSecretValue and one DescribeSecret."""
+    admin.create_secret(Name="db", SecretString=SECRET)
+    cache = build(adapter, client)
+    gate = threading.Event()
+    calls.add_fault(lambda operation, _params: operation == "DescribeSecret" and gate.wait(timeout=WATCHDOG))
+    barrier = threading.Barrier(16)
+
+    def read() -> str | None:
+        barrier.wait(timeout=WATCHDOG)
+        return cast("str | None", cache.get_secret_string("db", "AWSPENDING"))
+
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="reader") as pool:
+        futures = [pool.submit(read) for _ in range(16)]
+        readers = lambda: [thread for thread in threading.enumerate() if thread.name.startswith("reader")]  # noqa: E731
+        wait_until(  # every reader is in _exists, asking or waiting for the one who asks
+            lambda: (
+                len(readers()) == 16
+                and all(inside(t, adapter.SecretCache._exists) and inside(t, threading.Event.wait) for t in readers())
+            )
+        )
+        gate.set()
+        assert [future.result(timeout=WATCHDOG) for future in futures] == [None] * 16
+    assert (calls["GetSecretValue"], calls["DescribeSecret"]) == (1, 1)
 
 
 def test_reads_name_the_staging_label_even_for_awscurrent() -> None:
