@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -194,3 +195,44 @@ def test_injection_does_not_guess_at_self(admin: Any, client: Any) -> None:
 
         results[lib] = upper("abc")
     assert results == {OFFICIAL: ("abc", "t0k3n"), adapter: ("t0k3n", "abc")}
+
+
+def test_errors_are_the_get_secret_value_error_a_new_object_each_time(admin: Any) -> None:
+    """The original raises its DescribeSecret error, one object for every read; the adapter the GetSecretValue one,
+    a new object per read with the typed error as its cause."""
+    admin.create_secret(Name="db", SecretString="pw")
+    raised: dict[Any, list[ClientError]] = {}
+    for lib in MODULES:
+        client = new_client()
+        Calls(client).fail_with("AccessDeniedException")
+        cache = build(lib, client)
+        raised[lib] = []
+        for _ in range(2):  # the second read falls within the failure backoff: no call
+            with pytest.raises(ClientError, match="AccessDeniedException") as caught:
+                cache.get_secret_string("db")
+            raised[lib].append(caught.value)
+    official, ours = raised[OFFICIAL], raised[adapter]
+    assert [err.operation_name for err in official] == ["DescribeSecret"] * 2
+    assert official[0] is official[1]
+    assert [err.operation_name for err in ours] == ["GetSecretValue"] * 2
+    assert ours[0] is not ours[1]
+    assert all(isinstance(err.__cause__, secretcache.SecretAccessDeniedError) for err in ours)
+
+
+def _table_rows(text: str, header: str) -> list[str]:
+    """The first cells of the Markdown table whose header row starts with ``header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.split("|")[1].strip())
+    return rows
+
+
+def test_docs_list_every_difference_the_module_lists() -> None:
+    """docs/migrating.md's table of differences has every row of the adapter's docstring, in the same order."""
+    docs = (Path(__file__).parent.parent / "docs" / "migrating.md").read_text()
+    ours = adapter.__doc__ or ""
+    assert _table_rows(docs, "| behaviour |") == _table_rows(ours, "| behaviour |")
