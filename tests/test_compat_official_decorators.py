@@ -177,3 +177,12 @@ def test_a_class_method_over_the_decorator_gets_the_class_first(admin: Any, clie
     (official, official_class), (ours, our_class) = results[OFFICIAL], results[adapter]
     assert official[0] == ("t0k3n", official_class, "h")  # cls gets the secret, the secret cls
     assert ours == [(our_class, "t0k3n", "h"), (our_class, "t0k3n", "default")]
+
+
+def test_keyword_injection_of_a_label_no_version_carries_says_so(admin: Any, client: Any) -> None:
+    """A default_version_stage no version carries reads None: the RuntimeError names that cause, not only binary."""
+    admin.create_secret(Name="db", SecretString=json.dumps({"username": "app"}))
+    cache = build(adapter, client, default_version_stage="AWSPENDING")
+    read = adapter.InjectKeywordedSecretString("db", cache, user="username")(lambda user: user)
+    with pytest.raises(RuntimeError, match=r"has no string value .*no version carries the staging label"):
+        read()

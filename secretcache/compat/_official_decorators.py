@@ -150,8 +150,9 @@ class InjectKeywordedSecretString:
         **kwargs: Keyword argument of the function -> key of the JSON object.
 
     The wrapper raises ``RuntimeError`` when the secret is not valid JSON, is not a JSON object,
-    holds binary data, or lacks a key (the original's messages; it raises ``TypeError`` for the
-    middle two). The messages name the secret id and the key, never a value.
+    has no string (it holds binary data, or no version carries the staging label), or lacks a
+    key (the original's messages; it raises ``TypeError`` for the middle two). The messages name
+    the secret id and the key, never a value.
     """
 
     def __init__(self, secret_id: str, cache: _SecretSource, **kwargs: str) -> None:
@@ -172,7 +173,10 @@ class InjectKeywordedSecretString:
         secret_id = self.secret_id
         text = self.cache.get_secret_string(secret_id=secret_id)
         if text is None:
-            raise RuntimeError(f"Cached secret is not valid JSON: secret {secret_id!r} holds binary data")
+            raise RuntimeError(
+                f"Cached secret is not valid JSON: secret {secret_id!r} has no string value (it holds binary "
+                "data, or no version carries the staging label read)"
+            )
         try:
             document = json.loads(text)
         except (ValueError, RecursionError):
