@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -56,7 +57,7 @@ from secretcache import _fork
 from secretcache._policy import Duration, to_seconds
 from secretcache._token import TokenError, read_token
 
-__all__ = ["AgentClient"]
+__all__ = ["MAX_BODY", "AgentClient"]
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2773"
 ENDPOINT_VARIABLE = "SECRETCACHE_AGENT_ENDPOINT"
@@ -88,6 +89,9 @@ _CLOSED_POOL_TRIES = 10  # a request meets at most this many pools closed by clo
 # server.rs, validate_max_conn: the Agent counts a connection once, when it accepts it, and answers
 # 429 to every request on one it accepted past max_conn, keeping it open (hyper's keep-alive).
 _OVER_LIMIT = 429
+MAX_BODY = 1 << 20
+"""Longest body read (1 MiB): a secret is at most 64 KiB, 6 times that JSON-escaped, 4/3 that base64."""
+_READ_SIZE = 65536
 _MAX_DIGITS = 12  # a CreatedDate of 10**13 seconds or more is past year 9999: not computed, left out
 
 
@@ -133,8 +137,10 @@ class AgentClient:
             (in Lambda, the extension's token is ``AWS_SESSION_TOKEN``: nothing to set).
         connect_timeout: Seconds to wait for a connection (default 1: the server is local).
         read_timeout: Seconds to wait for an answer (default 5, the read timeout of the boto3
-            client a cache builds). A read the server must fetch from Secrets Manager waits for
-            that fetch; when it takes longer, the cache's next attempt joins the server's fetch.
+            client a cache builds); a whole call, its body read, ends ``connect_timeout +
+            read_timeout`` after it began (``ReadTimeoutError``). A read the server must fetch
+            from Secrets Manager waits for that fetch; when it takes longer, the cache's next
+            attempt joins the server's fetch.
         max_connections: Connections kept open for reuse (default 10); more concurrent requests
             open more connections, closed after use.
 
@@ -243,10 +249,13 @@ class AgentClient:
                 running, or restarting).
             botocore.exceptions.ConnectTimeoutError: The connection took longer than
                 ``connect_timeout``.
-            botocore.exceptions.ReadTimeoutError: The answer took longer than ``read_timeout``.
+            botocore.exceptions.ReadTimeoutError: The answer took longer than ``read_timeout``, or
+                was not complete ``connect_timeout + read_timeout`` after the call began.
             botocore.exceptions.ConnectionClosedError: The connection broke before an answer.
             botocore.exceptions.HTTPClientError: Another HTTP failure.
-            botocore.parsers.ResponseParserError: A success answer that is not a JSON object.
+            botocore.parsers.ResponseParserError: A success answer that is not a JSON object, or
+                longer than :data:`MAX_BODY` (not read past it; an error answer that long is a
+                ``ClientError`` with its status as the code).
             botocore.exceptions.ParamValidationError: An argument of the wrong type.
         """
         for name, value, required in (
@@ -275,12 +284,25 @@ class AgentClient:
             "HTTPHeaders": headers,
             "RetryAttempts": 0,
         }
+        if body is None:  # longer than MAX_BODY: not read
+            if status != 200:
+                message = f"(a body of more than {MAX_BODY} bytes, not read)"
+                error = {"Code": str(status), "Message": message}
+                raise ClientError({"Error": error, "ResponseMetadata": metadata}, _OPERATION)  # type: ignore[typeddict-item]
+            raise ResponseParserError(f"{_OPERATION}: the server's answer is longer than {MAX_BODY} bytes (not read)")
         if status != 200:
             raise _client_error(status, body, metadata)
         return _response(body, metadata)
 
-    def _request(self, target: str) -> tuple[int, dict[str, str], bytes]:
+    def _request(self, target: str) -> tuple[int, dict[str, str], bytes | None]:
         """One GET of ``target``: the status, the headers (names lower-cased) and the body.
+
+        The whole call, body included, takes at most ``connect_timeout + read_timeout`` (what a
+        cache counts one call of this client may take): a server that trickles its answer fails
+        with ``ReadTimeoutError`` at that deadline, not when it stops. The body is read up to
+        :data:`MAX_BODY` bytes, never more: a longer one (no Secrets Manager answer comes near)
+        ends the request, its connection closed, as a ``ResponseParserError`` for a ``200`` and a
+        ``ClientError`` with the status for an error answer, neither quoting a byte of it.
 
         A 429 answer closes the pooled connections (as :meth:`close` does): the Agent refuses every
         later request on a connection it counted past its limit, so a retry on it would meet the
@@ -291,9 +313,11 @@ class AgentClient:
         of urllib3's errors: http.client's ``IncompleteRead`` holds the bytes read (the value),
         and urllib3's ``InvalidChunkLength`` the line read where a chunk's length should be.
         """
+        deadline = time.monotonic() + self._connect_timeout + self._read_timeout
         failure: BotoCoreError | None = None
         try:
             response = self._send(target)
+            body = _read_body(response, deadline)
         except urllib3.exceptions.NewConnectionError as err:  # before ConnectTimeoutError: a subclass of it
             raise EndpointConnectionError(endpoint_url=self._url, error=err) from err
         except urllib3.exceptions.ConnectTimeoutError as err:
@@ -304,12 +328,18 @@ class AgentClient:
             failure = ConnectionClosedError(endpoint_url=self._url, error=_names(err))
         except urllib3.exceptions.HTTPError as err:
             failure = HTTPClientError(error=_names(err))
+        except _Late:
+            failure = ReadTimeoutError(
+                endpoint_url=self._url,
+                error=f"the answer was not complete within connect_timeout + read_timeout "
+                f"({self._connect_timeout + self._read_timeout:g} s)",
+            )
         if failure is not None:
             raise failure  # outside the except block: no __context__ either
         if response.status == _OVER_LIMIT:
             self.close()  # the refused connection with the idle ones, which count against the limit too
         headers = {name.lower(): value for name, value in response.headers.items()}
-        return response.status, headers, response.data
+        return response.status, headers, body
 
     def _send(self, target: str) -> urllib3.BaseHTTPResponse:
         """GET ``target`` on the current pool, again on the next one if :meth:`close` closed it under this request.
@@ -317,14 +347,52 @@ class AgentClient:
         urllib3 raises ``ClosedPoolError`` before it takes a connection, so nothing was sent.
         """
         headers = {TOKEN_HEADER: self._token}
+        options: dict[str, Any] = {"headers": headers, "retries": False, "redirect": False, "preload_content": False}
         for _ in range(_CLOSED_POOL_TRIES - 1):
             pool = self._pool
             try:
-                return pool.request("GET", target, headers=headers, retries=False, redirect=False)
+                return pool.request("GET", target, **options)
             except urllib3.exceptions.ClosedPoolError:
                 if self._pool is pool:  # closed, yet still in place: not close()'s doing
                     raise
-        return self._pool.request("GET", target, headers=headers, retries=False, redirect=False)
+        return self._pool.request("GET", target, **options)
+
+
+class _Late(Exception):
+    """The answer was not complete by the call's deadline."""
+
+
+def _read_body(response: urllib3.BaseHTTPResponse, deadline: float) -> bytes | None:
+    """``response``'s body, read by its deadline (``_Late`` past it), or ``None`` past :data:`MAX_BODY` bytes.
+
+    Each read waits at most until the deadline (the socket's timeout is set to what is left), so a
+    server sending a byte now and then cannot stretch the call. A body cut short closes its
+    connection; one read whole gives it back to the pool.
+    """
+    parts: list[bytes] = []
+    size = 0
+    complete = False
+    try:
+        while size <= MAX_BODY:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Late
+            # Looked up before each read: a body read to its end gives the connection back to the
+            # pool at once, where another request may take it (and close() may close it).
+            sock = getattr(response.connection, "sock", None)
+            if sock is not None:
+                sock.settimeout(left)
+            chunk = response.read1(_READ_SIZE)
+            if not chunk:
+                complete = True
+                break
+            size += len(chunk)
+            parts.append(chunk)
+    finally:
+        if not complete:
+            response.close()  # closes the connection too: the rest of the body is never read
+        response.release_conn()
+    return b"".join(parts) if complete else None
 
 
 def _names(err: BaseException) -> str:

@@ -6,19 +6,23 @@ The server and the fixtures are tests/agent_client.py's.
 from __future__ import annotations
 
 import http.client
+import itertools
 import os
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+from botocore.parsers import ResponseParserError
 
 from secretcache import RetryPolicy, SecretCache, SecretUnavailableError
-from secretcache.agent import AgentClient
+from secretcache.agent import MAX_BODY, AgentClient
 from tests.agent_client import RETRY, VALUE, cache_of
 from tests.agent_client import client as client  # a fixture
 from tests.agent_client import standin as standin  # a fixture
@@ -189,3 +193,82 @@ def test_forked_child_opens_its_own_connection(standin: AgentStandIn, tmp_path: 
     parent, child, parent_again = (seen.port for seen in standin.gets())
     assert child != parent
     assert parent_again == parent
+
+
+class _RawServer:
+    """A loopback server answering each request with ``head`` then ``body_parts``, one part every ``gap`` seconds.
+
+    It stops sending when the client closes the connection, and after the watchdog at the latest;
+    ``sent`` counts the body bytes the client took before it closed.
+    """
+
+    def __init__(self, head: bytes, body_parts: Iterator[bytes], gap: float = 0.0) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._head, self._parts, self._gap = head, body_parts, gap
+        self.sent = 0
+        self.stopped = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        with conn:
+            conn.recv(65536)
+            deadline = time.monotonic() + WATCHDOG
+            try:
+                conn.sendall(self._head)
+                for part in self._parts:
+                    if time.monotonic() > deadline or self.stopped.wait(self._gap):
+                        break
+                    conn.sendall(part)
+                    self.sent += len(part)
+            except OSError:  # the client closed the connection
+                pass
+
+    def close(self) -> None:
+        self.stopped.set()
+        self._thread.join(WATCHDOG)
+        self._listener.close()
+
+
+def test_an_answer_trickled_byte_by_byte_times_out_at_the_calls_deadline() -> None:
+    """A server sending one body byte now and then cannot hold a call past connect + read timeout: ReadTimeoutError.
+
+    Each byte comes well within read_timeout, so a per-read timeout alone never fires; the call's
+    deadline does (before it, the request waited as long as the server kept trickling).
+    """
+    server = _RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", itertools.repeat(b" "), gap=0.02)
+    try:
+        with (
+            AgentClient(server.url, TOKEN, connect_timeout=0.1, read_timeout=0.3) as agent,
+            pytest.raises(ReadTimeoutError) as caught,
+        ):
+            agent.get_secret_value(SecretId="app/db")
+    finally:
+        server.close()
+    assert caught.value.__context__ is None
+    assert server.sent < 100000
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_an_endless_body_is_not_read_past_max_body(status: int) -> None:
+    """An answer longer than MAX_BODY is refused after MAX_BODY bytes: memory stays bounded whatever the server sends.
+
+    A 200 is a ResponseParserError (retried), an error status a ClientError with that status;
+    neither quotes a byte of the body.
+    """
+    head = b"HTTP/1.1 %d X\r\nTransfer-Encoding: chunked\r\n\r\n" % status
+    chunk = b"x" * 65536
+    server = _RawServer(head, itertools.repeat(b"%x\r\n%s\r\n" % (len(chunk), chunk), 1024))  # 64 MiB at most
+    try:
+        with AgentClient(server.url, TOKEN) as agent, pytest.raises((ResponseParserError, ClientError)) as caught:
+            agent.get_secret_value(SecretId="app/db")
+    finally:
+        server.close()
+    assert f"longer than {MAX_BODY} bytes" in str(caught.value) or f"more than {MAX_BODY} bytes" in str(caught.value)
+    if status != 200:
+        assert isinstance(caught.value, ClientError)
+        assert caught.value.response["Error"]["Code"] == "500"
+    assert "xxxx" not in str(caught.value)
+    assert server.sent < 32 * MAX_BODY  # the rest was never read (socket buffers hold a few MiB)
