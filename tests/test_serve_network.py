@@ -3,20 +3,28 @@
 Bound to loopback (the default), the server refuses a connection made to this host's other
 address; bound there with ``--allow-remote``, it answers there. A fuzz of raw requests (query
 strings, header values, bytes no client should send) never gets a 500 or makes the server print
-a traceback, and no answer or output holds the token.
+a traceback, and no answer or output holds the token. A request that never finishes arriving
+is answered 408 and closed, one that never ends 431 (uvicorn in a thread, a shortened timeout).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from secretcache import SecretCache
+from secretcache.serve._app import AgentApp, LimitedHttpToolsProtocol
+from secretcache.serve._protocol import Answerer
 from tests.conftest import WATCHDOG
 from tests.serveproc import TOKEN, ServeProcess, accepts, base_env, start_serve
 
@@ -125,3 +133,94 @@ def test_fuzzed_requests_never_get_a_500(fuzzed: ServeProcess, request: bytes) -
     status = answer.split(b" ", 2)[1]
     assert status in {b"200", b"400", b"403", b"404", b"405", b"422"}, answer[:300]
     assert TOKEN.encode() not in answer
+
+
+class _QuickProtocol(LimitedHttpToolsProtocol):
+    request_timeout = 0.3  # the real 10 s, shortened so the test waits little
+
+
+@pytest.fixture
+def quick_server(client: Any) -> Iterator[int]:
+    """uvicorn in a thread with the server's protocol (a request timeout of 0.3 s), ``--max-conn 2``; its port."""
+    with SecretCache(client) as cache:
+        config = uvicorn.Config(
+            AgentApp(Answerer(cache, token=None), max_conn=2),
+            http=_QuickProtocol,
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+        )
+        server = uvicorn.Server(config)
+        sock = socket.create_server(("127.0.0.1", 0))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        try:
+            pause = threading.Event()  # never set: a bounded sleep
+            for _ in range(int(WATCHDOG / 0.01)):
+                if server.started:
+                    break
+                pause.wait(0.01)
+            assert server.started
+            yield sock.getsockname()[1]
+        finally:
+            server.should_exit = True
+            thread.join(WATCHDOG)
+            sock.close()
+    assert not thread.is_alive()
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends on ``sock`` until it closes it (a socket timeout past the watchdog fails)."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_requests_that_never_finish_arriving_are_closed_and_free_their_places(quick_server: int) -> None:
+    """Connections sending part of a request, or nothing, get 408 and are closed; they no longer hold places for ever.
+
+    Before, under --max-conn 2, three such connections kept every later connection at 429 for as
+    long as their client kept them open.
+    """
+    partial = [b"", b"GET /ping HTTP/1.1\r\nHo", b"GET /secretsmanager/get?secretId=a"]
+    held = [socket.create_connection(("127.0.0.1", quick_server), timeout=WATCHDOG) for _ in partial]
+    try:
+        for sock, sent in zip(held, partial, strict=True):
+            sock.sendall(sent)
+        answers = [_until_closed(sock) for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+    assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers), answers
+    with socket.create_connection(("127.0.0.1", quick_server), timeout=WATCHDOG) as sock:
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert _until_closed(sock).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("flood", ["headers", "one header", "target"])
+def test_a_request_head_without_end_is_refused_431_past_max_request_bytes(quick_server: int, flood: str) -> None:
+    """Header lines without end, one endless header or an endless target: closed (431) after 64 KiB, not kept.
+
+    The server closes with the rest unread, so the kernel may reset the connection and drop the
+    431 before the client reads it: the closing is what is checked, and the answer if one arrives.
+    """
+    start, line = {
+        "headers": (b"GET /ping HTTP/1.1\r\n", b"X-Flood: " + b"a" * 1000 + b"\r\n"),
+        "one header": (b"GET /ping HTTP/1.1\r\nX-Flood: ", b"a" * 1000),
+        "target": (b"GET /secretsmanager/get?secretId=", b"a" * 1000),
+    }[flood]
+    limit = 4 << 20  # 4 MiB: 64 times the limit
+    sent, answer = 0, b""
+    with socket.create_connection(("127.0.0.1", quick_server), timeout=WATCHDOG) as sock:
+        try:
+            sock.sendall(start)
+            while sent < limit:
+                sock.sendall(line)
+                sent += len(line)
+        except OSError:  # the server closed the connection
+            pass
+        with contextlib.suppress(OSError):
+            answer = _until_closed(sock)
+    assert sent < limit
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:100]

@@ -142,20 +142,100 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, noting in each request's scope how many connections were open at accept.
+    """uvicorn's httptools protocol, counting connections at accept and bounding each request's bytes and time.
 
     ``self.connections`` is uvicorn's set of the server's open connections (shared by every
     protocol of one server); it holds this connection once ``connection_made`` has run.
+
+    uvicorn's httptools protocol bounds neither how long a request may take to arrive nor its
+    size (its keep-alive timeout runs only between requests, and any byte received stops it). So a
+    client sending a request slowly, or never finishing it, held its connection, and with it a
+    place under ``--max-conn``, for ever, and a head of endless header lines was kept in memory.
+    Here each request must arrive whole within :attr:`request_timeout` seconds of its first byte (a
+    new connection's first request, of the accept), else ``408 Request Timeout`` and the connection
+    is closed; and a request of more than :attr:`max_request_bytes` bytes is answered ``431``
+    (a head that long) or has its connection closed (a body: the protocol's requests have none).
+    The Agent's requests are a GET of a few hundred bytes.
     """
 
+    request_timeout: float = 10.0
+    """Seconds a request may take to arrive, head and body, from its first byte (or the accept)."""
+    max_request_bytes: int = 65536
+    """Longest request, head and body: a 2,048-character id percent-encoded three times over fits."""
+
     _open_at_accept = 0
+    _request_timer: asyncio.TimerHandle | None = None
+    _receiving = False  # a request has begun and is not complete yet
+    _head_done = False
+    _request_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Count the connections open now, this one included."""
+        """Count the connections open now, this one included; the first request's time starts."""
         super().connection_made(transport)
         self._open_at_accept = len(self.connections)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the request's timer."""
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser; a request past :attr:`max_request_bytes` that is not complete yet is refused."""
+        self._request_bytes += len(data)
+        super().data_received(data)
+        if self._receiving and self._request_bytes > self.max_request_bytes and not self.transport.is_closing():
+            if self._head_done:  # a body (the protocol's requests have none): its answer may be under way
+                self._disarm()
+                self.transport.close()
+            else:
+                self._refuse(431, b"Request Header Fields Too Large")
 
     def on_message_begin(self) -> None:
-        """Start a request's scope, with the count taken at accept."""
+        """Start a request's scope, with the count taken at accept; its time starts (unless the accept's runs)."""
         super().on_message_begin()
         cast("dict[str, Any]", self.scope)[OPEN_AT_ACCEPT] = self._open_at_accept
+        self._receiving, self._head_done = True, False
+        if self._request_timer is None:
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        """The head is whole; its body may follow."""
+        self._head_done = True
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        """The request arrived whole in time: its timer stops, the next request's bytes count afresh."""
+        self._receiving = False
+        self._request_bytes = 0
+        self._disarm()
+        super().on_message_complete()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._request_timer = self.loop.call_later(self.request_timeout, self._late)
+
+    def _disarm(self) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def _late(self) -> None:
+        """The request did not arrive in time: 408 (unless an answer is being written) and close."""
+        self._request_timer = None
+        if self._head_done:  # its answer may be under way: no status line in the middle of it
+            self.transport.close()
+        else:
+            self._refuse(408, b"Request Timeout")
+
+    def _refuse(self, status: int, text: bytes) -> None:
+        """Answer ``status`` with ``text`` and close, unless an earlier request's answer is still being written."""
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+                b"connection: close\r\n\r\n%s" % (status, text, len(text), text)
+            )
+        self.transport.close()
