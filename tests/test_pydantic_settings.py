@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import (
     AWSSecretsManagerSettingsSource,
     BaseSettings,
@@ -263,3 +263,27 @@ def test_a_value_pydantic_settings_cannot_decode_is_not_chained(
         settings_class(AppSettings, ours(cache, SECRET))()
     assert_value_absent(info.value, PASSWORD)
     assert "JSONDecodeError" in str(info.value)  # what went wrong, by type
+
+
+def test_a_rotated_value_that_stops_validating_shows_in_errors_unless_inputs_are_hidden(
+    admin: Any, cache: SecretCache, clock: FakeClock
+) -> None:
+    """The settings class's ValidationError quotes a value that does not validate; hide_input_in_errors keeps it out.
+
+    The source hands values on and pydantic validates them into the user's class, so the secrecy
+    of that error is the class's setting, as docs/typed-secrets.md says.
+    """
+    document = {"app_name": "orders", "database": {"host": "h", "port": 5432, "username": "u", "password": PASSWORD}}
+    admin.create_secret(Name=SECRET, SecretString=json.dumps(document))
+    source = ours(cache, SECRET)
+    shown, hidden = (settings_class(AppSettings, source, hide_input_in_errors=flag) for flag in (False, True))
+    assert shown().app_name == hidden().app_name == "orders"
+    rotate(admin, SECRET, json.dumps({**document, "workers": PASSWORD}))  # a password pasted into the wrong key
+    clock.advance(10_000)
+    with pytest.raises(ValidationError) as quoted:
+        shown()
+    assert PASSWORD in str(quoted.value)
+    with pytest.raises(ValidationError) as kept_out:
+        hidden()
+    assert_value_absent(kept_out.value, PASSWORD)
+    assert "workers" in str(kept_out.value)
