@@ -320,6 +320,11 @@ class AsyncSecretCache:
         served: list[bool] = []  # set once the read is in the serving's hands, which counts it
         try:
             return await self._wait(step, served)
+        except GeneratorExit:
+            # Closed unfinished: its loop closed under it, and the garbage collector closes it, on
+            # whatever thread and inside whatever lock that thread holds (the counters' own, in
+            # stats()): it runs no code of the cache, which could wait for that lock for ever.
+            raise
         except BaseException:
             if not served:  # cut off first (a cancelled task, no thread to fetch on): a read error
                 store.counters.add("read_errors")

@@ -19,6 +19,7 @@ from secretcache import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
+from secretcache._cache import store_of
 from secretcache._flight import Flight
 from secretcache._stats import Counters
 from secretcache._store import Store
@@ -295,3 +296,38 @@ def test_a_task_reading_the_key_its_own_thread_is_fetching_does_not_wait_for_its
     assert len(nested) == 1
     assert "further up this thread's stack" in str(nested[0])
     assert cache.stats().api_calls == {"GetSecretValue": 1}
+
+
+def test_a_read_whose_loop_closed_under_it_closes_inside_a_cache_lock_without_waiting_for_it(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A read left pending by a closed loop is closed by the garbage collector wherever it runs: no deadlock.
+
+    The collector may run it inside a lock of the cache on that thread (the counters' own, in
+    ``stats()``); closing it must take none. ``coro.close()`` does what the collector does.
+    """
+    admin.create_secret(Name="db", SecretString="pw-1")
+    fetch = calls.hold()
+    cache = AsyncSecretCache(client, retry=FAST_RETRY, clock=clock)
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(cache.get_secret_string("db"))
+
+    async def until_waiting() -> None:
+        while cache.stats().misses < 1:
+            await asyncio.sleep(0.001)
+
+    loop.run_until_complete(asyncio.wait_for(until_waiting(), WATCHDOG))
+    loop.close()  # the read stays pending for good, awaiting its fetch
+    coro = task.get_coro()
+    counters = store_of(cache.cache).counters
+
+    def close_inside_the_lock() -> None:
+        with counters._lock:
+            coro.close()  # type: ignore[union-attr]
+
+    closer = threading.Thread(target=close_inside_the_lock, daemon=True)
+    closer.start()
+    closer.join(WATCHDOG)
+    assert not closer.is_alive(), "closing the abandoned read waited for a lock its own thread held"
+    fetch.set()
+    cache.close()
