@@ -302,7 +302,9 @@ class Fetcher:
         its retries within half the deadline (one probe while an outage episode goes on, none
         while its backoff lasts), then each replica in order within what is left of the
         deadline: once an attempt was made, none starts at or past the deadline, so a primary
-        attempt that hangs that long leaves no replica attempt. ``region`` is ``None`` for the
+        attempt that hangs that long leaves no replica attempt. An attempt that outlasted its
+        client's timeouts (the process was stopped: a Lambda freeze) spends none of it, in its
+        own Region or in those after it. ``region`` is ``None`` for the
         primary: ids are sent as given; for a replica, ARNs are rewritten to its Region.
 
         Returns:
@@ -315,9 +317,10 @@ class Fetcher:
         regions = self.regions
         if regions is None:
             client = self.client
-            return self._retrying(lambda: attempt(client, None), fetch, client), None
+            return self._retrying(lambda: attempt(client, None), fetch, client, [0.0]), None
         started = self._clock()
         deadline = self._retry.deadline
+        lost = [0.0]  # seconds of attempts that outlasted their client's timeouts: the process was stopped
         failure: Exception | None = None
         primary = self.client
         use_primary, with_retries = regions.primary_first()
@@ -330,7 +333,7 @@ class Fetcher:
 
             try:
                 once = None if with_retries else 1
-                result = self._retrying(on_primary, fetch, primary, attempts=once, deadline=deadline / 2)
+                result = self._retrying(on_primary, fetch, primary, lost, attempts=once, deadline=deadline / 2)
             except _CALL_ERRORS as err:
                 if not is_transient(err):  # a definite answer: the primary is up, and no replica is asked
                     regions.primary_answered(region_of(primary), operation)
@@ -344,12 +347,12 @@ class Fetcher:
                 regions.primary_answered(region_of(primary), operation)
                 return result, None
         for replica in regions.replicas:
-            left = deadline - (self._clock() - started)
+            left = deadline - (self._clock() - started - lost[0])
             if left <= 0 and (use_primary or failure is not None):  # the fetch's first attempt always starts
                 break
             try:
                 call = functools.partial(attempt, replica.client, replica.region)
-                result = self._retrying(call, fetch, replica.client, deadline=max(left, 0.0))
+                result = self._retrying(call, fetch, replica.client, lost, deadline=max(left, 0.0))
             except _CALL_ERRORS as err:
                 if failure is None and not is_transient(err) and not isinstance(err, ClientUnusableError):
                     # The primary is backing off: a replica's definite answer (the secret is not
@@ -385,6 +388,7 @@ class Fetcher:
         attempt: Callable[[], _T],
         fetch: Fetch | None,
         client: object,
+        lost: list[float],
         *,
         attempts: int | None = None,
         deadline: float | None = None,
@@ -393,11 +397,16 @@ class Fetcher:
 
         ``fetch`` hears of each transient failure. An attempt that outlasted ``client``'s
         timeouts was stopped for some of that time (a Lambda freeze): it does not count against
-        the deadline.
+        the deadline; its seconds are added to ``lost[0]``, so the replica Regions' share of the
+        deadline, counted from the fetch's start, does not count them either.
         """
         falter = fetch.falter if fetch is not None else None
+
+        def stopped(seconds: float) -> None:
+            lost[0] += seconds
+
         run = functools.partial(retrying, clock=self._clock, sleep=self._sleep, attempt_limit=call_seconds(client))
-        return run(attempt, self._retry, falter=falter, attempts=attempts, deadline=deadline)
+        return run(attempt, self._retry, falter=falter, attempts=attempts, deadline=deadline, stopped=stopped)
 
 
 def in_region(secret_id: str, region: str) -> str:

@@ -51,6 +51,7 @@ def retrying(
     attempts: int | None = None,
     deadline: float | None = None,
     attempt_limit: float = math.inf,
+    stopped: Callable[[float], None] | None = None,
 ) -> _T:
     """Run ``attempt`` under ``policy``, or its fewer ``attempts`` and shorter ``deadline``.
 
@@ -61,7 +62,8 @@ def retrying(
     and read timeouts). An attempt that took longer was stopped for some of that time (Lambda
     freezes the process between invocations; a machine sleeps), so its time says nothing of
     Secrets Manager and does not count against the deadline: a fetch thawed long past its
-    deadline still retries.
+    deadline still retries. ``stopped`` is told the seconds of each such attempt, for a caller
+    whose own budget runs on from the same start (the replica Regions' share of the deadline).
     """
     attempts = policy.attempts if attempts is None else attempts
     deadline = policy.deadline if deadline is None else deadline
@@ -75,6 +77,8 @@ def retrying(
             took = clock() - began
             if took > attempt_limit:
                 before_deadline.forgive(took)
+                if stopped is not None:
+                    stopped(took)
 
     def transient(err: BaseException) -> bool:
         if not is_transient(err):

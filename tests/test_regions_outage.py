@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from secretcache import (
     InvalidSecretRequestError,
@@ -251,6 +251,29 @@ def test_a_replicas_definite_answer_is_no_verdict(
 
 
 # -- both Regions failing ----------------------------------------------------------------------
+
+
+def test_a_primary_attempt_frozen_past_the_deadline_leaves_the_replicas_their_share(
+    client: Any, admin: Any, calls: Calls, replica: Any, replica_calls: Calls, clock: FakeClock
+) -> None:
+    """A primary attempt stopped for 1000 s (a Lambda freeze; deadline 30 s) spends none of the
+    deadline: the primary is retried, then the replica is asked and answers."""
+    create(admin, "db", "pw-1")
+    first = [True]
+
+    def freeze_then_fail(operation: str, _params: dict[str, Any]) -> None:
+        if first[0]:
+            first[0] = False
+            clock.advance(1000)  # frozen mid-request; the connection died meanwhile
+            raise ReadTimeoutError(endpoint_url="https://secretsmanager")
+        raise ClientError({"Error": {"Code": THROTTLING, "Message": "injected"}}, operation)  # type: ignore[arg-type]
+
+    calls.add_fault(freeze_then_fail)
+    cache = regional(client, replica, clock)
+    value = cache.get_secret("db")
+    assert (value.secret_string, value.region) == ("pw-1", REPLICA)
+    assert (calls.counts["GetSecretValue"], replica_calls.counts["GetSecretValue"]) == (3, 1)
+    cache.close()
 
 
 def test_cold_read_with_every_region_failing_is_unavailable_without_the_value(
