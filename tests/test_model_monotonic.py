@@ -4,10 +4,11 @@ A real ``SecretCache`` over in-process moto, with a replica Region, reads a secr
 ARN and partial ARN (three keys of one label) while rules put new versions (the replica lagging
 behind some of them, ``tests/replication.py``), roll AWSCURRENT back, make the primary Region
 throttle during a read, hold reads whose answer arrives late (held before the request reaches
-moto, or after moto answered), invalidate while they are held (``invalidate()``, or a change event naming the
-secret's ARN in the replica Region), force refreshes and move the
-clock. The cache holds ``MAX_SIZE`` entries, fewer than the spellings, and a rule reads other
-secrets that never change: it serves ``2 * MAX_SIZE + 1`` labels, more than its entries hold,
+moto, or after moto answered), jump the clock far past the TTL and the retry deadline while they
+are held (a process frozen mid-fetch, as Lambda freezes one), invalidate while they are held
+(``invalidate()``, or a change event naming the secret's ARN in the replica Region), force
+refreshes and move the clock. The cache holds ``MAX_SIZE`` entries, fewer than the spellings,
+and a rule reads other secrets that never change: it serves ``2 * MAX_SIZE + 1`` labels, more than its entries hold,
 and as many as it remembers the newest version of (``Table``: no mark of a label is forgotten
 while at most ``2 * MAX_SIZE`` other labels not held have one).
 
@@ -19,9 +20,12 @@ flip back to the version rolled back from is not). The ``on_change`` reports of 
 chain (each one's old version is the previous one's new) and climb the positions strictly, so
 each real change is reported once and never as a step back and forth; every version a read
 returned is one the listener heard of (or the first served); ``stats().changes`` counts the
-reports. A ``watch()`` of the secret under each spelling (its values are JSON documents) must
-climb the same way: each object it hands ``on_change`` is of a later position than the one
-before, and :attr:`SecretWatch.current` never goes back.
+reports. While the primary answers, a read that did not join another's fetch never returns a
+version that stopped being AWSCURRENT a TTL or more before it started (the TTL counts from the
+start of the fetch that read it, however long that fetch was held or frozen). A ``watch()`` of
+the secret under each spelling (its values are JSON documents) must climb the same way: each
+object it hands ``on_change`` is of a later position than the one before, and
+:attr:`SecretWatch.current` never goes back.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any, TypeVar
 
 import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from moto import mock_aws
@@ -81,6 +86,7 @@ class Late:
     secret_id: str
     before: bool  # held before moto sees the request (its answer is as of the release)
     start: int
+    fail: bool = False  # once released, its held call fails (a connection that died while frozen)
     gate: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Event = field(default_factory=threading.Event)
     result: Future[str | None] = field(default_factory=Future)
@@ -141,6 +147,8 @@ class MonotonicMachine(RuleBasedStateMachine):
         self.cache.on_change(self._heard)
         self._ticks = itertools.count()
         self.history: dict[str, list[str]] = {}  # AWSCURRENT after each change: its positions
+        self.since: dict[str, list[float]] = {}  # the clock when each position began
+        self.primary_down = -float("inf")  # the clock at the end of the latest step the primary failed in
         self.reads: dict[str, list[tuple[int, int, int]]] = {name: [] for name in SECRETS}  # (start, end, position)
         self.returned: dict[str, set[str]] = {name: set() for name in SECRETS}
         self.first: dict[str, str] = {}  # the first version a read of the secret returned
@@ -156,6 +164,7 @@ class MonotonicMachine(RuleBasedStateMachine):
             self.admin.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": REPLICA}])
             self.spellings[name] = {"name": name, "arn": arn, "partial": arn[:-7]}
             self.history[name] = [self._current(name)]
+            self.since[name] = [self.clock()]
         for name in OTHERS:  # replicated too: read while the primary fails, the replica answers
             self.admin.create_secret(Name=name, SecretString=name)
             self.admin.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": REPLICA}])
@@ -211,6 +220,9 @@ class MonotonicMachine(RuleBasedStateMachine):
         if late is not None and late.before == before and not late.gate.is_set():
             late.arrived.set()
             assert late.gate.wait(WATCHDOG), "a held call was never released"
+            if late.fail:
+                late.fail = False  # its retry goes through
+                raise ReadTimeoutError(endpoint_url="https://secretsmanager")
 
     def _hold_before(self, **_: Any) -> None:
         self._hold(before=True)
@@ -255,9 +267,23 @@ class MonotonicMachine(RuleBasedStateMachine):
             if value == self.first_value.get(name):
                 self.first[name] = version
 
+    def _check_ttl(self, name: str, began: float, value: str | None) -> None:
+        """A read that began at ``began`` and fetched or hit (joined no other's fetch) returned ``value``:
+        it was AWSCURRENT less than a TTL before, unless the primary failed lately (stale or
+        replica values then, within their own bounds)."""
+        version = self._version(name, value)
+        if version is None or began < self.primary_down + TTL:
+            return
+        history, since = self.history[name], self.since[name]
+        ends = [since[index + 1] if index + 1 < len(history) else float("inf") for index in range(len(history))]
+        assert any(history[index] == version and ends[index] > began - TTL for index in range(len(history))), (
+            f"{name}: a read at {began:g} returned {version}, not AWSCURRENT since "
+            f"{max(ends[i] for i in range(len(history)) if history[i] == version):g} (TTL {TTL:g}); history {history}"
+        )
+
     def _read(self, name: str, secret_id: str, force: bool) -> None:
         """A read; if it joins a fetch a late read holds, that late answer arrives meanwhile."""
-        start = self._tick()
+        start, began = self._tick(), self.clock()
         misses = self.cache.stats().misses
 
         def read() -> str | None:
@@ -272,7 +298,10 @@ class MonotonicMachine(RuleBasedStateMachine):
             wait_until(lambda: future.done() or self.cache.stats().misses > misses)
             for late in joined:
                 self._release(late)
-        self._record(name, start, _result(future, f"a read of {secret_id}"))
+        value = _result(future, f"a read of {secret_id}")
+        self._record(name, start, value)
+        if not joined:
+            self._check_ttl(name, began, value)
 
     def _release(self, late: Late) -> None:
         self.late.remove(late)
@@ -296,6 +325,7 @@ class MonotonicMachine(RuleBasedStateMachine):
         finally:
             if outage is not None:
                 outage()
+                self.primary_down = self.clock()
 
     @precondition(lambda self: len(self.late) < 2)
     @rule(name=st.sampled_from(SECRETS), spelling=st.sampled_from(SPELLINGS), before=st.booleans())
@@ -380,6 +410,7 @@ class MonotonicMachine(RuleBasedStateMachine):
         finally:
             if outage is not None:
                 outage()
+                self.primary_down = self.clock()
         self._settle()
 
     @rule(
@@ -444,6 +475,7 @@ class MonotonicMachine(RuleBasedStateMachine):
             self.lags[name].catch_up()
         self.admin.put_secret_value(SecretId=name, SecretString=self._value(name))
         self.history[name].append(self._current(name))
+        self.since[name].append(self.clock())
 
     @rule(name=st.sampled_from(SECRETS))
     def roll_back(self, name: str) -> None:
@@ -459,10 +491,22 @@ class MonotonicMachine(RuleBasedStateMachine):
         sync_moto_current(name, previous)
         assert self.admin.get_secret_value(SecretId=name)["VersionId"] == previous  # moto serves the rollback
         self.history[name].append(previous)
+        self.since[name].append(self.clock())
 
     @rule(seconds=st.sampled_from((1.0, 5.0, 11.0)))
     def advance_clock(self, seconds: float) -> None:
         self.clock.advance(seconds)
+
+    @precondition(lambda self: self.late)
+    @rule(seconds=st.sampled_from((25.0, 1000.0)), fail=st.booleans())
+    def freeze_held_reads(self, seconds: float, fail: bool) -> None:
+        """The clock jumps past the TTL (25 s) or the retry deadline too (1000 s) while reads are held
+        mid-call: a process frozen mid-fetch. ``fail``: their connections died meanwhile (the held
+        calls fail once released, transiently: each is retried, the frozen time not counted)."""
+        self.clock.advance(seconds)
+        if fail:
+            for late in self.late:
+                late.fail = True
 
     # -- change reports ------------------------------------------------------------------------
 
