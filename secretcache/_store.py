@@ -43,7 +43,8 @@ Invariants, kept by every method of :class:`Store`; no code outside this module 
    How: the table keeps, per ARN and label, a *mark*: the newest version served and the
    sequence number at which it was first served. Every fetch notes the sequence number when it
    starts. An answer is admitted if no version was served yet, or it is the marked version or
-   one created after it (but not one the label was rolled back from), or it came from the
+   one created after every version served (so not one the label was rolled back from, nor one
+   created before it), or it came from the
    primary Region and its fetch started after the mark was raised (the label's state then, a
    rollback included). An admitted answer raises the mark; a new version retires every
    entry of the label holding another one (under any spelling, and the entries flights keep to

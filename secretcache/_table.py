@@ -41,7 +41,9 @@ class Mark:
     """The newest version of one label the cache has served, and when (the store's sequence number).
 
     ``rolled_back`` holds the versions the label was rolled back from since (newest first): though
-    created later, they are older news, served again only on the primary Region's word.
+    created later, they are older news, served again only on the primary Region's word. So is
+    any version created before the newest one served before a rollback (``created`` stays that
+    one's creation date): a late answer from before the rollback is no news either.
     """
 
     __slots__ = ("created", "raised", "rolled_back", "version_id")
@@ -50,12 +52,12 @@ class Mark:
         self, version_id: str, created: datetime | None, raised: int, rolled_back: tuple[str, ...] = ()
     ) -> None:
         self.version_id = version_id
-        self.created = created
+        self.created = created  # the newest creation date of a version served: never lowered by a rollback
         self.raised = raised
         self.rolled_back = rolled_back
 
     def precedes(self, value: SecretValue) -> bool:
-        """Whether ``value`` is a version created after this one (and not one the label was rolled back from)."""
+        """Whether ``value`` was created after every version served (and is not one the label was rolled back from)."""
         return (
             value.created_date is not None
             and self.created is not None
@@ -264,11 +266,13 @@ class Table:
             self._marks[label] = mark  # the same version: most recent again, raised when first served
             return False
         rolled_back: tuple[str, ...] = ()
+        created = value.created_date
         if mark is not None:
             rolled_back = tuple(version for version in mark.rolled_back if version != value.version_id)
             if not mark.precedes(value):  # a step back the primary vouched for: a rollback
                 rolled_back = (mark.version_id, *rolled_back)[:ROLLED_BACK]
-        self._marks[label] = Mark(value.version_id, value.created_date, seq, rolled_back)
+                created = max((date for date in (created, mark.created) if date is not None), default=None)
+        self._marks[label] = Mark(value.version_id, created, seq, rolled_back)
         # The left side never exceeds the number of marks of labels neither held nor ``label``:
         # past 2 x max_size of those, all but the max_size most recent go (so the scan it takes
         # forgets more than max_size marks, and costs O(1) per raise amortized).

@@ -319,6 +319,8 @@ class MonotonicMachine(RuleBasedStateMachine):
     def read(self, name: str, spelling: str, force: bool, down: bool) -> None:
         """A read; ``down``: the primary Region throttles while it runs (and its retries with it)."""
         outage = self.calls.fail_with("ThrottlingException") if down else None
+        if down:  # this very read may be served a stale or replica value: the TTL check skips it
+            self.primary_down = self.clock()
         try:
             self._read(name, self.spellings[name][spelling], force)
             self._settle()

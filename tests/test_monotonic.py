@@ -210,6 +210,32 @@ def test_a_rollback_is_accepted_once_the_primary_confirms_it(client: Any, admin:
     assert [(change.old_version_id, change.new_version_id) for change in changes] == [(v1, v2), (v2, v1)]
 
 
+def test_after_a_rollback_a_late_answer_older_than_the_version_rolled_back_from_is_no_news(
+    client: Any, admin: Any, clock: FakeClock
+) -> None:
+    """Served v1, v3, then the rollback to v1: a late answer of v2 (created between) is not served, nor reported."""
+    arn = admin.create_secret(Name="db", SecretString="pw-1")["ARN"]
+    cache = make_cache(client, clock)
+    changes: list[SecretChange] = []
+    cache.on_change(changes.append)
+    assert cache.get_secret_string("db") == "pw-1"
+    v1, _ = rotate(admin, "db", "pw-2")
+    held = Held(client, "late-reader")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        late = pool.submit(lambda: _named("late-reader", lambda: cache.get_secret_string(arn)))
+        assert held.arrived.wait(WATCHDOG)  # moto answered v2; the answer is on its way
+        _, v3 = rotate(admin, "db", "pw-3")
+        assert cache.refresh("db").secret_string == "pw-3"
+        admin.update_secret_version_stage(
+            SecretId="db", VersionStage="AWSCURRENT", MoveToVersionId=v1, RemoveFromVersionId=v3
+        )
+        assert cache.refresh("db").secret_string == "pw-1"  # the primary vouches for the rollback
+        held.released.set()
+        assert late.result(timeout=WATCHDOG) == "pw-1"  # v2 is older than v3, served before the rollback
+    assert [cache.get_secret_string(spelling) for spelling in ("db", arn)] == ["pw-1"] * 2
+    assert [(change.old_version_id, change.new_version_id) for change in changes] == [(v1, v3), (v3, v1)]
+
+
 # -- the marks a small cache keeps ---------------------------------------------------------------
 # With max_size=2 the cache holds 2 entries, and remembers the newest version of the labels they
 # hold plus at least 2 more (docs/concepts.md, "Monotonic reads"); these read 5 or more labels.
