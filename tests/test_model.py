@@ -200,6 +200,9 @@ class CacheMachine(RuleBasedStateMachine):
         # (key, model getter) -> the version the last typed read got and the object; forgotten
         # when the secret is invalidated or a change of the key's label is reported.
         self.typed: dict[tuple[ModelKey, str], tuple[str, Any]] = {}
+        # What a change forgot, until the slot's next typed read: a read served at once while the
+        # background refresh it queued reports the change gets the version it held (validated).
+        self.forgotten: dict[tuple[ModelKey, str], tuple[str, Any]] = {}
         self.typed_lock = threading.Lock()  # listeners run on the cache's threads too
         self.cache.on_change(self._forget_typed)
         self.written = 0
@@ -408,10 +411,13 @@ class CacheMachine(RuleBasedStateMachine):
         slot = (key, getter)
         with self.typed_lock:
             held = self.typed.pop(slot, None)
+            forgotten = self.forgotten.pop(slot, None)
         if got is None:  # "not found": nothing to validate
             assert validations == 0, f"{key} validated {validations} times for a read that raised"
             return
         version = self.by_number[got.secret, got.n]
+        if held is None and forgotten is not None and forgotten[0] == version:
+            held = forgotten  # served before the change its own refresh reported landed
         if held is not None and held[0] == version:
             assert validations == 0, f"{key}: {getter} model of {version} validated again ({validations})"
             assert getter != "frozen" or got is held[1], f"{key}: a new frozen model of {version}, same version"
@@ -428,7 +434,8 @@ class CacheMachine(RuleBasedStateMachine):
         with self.typed_lock:
             for (kind, secret_id, stage), getter in list(self.typed):
                 if kind == "stage" and self.owner[secret_id] == change.name and stage == change.version_stage:
-                    del self.typed[(kind, secret_id, stage), getter]
+                    slot = (kind, secret_id, stage), getter
+                    self.forgotten[slot] = self.typed.pop(slot)
 
     @rule(
         name=st.sampled_from(SECRETS),
@@ -515,6 +522,9 @@ class CacheMachine(RuleBasedStateMachine):
         """Note that ``name`` (``None``: every secret) was invalidated at ``step``."""
         with self.typed_lock:
             self.typed = {slot: held for slot, held in self.typed.items() if name not in (None, self.owner[slot[0][1]])}
+            self.forgotten = {
+                slot: held for slot, held in self.forgotten.items() if name not in (None, self.owner[slot[0][1]])
+            }
         if name is None:
             self.invalidated_at = dict.fromkeys(self.invalidated_at, step)
         else:
