@@ -126,15 +126,21 @@ def test_a_prefetch_answered_by_a_lagging_replica_reports_the_secret_not_warmed(
         cache.get_secret_string("db")
 
 
-def test_a_late_answer_under_another_spelling_is_not_installed(
-    client: Any, admin: Any, calls: Calls, clock: FakeClock
-) -> None:
-    """A read by ARN answered v1 late, after refresh by name installed v2: both spellings serve v2, one change."""
+def served_and_watched(client: Any, admin: Any, clock: FakeClock) -> tuple[str, SecretCache, list[SecretChange]]:
+    """Secret ``db`` at pw-1, served by a new cache whose changes are collected: its ARN, the cache, the changes."""
     arn = admin.create_secret(Name="db", SecretString="pw-1")["ARN"]
     cache = make_cache(client, clock)
     changes: list[SecretChange] = []
     cache.on_change(changes.append)
     assert cache.get_secret_string("db") == "pw-1"
+    return arn, cache, changes
+
+
+def test_a_late_answer_under_another_spelling_is_not_installed(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A read by ARN answered v1 late, after refresh by name installed v2: both spellings serve v2, one change."""
+    arn, cache, changes = served_and_watched(client, admin, clock)
     v1 = version_of(admin, "db")
     held = Held(client, "late-reader")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unused") as pool:
@@ -214,11 +220,7 @@ def test_after_a_rollback_a_late_answer_older_than_the_version_rolled_back_from_
     client: Any, admin: Any, clock: FakeClock
 ) -> None:
     """Served v1, v3, then the rollback to v1: a late answer of v2 (created between) is not served, nor reported."""
-    arn = admin.create_secret(Name="db", SecretString="pw-1")["ARN"]
-    cache = make_cache(client, clock)
-    changes: list[SecretChange] = []
-    cache.on_change(changes.append)
-    assert cache.get_secret_string("db") == "pw-1"
+    arn, cache, changes = served_and_watched(client, admin, clock)
     v1, _ = rotate(admin, "db", "pw-2")
     held = Held(client, "late-reader")
     with ThreadPoolExecutor(max_workers=1) as pool:
