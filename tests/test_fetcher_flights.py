@@ -140,6 +140,25 @@ def test_an_attempt_longer_than_its_clients_timeouts_allow_does_not_spend_the_de
     assert calls["GetSecretValue"] == 2
 
 
+def test_a_value_lives_its_ttl_from_the_start_of_the_fetch_that_read_it(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """Retries that took 15 s shorten the value's life: fetched again at 60 s from the fetch's start, not 75 s."""
+    admin.create_secret(Name="db", SecretString="pw")
+    calls.add_fault(lambda _operation, _params: clock.advance(5.0))  # each attempt takes 5 fake seconds
+    calls.fail_with("ThrottlingException", times=2)
+    cache = make_cache(client, clock, ttl=60.0)
+    started = clock.now
+    assert cache.get_secret_string("db") == "pw"
+    assert (calls["GetSecretValue"], clock.now - started) == (3, 15.0)
+    clock.advance(44.0)  # 59 s after the fetch began: fresh
+    cache.get_secret_string("db")
+    assert calls["GetSecretValue"] == 3
+    clock.advance(1.0)  # 60 s after it began, 45 s after it returned: past its TTL
+    cache.get_secret_string("db")
+    assert calls["GetSecretValue"] == 4
+
+
 def test_an_async_cache_waits_between_retries_through_the_sleep_it_is_given(
     client: Any, calls: Calls, clock: FakeClock
 ) -> None:

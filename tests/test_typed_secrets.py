@@ -177,14 +177,19 @@ class TestKindsOfModel:
             cache.get_secret_model("app/blob", Database)
 
 
+def counted_cache(client: Any, admin: Any, clock: FakeClock, **options: Any) -> tuple[SecretCache, Calls]:
+    """A cache (``make_cache`` with ``options``) over the secret holding ``DOCUMENT``, and its counted calls."""
+    admin.create_secret(Name=SECRET, SecretString=json.dumps(DOCUMENT))
+    calls = Calls(client)
+    return make_cache(client, clock, **options), calls
+
+
 class TestValidatedOnce:
     def test_ten_thousand_hits_validate_once_and_a_rotation_once_more(
         self, client: Any, admin: Any, clock: FakeClock
     ) -> None:
         """10,000 reads make 1 call and 1 validation; after a rotation and the TTL, 1 more of each."""
-        admin.create_secret(Name=SECRET, SecretString=json.dumps(DOCUMENT))
-        calls = Calls(client)
-        cache = make_cache(client, clock)
+        cache, calls = counted_cache(client, admin, clock)
         objects = {id(cache.get_secret_model(SECRET, Database)) for _ in range(10_000)}
         assert (len(objects), len(Database.validations), calls["GetSecretValue"]) == (1, 1, 1)
         assert cache.stats().hits == 9_999
@@ -199,9 +204,7 @@ class TestValidatedOnce:
         self, client: Any, admin: Any, clock: FakeClock
     ) -> None:
         """Past the TTL, and on refresh(), a fetch of the same version keeps its objects: once per version."""
-        admin.create_secret(Name=SECRET, SecretString=json.dumps(DOCUMENT))
-        calls = Calls(client)
-        cache = make_cache(client, clock)
+        cache, calls = counted_cache(client, admin, clock)
         frozen = cache.get_secret_model(SECRET, Database)
         cache.get_secret_model(SECRET, MutableDatabase)
         for _ in range(3):
@@ -220,9 +223,8 @@ class TestValidatedOnce:
         self, client: Any, admin: Any, clock: FakeClock
     ) -> None:
         """A read served the last good value while fetching fails, and the refetch after it, keep its objects."""
-        admin.create_secret(Name=SECRET, SecretString=json.dumps(DOCUMENT))
-        calls = Calls(client)
-        cache = make_cache(client, clock, retry=RetryPolicy(attempts=1, initial_delay=0.0, max_delay=0.0))
+        once = RetryPolicy(attempts=1, initial_delay=0.0, max_delay=0.0)
+        cache, calls = counted_cache(client, admin, clock, retry=once)
         frozen = cache.get_secret_model(SECRET, Database)
         clock.advance(61)
         recover = calls.fail_with("ThrottlingException")
@@ -237,9 +239,7 @@ class TestValidatedOnce:
         self, client: Any, admin: Any, clock: FakeClock
     ) -> None:
         """A refresh installing the same version while a reader validates it: later reads reuse that validation."""
-        admin.create_secret(Name=SECRET, SecretString=json.dumps(DOCUMENT))
-        calls = Calls(client)
-        cache = make_cache(client, clock)
+        cache, calls = counted_cache(client, admin, clock)
         cache.get_secret_string(SECRET)  # warm, not validated yet
         Gated.validations.clear()
         results: list[Gated] = []
