@@ -2,12 +2,15 @@
 
 The database is a scripted connect function raising PyMySQL's own errors; every wait runs on the
 FakeClock. Covered: one call per poll across threads, connects refused at once sharing one forced
-refresh (threads and tasks), and a poll interrupted or cancelled leaving none stuck for the others.
+refresh (threads and tasks), a poll interrupted or cancelled leaving none stuck for the others, and
+a connect abandoned by its closed loop closing inside the factory's lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import tempfile
 import threading
 import time
 from typing import Any
@@ -252,3 +255,65 @@ async def test_cancelled_poll_leaves_no_poll_stuck(
     assert len(clock.sleeps) == POLLS
     assert calls.total - before >= POLLS  # it polled
     assert task.cancelled()  # still referenced, as is the traceback of its cancellation
+
+
+@pytest.mark.parametrize("parked_in", ["the grace's sleep", "a forced read"])
+def test_a_connect_whose_loop_closed_under_it_closes_inside_the_factory_lock_without_waiting_for_it(
+    cache: SecretCache, admin: Any, calls: Calls, clock: FakeClock, parked_in: str
+) -> None:
+    """A connect left pending by a closed loop is closed by the garbage collector wherever it runs: no deadlock.
+
+    The collector may close it on a thread inside the factory's own lock (an allocation there sets
+    it off); the ends its ``finally`` clauses make (the poll, the forced refresh, its place in the
+    grace) must not wait for that lock, and must still be made: the next connect polls.
+    ``coro.close()`` does what the collector does.
+    """
+    admin.create_secret(Name="db", SecretString=document("pw-1"))
+    parked = threading.Event()
+
+    async def sleep(seconds: float) -> None:
+        if not parked.is_set():
+            parked.set()
+            await asyncio.Event().wait()  # for good: its loop closes
+        await clock.asleep(seconds)
+
+    async def connect(**kwargs: Any) -> str:
+        return Server("pw-0").connect(**kwargs)
+
+    factory = async_connection_factory(cache, "db", connect, mapping="aiomysql", sleep=sleep)
+    gate = threading.Event()
+    if parked_in == "a forced read":
+        cache.get_secret_string("db")  # the connect's first read is a hit; its forced read is held
+        gate = calls.hold()
+        parked.set()  # every sleep is the clock's
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(factory())
+    held = lambda: parked.is_set() if parked_in == "the grace's sleep" else calls.total >= 2  # noqa: E731
+
+    async def until_parked() -> None:
+        while not held():
+            await asyncio.sleep(0.001)
+
+    loop.run_until_complete(asyncio.wait_for(until_parked(), WATCHDOG))
+    loop.close()  # the connect stays pending for good
+    coro = task.get_coro()
+    lock = factory._recovery._lock
+
+    def close_inside_the_lock() -> None:
+        with lock:
+            coro.close()  # type: ignore[union-attr]
+
+    closer = threading.Thread(target=close_inside_the_lock, daemon=True)
+    closer.start()
+    closer.join(WATCHDOG)
+    if closer.is_alive():
+        with tempfile.TemporaryFile("w+") as stacks:
+            faulthandler.dump_traceback(stacks, all_threads=True)
+            stacks.seek(0)
+            pytest.fail(f"closing the abandoned connect waited for a lock its own thread held:\n{stacks.read()}")
+    gate.set()
+    before = calls.total
+    with pytest.raises(pymysql.err.OperationalError):
+        asyncio.run(asyncio.wait_for(factory(), WATCHDOG))  # a poll or refresh left running would time out
+    assert len(clock.sleeps) == POLLS
+    assert calls.total - before >= POLLS  # it polled

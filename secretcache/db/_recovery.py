@@ -10,12 +10,14 @@ are in ``_drive.py``), so they cannot drift apart.
 :class:`Recovery` is what a factory remembers across connects (the versions the database refused,
 the one that worked, when each label was last force-refreshed and whether that refresh is still in
 flight, the rotation grace and its shared poll). Its lock guards only attribute work: it is never
-held across a read, a connect or a sleep, so asyncio code may take it too.
+held across a read, a connect or a sleep, so asyncio code may take it too. What the plan's
+``finally`` clauses end never waits for it (:class:`~secretcache.db._handoff.HandOffLock`): the
+garbage collector may run them, closing a connect its event loop left pending, on a thread that
+holds it.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 from secretcache._errors import SecretCacheError
 from secretcache.db._auth import Failure, scrub
 from secretcache.db._credentials import DbCredentials
+from secretcache.db._handoff import HandOffLock
 
 __all__ = ["POLL_INTERVAL", "AwaitPoll", "AwaitRefresh", "Connect", "Op", "Read", "Recovery", "Sleep", "plan"]
 
@@ -120,7 +123,7 @@ class Recovery:
         self.clock = clock
         self.min_refresh_interval = min_refresh_interval
         self.rotation_grace = rotation_grace
-        self._lock = threading.Lock()
+        self._lock = HandOffLock()
         self._refreshed_at: dict[str | None, float] = {}
         self._refreshes: dict[str | None, _Turn] = {}  # forced refreshes per label
         self._refused: set[str] = set()  # versions the database refused
@@ -180,15 +183,18 @@ class Recovery:
         """End a forced refresh of ``stage`` claimed by :meth:`claim_refresh`, waking the callers waiting for it.
 
         ``read`` says its read ended (with an answer or an error); else it was abandoned (the
-        caller cancelled or interrupted), and its fetch may still be running in the cache.
+        caller cancelled or interrupted), and its fetch may still be running in the cache. Never
+        waits for the lock (a ``finally`` clause's end: see :class:`HandOffLock`).
         """
-        with self._lock:
+
+        def end() -> list[Callable[[], None]]:
             turn = self._refreshes[stage]
             waiters = turn.end()
             if read:
                 turn.read = turn.generation
-        for wake in waiters:
-            wake()
+            return waiters
+
+        self._lock.hand_off(end)
 
     def abandoned(self, stage: str | None, generation: int) -> bool:
         """Whether the forced refreshes of ``stage`` that ended after ``generation`` were all abandoned (and one did).
@@ -237,12 +243,17 @@ class Recovery:
         When the last one leaves a grace that neither ran out nor ended in a success (the
         callers met an error that is not about credentials, were cancelled or interrupted), the
         grace ends unspent: else it would stay open past its end, and the next refusal, even of
-        a version never tried, would find it run out and get no grace at all.
+        a version never tried, would find it run out and get no grace at all. Never waits for
+        the lock (a ``finally`` clause's end: see :class:`HandOffLock`).
         """
-        with self._lock:
+
+        def leave() -> tuple[()]:
             self._in_grace -= 1
             if not self._in_grace:
                 self._grace_until = None
+            return ()
+
+        self._lock.hand_off(leave)
 
     def expire(self, tried: set[str]) -> None:
         """The grace ran out without a success; ``tried`` are the versions the caller tried."""
@@ -264,15 +275,21 @@ class Recovery:
             return poll.generation, max(0.0, self._next_poll - now)
 
     def finish_poll(self, latest: DbCredentials | None) -> None:
-        """End the running poll with what it read, and wake the callers waiting for it."""
-        with self._lock:
+        """End the running poll with what it read, and wake the callers waiting for it.
+
+        Never waits for the lock (a ``finally`` clause's end: see :class:`HandOffLock`).
+        """
+        next_poll = self.clock() + POLL_INTERVAL
+
+        def end() -> list[Callable[[], None]]:
             waiters = self._poll.end()
-            self._next_poll = self.clock() + POLL_INTERVAL
+            self._next_poll = next_poll
             if latest is not None:
                 self._latest = latest
                 self._latest_generation = self._poll.generation
-        for wake in waiters:
-            wake()
+            return waiters
+
+        self._lock.hand_off(end)
 
     def subscribe(self, generation: int, wake: Callable[[], None]) -> bool:
         """Call ``wake`` when the poll after ``generation`` ends; ``False`` if it already has."""
