@@ -12,8 +12,8 @@ from secretcache import redaction
 from secretcache._attempts import watch_attempts
 from secretcache._batch import Batches
 from secretcache._client import build_client, default_region
-from secretcache._entry import Entry, binary_of, json_of, refresh_result, string_of, value_of
-from secretcache._errors import SecretCacheError
+from secretcache._entry import HOLDS_BINARY, Entry, binary_of, json_of, refresh_result, value_of
+from secretcache._errors import SecretCacheError, SecretFormatError
 from secretcache._fetcher import Fetcher
 from secretcache._fork import track
 from secretcache._keys import CacheKey, check_read, check_secret_id
@@ -300,7 +300,9 @@ class SecretCache:
         if entry is None:
             entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
         string = entry.string
-        return string if string is not None else string_of(entry, secret_id)
+        if string is None:  # the one check string_of makes, here: the entry holds binary data
+            raise SecretFormatError(HOLDS_BINARY % (secret_id,), secret_id=secret_id)
+        return string
 
     def get_secret_binary(
         self,

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from secretcache._policy import RetryPolicy, Timing
 
 __all__ = [
+    "HOLDS_BINARY",
     "READ_FAILS",
     "Entry",
     "Failure",
@@ -182,6 +183,10 @@ class Entry:
         return parsed
 
 
+HOLDS_BINARY = "secret %r holds binary data; use get_secret_binary()"
+"""The message of the :class:`SecretFormatError` a string getter raises for a secret holding binary data."""
+
+
 def string_of(entry: Entry, secret_id: str) -> str:
     """The entry's ``SecretString``.
 
@@ -189,7 +194,7 @@ def string_of(entry: Entry, secret_id: str) -> str:
         SecretFormatError: The secret holds binary data.
     """
     if entry.string is None:
-        raise SecretFormatError(f"secret {secret_id!r} holds binary data; use get_secret_binary()", secret_id=secret_id)
+        raise SecretFormatError(HOLDS_BINARY % (secret_id,), secret_id=secret_id)
     return entry.string
 
 

@@ -219,6 +219,7 @@ class Flights(dict["CacheKey", Flight]):
     def __init__(self) -> None:
         super().__init__()
         self.seq = 0
+        self.background: dict[Flight, None] = {}  # queued background refreshes, oldest first (take_next)
 
     def tick(self) -> int:
         """The next sequence number (fetch starts and version marks are ordered by it)."""
@@ -246,9 +247,12 @@ class Flights(dict["CacheKey", Flight]):
         if flight is None:
             flight = self[key] = Flight(key, entry, ttl, QUEUED, refresh)
         if queue:
-            if refresh == "background" and entry is not None:
-                flight.due, entry.refresh_at = entry.refresh_at, entry.fresh_until
+            if refresh == "background":
+                self.background[flight] = None
+                if entry is not None:
+                    flight.due, entry.refresh_at = entry.refresh_at, entry.fresh_until
             return Claim(flight, owner=True, served=entry)
+        self.background.pop(flight, None)  # a queued refresh taken over by this reader
         flight.state, flight.refresh, flight.started, flight.began = RUNNING, refresh, self.tick(), now
         flight.ttl = ttl if ttl is not None else flight.ttl
         flight.owner = threading.get_ident() if runs_here else None  # a thread it is handed to owns it then
@@ -275,8 +279,19 @@ class Flights(dict["CacheKey", Flight]):
             if flight.state is QUEUED and (self.get(flight.key) is flight or flight.requeued):
                 flight.state, flight.started, flight.owner = RUNNING, self.tick(), threading.get_ident()
                 flight.began = now
+                self.background.pop(flight, None)
                 taken.append(flight)
         return taken
+
+    def take_next(self, now: float) -> Flight | None:
+        """Start, on this thread at ``now``, the oldest queued background refresh; ``None`` if none is queued.
+
+        Every flight in :attr:`background` is queued: one leaves it as it starts (:meth:`take`,
+        or a reader taking it over in :meth:`claim`) or is forgotten (:meth:`forget`).
+        """
+        for flight in self.background:
+            return self.take((flight,), now)[0]
+        return None
 
     def requeue(self, flights: list[Flight]) -> list[Flight]:
         """Put running ``flights`` back in the queue, for readers to take over; return those dropped meanwhile."""
@@ -295,6 +310,7 @@ class Flights(dict["CacheKey", Flight]):
         for flight in self.values():
             flight.restore_due(entries)
         self.clear()
+        self.background.clear()
 
     def forget(self, flight: Flight, entries: dict[CacheKey, Entry]) -> None:
         """Remove ``flight``; a queued one is done (nobody waits on it), its entry's refresh point restored.
@@ -304,6 +320,7 @@ class Flights(dict["CacheKey", Flight]):
         """
         if self.get(flight.key) is flight:
             del self[flight.key]
+        self.background.pop(flight, None)
         if flight.state is QUEUED and not flight.requeued:
             flight.state = DONE
             flight.restore_due(entries)

@@ -159,26 +159,27 @@ class Runner:
             self.run(flight)
 
     def submit(self, flight: Flight) -> None:
-        """Hand a queued refresh to the pool; if it refuses (full, closed), end it with no answer.
+        """Have the pool run a queued background refresh; if it refuses (full, closed), end ``flight`` (just queued).
 
-        Unless a reader took it over meanwhile, the refused refresh is taken back and completed
-        with nothing: its entry's refresh point is restored, so a later read queues it again.
+        A pool thread runs the oldest refresh still queued (:meth:`_run_next`): readers may have
+        taken some over meanwhile, invalidation dropped some. A refused ``flight`` is ended with
+        no answer unless it started meanwhile: its entry's refresh point is restored, so a later
+        read queues it again.
         """
-        store = self._store
-        if self._pool.submit(lambda: self._run_queued(flight)):
-            store.counters.add("background_refreshes")
+        if self._pool.submit(self._run_next):
+            self._store.counters.add("background_refreshes")
             return
-        for taken in store.take([flight]):
-            store.complete(taken, None, None)
+        self._store.end_queued(flight)
 
     def defer(self, job: Callable[[], None]) -> bool:
         """Run ``job`` on a refresh thread (for work a reader must not do itself); whether the pool took it."""
         return self._pool.submit(job)
 
-    def _run_queued(self, flight: Flight) -> None:
-        """On a pool thread: run a queued refresh unless a reader took it over or it was dropped."""
-        for taken in self._store.take([flight]):
-            self.run(taken)
+    def _run_next(self) -> None:
+        """On a pool thread: run the oldest queued background refresh, if readers did not take them all over."""
+        flight = self._store.take_next()
+        if flight is not None:
+            self.run(flight)
 
     def run(self, flight: Flight, effects: Effects | None = None) -> None:
         """Fetch ``flight``'s key now, on the thread that owns it, and complete it, whatever happens.

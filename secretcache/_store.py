@@ -390,6 +390,17 @@ class Store:
         with self._lock:
             return self._flights.take(flights, now)
 
+    def take_next(self) -> Flight | None:
+        """Start, on this thread, the oldest queued background refresh; ``None`` if readers took them all over."""
+        now = self._clock()
+        with self._lock:
+            return self._flights.take_next(now)
+
+    def end_queued(self, flight: Flight) -> None:
+        """End the queued background refresh ``flight`` with no answer (the pool refused it), unless it started."""
+        for taken in self.take([flight]):
+            self.complete(taken, None, None)
+
     def requeue(self, flights: list[Flight]) -> list[Flight]:
         """Put running ``flights`` back in the queue, for readers to take over; return those dropped meanwhile."""
         with self._lock:

@@ -17,12 +17,15 @@ def ahead_cache(client: Any, clock: FakeClock, **options: Any) -> SecretCache:
     return make_cache(client, clock, **settings)
 
 
-def busy_pool(client: Any, admin: Any, calls: Calls, clock: FakeClock) -> tuple[SecretCache, threading.Event]:
-    """A cache holding s1, s2 and db past their refresh point, both refresh threads held in s1's and s2's refreshes."""
-    for name in ("s1", "s2", "db"):
+def busy_pool(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, *, more: tuple[str, ...] = ()
+) -> tuple[SecretCache, threading.Event]:
+    """A cache holding s1, s2, db and ``more`` past their refresh point, both refresh threads held in s1's and s2's."""
+    names = ("s1", "s2", "db", *more)
+    for name in names:
         admin.create_secret(Name=name, SecretString=f"{name}-1")
     cache = ahead_cache(client, clock)
-    for name in ("s1", "s2", "db"):
+    for name in names:
         cache.get_secret_string(name)
     release = threading.Event()
     entered: list[str] = []

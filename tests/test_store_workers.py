@@ -101,11 +101,45 @@ def test_invalidating_a_queued_refresh_cancels_it(client: Any, admin: Any, calls
     cache.get_secret_string("db")  # queued behind the two held refreshes
     assert cache.stats().in_flight == 3
     assert cache.invalidate("db") == 1
-    assert cache.stats().in_flight == 2
+    assert (cache.stats().in_flight, len(cache._store._flights.background)) == (2, 0)
     release.set()
     wait_until(lambda: cache.stats().in_flight == 0 and cache.stats().refreshes == 2)
     assert calls["GetSecretValue"] == 3 + 2  # the queued job ran no fetch
     assert cache.stats().size == 2
+
+
+def test_a_job_whose_refresh_a_reader_took_over_runs_the_next_one_queued(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """Pool jobs run the queued refreshes oldest first, whichever read queued them: none twice, none lost."""
+    cache, release = busy_pool(client, admin, calls, clock, more=("api",))
+    cache.get_secret_string("db")  # db's refresh queued first: its job waits for a thread
+    cache.get_secret_string("api")  # then api's
+    rotate(admin, "db", "db-2")
+    rotate(admin, "api", "api-2")
+    assert within_watchdog(lambda: cache.get_secret_string("db", force_refresh=True)) == "db-2"  # taken over
+    assert len(cache._store._flights.background) == 1  # api's, waiting for a thread
+    release.set()
+    quiescent(cache)
+    assert cache.get_secret_string("api") == "api-2"  # refreshed by a job (db's or its own), once
+    assert len(cache._store._flights.background) == 0
+    assert calls.counts["GetSecretValue"] == 4 + 2 + 1 + 1  # warm-up; s1 and s2 held; db forced; api refreshed
+    assert cache.stats().background_refreshes == 4  # four jobs, one of which found nothing left to run
+
+
+def test_refreshes_the_pool_refuses_leave_nothing_queued(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A background refresh the pool refuses leaves the queue its threads read: refused ones pin no entry."""
+    cache = warm_cache(client, admin, clock, make=ahead_cache)
+    cache._pool.close()  # every submission is refused from now on
+    for _ in range(50):
+        clock.advance(85)
+        assert cache.get_secret_string("db") == "pw-1"
+        clock.advance(20)  # past the TTL: the next read fetches in the foreground
+        assert cache.get_secret_string("db") == "pw-1"
+    assert (cache.stats().in_flight, len(cache._store._flights.background)) == (0, 0)
+    assert calls["GetSecretValue"] == 1 + 50
 
 
 # -- refresh threads that cannot start --------------------------------------------------------
