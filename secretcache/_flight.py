@@ -283,15 +283,20 @@ class Flights(dict["CacheKey", Flight]):
                 taken.append(flight)
         return taken
 
-    def take_next(self, now: float) -> Flight | None:
-        """Start, on this thread at ``now``, the oldest queued background refresh; ``None`` if none is queued.
+    def take_next(self, now: float) -> list[Flight]:
+        """Start, on this thread at ``now``, the oldest background refresh still queued, if any.
 
-        Every flight in :attr:`background` is queued: one leaves it as it starts (:meth:`take`,
-        or a reader taking it over in :meth:`claim`) or is forgotten (:meth:`forget`).
+        A flight leaves :attr:`background` as it starts (:meth:`take`, or a reader taking it over
+        in :meth:`claim`) or is forgotten (:meth:`forget`); one found there that cannot start is
+        dropped from it, so it never holds up the refreshes queued after it.
         """
-        for flight in self.background:
-            return self.take((flight,), now)[0]
-        return None
+        while self.background:
+            oldest = next(iter(self.background))
+            del self.background[oldest]
+            taken = self.take((oldest,), now)
+            if taken:
+                return taken
+        return []
 
     def requeue(self, flights: list[Flight]) -> list[Flight]:
         """Put running ``flights`` back in the queue, for readers to take over; return those dropped meanwhile."""

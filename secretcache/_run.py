@@ -109,8 +109,10 @@ class Runner:
                 self._store.counters.add("read_errors")
             raise
         finally:
-            if adopted:  # announce what the fetch left this reader (or end the fetch no thread will run)
-                self._store.release(flight, unstarted=unstarted is not None)
+            if adopted:  # announce what the fetch left this reader
+                if unstarted is not None:  # its thread never started it, so nobody will: end it (invariant 2)
+                    self._store.complete(flight, None, None)
+                self._store.release(flight)
 
     def start(self, flight: Flight) -> None:
         """Run a claimed fetch on a new daemon thread, for a reader that must not block (asyncio).
@@ -169,7 +171,8 @@ class Runner:
         if self._pool.submit(self._run_next):
             self._store.counters.add("background_refreshes")
             return
-        self._store.end_queued(flight)
+        for taken in self._store.take([flight]):  # unless it started meanwhile
+            self._store.complete(taken, None, None)
 
     def defer(self, job: Callable[[], None]) -> bool:
         """Run ``job`` on a refresh thread (for work a reader must not do itself); whether the pool took it."""
@@ -177,8 +180,7 @@ class Runner:
 
     def _run_next(self) -> None:
         """On a pool thread: run the oldest queued background refresh, if readers did not take them all over."""
-        flight = self._store.take_next()
-        if flight is not None:
+        for flight in self._store.take():
             self.run(flight)
 
     def run(self, flight: Flight, effects: Effects | None = None) -> None:

@@ -40,20 +40,7 @@ Invariants, kept by every method of :class:`Store`; no code outside this module 
    fetch from the primary Region that started after the newer value was installed confirms it.
    Reads by version id are unaffected.
 
-   How: the table keeps, per ARN and label, a *mark*: the newest version served and the
-   sequence number at which it was first served. Every fetch notes the sequence number when it
-   starts. An answer is admitted if no version was served yet, or it is the marked version or
-   one created after every version served (so not one the label was rolled back from, nor one
-   created before it), or it came from the
-   primary Region and its fetch started after the mark was raised (the label's state then, a
-   rollback included). An admitted answer raises the mark; a new version retires every
-   entry of the label holding another one (under any spelling, and the entries flights keep to
-   serve stale), and is reported to ``on_change`` once. An answer not admitted is stale
-   information, never news: from the primary, the flight is answered with the newer value an
-   entry of the label holds fresh (with that entry's deadlines), or, when none does, fetches again
-   (its new fetch starts after the mark, so its answer is admitted unless the mark moved again
-   meanwhile; after ``AGAIN_LIMIT`` such rounds the fetch fails); from a replica, the fetch
-   counts as failed (the primary is failing), so the value served so far stays served.
+   How the table keeps it (marks, admission, retiring): :mod:`secretcache._table`.
 
    Monotonic reads and linearizable invalidation (after ``invalidate()`` returns, no read
    returns a value fetched before it was called) fit together as follows: an orphaned fetch
@@ -204,8 +191,8 @@ class Store:
             ttl = entry.ttl
         if ttl is not None:
             return ttl
-        timing = self._timing
-        return next((seconds for prefix, seconds in timing.overrides if key.secret_id.startswith(prefix)), timing.ttl)
+        overrides, default = self._timing.overrides, self._timing.ttl
+        return next((seconds for prefix, seconds in overrides if key.secret_id.startswith(prefix)), default)
 
     def _serve(self, entry: Entry, now: float) -> tuple[Entry | None, bool, SecretCacheError | None, bool]:
         """Locked. What to do with a cached entry.
@@ -251,11 +238,9 @@ class Store:
         ``answer`` is the value fetched or the typed error of the fetch (``None`` with an
         ``unexpected`` exception, or with neither when no fetch was made: a refresh the pool
         refused ends with nothing, and its entry's refresh point is restored). An answer older
-        than a version of its label served since the fetch started is not served (invariant 6):
-        from the primary Region the flight gets the newer value an entry holds fresh, or is left
-        running and ``False`` returned, for the caller to fetch again; from a replica
-        (``fetch.replica``) it is a failure of the fetch.
-        If the reader that handed this fetch off still waits and it never faltered, its logs and
+        than a version of its label served since the fetch started is not served (invariant 6;
+        :meth:`Table.settle`): the flight may be left running, ``False`` returned, for the caller
+        to fetch again. If the reader that handed this fetch off still waits and it never faltered, its logs and
         changes are left to that reader (:meth:`Runner.finish`); else they go to ``effects``
         (announced here when ``None``).
 
@@ -336,14 +321,8 @@ class Store:
         with self._lock:
             flight.owner = threading.get_ident()
 
-    def release(self, flight: Flight, *, unstarted: bool = False) -> None:
-        """For the reader that handed its fetch off, as it stops waiting: announce what the fetch left it.
-
-        ``unstarted``: the thread meant to run the fetch never started it (its start was
-        interrupted), so nobody will: the flight is completed with no answer first (invariant 2).
-        """
-        if unstarted:
-            self.complete(flight, None, None)
+    def release(self, flight: Flight) -> None:
+        """For the reader that handed its fetch off, as it stops waiting: announce what the fetch left it."""
         with self._lock:
             flight.adopter = None
             effects, flight.announce = flight.announce, None
@@ -384,22 +363,14 @@ class Store:
                     queued.append(claim.flight)
         return queued, failures
 
-    def take(self, flights: Iterable[Flight]) -> list[Flight]:
-        """Start, on this thread, the queued ``flights`` that nobody took over or dropped meanwhile."""
+    def take(self, flights: Iterable[Flight] | None = None) -> list[Flight]:
+        """Start, on this thread, the queued ``flights`` that nobody took over or dropped meanwhile.
+
+        ``None``: the oldest background refresh still queued, if any (:meth:`Flights.take_next`).
+        """
         now = self._clock()
         with self._lock:
-            return self._flights.take(flights, now)
-
-    def take_next(self) -> Flight | None:
-        """Start, on this thread, the oldest queued background refresh; ``None`` if readers took them all over."""
-        now = self._clock()
-        with self._lock:
-            return self._flights.take_next(now)
-
-    def end_queued(self, flight: Flight) -> None:
-        """End the queued background refresh ``flight`` with no answer (the pool refused it), unless it started."""
-        for taken in self.take([flight]):
-            self.complete(taken, None, None)
+            return self._flights.take(flights, now) if flights is not None else self._flights.take_next(now)
 
     def requeue(self, flights: list[Flight]) -> list[Flight]:
         """Put running ``flights`` back in the queue, for readers to take over; return those dropped meanwhile."""

@@ -2,6 +2,20 @@
 
 It has no lock of its own: only the store (:mod:`secretcache._store`) uses it, always under the
 store's lock, and every method is plain dict and attribute work.
+
+Monotonic reads (the store's invariant 6), how: the table keeps, per ARN and label, a *mark*: the
+newest version served and the sequence number at which it was first served. Every fetch notes the
+sequence number when it starts. An answer is admitted if no version was served yet, or it is the
+marked version or one created after every version served (so not one the label was rolled back from,
+nor one created before it), or it came from the primary Region and its fetch started after the mark
+was raised (the label's state then, a rollback included). An admitted answer raises the mark; a new
+version retires every entry of the label holding another one (under any spelling, and the entries
+flights keep to serve stale), and is reported to ``on_change`` once. An answer not admitted is stale
+information, never news: from the primary, the flight is answered with the newer value an entry of
+the label holds fresh (with that entry's deadlines), or, when none does, fetches again (its new
+fetch starts after the mark, so its answer is admitted unless the mark moved again meanwhile; after
+``AGAIN_LIMIT`` such rounds the fetch fails); from a replica, the fetch counts as failed (the
+primary is failing), so the value served so far stays served.
 """
 
 from __future__ import annotations
