@@ -108,7 +108,6 @@ class Store:
         self._flights = Flights()
         self.max_size = max_size
         self._timing = timing
-        self._retry = retry
         self.counters = counters
         self._clock = clock
         self._pool = pool
@@ -125,9 +124,8 @@ class Store:
     def hit(self, secret_id: str) -> Entry | None:
         """The lock-free fast path of AWSCURRENT: the entry if it holds a value before its refresh point.
 
-        :class:`SecretCache`'s getters inline this very check (a call would cost a fifth of a
-        hit); a change here must be made there too: ``tests/test_hit_copies.py`` checks that the
-        five copies are one statement and that its parts are this method's.
+        :class:`SecretCache`'s getters inline this very check (a call would cost a fifth of a hit):
+        ``tests/test_hit_copies.py`` checks that the copies are one statement made of its parts.
         """
         try:
             entry = self.current[secret_id]
