@@ -4,9 +4,11 @@ fault injection through botocore events, and a fake clock."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import http.client
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -38,6 +40,9 @@ from secretcache import RetryPolicy
 from secretcache._run import Runner
 from tests import atomic_moto, untraced
 from tests.servers import Server, mariadb, postgres
+
+# That directory goes when this process ends (each test process left one in the temporary directory).
+atexit.register(shutil.rmtree, os.path.dirname(os.environ["MOTO_RECORDER_FILEPATH"]), ignore_errors=True)
 
 REGION = "us-east-1"
 REPLICA_REGION = "us-west-2"  # where the Region tests replicate secrets to
