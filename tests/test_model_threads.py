@@ -1,5 +1,9 @@
 """Sixteen threads of random operations on one cache: no hang, only values written are read, counters add up.
 
+Each secret is put dozens of times a second while the cache's clock runs far ahead of the real
+one, so a read may be overtaken by a newer version served meanwhile during each of its fetches,
+and fail as docs/concepts.md ("Monotonic reads") says; that is the only failure allowed.
+
 The moto backend is serialised per call (``tests/threads.py``); every worker runs on a daemon
 thread, so a hang fails the test instead of stalling the suite. ``SECRETCACHE_HEAVY=1`` (or the
 nightly profile) runs more iterations, the compat profile (CI's other Pythons) a third of them.
@@ -8,6 +12,7 @@ nightly profile) runs more iterations, the compat profile (CI's other Pythons) a
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import threading
 import time
@@ -17,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from secretcache import SecretValue
+from secretcache import SecretUnavailableError, SecretValue
 from tests.conftest import FAST_RETRY, WATCHDOG, Calls, FakeClock, wait_until
 from tests.test_cache import make_cache
 from tests.test_model import HEAVY, LIGHT
@@ -40,6 +45,8 @@ OPERATIONS = {  # name: weight
     "put_invalidate_read": 5,
     "stats": 5,
 }
+OVERTAKEN = "older than a version this cache has already served"
+"""A read whose three fetches were each overtaken by a newer version served meanwhile fails with this."""
 
 
 class Backend:
@@ -98,9 +105,15 @@ class Backend:
 @pytest.mark.unmeasured  # randomized interleavings: run unmeasured (CONTRIBUTING.md, "Coverage")
 @pytest.mark.parametrize("refresh_ahead", [None, 0.5], ids=["strict-ttl", "refresh-ahead"])
 def test_sixteen_threads_of_random_operations(
-    client: Any, admin: Any, calls: Calls, clock: FakeClock, refresh_ahead: float | None
+    client: Any,
+    admin: Any,
+    calls: Calls,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    refresh_ahead: float | None,
 ) -> None:
     """16 threads of random operations never hang, read only values written, and keep the counters consistent."""
+    caplog.set_level(logging.WARNING, logger="secretcache")
     lock = threading.Lock()
     serialize_backend(lock, client, admin)
     backend = Backend(admin)
@@ -178,6 +191,10 @@ def test_sixteen_threads_of_random_operations(
                 running[index] = (time.monotonic(), operation)
             try:
                 operate(rng, operation, tally)
+            except SecretUnavailableError as err:  # the only failure allowed (module docstring)
+                if OVERTAKEN not in str(err) or operation == "read_version":
+                    raise
+                tally["overtaken"] += 1
             finally:
                 with running_lock:
                     del running[index]
@@ -212,20 +229,26 @@ def test_sixteen_threads_of_random_operations(
     wait_until(lambda: not any(thread.is_alive() for thread in refreshers))  # queued refreshes ran
     final = cache.stats()
 
-    assert total["reads_ok"] == total["reads"] > THREADS * ITERATIONS // 2
+    assert total["reads_ok"] + total["overtaken"] == total["reads"]
+    assert total["reads_ok"] > THREADS * ITERATIONS // 2
     gsv = calls["GetSecretValue"]
     assert final.api_calls["GetSecretValue"] == gsv, "the cache and botocore disagree on GetSecretValue calls"
     assert gsv <= final.misses + final.background_refreshes  # each fetch is a waiting reader's or a refresh
     assert stats.misses >= total["forced"]  # every forced read waits for a fetch
-    assert final.errors == 0
+    # The backend always answers: a fetch fails only when each of its answers was overtaken (every
+    # failure logs a warning naming its error, the first of a key's episode at least).
+    failures = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert all(OVERTAKEN in message for message in failures), failures
+    assert (final.errors > 0) == bool(failures)
+    assert final.errors > 0 or total["overtaken"] == 0
     # TTL is a bound: with no stale_while_revalidate window and a backend that always answers,
-    # nothing is ever served past its TTL, with or without refresh-ahead.
-    assert final.stale_served == 0
+    # nothing is served past its TTL, with or without refresh-ahead, unless a fetch failed.
+    assert final.stale_served == 0 or final.errors > 0
     if refresh_ahead is None:
         assert final.background_refreshes == 0
-    # Each read is one hit, miss or stale serve (no transient failures here, so never two).
+    # Each read is one hit, miss or stale serve; only a miss whose fetch failed is also served stale.
     served = stats.hits + stats.misses + stats.stale_served
-    assert served <= total["reads"]
+    assert stats.hits + stats.misses <= total["reads"]
     # Hot-path hits on an entry replaced at that moment are lost (see the xfail test below),
     # so the lower bound allows a sliver of the hits to go missing.
     assert served >= total["reads_ok"] - max(1, stats.hits // 100), (served, total)

@@ -238,6 +238,56 @@ def test_after_a_rollback_a_late_answer_older_than_the_version_rolled_back_from_
     assert [(change.old_version_id, change.new_version_id) for change in changes] == [(v1, v3), (v3, v1)]
 
 
+class Answers:
+    """Holds every GetSecretValue answer moto gave the thread named ``name``, one release each."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.name = name
+        self.arrived = threading.Semaphore(0)
+        self.released = threading.Semaphore(0)
+        client.meta.events.register("after-call.secretsmanager.GetSecretValue", self._hold)
+
+    def _hold(self, **_: Any) -> None:  # returns None: an after-call result is ignored anyway
+        if threading.current_thread().name == self.name:
+            self.arrived.release()
+            assert self.released.acquire(timeout=WATCHDOG), "a held answer was never released"
+
+
+LATE_FETCHES = 3  # a late answer is fetched again at most twice (docs/concepts.md, "Monotonic reads")
+
+
+@pytest.mark.parametrize("overtaken", [LATE_FETCHES - 1, LATE_FETCHES])
+def test_a_read_overtaken_by_a_rotation_during_each_of_its_fetches_fails_after_the_third(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, overtaken: int
+) -> None:
+    """A read whose every answer is older than a version served meanwhile fetches again twice, then fails."""
+    arn, cache, changes = served_and_watched(client, admin, clock)
+    answers = Answers(client, "late-reader")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        late = pool.submit(lambda: _named("late-reader", lambda: cache.get_secret_string(arn)))
+        for number in range(2, 2 + overtaken):
+            assert answers.arrived.acquire(timeout=WATCHDOG)  # moto answered pw-<number - 1>; it is on its way
+            rotate(admin, "db", f"pw-{number}")
+            assert cache.refresh("db").secret_string == f"pw-{number}"  # served before the late answer lands
+            clock.advance(61)  # and no longer fresh: no newer value to answer the late read with
+            answers.released.release()
+        if overtaken < LATE_FETCHES:
+            assert answers.arrived.acquire(timeout=WATCHDOG)  # nothing served since this fetch started
+            answers.released.release()
+            assert late.result(timeout=WATCHDOG) == f"pw-{overtaken + 1}"
+        else:
+            with pytest.raises(SecretUnavailableError, match="older than a version this cache has already served"):
+                late.result(timeout=WATCHDOG)
+    assert calls["GetSecretValue"] == 1 + overtaken + LATE_FETCHES  # the first read, the refreshes, the late read's
+    assert len(changes) == overtaken  # each rotation reported once, never a step back
+    if overtaken == LATE_FETCHES:  # a failed fetch: the key backs off, then reads the newest version
+        with pytest.raises(SecretUnavailableError, match="older than a version this cache has already served"):
+            cache.get_secret_string(arn)
+        clock.advance(FAST_RETRY.failure_backoff)
+        assert cache.get_secret_string(arn) == f"pw-{overtaken + 1}"
+        assert calls["GetSecretValue"] == 2 + overtaken + LATE_FETCHES
+
+
 # -- the marks a small cache keeps ---------------------------------------------------------------
 # With max_size=2 the cache holds 2 entries, and remembers the newest version of the labels they
 # hold plus at least 2 more (docs/concepts.md, "Monotonic reads"); these read 5 or more labels.
