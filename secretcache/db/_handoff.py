@@ -27,8 +27,9 @@ class HandOffLock:
 
     Work handed off is done under the lock, in the order handed, before the holder of the moment
     lets go (or by the hander itself when the lock is free); a thread's later ``with lock:`` sees
-    the work it handed off done. What the work returns is called after the lock is released.
-    Thread-safe.
+    the work it handed off done. What the work returns is called after the lock is released. A
+    work or wake-up that raises stops no other: the thread that ran it gets the first error once
+    the lock is released, every work left done and every wake-up called. Thread-safe.
     """
 
     def __init__(self) -> None:
@@ -54,20 +55,42 @@ class HandOffLock:
             self._release()
 
     def _do_left(self) -> None:
+        """Do the work left, in order; the first error is raised once none is left."""
+        errors: list[BaseException] = []
         while self._left:
-            self._wakes.extend(self._left.popleft()())
+            try:
+                self._wakes.extend(self._left.popleft()())
+            except BaseException as err:
+                errors.append(err)
+        _raise_first(errors)
 
     def _release(self) -> None:
         """Do the work left, let go, call the wake-ups; again while work was handed off meanwhile."""
+        errors: list[BaseException] = []
         while True:
             try:
                 self._do_left()
-                wakes, self._wakes = self._wakes, []
+            except BaseException as err:
+                errors.append(err)
             finally:
+                wakes, self._wakes = self._wakes, []
                 self._lock.release()
             for wake in wakes:
-                wake()
+                try:
+                    wake()
+                except BaseException as err:
+                    errors.append(err)
             # Handed off after the work above was done, while the lock was still held: its hander
             # found the lock taken and left it here.
             if not self._left or not self._lock.acquire(blocking=False):
-                return
+                break
+        _raise_first(errors)
+
+
+def _raise_first(errors: list[BaseException]) -> None:
+    """Raise the first of ``errors``, if any (and drop the list's references: no cycle through the frame)."""
+    if errors:
+        try:
+            raise errors[0]
+        finally:
+            errors.clear()
