@@ -328,7 +328,8 @@ async def test_tasks_in_the_grace_share_one_poll(pg_server: Server, client: Any,
     assert clock.sleeps == [0.25] * 4  # one poller at a time: the 8 tasks did not each wait and poll
     during = stages[before:]
     assert during.count("AWSCURRENT") == 1 + 4  # one forced refresh, then one read per poll: not one per task
-    assert during[-4:] == ["AWSCURRENT"] * 4
+    # (A task refused late on a loaded machine reads AWSPENDING after a poll has run: the order of
+    # the two kinds of read is the tasks' scheduling, not a promise; their counts are.)
     assert 1 <= during.count("AWSPENDING") <= 8  # none exists: each task may look once before the grace
 
 
