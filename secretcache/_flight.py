@@ -247,10 +247,8 @@ class Flights(dict["CacheKey", Flight]):
         if flight is None:
             flight = self[key] = Flight(key, entry, ttl, QUEUED, refresh)
         if queue:
-            if refresh == "background":
-                self.background[flight] = None
-                if entry is not None:
-                    flight.due, entry.refresh_at = entry.refresh_at, entry.fresh_until
+            if refresh == "background" and entry is not None:
+                flight.due, entry.refresh_at = entry.refresh_at, entry.fresh_until
             return Claim(flight, owner=True, served=entry)
         self.background.pop(flight, None)  # a queued refresh taken over by this reader
         flight.state, flight.refresh, flight.started, flight.began = RUNNING, refresh, self.tick(), now
@@ -258,6 +256,15 @@ class Flights(dict["CacheKey", Flight]):
         flight.owner = threading.get_ident() if runs_here else None  # a thread it is handed to owns it then
         flight.adopter = threading.get_ident() if runs_here and spare is not None else None
         return Claim(flight, owner=True, spare=spare)
+
+    def enqueue(self, flight: Flight) -> None:
+        """Put a background refresh :meth:`claim` queued in :attr:`background`, unless taken over or dropped since.
+
+        Not in :meth:`claim` itself: a refresh thread may take it from there at once, so the
+        store first notes what queued it (``Flight.origin``, asked of the observer after the lock).
+        """
+        if flight.state is QUEUED and self.get(flight.key) is flight:
+            self.background[flight] = None
 
     def falter(self, flights: tuple[Flight, ...]) -> tuple[list[Flight], list[Callable[[], None]]]:
         """Mark ``flights`` faltered (an attempt failed transiently); those newly so, and their settle wake-ups."""
@@ -286,9 +293,10 @@ class Flights(dict["CacheKey", Flight]):
     def take_next(self, now: float) -> list[Flight]:
         """Start, on this thread at ``now``, the oldest background refresh still queued, if any.
 
-        A flight leaves :attr:`background` as it starts (:meth:`take`, or a reader taking it over
-        in :meth:`claim`) or is forgotten (:meth:`forget`); one found there that cannot start is
-        dropped from it, so it never holds up the refreshes queued after it.
+        A flight enters :attr:`background` once queued (:meth:`enqueue`) and leaves it as it
+        starts (:meth:`take`, or a reader taking it over in :meth:`claim`) or is forgotten
+        (:meth:`forget`); one found there that cannot start is dropped from it, so it never holds
+        up the refreshes queued after it.
         """
         while self.background:
             oldest = next(iter(self.background))

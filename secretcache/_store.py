@@ -172,7 +172,10 @@ class Store:
             if claim is None:
                 return served
             observer = self.observer
-            claim.flight.origin = None if observer is None else observer.origin()
+            origin = None if observer is None else observer.origin()
+            with self._lock:  # only now may a refresh thread take it (the oldest queued): its origin is noted
+                claim.flight.origin = origin
+                self._flights.enqueue(claim.flight)
             return claim
         if error is not None:
             self.counters.add("read_errors")

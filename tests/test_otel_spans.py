@@ -7,14 +7,17 @@ under it, and a background refresh is its own trace, linked to its trigger.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import boto3
+import pytest
 
-from secretcache import AsyncSecretCache
-from tests.conftest import REGION, Calls, FakeClock, wait_until
+from secretcache import AsyncSecretCache, otel
+from tests.conftest import REGION, WATCHDOG, Calls, FakeClock, quiescent, wait_until
 from tests.otel import NAME, VALUE, Telemetry, instrumented
 from tests.otel import telemetry as telemetry  # a fixture
+from tests.store import busy_pool
 from tests.test_cache import make_cache
 
 
@@ -87,3 +90,48 @@ def test_async_read_fetch_is_a_child_of_the_tasks_span(
     [fetch] = telemetry.spans()
     assert fetch.parent is not None
     assert fetch.parent.span_id == request_id
+
+
+def test_a_refresh_queued_while_a_refresh_thread_is_free_is_linked_to_its_trigger(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh started by a leftover job the moment its read queues it still links to that read's span.
+
+    A refresh thread runs the oldest refresh queued, not the one its job was handed: db's job, its
+    refresh taken over, took api's as soon as api's read queued it, before that read had noted its
+    span, and api's refresh had no link.
+    """
+    cache, release = busy_pool(client, admin, calls, clock, more=("api",))
+    telemetry.instrument(cache)
+    try:
+        cache.get_secret_string("db")  # db's refresh queued: its job waits behind the two held refreshes
+        cache.refresh("db")  # a reader takes it over: db's job will find nothing of db's to run
+        barrier, drained = threading.Barrier(2), threading.Event()
+
+        def mark() -> None:  # both refresh threads here: db's job, queued before, is over
+            barrier.wait(WATCHDOG)
+            drained.set()
+
+        assert [cache._runner.defer(mark) for _ in range(2)] == [True, True]  # queued behind db's job
+        real = otel._Observer.origin
+
+        def origin(self: Any) -> object:  # the read that queues api's refresh, once its lock is released
+            token = real(self)
+            release.set()
+            assert drained.wait(WATCHDOG)
+            return token
+
+        monkeypatch.setattr(otel._Observer, "origin", origin)
+        with telemetry.tracers.get_tracer("app").start_as_current_span("request") as request:
+            assert cache.get_secret_string("api") == "api-1"
+    finally:
+        release.set()
+    quiescent(cache)
+    background = [
+        span for span in telemetry.spans() if (span.attributes or {}).get("secretcache.refresh") == "background"
+    ]
+    assert [[link.context.span_id for link in span.links] for span in background] == [
+        [request.get_span_context().span_id]
+    ]
+    assert calls.counts["GetSecretValue"] == 4 + 2 + 1 + 1  # warm-up; s1 and s2; db refreshed; api's once
+    cache.close()

@@ -142,6 +142,43 @@ def test_refreshes_the_pool_refuses_leave_nothing_queued(
     assert calls["GetSecretValue"] == 1 + 50
 
 
+def test_queued_refreshes_run_in_the_order_their_reads_queued_them(
+    client: Any, admin: Any, calls: Calls, clock: FakeClock
+) -> None:
+    """A free refresh thread runs the queued refreshes oldest first; one a reader took over is skipped."""
+    names = ("s1", "s2", "a", "b", "c", "d")
+    for name in names:
+        admin.create_secret(Name=name, SecretString=f"{name}-1")
+    cache = ahead_cache(client, clock)
+    for name in names:
+        cache.get_secret_string(name)
+    held = {"s1": threading.Event(), "s2": threading.Event()}
+    fetched: list[str] = []
+
+    def note(_op: str, params: dict[str, Any]) -> None:
+        fetched.append(params["SecretId"])
+        if params["SecretId"] in held:
+            held[params["SecretId"]].wait(WATCHDOG)
+
+    calls.add_fault(note)
+    clock.advance(85)  # past the refresh point of all six
+    try:
+        cache.get_secret_string("s1")
+        cache.get_secret_string("s2")
+        wait_until(lambda: len(fetched) == 2)  # both refresh threads are busy
+        for name in ("d", "a", "c", "b"):  # four refreshes queued, in this order
+            assert cache.get_secret_string(name) == f"{name}-1"
+        assert within_watchdog(lambda: cache.refresh("c").secret_string) == "c-1"  # taken over
+        held["s1"].set()  # one thread free: it runs the rest, one after the other
+        wait_until(lambda: len(fetched) == 2 + 1 + 3)
+        assert fetched[2:] == ["c", "d", "a", "b"]
+    finally:
+        for event in held.values():
+            event.set()
+    quiescent(cache)
+    assert (calls["GetSecretValue"], cache.stats().refreshes) == (6 + 2 + 1 + 3, 6)
+
+
 # -- refresh threads that cannot start --------------------------------------------------------
 
 
