@@ -40,16 +40,9 @@ Invariants, kept by every method of :class:`Store`; no code outside this module 
    fetch from the primary Region that started after the newer value was installed confirms it.
    Reads by version id are unaffected.
 
-   How the table keeps it (marks, admission, retiring): :mod:`secretcache._table`.
-
-   Monotonic reads and linearizable invalidation (after ``invalidate()`` returns, no read
-   returns a value fetched before it was called) fit together as follows: an orphaned fetch
-   installs nothing, so no later read is served its answer from the table; its answer goes only
-   to the readers that joined it before ``invalidate()`` returned (reads concurrent with it), and
-   it raises the mark. If that answer is newer than what a read started after the
-   ``invalidate()`` installed meanwhile, the older entry is retired and the next read fetches
-   again: the newer result is never thrown away in favour of the older one, and it is never
-   installed either.
+   Invalidation is linearizable: after ``invalidate()`` returns, no read returns a value fetched
+   before it was called (an orphaned fetch installs nothing). How the table keeps monotonic reads,
+   across invalidation too (marks, admission, retiring): :mod:`secretcache._table`.
 """
 
 from __future__ import annotations

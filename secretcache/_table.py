@@ -16,6 +16,14 @@ the label holds fresh (with that entry's deadlines), or, when none does, fetches
 fetch starts after the mark, so its answer is admitted unless the mark moved again meanwhile; after
 ``AGAIN_LIMIT`` such rounds the fetch fails); from a replica, the fetch counts as failed (the
 primary is failing), so the value served so far stays served.
+
+Monotonic reads and linearizable invalidation (after ``invalidate()`` returns, no read returns a
+value fetched before it was called) fit together as follows: an orphaned fetch installs nothing, so
+no later read is served its answer from the table; its answer goes only to the readers that joined
+it before ``invalidate()`` returned (reads concurrent with it), and it raises the mark. If that
+answer is newer than what a read started after the ``invalidate()`` installed meanwhile, the older
+entry is retired and the next read fetches again: the newer result is never thrown away in favour of
+the older one, and it is never installed either.
 """
 
 from __future__ import annotations
