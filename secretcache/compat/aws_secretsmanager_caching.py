@@ -34,7 +34,7 @@ Where the original behaves differently (its defects are not inherited):
 | `refresh_secret_now` | sleeps 2.5 to 5 s before fetching, or what is left of a failure backoff up to 10 s, holding up the caller | no sleep: fetches at once the default label and each other label of the secret read so far (joining a fetch already running); `True` only if every fetch succeeded (a label no version carries, the default one included, is an answer while the secret exists, as in the original) |
 | refreshes keep failing | serves the last value forever, also after the secret was deleted or access to it revoked | serves the last good value through an outage (throttling, 5xx, timeouts) up to `max_stale` (3600 s) past its TTL, then raises; a definite answer (deleted, access denied) stops serving it at the next fetch |
 | reads while a secret is refreshed | a per-secret lock is held across `DescribeSecret` and `GetSecretValue`: every reader of that secret waits | a hit takes no lock; a secret read regularly is refreshed in the background before it expires, so its reads never wait once warm; readers of a cold or expired key share one fetch |
-| API calls | `DescribeSecret` per refresh, plus `GetSecretValue` by `VersionId` per new version | one `GetSecretValue` by `VersionStage` per staging label per TTL; one `DescribeSecret` (however many readers meet it) when it answers `ResourceNotFoundException`, to tell a missing label (`None`) from a missing secret (raises) |
+| API calls | `DescribeSecret` per refresh, plus `GetSecretValue` by `VersionId` per new version | one `GetSecretValue` by `VersionStage` per staging label per TTL; one `DescribeSecret` (however many readers meet it; the others wait for it at most the cache's wait bound, then raise the `GetSecretValue` error) when it answers `ResourceNotFoundException`, to tell a missing label (`None`) from a missing secret (raises) |
 | `InjectSecretString` on a method | guesses: injects after the first argument whenever that argument's class has an attribute named like the function, so `def upper(secret, text)` called with a `str` gets its arguments swapped | knows: injects after `self` only when the function is called as a method, also through decorators stacked over it (`functools.wraps` wrappers, `functools.lru_cache`, `property`, `classmethod`: `cls` first, where the original gives `cls` the secret); a function kept in a class without `self` and called through it gets the secret first; a `staticmethod` under it never gets one |
 | a secret id that is blank, over 2048 characters or holds a control character | sends it; Secrets Manager refuses it | `InvalidSecretRequestError` before any call (`None`, a non-str and `""` raise botocore's `ParamValidationError`, as in the original) |
 | a stubbed answer without `SecretString` or `SecretBinary` | returns `None` | refused as malformed (Secrets Manager always sends a value) |
@@ -213,8 +213,7 @@ class SecretCache:
         self._labels_max = cache.max_size
         # GetSecretValue's ResourceNotFoundException does not say whether the secret or only the
         # label is missing: DescribeSecret tells, about once per fetch (see _exists).
-        self._secret_exists: weakref.WeakKeyDictionary[BaseException, bool] = weakref.WeakKeyDictionary()
-        self._describing: weakref.WeakKeyDictionary[BaseException, threading.Event] = weakref.WeakKeyDictionary()
+        self._described: weakref.WeakKeyDictionary[BaseException, _Describe] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"SecretCache(default_version_stage={self._stage!r}, cache={self._cache!r})"
@@ -312,34 +311,32 @@ class SecretCache:
         """Whether the secret of a ``ResourceNotFoundException`` exists, by ``DescribeSecret``.
 
         A definite answer is kept for ``cause``, the botocore error the cache re-raises until it
-        fetches again; a failed ``DescribeSecret`` (not allowed, throttled) counts as "missing"
-        for the reads that waited for it only, so the ``GetSecretValue`` error stands. Readers
-        that meet a new ``cause`` at the same moment share one ``DescribeSecret``: the first
-        asks, the others wait for its answer (no longer than the call, bounded by the client's
-        timeouts).
+        fetches again; a failed ``DescribeSecret`` (not allowed, throttled, interrupted) counts as
+        "missing" for the reads that waited for it only, so the ``GetSecretValue`` error stands.
+        Readers that meet a new ``cause`` at the same moment share one ``DescribeSecret``: the
+        first asks, the others wait for its answer at most the cache's wait bound (the retry
+        deadline plus the client's timeouts), then count it as failed. A read made while this
+        thread asks, further up its stack (a log handler of the call), does not wait for itself.
         """
         if not isinstance(cause, ClientError):
             return False
-        with self._labels_lock:
-            known = self._secret_exists.get(cause)
-            asking = self._describing.get(cause)
-            if known is None and asking is None:
-                self._describing[cause] = mine = threading.Event()
-        if known is not None:
-            return known
-        if asking is not None:
-            asking.wait()
-            with self._labels_lock:
-                return self._secret_exists.get(cause, False)
+        mine: _Describe | None = None
         try:
-            known = self._describe(secret_id)
-        finally:
             with self._labels_lock:
-                if known is not None:
-                    self._secret_exists[cause] = known
-                del self._describing[cause]
-            mine.set()
-        return bool(known)
+                asking = self._described.get(cause)
+                if asking is None or (asking.done.is_set() and asking.exists is None):
+                    mine = asking = _Describe()  # bound before it is shared: the finally below sees it
+                    self._described[cause] = mine
+            if mine is not None:
+                mine.exists = self._describe(secret_id)
+            elif not asking.done.is_set():
+                if asking.thread == threading.get_ident():
+                    return False  # asked further up this thread's stack: its answer cannot come first
+                asking.done.wait(self._cache._store.wait_bound)
+            return asking.exists is True
+        finally:
+            if mine is not None:  # on every path, BaseException included: no waiter is left waiting
+                mine.done.set()
 
     def _describe(self, secret_id: str) -> bool | None:
         """Whether ``DescribeSecret`` finds the secret; ``None`` when it fails otherwise."""
@@ -361,6 +358,17 @@ class SecretCache:
             self._labels[pair] = None
             if len(self._labels) > self._labels_max:
                 del self._labels[next(iter(self._labels))]
+
+
+class _Describe:
+    """One ``DescribeSecret``, shared by the readers that met one ``ResourceNotFoundException``."""
+
+    __slots__ = ("done", "exists", "thread")
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()  # the thread making the call
+        self.exists: bool | None = None  # its answer; None until it is in, or if the call failed
+        self.done = threading.Event()  # set once the call has ended, however it ended
 
 
 def _settings(config: SecretCacheConfig) -> dict[str, Any]:
