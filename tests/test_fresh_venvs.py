@@ -41,6 +41,7 @@ INSTALL_TIMEOUT = 600.0  # seconds for one `pip install`: downloads on a slow li
 INSTALL = re.compile(r"^ *pip install (?P<line>.+?) && python examples/(?P<name>[\w.]+)$", re.MULTILINE)
 DOCS_LINE = re.compile(r"`pip install (?P<line>[^`]+?) && mkdocs serve`")
 LEAKY = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONUSERBASE")
+BYTECODE = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")  # where a venv's runs cache their bytecode: its own
 
 
 def install_line(name: str) -> str:
@@ -57,13 +58,18 @@ def _clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in LEAKY}
 
 
-def _checkout_env() -> dict[str, str]:
-    """:func:`_clean_env` with this checkout on ``PYTHONPATH``, where a venv's editable install puts it.
+def _checkout_env(python: str) -> dict[str, str]:
+    """:func:`_clean_env` for a run of the venv's ``python``, with this checkout on ``PYTHONPATH``.
 
-    A kept venv's editable install names the checkout that built it (:class:`Venvs`): this makes
-    the code run this checkout's, whichever built the venv.
+    A kept venv's editable install names the checkout that built it (:class:`Venvs`): the
+    checkout on ``PYTHONPATH``, where the editable install puts it, makes the code run this
+    checkout's, whichever built the venv. The run caches the bytecode of what it imports in the
+    venv (``PYTHONPYCACHEPREFIX``), even where ``PYTHONDONTWRITEBYTECODE`` is set: pip installed it
+    uncompiled, and each run would compile boto3, botocore and moto again (about 0.5 s of CPU an
+    example); nothing is written into the checkout.
     """
-    return {**_clean_env(), "PYTHONPATH": str(REPO)}
+    env = {key: value for key, value in _clean_env().items() if key not in BYTECODE}
+    return {**env, "PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(Path(python).parent.parent / "pycache")}
 
 
 REBUILD = "SECRETCACHE_FRESH_VENVS"
@@ -113,7 +119,8 @@ class Venvs:
 
     def _build(self, line: str, venv: Path) -> str:
         # No pip inside (ensurepip costs seconds per venv): this process's pip installs into it
-        # (``pip --python``), and without compiling bytecode (the examples compile what they import).
+        # (``pip --python``), and without compiling bytecode: the runs cache what they import
+        # (:func:`_checkout_env`), a small part of what is installed.
         subprocess.run(
             [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120, env=_clean_env()
         )
@@ -205,7 +212,8 @@ def test_every_example_states_one_install_line() -> None:
 )
 def test_example_runs_in_a_fresh_venv_with_its_install_line(name: str, venvs: Venvs) -> None:
     """The example runs with nothing installed but its documented install line, not the dev extras."""
-    _run(name, _checkout_env(), python=venvs.python_for(install_line(name)))
+    python = venvs.python_for(install_line(name))
+    _run(name, _checkout_env(python), python=python)
 
 
 @pytest.mark.timeout(INSTALL_TIMEOUT + 300)
@@ -214,7 +222,13 @@ def test_a_kept_venv_runs_this_checkouts_code_whichever_checkout_built_it(venvs:
     python = venvs.python_for(install_line(FRESH[0]))
     probe = "import secretcache, sys; print(secretcache.__file__); print(*sys.path, sep='\\n')"
     result = subprocess.run(
-        [python, "-c", probe], cwd=tmp_path, env=_checkout_env(), capture_output=True, text=True, timeout=60, check=True
+        [python, "-c", probe],
+        cwd=tmp_path,
+        env=_checkout_env(python),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     module, *path = result.stdout.splitlines()
     assert Path(module).is_relative_to(REPO / "secretcache")
@@ -231,7 +245,7 @@ def test_docs_extra_builds_the_site_with_formatted_signatures(venvs: Venvs) -> N
     result = subprocess.run(
         [python, "scripts/check_docs.py"],
         cwd=REPO,
-        env=_checkout_env(),
+        env=_checkout_env(python),
         capture_output=True,
         text=True,
         timeout=300,
