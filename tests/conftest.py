@@ -19,6 +19,19 @@ from collections.abc import Callable, Iterator
 from types import CodeType, FrameType
 from typing import Any
 
+# Bytecode. Where PYTHONDONTWRITEBYTECODE is set, every test process would compile again what it
+# imports that has no bytecode beside it: this checkout's package and tests (pytest rewrites the
+# test modules' asserts and would cache that too), about 2.5 s of CPU per pytest-xdist worker.
+# Those processes keep their bytecode under ~/.cache/secretcache-tests/pycache instead (or
+# SECRETCACHE_TESTS_PYCACHE), never in the checkout; subprocesses keep the environment's setting.
+# With a prefix Python reads no __pycache__ beside the sources: the first run compiles once more
+# what the venv holds compiled, into the prefix (CONTRIBUTING.md, "Bytecode").
+if sys.dont_write_bytecode and sys.pycache_prefix is None:
+    sys.pycache_prefix = os.environ.get("SECRETCACHE_TESTS_PYCACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "secretcache-tests", "pycache"
+    )
+    sys.dont_write_bytecode = False
+
 # moto's request recorder (moto servers' /moto-api/recorder/...) is one per process and writes to
 # a file in the current directory unless told otherwise: one file per test process (each xdist
 # worker sets its own, not the one inherited from the controller), read when moto is imported below.
