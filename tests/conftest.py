@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import gc
 import http.client
 import json
 import os
@@ -140,6 +141,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _needs_db_server(item):
             item.add_marker(pytest.mark.db)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move what the imports and the collection built out of the garbage collector's reach (``gc.freeze``).
+
+    Python's full collections walk every object the collector tracks; after collection those are
+    mostly botocore's and moto's models, the modules and the test items, which live until the
+    process ends. Every full collection walked them again: about 0.05 s each, a quarter of the CPU
+    time of a run of cheap tests. Objects the tests make are collected as before (``gc.collect``
+    still finds them: ``tests/test_failures.py``, ``tests/test_otel_lifecycle.py``).
+    """
+    gc.collect()  # what is garbage already is freed, not frozen
+    gc.freeze()
 
 
 class _EachExampleRunsOnce:
