@@ -300,7 +300,7 @@ class SecretCache:
         if entry is None:
             entry = self._read(secret_id, version_stage, version_id, force_refresh, ttl)
         string = entry.string
-        if string is None:  # the one check string_of makes, here: the entry holds binary data
+        if string is None:  # binary data: the getter's own format error (the asyncio facade's string_of says the same)
             raise SecretFormatError(HOLDS_BINARY % (secret_id,), secret_id=secret_id)
         return string
 
