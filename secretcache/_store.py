@@ -234,9 +234,9 @@ class Store:
         refused ends with nothing, and its entry's refresh point is restored). An answer older
         than a version of its label served since the fetch started is not served (invariant 6;
         :meth:`Table.settle`): the flight may be left running, ``False`` returned, for the caller
-        to fetch again. If the reader that handed this fetch off still waits and it never faltered, its logs and
-        changes are left to that reader (:meth:`Runner.finish`); else they go to ``effects``
-        (announced here when ``None``).
+        to fetch again. If the reader that handed this fetch off still waits and it never
+        faltered, its logs and changes are left to that reader (:meth:`Runner.finish`); else they
+        go to ``effects`` (announced here when ``None``).
 
         Returns:
             Whether the flight completed.

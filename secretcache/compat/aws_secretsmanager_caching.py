@@ -60,6 +60,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from botocore.validate import ParamValidator
 
 import secretcache
+from secretcache._cache import store_of
 from secretcache._policy import check_size, to_seconds
 from secretcache._public import publish
 from secretcache.compat._official_decorators import InjectKeywordedSecretString, InjectSecretString
@@ -332,7 +333,7 @@ class SecretCache:
             elif not asking.done.is_set():
                 if asking.thread == threading.get_ident():
                     return False  # asked further up this thread's stack: its answer cannot come first
-                asking.done.wait(self._cache._store.wait_bound)
+                asking.done.wait(store_of(self._cache).wait_bound)
             return asking.exists is True
         finally:
             if mine is not None:  # on every path, BaseException included: no waiter is left waiting
