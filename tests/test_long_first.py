@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LONG_MARKS, _long_first
+from tests.collection import LONG_MARKS, long_first
 
 
 class Item:
@@ -41,7 +41,7 @@ def test_every_test_stays_once_and_each_share_starts_with_its_long_tests(
     """The order holds the same tests, each once; every share starts with long tests until they run out."""
     marks = [(LONG_MARKS[number % len(LONG_MARKS)],) if number % long_every == 0 else () for number in range(tests)]
     items = [Item(f"t{number}", mark) for number, mark in enumerate(marks)]
-    ordered = _long_first(items, workers)  # type: ignore[arg-type]
+    ordered = long_first(items, workers)  # type: ignore[arg-type]
     assert sorted(ordered, key=items.index) == items
     assert [item for item in items if not item.marks] == [item for item in ordered if not item.marks]
     cuts = shares(ordered, workers)
