@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,34 +18,11 @@ from secretcache.compat import aws_secretsmanager_caching as adapter
 from tests.compat_official import build
 from tests.compat_official import official_sleeps as official_sleeps  # autouse: the original never sleeps
 from tests.conftest import WATCHDOG, Calls, inside, wait_until
-from tests.watchdog import within_watchdog
+from tests.watchdog import finished, spawn, within_watchdog
 
 pytestmark = pytest.mark.timeout(90)
 
 SECRET = "s3cr3t-T0KEN-value"
-
-
-def spawn(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    """Run ``call`` on a daemon thread (a hung one cannot stall the suite); its result or error lands in the dict."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as err:
-            outcome["error"] = err
-
-    thread = threading.Thread(target=target, name="reader", daemon=True)
-    thread.start()
-    return thread, outcome
-
-
-def finished(thread: threading.Thread, outcome: dict[str, Any]) -> Any:
-    """What ``thread`` returned or raised; fail if it is still waiting after the watchdog."""
-    thread.join(WATCHDOG)
-    if thread.is_alive():
-        raise AssertionError(f"no return within {WATCHDOG} s: a lost wake-up or an unbounded wait")
-    return outcome["error"] if "error" in outcome else outcome["value"]
 
 
 def hold_describe(calls: Calls, release: threading.Event) -> None:
