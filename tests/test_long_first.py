@@ -1,4 +1,4 @@
-"""The collection order under pytest-xdist (``tests/conftest.py``): every test once, long ones first."""
+"""The collection order under pytest-xdist (``tests/collection.py``): every test once, long ones first."""
 
 from __future__ import annotations
 
